@@ -1,0 +1,348 @@
+//! Worker configuration as the proxy stores it (the seed's worker JSON) and its validation.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::SpecError;
+
+/// The longest worker, command or type name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a worker or command name: 1–64 of `A–Z a–z 0–9 _ . -`.
+///
+/// # Errors
+/// [`SpecError::InvalidName`] naming the field and saying what is wrong.
+pub fn validate_name(field: &'static str, name: &str) -> Result<(), SpecError> {
+    let problem = if name.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!(
+            "is {} characters long, the most is {MAX_NAME_LEN}",
+            name.len()
+        ))
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+            .map(|c| format!("contains {c:?}; only A-Z a-z 0-9 _ . - are allowed"))
+    };
+    match problem {
+        Some(problem) => Err(SpecError::InvalidName {
+            field,
+            name: name.to_owned(),
+            problem,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The most messages one instance processes at once; `0` means unlimited.
+///
+/// Accepted as a JSON string (`"100"`, `""` for unlimited) or a number; written as a
+/// string, the seed's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mpu(pub u32);
+
+impl Mpu {
+    /// No limit.
+    pub const UNLIMITED: Mpu = Mpu(0);
+
+    /// The limit, or `None` when unlimited.
+    pub fn limit(self) -> Option<u32> {
+        (self.0 > 0).then_some(self.0)
+    }
+}
+
+impl Serialize for Mpu {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mpu {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MpuVisitor)
+    }
+}
+
+struct MpuVisitor;
+
+impl Visitor<'_> for MpuVisitor {
+    type Value = Mpu;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("mpu as a whole number from 0 to 4294967295, or a string holding one")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Mpu, E> {
+        u32::try_from(v)
+            .map(Mpu)
+            .map_err(|_| E::custom(format!("mpu {v} is too large")))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mpu, E> {
+        u64::try_from(v)
+            .map_err(|_| E::custom(format!("mpu {v} is negative")))
+            .and_then(|v| self.visit_u64(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Mpu, E> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(Mpu::UNLIMITED);
+        }
+        v.parse::<u32>()
+            .map(Mpu)
+            .map_err(|_| E::custom(format!("mpu {v:?} is not a whole number from 0 to 4294967295")))
+    }
+}
+
+/// One message type a worker accepts, and where its results go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// The message type.
+    pub name: String,
+    /// The next worker on the line for this type; empty ends the line.
+    #[serde(default)]
+    pub worker: String,
+    /// Stored and reserved.
+    #[serde(default)]
+    pub mpu: Mpu,
+}
+
+/// A worker's configuration, the seed's JSON:
+/// `{"name":"add","agent":"","mpu":"100","commands":[{"name":"sqsum","worker":"square","mpu":"1"}]}`.
+///
+/// Deserializing validates it: unknown fields, bad names and duplicate command names
+/// are rejected with a message that names the problem.
+///
+/// ```
+/// use damrey_actors::WorkerSpec;
+///
+/// let spec: WorkerSpec = serde_json::from_str(
+///     r#"{"name":"add","agent":"","mpu":"100","commands":[{"name":"sqsum","worker":"square","mpu":"1"}]}"#,
+/// ).unwrap();
+/// assert_eq!(spec.next_worker("sqsum"), Some("square"));
+/// assert_eq!(spec, WorkerSpec::new("add").mpu(100).command("sqsum", "square").command_mpu(1));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawWorkerSpec")]
+pub struct WorkerSpec {
+    /// The worker's name.
+    pub name: String,
+    /// Empty: wherever instances are attached; `host:port`: pinned to that agent.
+    pub agent: String,
+    /// The most messages one instance processes at once.
+    pub mpu: Mpu,
+    /// The message types the worker accepts.
+    pub commands: Vec<CommandSpec>,
+}
+
+/// The worker JSON as written, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkerSpec {
+    name: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    mpu: Mpu,
+    #[serde(default)]
+    commands: Vec<CommandSpec>,
+}
+
+impl TryFrom<RawWorkerSpec> for WorkerSpec {
+    type Error = SpecError;
+
+    fn try_from(raw: RawWorkerSpec) -> Result<Self, SpecError> {
+        let spec = WorkerSpec {
+            name: raw.name,
+            agent: raw.agent,
+            mpu: raw.mpu,
+            commands: raw.commands,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl WorkerSpec {
+    /// A worker that accepts no types yet, on any agent, with no mpu limit.
+    pub fn new(name: impl Into<String>) -> Self {
+        WorkerSpec {
+            name: name.into(),
+            agent: String::new(),
+            mpu: Mpu::UNLIMITED,
+            commands: Vec::new(),
+        }
+    }
+
+    /// Sets the worker-level mpu (`0` is unlimited).
+    pub fn mpu(mut self, mpu: u32) -> Self {
+        self.mpu = Mpu(mpu);
+        self
+    }
+
+    /// Pins the worker to the agent at `host:port`.
+    pub fn agent(mut self, agent: impl Into<String>) -> Self {
+        self.agent = agent.into();
+        self
+    }
+
+    /// Accepts type `kind` and sends its results to `next` (empty ends the line).
+    pub fn command(mut self, kind: impl Into<String>, next: impl Into<String>) -> Self {
+        self.commands.push(CommandSpec {
+            name: kind.into(),
+            worker: next.into(),
+            mpu: Mpu::UNLIMITED,
+        });
+        self
+    }
+
+    /// Sets the (reserved) mpu of the command added last.
+    pub fn command_mpu(mut self, mpu: u32) -> Self {
+        if let Some(command) = self.commands.last_mut() {
+            command.mpu = Mpu(mpu);
+        }
+        self
+    }
+
+    /// The command for type `kind`, if the worker accepts it.
+    pub fn find_command(&self, kind: &str) -> Option<&CommandSpec> {
+        self.commands.iter().find(|command| command.name == kind)
+    }
+
+    /// Where a message of type `kind` leaving this worker goes: `Some("")` ends the line,
+    /// `None` means the worker does not list the type.
+    pub fn next_worker(&self, kind: &str) -> Option<&str> {
+        self.find_command(kind).map(|command| command.worker.as_str())
+    }
+
+    /// Checks names, the agent address and that no command name repeats.
+    ///
+    /// # Errors
+    /// The first [`SpecError`] found.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_name("name", &self.name)?;
+        if !self.agent.is_empty() {
+            validate_agent(&self.agent)?;
+        }
+        let mut seen = HashSet::with_capacity(self.commands.len());
+        for command in &self.commands {
+            validate_name("command name", &command.name)?;
+            if !command.worker.is_empty() {
+                validate_name("command worker", &command.worker)?;
+            }
+            if !seen.insert(command.name.as_str()) {
+                return Err(SpecError::DuplicateCommand(command.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an agent address: `host:port` with a non-empty host and a port from 1 to 65535.
+///
+/// # Errors
+/// [`SpecError::InvalidAgent`] saying what is wrong.
+pub fn validate_agent(agent: &str) -> Result<(), SpecError> {
+    let invalid = |problem: &str| SpecError::InvalidAgent {
+        agent: agent.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let (host, port) = agent
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("must be host:port"))?;
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':'))
+    {
+        return Err(invalid("has no valid host before the port"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(()),
+        _ => Err(invalid("has no port from 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<WorkerSpec, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_seed_json_parses_and_writes_back_in_the_seed_form() {
+        let json = r#"{"name":"entry","agent":"","mpu":"100","commands":[{"name":"test","worker":"testWorker","mpu":"1"}]}"#;
+        let spec = parse(json).unwrap();
+        assert_eq!(spec.mpu, Mpu(100));
+        assert_eq!(serde_json::to_string(&spec).unwrap(), json);
+    }
+
+    #[test]
+    fn mpu_is_accepted_as_a_number_or_a_string() {
+        assert_eq!(parse(r#"{"name":"a","mpu":7}"#).unwrap().mpu, Mpu(7));
+        assert_eq!(parse(r#"{"name":"a","mpu":""}"#).unwrap().mpu, Mpu(0));
+        assert!(parse(r#"{"name":"a","mpu":"ten"}"#)
+            .unwrap_err()
+            .contains(r#"mpu "ten" is not a whole number"#));
+        assert!(parse(r#"{"name":"a","mpu":-1}"#)
+            .unwrap_err()
+            .contains("mpu -1 is negative"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        assert!(parse(r#"{"name":"a","colour":"red"}"#)
+            .unwrap_err()
+            .contains("unknown field `colour`"));
+        assert!(parse(r#"{"name":"a","commands":[{"name":"t","wrker":"b"}]}"#)
+            .unwrap_err()
+            .contains("unknown field `wrker`"));
+    }
+
+    #[test]
+    fn bad_names_are_rejected_with_the_reason() {
+        let long = "x".repeat(65);
+        let cases = [
+            (r#"{"name":""}"#.to_owned(), "name \"\" must not be empty"),
+            (format!(r#"{{"name":"{long}"}}"#), "65 characters long"),
+            (
+                r#"{"name":"a'; DROP TABLE workers;--"}"#.to_owned(),
+                "contains '\\''",
+            ),
+            (
+                r#"{"name":"a","commands":[{"name":"t","worker":"b c"}]}"#.to_owned(),
+                "command worker \"b c\" contains ' '",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = parse(&json).unwrap_err();
+            assert!(error.contains(expected), "`{error}` lacks `{expected}`");
+        }
+        assert!(parse(&format!(r#"{{"name":"{}"}}"#, "x".repeat(64))).is_ok());
+        assert!(parse(r#"{"name":"A-z_0.9"}"#).is_ok());
+    }
+
+    #[test]
+    fn duplicate_command_names_are_rejected() {
+        let error = parse(r#"{"name":"a","commands":[{"name":"t"},{"name":"t","worker":"b"}]}"#)
+            .unwrap_err();
+        assert!(error.contains("command \"t\" is listed twice"), "{error}");
+    }
+
+    #[test]
+    fn agents_must_be_host_and_port() {
+        assert!(parse(r#"{"name":"a","agent":"127.0.0.1:7701"}"#).is_ok());
+        for agent in ["localhost", ":7701", "h:0", "h:99999", "h:x"] {
+            let error = parse(&format!(r#"{{"name":"a","agent":"{agent}"}}"#)).unwrap_err();
+            assert!(error.contains("agent"), "{agent}: {error}");
+        }
+    }
+}
