@@ -60,3 +60,16 @@ pub enum WorkerError {
     #[error("a worker must be started inside an actix system")]
     NoSystem,
 }
+
+/// Another agent could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// Every attempt to reach the agent failed.
+    #[error("agent {agent} could not be reached: {reason}")]
+    Unreachable {
+        /// The agent's `host:port`.
+        agent: String,
+        /// The last failure.
+        reason: String,
+    },
+}

@@ -1,12 +1,40 @@
 //! Damrey's actor library: the message model, the worker runtime, the routing core that
 //! every agent uses, and a test kit for user workers.
 //!
-//! A worker is an actix actor that implements `Handler<Message>`; see [`Worker`].
+//! A worker is an actix actor that implements `Handler<Message>`; see [`Worker`]. Workers
+//! are chained into collaboration lines by their configs ([`WorkerSpec`]) and a
+//! [`Router`] drives each line. `use damrey_actors::prelude::*;` brings what a worker
+//! author needs.
 
 pub mod error;
 pub mod message;
+pub mod routing;
 pub mod spec;
+pub mod testkit;
+pub mod worker;
 
-pub use error::{MessageError, SpecError, WorkerError};
+use std::future::Future;
+use std::pin::Pin;
+
+pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use message::{Message, Tag};
+pub use routing::{Envelope, MAX_HOPS, Remote, Router};
 pub use spec::{CommandSpec, Mpu, WorkerSpec};
+pub use worker::{Config, Instance, Worker, WorkerHandle};
+
+/// A boxed future that can move between threads, as the [`Remote`] trait returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a worker author needs: our [`Message`] and runtime types, and actix's actor
+/// traits (but not the `actix::Message` trait, so nothing clashes).
+pub mod prelude {
+    pub use crate::message::{Message, Tag};
+    pub use crate::routing::Router;
+    pub use crate::spec::WorkerSpec;
+    pub use crate::testkit::TestMesh;
+    pub use crate::worker::{Config, Worker, WorkerHandle};
+    pub use actix::{
+        Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture,
+        ResponseFuture, WrapFuture,
+    };
+}

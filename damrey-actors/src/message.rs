@@ -94,6 +94,20 @@ impl actix::Message for Message {
     type Result = Message;
 }
 
+/// Lets a handler return a [`Message`] directly (`type Result = Message;`).
+impl<A, M> actix::dev::MessageResponse<A, M> for Message
+where
+    A: actix::Actor,
+    M: actix::Message<Result = Message>,
+{
+    fn handle(self, _: &mut A::Context, tx: Option<actix::dev::OneshotSender<Message>>) {
+        if let Some(tx) = tx {
+            // The asker may have given up (deadline passed); nothing else to tell.
+            let _ = tx.send(self);
+        }
+    }
+}
+
 impl Message {
     /// Builds a message from its parts.
     pub fn new<I, S>(tag: Tag, kind: impl Into<String>, args: I) -> Self

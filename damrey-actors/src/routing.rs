@@ -1,0 +1,559 @@
+//! The routing core every agent uses: the rule of DESIGN §4 (accepted types, next worker,
+//! end of line, terminal tags, hop limit), deadlines carried per hop, the choice among a
+//! worker's instances, and the hand-off of a line to another agent through [`Remote`].
+//!
+//! A line is driven by a loop that owns the message: deliver it to an instance of the
+//! next worker, look the result up in that worker's commands, and go on until the line
+//! ends. When the next worker lives on another agent, the [`Envelope`] is handed to it
+//! and that agent carries on; whoever ends the line sends the terminal reply straight
+//! to the origin, whose router resolves the waiting request ([`Router::complete`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::BoxFuture;
+use crate::error::{RemoteError, SpecError, WorkerError};
+use crate::message::{Message, Tag};
+use crate::spec::{WorkerSpec, validate_name};
+use crate::worker::Instance;
+
+/// The most worker steps one line may take; a longer line ends with `ERROR`.
+pub const MAX_HOPS: u32 = 64;
+
+/// A line in transit between agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Identifies the request end to end; receivers drop ids they have seen.
+    pub id: Uuid,
+    /// The worker the message goes to.
+    pub to: String,
+    /// The agent (`host:port`) that waits for the terminal reply.
+    pub origin: String,
+    /// Time left before the request's deadline, in milliseconds.
+    pub remaining_ms: u64,
+    /// Worker steps taken so far.
+    pub hops: u32,
+    /// The message, as the plain JSON list.
+    pub message: Message,
+}
+
+/// How a router reaches other agents. The agent implements it over its persistent
+/// connections, with retries, backoff and duplicate suppression by envelope id.
+pub trait Remote: Send + Sync + 'static {
+    /// Hands `envelope` to the agent at `agent`, which continues the line there.
+    /// Resolves once that agent has taken it.
+    fn forward(
+        &self,
+        agent: &str,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<(), RemoteError>>;
+
+    /// Sends the terminal `reply` of request `id` to its `origin` agent.
+    fn reply(
+        &self,
+        origin: &str,
+        id: Uuid,
+        reply: Message,
+    ) -> BoxFuture<'static, Result<(), RemoteError>>;
+}
+
+/// The routing table and the line driver. Cheap to clone; clones share everything.
+///
+/// In one process it is a whole mesh: start workers attached to it and put requests to
+/// any of them.
+///
+/// ```
+/// use std::time::Duration;
+/// use damrey_actors::prelude::*;
+///
+/// struct Echo;
+/// impl Actor for Echo { type Context = Context<Self>; }
+/// impl Handler<Message> for Echo {
+///     type Result = Message;
+///     fn handle(&mut self, msg: Message, _: &mut Context<Self>) -> Message {
+///         Message::response(msg.kind, msg.args)
+///     }
+/// }
+///
+/// # actix::System::new().block_on(async {
+/// let router = Router::new([WorkerSpec::new("echo").command("say", "")]).unwrap();
+/// Worker::new(Config::named("echo")).attach(&router).start(|| Echo).await.unwrap();
+/// let reply = router.request("echo", Message::request("say", ["hi"]), Duration::from_secs(1)).await;
+/// assert_eq!(reply, Message::response("say", ["hi"]));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<RouterInner>,
+}
+
+struct RouterInner {
+    /// This agent's address; empty in a single-process mesh.
+    me: String,
+    remote: Option<Arc<dyn Remote>>,
+    table: RwLock<Arc<Table>>,
+    /// Requests that started here and were handed to another agent.
+    pending: Mutex<HashMap<Uuid, oneshot::Sender<Message>>>,
+    /// Rotates the starting point among equally loaded instances.
+    turn: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+struct Table {
+    routes: HashMap<String, Route>,
+}
+
+#[derive(Clone, Default)]
+struct Route {
+    spec: Option<Arc<WorkerSpec>>,
+    local: Vec<Instance>,
+    /// Agents known to hold instances of this worker.
+    remote: Vec<String>,
+}
+
+/// Where the current step goes.
+enum Destination {
+    Local(Instance),
+    Remote(String),
+}
+
+/// One line being driven.
+struct Line {
+    id: Option<Uuid>,
+    to: String,
+    origin: String,
+    hops: u32,
+    deadline: Instant,
+    message: Message,
+}
+
+impl Router {
+    /// A single-process router with these worker configs.
+    ///
+    /// # Errors
+    /// The first invalid config.
+    pub fn new(specs: impl IntoIterator<Item = WorkerSpec>) -> Result<Self, SpecError> {
+        Router::with_remote(String::new(), None, specs)
+    }
+
+    /// A router for the agent at `me` (`host:port`) that reaches other agents through `remote`.
+    ///
+    /// # Errors
+    /// The first invalid config.
+    pub fn with_remote(
+        me: impl Into<String>,
+        remote: Option<Arc<dyn Remote>>,
+        specs: impl IntoIterator<Item = WorkerSpec>,
+    ) -> Result<Self, SpecError> {
+        let router = Router {
+            inner: Arc::new(RouterInner {
+                me: me.into(),
+                remote,
+                table: RwLock::new(Arc::default()),
+                pending: Mutex::default(),
+                turn: AtomicUsize::new(0),
+            }),
+        };
+        router.set_specs(specs)?;
+        Ok(router)
+    }
+
+    /// Replaces every worker config at once (instances stay attached).
+    ///
+    /// # Errors
+    /// The first invalid config; then nothing changes.
+    pub fn set_specs(&self, specs: impl IntoIterator<Item = WorkerSpec>) -> Result<(), SpecError> {
+        let specs: Vec<WorkerSpec> = specs.into_iter().collect();
+        for spec in &specs {
+            spec.validate()?;
+        }
+        self.update(|table| {
+            for route in table.routes.values_mut() {
+                route.spec = None;
+            }
+            for spec in specs {
+                let name = spec.name.clone();
+                table.routes.entry(name).or_default().spec = Some(Arc::new(spec));
+            }
+        });
+        Ok(())
+    }
+
+    /// Adds or replaces one worker config.
+    ///
+    /// # Errors
+    /// The config is invalid; then nothing changes.
+    pub fn upsert_spec(&self, spec: WorkerSpec) -> Result<(), SpecError> {
+        spec.validate()?;
+        self.update(|table| {
+            let name = spec.name.clone();
+            table.routes.entry(name).or_default().spec = Some(Arc::new(spec));
+        });
+        Ok(())
+    }
+
+    /// Removes one worker config; its instances stay attached but receive nothing.
+    pub fn remove_spec(&self, name: &str) {
+        self.update(|table| {
+            if let Some(route) = table.routes.get_mut(name) {
+                route.spec = None;
+            }
+        });
+    }
+
+    /// The config of worker `name`.
+    pub fn spec(&self, name: &str) -> Option<Arc<WorkerSpec>> {
+        self.table().routes.get(name)?.spec.clone()
+    }
+
+    /// Sets the agents known to hold instances of worker `name`.
+    pub fn set_remote_instances(&self, name: &str, agents: Vec<String>) {
+        self.update(|table| table.routes.entry(name.to_owned()).or_default().remote = agents);
+    }
+
+    /// Adds a local instance of worker `name`.
+    ///
+    /// # Errors
+    /// [`WorkerError::UnknownWorker`] when no config names it.
+    pub fn attach(&self, name: &str, instance: Instance) -> Result<(), WorkerError> {
+        validate_name("name", name)?;
+        let mut known = false;
+        self.update(|table| {
+            if let Some(route) = table
+                .routes
+                .get_mut(name)
+                .filter(|route| route.spec.is_some())
+            {
+                route.local.push(instance);
+                known = true;
+            }
+        });
+        if known {
+            Ok(())
+        } else {
+            Err(WorkerError::UnknownWorker(name.to_owned()))
+        }
+    }
+
+    /// Removes a local instance of worker `name`; messages already given to it finish there.
+    pub fn detach(&self, name: &str, instance: &Instance) {
+        self.update(|table| {
+            if let Some(route) = table.routes.get_mut(name) {
+                route.local.retain(|attached| !attached.same(instance));
+            }
+        });
+    }
+
+    /// The local instances of worker `name`.
+    pub fn local_instances(&self, name: &str) -> usize {
+        self.table()
+            .routes
+            .get(name)
+            .map_or(0, |route| route.local.len())
+    }
+
+    /// Puts a request to worker `to` and waits for the line's one terminal reply, or
+    /// `TIMEOUT` when `timeout` passes first.
+    pub async fn request(&self, to: &str, message: Message, timeout: Duration) -> Message {
+        let deadline = Instant::now() + timeout;
+        let line = Line {
+            id: None,
+            to: to.to_owned(),
+            origin: self.inner.me.clone(),
+            hops: 0,
+            deadline,
+            message,
+        };
+        self.drive_until(line).await
+    }
+
+    /// Sends a message from worker `from` as W's own request: it goes to the worker of
+    /// W's command for its type and the terminal reply comes back here.
+    pub async fn request_from(&self, from: &str, message: Message, timeout: Duration) -> Message {
+        let next = self
+            .spec(from)
+            .ok_or_else(|| {
+                Message::error(
+                    message.kind.clone(),
+                    format!("no worker named {from:?} is configured"),
+                )
+            })
+            .and_then(|spec| next_of(&spec, message));
+        match next {
+            Ok(Next::Deliver(to, message)) => self.request(&to, message, timeout).await,
+            Ok(Next::End(reply)) | Err(reply) => reply,
+        }
+    }
+
+    /// Continues a line handed over by another agent. When the line ends here, the
+    /// terminal reply goes to the envelope's origin.
+    pub async fn accept(&self, envelope: Envelope) {
+        let origin = envelope.origin.clone();
+        let id = envelope.id;
+        let line = Line {
+            id: Some(id),
+            to: envelope.to,
+            origin: envelope.origin,
+            hops: envelope.hops,
+            deadline: Instant::now() + Duration::from_millis(envelope.remaining_ms),
+            message: envelope.message,
+        };
+        let deadline = line.deadline;
+        let reply = match timeout_at(deadline, self.drive(line)).await {
+            Ok(Some(reply)) => reply,
+            // Handed on to another agent, which will answer the origin.
+            Ok(None) => return,
+            Err(_elapsed) => Message::timeout(),
+        };
+        self.send_reply(&origin, id, reply).await;
+    }
+
+    /// Resolves request `id` that started here with its terminal reply; a reply for a
+    /// request that already ended (deadline passed) is dropped.
+    pub fn complete(&self, id: Uuid, reply: Message) -> bool {
+        let waiter = self.pending().remove(&id);
+        waiter.is_some_and(|waiter| waiter.send(reply).is_ok())
+    }
+
+    /// Requests that started here and wait on another agent.
+    pub fn pending_requests(&self) -> usize {
+        self.pending().len()
+    }
+
+    async fn drive_until(&self, line: Line) -> Message {
+        let deadline = line.deadline;
+        match timeout_at(deadline, self.drive(line)).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) | Err(_) => Message::timeout(),
+        }
+    }
+
+    /// Drives a line until it ends (`Some(reply)`) or is handed to another agent for
+    /// an origin elsewhere (`None`). The origin's router waits for the reply itself.
+    async fn drive(&self, mut line: Line) -> Option<Message> {
+        loop {
+            if Instant::now() >= line.deadline {
+                return Some(Message::timeout());
+            }
+            if line.hops >= MAX_HOPS {
+                return Some(Message::error(
+                    line.message.kind,
+                    format!(
+                        "the line reached the limit of {MAX_HOPS} hops at worker {}; check the configs for a loop",
+                        line.to
+                    ),
+                ));
+            }
+            let (spec, destination) = match self.choose(&line.to, &line.message.kind) {
+                Ok(found) => found,
+                Err(reason) => return Some(Message::error(line.message.kind, reason)),
+            };
+            let instance = match destination {
+                Destination::Local(instance) => instance,
+                Destination::Remote(agent) => return self.hand_off(agent, line).await,
+            };
+            let span = tracing::debug_span!("step", worker = %line.to, kind = %line.message.kind);
+            let result = instance
+                .process(line.message, line.deadline)
+                .instrument(span)
+                .await;
+            line.hops += 1;
+            match next_of(&spec, result) {
+                Ok(Next::Deliver(to, message)) => {
+                    line.to = to;
+                    line.message = message;
+                }
+                Ok(Next::End(reply)) | Err(reply) => return Some(reply),
+            }
+        }
+    }
+
+    /// Finds worker `to`'s config and the instance or agent for this step.
+    fn choose(&self, to: &str, kind: &str) -> Result<(Arc<WorkerSpec>, Destination), String> {
+        let table = self.table();
+        let Some((route, spec)) = table
+            .routes
+            .get(to)
+            .and_then(|route| Some((route, route.spec.clone()?)))
+        else {
+            return Err(format!("no worker named {to:?} is configured"));
+        };
+        if spec.find_command(kind).is_none() {
+            return Err(format!("worker {to} does not accept type {kind:?}"));
+        }
+        let me = &self.inner.me;
+        let pinned_elsewhere = !spec.agent.is_empty() && spec.agent != *me;
+        let destination = if pinned_elsewhere {
+            Some(Destination::Remote(spec.agent.clone()))
+        } else if let Some(instance) = self.least_loaded(&route.local) {
+            Some(Destination::Local(instance))
+        } else if spec.agent.is_empty() {
+            let others: Vec<&String> = route.remote.iter().filter(|agent| *agent != me).collect();
+            let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+            (!others.is_empty()).then(|| Destination::Remote(others[turn % others.len()].clone()))
+        } else {
+            None
+        };
+        match destination {
+            Some(destination) => Ok((spec, destination)),
+            None => Err(format!("worker {to} has no live instance")),
+        }
+    }
+
+    fn least_loaded(&self, instances: &[Instance]) -> Option<Instance> {
+        match instances {
+            [] => None,
+            [only] => Some(only.clone()),
+            _ => {
+                let start = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+                (0..instances.len())
+                    .map(|i| &instances[(start + i) % instances.len()])
+                    .min_by_key(|instance| instance.load())
+                    .cloned()
+            }
+        }
+    }
+
+    /// Hands the line to `agent`. At the origin, waits for the reply that will come back.
+    async fn hand_off(&self, agent: String, line: Line) -> Option<Message> {
+        let kind = line.message.kind.clone();
+        let Some(remote) = self.inner.remote.clone() else {
+            return Some(Message::error(
+                kind,
+                format!(
+                    "worker {} lives on agent {agent}, and this router reaches no other agent",
+                    line.to
+                ),
+            ));
+        };
+        let id = line.id.unwrap_or_else(Uuid::new_v4);
+        let at_origin = line.origin == self.inner.me;
+        let waiting = at_origin.then(|| {
+            let (tx, rx) = oneshot::channel();
+            self.pending().insert(id, tx);
+            Pending {
+                router: self,
+                id,
+                rx,
+            }
+        });
+        let envelope = Envelope {
+            id,
+            to: line.to,
+            origin: line.origin,
+            remaining_ms: remaining_ms(line.deadline),
+            hops: line.hops,
+            message: line.message,
+        };
+        if let Err(error) = remote.forward(&agent, envelope).await {
+            return Some(Message::error(kind, error.to_string()));
+        }
+        match waiting {
+            Some(mut waiting) => Some((&mut waiting.rx).await.unwrap_or_else(|_| Message::stop())),
+            None => None,
+        }
+    }
+
+    async fn send_reply(&self, origin: &str, id: Uuid, reply: Message) {
+        if origin == self.inner.me {
+            self.complete(id, reply);
+            return;
+        }
+        match &self.inner.remote {
+            Some(remote) => {
+                if let Err(error) = remote.reply(origin, id, reply).await {
+                    tracing::warn!(message_id = %id, agent = origin, error = %error, "terminal reply lost");
+                }
+            }
+            None => {
+                tracing::warn!(message_id = %id, agent = origin, "no remote to send a reply to")
+            }
+        }
+    }
+
+    fn table(&self) -> Arc<Table> {
+        self.inner
+            .table
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Table)) {
+        let mut guard = self
+            .inner
+            .table
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut table = Table::clone(&guard);
+        change(&mut table);
+        *guard = Arc::new(table);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Message>>> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A request waiting at its origin; leaves the pending table however the wait ends.
+struct Pending<'a> {
+    router: &'a Router,
+    id: Uuid,
+    rx: oneshot::Receiver<Message>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.router.pending().remove(&self.id);
+    }
+}
+
+/// What happens to a message leaving a worker.
+enum Next {
+    /// It goes on to this worker as a `REQUEST`.
+    Deliver(String, Message),
+    /// The line ends with it.
+    End(Message),
+}
+
+/// Applies a worker's commands to a message leaving it; `Err` is the `ERROR` that ends
+/// the line when the worker lists no command for the message's type.
+fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Message> {
+    if message.ends_line() {
+        return Ok(Next::End(message));
+    }
+    match spec.next_worker(&message.kind) {
+        Some("") => Ok(Next::End(message)),
+        Some(next) => Ok(Next::Deliver(
+            next.to_owned(),
+            Message {
+                tag: Tag::Request,
+                ..message
+            },
+        )),
+        None => Err(Message::error(
+            message.kind.clone(),
+            format!(
+                "worker {} has no command for type {:?}",
+                spec.name, message.kind
+            ),
+        )),
+    }
+}
+
+fn remaining_ms(deadline: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,606 @@
+//! The worker runtime: [`Config`], the [`Worker`] builder, supervision, step timeouts,
+//! the mpu cap, draining stop, and the worker's own outbox ([`WorkerHandle`]).
+//!
+//! Each started worker is hosted by an [`Instance`]: it owns the user's actor, feeds it
+//! one [`Message`] per step, and turns what goes wrong into the right terminal tag.
+//!
+//! Supervision: a handler that panics kills its actor; the host notices (the actor's
+//! mailbox closes), answers the message the actor was processing `ERROR`, starts a new
+//! actor from the factory on the same arbiter, and hands the messages that were queued
+//! behind the panicking one to the new actor — they had not started, so nothing runs twice.
+//! A panic inside a handler's own future (`ResponseFuture`) leaves the actor alive: that
+//! message alone is answered `ERROR`.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix::dev::channel;
+use actix::dev::{MessageResponse, Request};
+use actix::{Actor, Addr, ArbiterHandle, Context, Handler};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, timeout_at};
+
+use crate::BoxFuture;
+use crate::error::WorkerError;
+use crate::message::Message;
+use crate::routing::{MAX_HOPS, Router};
+use crate::spec::Mpu;
+
+/// How a worker runs, as the seed writes it: `Config { retries, name, timeout }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Attempts to push a message onward before giving up.
+    pub retries: u32,
+    /// The worker's name; it must match a configured worker to be routed to.
+    pub name: String,
+    /// The longest one message may be processed; a longer step ends the line with `TIMEOUT`.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// A config named `name` with the defaults: 3 retries and a 5 s step timeout.
+    pub fn named(name: impl Into<String>) -> Self {
+        Config {
+            name: name.into(),
+            ..Config::default()
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            retries: 3,
+            name: String::new(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds and starts a worker: `Worker::new(config).attach(&router).start(|| Add).await?`.
+///
+/// ```
+/// use std::time::Duration;
+/// use damrey_actors::prelude::*;
+///
+/// struct Add;
+/// impl Actor for Add { type Context = Context<Self>; }
+/// impl Handler<Message> for Add {
+///     type Result = Message;
+///     fn handle(&mut self, msg: Message, _: &mut Context<Self>) -> Message {
+///         let sum: i64 = msg.args.iter().filter_map(|a| a.parse::<i64>().ok()).sum();
+///         Message::response(msg.kind, [sum.to_string()])
+///     }
+/// }
+///
+/// # actix::System::new().block_on(async {
+/// let add = Worker::new(Config::named("add")).start(|| Add).await.unwrap();
+/// let reply = add.call(Message::request("sum", ["3", "4"]), Duration::from_secs(1)).await;
+/// assert_eq!(reply, Message::response("sum", ["7"]));
+/// add.stop().await;
+/// # });
+/// ```
+pub struct Worker {
+    config: Config,
+    router: Option<Router>,
+    mpu: Option<Mpu>,
+}
+
+impl Worker {
+    /// A worker with this config, not yet attached anywhere.
+    pub fn new(config: Config) -> Self {
+        Worker {
+            config,
+            router: None,
+            mpu: None,
+        }
+    }
+
+    /// Attaches the worker to an in-process router (a mesh in one process); its `mpu`
+    /// then comes from the router's config for this worker's name.
+    pub fn attach(mut self, router: &Router) -> Self {
+        self.router = Some(router.clone());
+        self
+    }
+
+    /// Caps the messages processed at once, overriding the configured `mpu`.
+    pub fn mpu(mut self, mpu: u32) -> Self {
+        self.mpu = Some(Mpu(mpu));
+        self
+    }
+
+    /// Starts the actor made by `factory` on the current actix arbiter and, when attached,
+    /// adds it to the router's instances of this worker.
+    ///
+    /// # Errors
+    /// [`WorkerError::NoSystem`] outside an actix system; [`WorkerError::UnknownWorker`]
+    /// when attached to a router that has no config for `config.name`.
+    pub async fn start<A, F>(self, factory: F) -> Result<WorkerHandle, WorkerError>
+    where
+        A: Actor<Context = Context<A>> + Handler<Message>,
+        <A as Handler<Message>>::Result: MessageResponse<A, Message>,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let arbiter = actix::Arbiter::try_current().ok_or(WorkerError::NoSystem)?;
+        let configured_mpu = match &self.router {
+            Some(router) => Some(
+                router
+                    .spec(&self.config.name)
+                    .ok_or_else(|| WorkerError::UnknownWorker(self.config.name.clone()))?
+                    .mpu,
+            ),
+            None => None,
+        };
+        let mpu = self.mpu.or(configured_mpu).unwrap_or(Mpu::UNLIMITED);
+        let host = Host::start(&self.config, mpu, arbiter, Arc::new(factory));
+        let instance = Instance(host);
+        if let Some(router) = &self.router {
+            router.attach(&self.config.name, instance.clone())?;
+        }
+        Ok(WorkerHandle {
+            config: self.config,
+            router: self.router,
+            instance,
+        })
+    }
+}
+
+/// A started worker: its outbox (`request`, `push`), direct calls, counters and `stop`.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    config: Config,
+    router: Option<Router>,
+    instance: Instance,
+}
+
+impl WorkerHandle {
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Sends a request from this worker: it goes to the worker of this worker's command
+    /// for the message's type, along the line, and the line's one terminal reply comes
+    /// back here. Never fails: problems come back as `ERROR`, `TIMEOUT` or `STOP`.
+    pub async fn request(&self, message: Message, timeout: Duration) -> Message {
+        match &self.router {
+            Some(router) => {
+                router
+                    .request_from(&self.config.name, message, timeout)
+                    .await
+            }
+            None => Message::error(
+                message.kind,
+                WorkerError::Detached(self.config.name.clone()).to_string(),
+            ),
+        }
+    }
+
+    /// Sends a message from this worker along its line without waiting for a reply.
+    /// Each step of the line is still bounded by its worker's timeout, and the line by
+    /// the hop limit, so the pushed line always ends.
+    ///
+    /// # Errors
+    /// [`WorkerError::Detached`] when the worker is not attached to a router.
+    pub async fn push(&self, message: Message) -> Result<(), WorkerError> {
+        let router = self
+            .router
+            .clone()
+            .ok_or_else(|| WorkerError::Detached(self.config.name.clone()))?;
+        let name = self.config.name.clone();
+        let budget = self.config.timeout.saturating_mul(MAX_HOPS);
+        tokio::spawn(async move {
+            let reply = router.request_from(&name, message, budget).await;
+            tracing::debug!(worker = %name, %reply, "pushed line ended");
+        });
+        Ok(())
+    }
+
+    /// Puts a message to this instance alone, bypassing routing, and returns what the
+    /// handler made of it (or `ERROR`, `TIMEOUT`, `STOP`). This is how a single worker
+    /// is tested.
+    pub async fn call(&self, message: Message, timeout: Duration) -> Message {
+        self.instance
+            .process(message, Instant::now() + timeout)
+            .await
+    }
+
+    /// How many times the actor has been restarted after a panic.
+    pub fn restarts(&self) -> u64 {
+        self.instance.restarts()
+    }
+
+    /// Messages queued or in process at this instance.
+    pub fn load(&self) -> usize {
+        self.instance.load()
+    }
+
+    /// Leaves the router first, answers `STOP` to what is queued, lets what is in process
+    /// finish (for at most the step timeout), then stops the actor.
+    pub async fn stop(&self) {
+        if let Some(router) = &self.router {
+            router.detach(&self.config.name, &self.instance);
+        }
+        self.instance.stop().await;
+    }
+}
+
+/// One running instance of a worker, as the router sees it: something that turns a
+/// message into the step's result.
+#[derive(Clone)]
+pub struct Instance(Arc<dyn Endpoint>);
+
+impl Instance {
+    /// Processes one step: the handler's result, or `ERROR`/`TIMEOUT`/`STOP`.
+    pub fn process(&self, message: Message, deadline: Instant) -> BoxFuture<'static, Message> {
+        self.0.clone().process(message, deadline)
+    }
+
+    /// Messages queued or in process here; the router picks the least loaded instance.
+    pub fn load(&self) -> usize {
+        self.0.load()
+    }
+
+    /// Restarts after panics.
+    pub fn restarts(&self) -> u64 {
+        self.0.restarts()
+    }
+
+    /// Whether two handles are the same instance.
+    pub fn same(&self, other: &Instance) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    async fn stop(&self) {
+        self.0.clone().stop().await
+    }
+}
+
+/// The type-erased face of a [`Host`].
+trait Endpoint: Send + Sync + 'static {
+    fn process(self: Arc<Self>, message: Message, deadline: Instant)
+    -> BoxFuture<'static, Message>;
+    fn stop(self: Arc<Self>) -> BoxFuture<'static, ()>;
+    fn load(&self) -> usize;
+    fn restarts(&self) -> u64;
+}
+
+/// Makes a fresh actor after a panic.
+type Factory<A> = Arc<dyn Fn() -> A + Send + Sync>;
+
+/// Hosts one user actor: admission (mpu), step timeouts, panic supervision and drain.
+struct Host<A: Actor<Context = Context<A>>> {
+    name: String,
+    step_timeout: Duration,
+    factory: Factory<A>,
+    arbiter: ArbiterHandle,
+    /// `None` when mpu is unlimited.
+    limiter: Option<Arc<Semaphore>>,
+    /// Queued or in process.
+    load: AtomicUsize,
+    /// In process (admitted past the limiter).
+    busy: AtomicUsize,
+    restarts: AtomicU64,
+    stopping: AtomicBool,
+    idle: Notify,
+    state: Mutex<HostState<A>>,
+}
+
+struct HostState<A: Actor> {
+    /// Bumped at each restart.
+    generation: u64,
+    /// `None` once stopped.
+    addr: Option<Addr<A>>,
+    next_seq: u64,
+    /// Messages handed to the actor and not yet answered: sequence number → generation.
+    /// The actor's mailbox is FIFO, so the oldest one of a dead generation is the one
+    /// whose handler panicked.
+    outstanding: BTreeMap<u64, u64>,
+    /// The message found guilty for the death of a generation: (generation, sequence).
+    culprit: Option<(u64, u64)>,
+}
+
+/// A message handed to the actor.
+struct Dispatched<A>
+where
+    A: Actor<Context = Context<A>> + Handler<Message>,
+{
+    seq: u64,
+    generation: u64,
+    /// Boxed because a step that times out hands it to a task that waits for the actor.
+    request: Pin<Box<Request<A, Message>>>,
+    /// A copy kept when other messages were ahead in the mailbox: if the actor dies
+    /// before reaching this one, it goes to the restarted actor.
+    retry: Option<Message>,
+}
+
+/// What a closed mailbox meant for one message.
+enum Verdict {
+    /// The actor died processing this message.
+    Culprit,
+    /// The actor died before reaching this message: hand it to the new actor.
+    Retry,
+    /// The actor lives: the handler's own future panicked.
+    FuturePanicked,
+    /// The worker is stopping.
+    Stopped,
+}
+
+impl<A> Host<A>
+where
+    A: Actor<Context = Context<A>> + Handler<Message>,
+    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
+{
+    fn start(config: &Config, mpu: Mpu, arbiter: ArbiterHandle, factory: Factory<A>) -> Arc<Self> {
+        let addr = spawn_actor(&arbiter, factory.clone());
+        Arc::new(Host {
+            name: config.name.clone(),
+            step_timeout: config.timeout,
+            factory,
+            arbiter,
+            limiter: mpu
+                .limit()
+                .map(|limit| Arc::new(Semaphore::new(limit as usize))),
+            load: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            restarts: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            idle: Notify::new(),
+            state: Mutex::new(HostState {
+                generation: 0,
+                addr: Some(addr),
+                next_seq: 0,
+                outstanding: BTreeMap::new(),
+                culprit: None,
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, HostState<A>> {
+        // Nothing panics while the lock is held, but a poisoned lock still holds
+        // consistent data, so keep going rather than cascade the panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn run_step(self: Arc<Self>, message: Message, deadline: Instant) -> Message {
+        let _load = Counted::new(&self.load);
+        let permit = match &self.limiter {
+            Some(limiter) => match timeout_at(deadline, limiter.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_closed)) => return Message::stop(),
+                Err(_elapsed) => return Message::timeout(),
+            },
+            None => None,
+        };
+        if self.stopping.load(Ordering::Acquire) {
+            return Message::stop();
+        }
+        let admitted = Admitted::new(self.clone(), permit);
+        let step_deadline = deadline.min(Instant::now() + self.step_timeout);
+        let kind = message.kind.clone();
+        let mut next = message;
+        loop {
+            let Some(mut dispatched) = self.dispatch(next) else {
+                return Message::stop();
+            };
+            let answer = Answered {
+                host: self.clone(),
+                seq: dispatched.seq,
+            };
+            match timeout_at(step_deadline, &mut dispatched.request).await {
+                Ok(Ok(reply)) => return reply,
+                Ok(Err(_closed)) => {
+                    match self.after_closed(dispatched.generation, dispatched.seq) {
+                        Verdict::Culprit => {
+                            return Message::error(
+                                kind,
+                                format!(
+                                    "worker {} panicked processing this message and was restarted",
+                                    self.name
+                                ),
+                            );
+                        }
+                        Verdict::FuturePanicked => {
+                            return Message::error(
+                                kind,
+                                format!("worker {} panicked processing this message", self.name),
+                            );
+                        }
+                        Verdict::Stopped => return Message::stop(),
+                        Verdict::Retry => match dispatched.retry {
+                            Some(message) => next = message,
+                            None => {
+                                return Message::error(
+                                    kind,
+                                    format!(
+                                        "worker {} restarted before processing this message",
+                                        self.name
+                                    ),
+                                );
+                            }
+                        },
+                    }
+                }
+                Err(_elapsed) => {
+                    // The actor is still at it: keep its slot taken until it really ends,
+                    // so mpu keeps counting the work the actor is doing.
+                    tokio::spawn(async move {
+                        let _ = dispatched.request.await;
+                        drop(answer);
+                        drop(admitted);
+                    });
+                    return Message::timeout();
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, message: Message) -> Option<Dispatched<A>> {
+        let mut state = self.state();
+        let generation = state.generation;
+        let seq = state.next_seq;
+        let retry = (!state.outstanding.is_empty()).then(|| message.clone());
+        let request = Box::pin(state.addr.as_ref()?.send(message));
+        state.next_seq += 1;
+        state.outstanding.insert(seq, generation);
+        Some(Dispatched {
+            seq,
+            generation,
+            request,
+            retry,
+        })
+    }
+
+    fn after_closed(&self, generation: u64, seq: u64) -> Verdict {
+        if self.stopping.load(Ordering::Acquire) {
+            return Verdict::Stopped;
+        }
+        let mut state = self.state();
+        let alive =
+            state.generation == generation && state.addr.as_ref().is_some_and(Addr::connected);
+        if alive {
+            return Verdict::FuturePanicked;
+        }
+        if state.culprit.is_none_or(|(dead, _)| dead != generation) {
+            state.culprit = state
+                .outstanding
+                .iter()
+                .find(|&(_, &g)| g == generation)
+                .map(|(&oldest, _)| (generation, oldest));
+        }
+        if state.generation == generation {
+            state.generation += 1;
+            state.addr = Some(spawn_actor(&self.arbiter, self.factory.clone()));
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(worker = %self.name, generation, "worker panicked; restarted from its factory");
+        }
+        if state.culprit == Some((generation, seq)) {
+            Verdict::Culprit
+        } else {
+            Verdict::Retry
+        }
+    }
+
+    async fn drain(self: Arc<Self>) {
+        self.stopping.store(true, Ordering::Release);
+        if let Some(limiter) = &self.limiter {
+            limiter.close();
+        }
+        let deadline = Instant::now() + self.step_timeout;
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.busy.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!(worker = %self.name, "stop: in-process messages did not finish within the step timeout");
+                break;
+            }
+        }
+        // Dropping the last address stops the actor once its mailbox is empty.
+        self.state().addr = None;
+    }
+}
+
+impl<A> Endpoint for Host<A>
+where
+    A: Actor<Context = Context<A>> + Handler<Message>,
+    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
+{
+    fn process(
+        self: Arc<Self>,
+        message: Message,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Message> {
+        Box::pin(self.run_step(message, deadline))
+    }
+
+    fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(self.drain())
+    }
+
+    fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts an actor from `factory` on `arbiter` with a mailbox that never pushes back:
+/// the host's limiter does admission, and an unbounded mailbox keeps the order of
+/// `send` calls the order of processing.
+fn spawn_actor<A>(arbiter: &ArbiterHandle, factory: Factory<A>) -> Addr<A>
+where
+    A: Actor<Context = Context<A>>,
+{
+    let (tx, rx) = channel::channel(usize::MAX >> 3);
+    arbiter.spawn_fn(move || {
+        let ctx = Context::with_receiver(rx);
+        actix_rt::spawn(ctx.into_future(factory()));
+    });
+    Addr::new(tx)
+}
+
+/// Counts one unit in an atomic for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A message past the limiter: holds its mpu permit and counts as busy.
+struct Admitted<A: Actor<Context = Context<A>>> {
+    host: Arc<Host<A>>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<A: Actor<Context = Context<A>>> Admitted<A> {
+    fn new(host: Arc<Host<A>>, permit: Option<OwnedSemaphorePermit>) -> Self {
+        host.busy.fetch_add(1, Ordering::AcqRel);
+        Admitted {
+            host,
+            _permit: permit,
+        }
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> Drop for Admitted<A> {
+    fn drop(&mut self) {
+        if self.host.busy.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.host.stopping.load(Ordering::Acquire)
+        {
+            self.host.idle.notify_waiters();
+        }
+    }
+}
+
+/// Removes a dispatched message from the outstanding table once it is answered.
+struct Answered<A: Actor<Context = Context<A>>> {
+    host: Arc<Host<A>>,
+    seq: u64,
+}
+
+impl<A: Actor<Context = Context<A>>> Drop for Answered<A> {
+    fn drop(&mut self) {
+        let mut state = self.host.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.outstanding.remove(&self.seq);
+    }
+}

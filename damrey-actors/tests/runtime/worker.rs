@@ -1,0 +1,200 @@
+//! One worker: supervision, step timeouts, mpu and stop.
+
+use std::time::{Duration, Instant};
+
+use damrey_actors::prelude::*;
+use damrey_actors::testkit;
+
+use crate::support::{Panicky, Sleeper, count, join_all};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[actix::test]
+async fn a_panic_mid_message_answers_error_and_the_next_message_is_processed() {
+    let worker = Worker::new(Config::named("panicky"))
+        .start(|| Panicky)
+        .await
+        .unwrap();
+
+    let failed = worker
+        .call(Message::request("echo", ["panic"]), SECOND)
+        .await;
+    let next = worker
+        .call(Message::request("echo", ["fine"]), SECOND)
+        .await;
+
+    assert_eq!(
+        failed,
+        Message::error(
+            "echo",
+            "worker panicky panicked processing this message and was restarted"
+        )
+    );
+    assert_eq!(next, Message::response("echo", ["fine"]));
+    assert_eq!(worker.restarts(), 1);
+}
+
+#[actix::test]
+async fn messages_queued_behind_a_panic_go_to_the_restarted_actor() {
+    let worker = Worker::new(Config::named("panicky"))
+        .start(|| Panicky)
+        .await
+        .unwrap();
+
+    let replies = join_all(["a", "panic", "b", "c", "d"].map(|arg| {
+        let worker = worker.clone();
+        async move { worker.call(Message::request("echo", [arg]), SECOND).await }
+    }))
+    .await;
+
+    assert_eq!(replies[0], Message::response("echo", ["a"]));
+    assert_eq!(replies[1].tag, Tag::Error);
+    for (reply, arg) in replies[2..].iter().zip(["b", "c", "d"]) {
+        assert_eq!(*reply, Message::response("echo", [arg]));
+    }
+    assert_eq!(worker.restarts(), 1);
+}
+
+#[actix::test]
+async fn a_panic_inside_a_handler_future_answers_error_and_keeps_the_actor() {
+    let worker = Worker::new(Config::named("sleeper"))
+        .start(Sleeper::default)
+        .await
+        .unwrap();
+
+    let failed = worker
+        .call(Message::request("nap", ["panic"]), SECOND)
+        .await;
+    let next = worker.call(Message::request("nap", ["1"]), SECOND).await;
+
+    assert_eq!(
+        failed,
+        Message::error("nap", "worker sleeper panicked processing this message")
+    );
+    assert_eq!(next, Message::response("nap", ["1"]));
+    assert_eq!(worker.restarts(), 0);
+}
+
+#[actix::test]
+async fn a_step_longer_than_the_worker_timeout_is_answered_timeout() {
+    let config = Config {
+        timeout: Duration::from_millis(100),
+        ..Config::named("sleeper")
+    };
+    let worker = Worker::new(config).start(Sleeper::default).await.unwrap();
+
+    let started = Instant::now();
+    let reply = worker
+        .call(Message::request("nap", ["2000"]), 10 * SECOND)
+        .await;
+
+    assert_eq!(reply, Message::timeout());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < SECOND,
+        "{waited:?}"
+    );
+}
+
+#[actix::test]
+async fn mpu_one_processes_one_message_at_a_time() {
+    let sleeper = Sleeper::default();
+    let factory = {
+        let sleeper = sleeper.clone();
+        move || sleeper.clone()
+    };
+    let worker = Worker::new(Config::named("sleeper"))
+        .mpu(1)
+        .start(factory)
+        .await
+        .unwrap();
+
+    let replies = join_all((0..8).map(|_| {
+        let worker = worker.clone();
+        async move {
+            worker
+                .call(Message::request("nap", ["10"]), 5 * SECOND)
+                .await
+        }
+    }))
+    .await;
+
+    assert!(
+        replies
+            .iter()
+            .all(|r| *r == Message::response("nap", ["10"]))
+    );
+    assert_eq!(count(&sleeper.most), 1);
+}
+
+#[actix::test]
+async fn mpu_caps_concurrency_without_serializing() {
+    let sleeper = Sleeper::default();
+    let factory = {
+        let sleeper = sleeper.clone();
+        move || sleeper.clone()
+    };
+    let worker = Worker::new(Config::named("sleeper"))
+        .mpu(3)
+        .start(factory)
+        .await
+        .unwrap();
+
+    join_all((0..12).map(|_| {
+        let worker = worker.clone();
+        async move {
+            worker
+                .call(Message::request("nap", ["20"]), 5 * SECOND)
+                .await
+        }
+    }))
+    .await;
+
+    assert_eq!(count(&sleeper.most), 3);
+}
+
+#[actix::test]
+async fn stop_answers_stop_to_queued_messages_and_lets_the_one_in_process_finish() {
+    let sleeper = Sleeper::default();
+    let factory = {
+        let sleeper = sleeper.clone();
+        move || sleeper.clone()
+    };
+    let worker = Worker::new(Config::named("sleeper"))
+        .mpu(1)
+        .start(factory)
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let worker = worker.clone();
+            actix_rt::spawn(async move {
+                worker
+                    .call(Message::request("nap", ["200"]), 5 * SECOND)
+                    .await
+            })
+        })
+        .collect();
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+
+    worker.stop().await;
+
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    assert_eq!(replies[0], Message::response("nap", ["200"]));
+    assert_eq!(
+        replies[1..],
+        [Message::stop(), Message::stop(), Message::stop()]
+    );
+    assert_eq!(count(&sleeper.done), 1);
+    let after = worker.call(Message::request("nap", ["1"]), SECOND).await;
+    assert_eq!(after, Message::stop());
+}
+
+#[actix::test]
+async fn the_test_kit_calls_one_worker() {
+    let reply = testkit::call(|| Panicky, Message::request("echo", ["x", "y"])).await;
+    assert_eq!(reply, Message::response("echo", ["x", "y"]));
+}
