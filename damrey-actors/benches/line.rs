@@ -120,8 +120,13 @@ where
                         break;
                     }
                     let a = (i % 1000) as i64;
-                    let reply = call(Message::request("sqsum", [a.to_string(), "1".to_owned()])).await;
-                    assert_eq!(reply.args[0], ((a + 1) * (a + 1)).to_string(), "wrong answer");
+                    let reply =
+                        call(Message::request("sqsum", [a.to_string(), "1".to_owned()])).await;
+                    assert_eq!(
+                        reply.args[0],
+                        ((a + 1) * (a + 1)).to_string(),
+                        "wrong answer"
+                    );
                 }
             })
         })
