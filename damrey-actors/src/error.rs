@@ -56,6 +56,14 @@ pub enum WorkerError {
     /// The worker is not attached to a mesh or agent, so it cannot send.
     #[error("worker {0:?} is not attached to a mesh or agent")]
     Detached(String),
+    /// The agent refused the worker, or could not be reached.
+    #[error("agent {agent} refused the worker: {reason}")]
+    Refused {
+        /// The agent's `host:port`.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
     /// No actix system runs on this thread, so the worker has nowhere to live.
     #[error("a worker must be started inside an actix system")]
     NoSystem,

@@ -7,6 +7,7 @@
 //! author needs.
 
 pub mod error;
+pub mod link;
 pub mod message;
 pub mod routing;
 pub mod spec;
@@ -20,7 +21,7 @@ pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use message::{Message, Tag};
 pub use routing::{Envelope, MAX_HOPS, Remote, Router};
 pub use spec::{CommandSpec, Mpu, WorkerSpec};
-pub use worker::{Config, Instance, Worker, WorkerHandle};
+pub use worker::{Config, Endpoint, Instance, Lost, Worker, WorkerHandle};
 
 /// A boxed future that can move between threads, as the [`Remote`] trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -9,7 +9,7 @@
 //! to the origin, whose router resolves the waiting request ([`Router::complete`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -23,10 +23,13 @@ use crate::BoxFuture;
 use crate::error::{RemoteError, SpecError, WorkerError};
 use crate::message::{Message, Tag};
 use crate::spec::{WorkerSpec, validate_name};
-use crate::worker::Instance;
+use crate::worker::{Instance, Lost};
 
 /// The most worker steps one line may take; a longer line ends with `ERROR`.
 pub const MAX_HOPS: u32 = 64;
+
+/// Extra attempts at a step whose instance was lost, unless set otherwise.
+pub const DEFAULT_RETRIES: u32 = 3;
 
 /// A line in transit between agents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,8 @@ struct RouterInner {
     pending: Mutex<HashMap<Uuid, oneshot::Sender<Message>>>,
     /// Rotates the starting point among equally loaded instances.
     turn: AtomicUsize,
+    /// Extra attempts at a step whose instance was lost.
+    retries: AtomicU32,
 }
 
 #[derive(Clone, Default)]
@@ -161,10 +166,21 @@ impl Router {
                 table: RwLock::new(Arc::default()),
                 pending: Mutex::default(),
                 turn: AtomicUsize::new(0),
+                retries: AtomicU32::new(DEFAULT_RETRIES),
             }),
         };
         router.set_specs(specs)?;
         Ok(router)
+    }
+
+    /// Sets how many more times a step is tried on another instance when its instance
+    /// is lost (the agent's `-r`).
+    pub fn set_retries(&self, retries: u32) {
+        self.inner.retries.store(retries, Ordering::Relaxed);
+    }
+
+    fn retries(&self) -> u32 {
+        self.inner.retries.load(Ordering::Relaxed)
     }
 
     /// Replaces every worker config at once (instances stay attached).
@@ -340,6 +356,7 @@ impl Router {
     /// Drives a line until it ends (`Some(reply)`) or is handed to another agent for
     /// an origin elsewhere (`None`). The origin's router waits for the reply itself.
     async fn drive(&self, mut line: Line) -> Option<Message> {
+        let mut attempts = 0;
         loop {
             if Instant::now() >= line.deadline {
                 return Some(Message::timeout());
@@ -362,10 +379,22 @@ impl Router {
                 Destination::Remote(agent) => return self.hand_off(agent, line).await,
             };
             let span = tracing::debug_span!("step", worker = %line.to, kind = %line.message.kind);
-            let result = instance
+            let result = match instance
                 .process(line.message, line.deadline)
                 .instrument(span)
-                .await;
+                .await
+            {
+                Ok(result) => result,
+                Err(Lost(message)) if attempts < self.retries() => {
+                    // The instance died before answering: run the step elsewhere.
+                    attempts += 1;
+                    tracing::debug!(worker = %line.to, attempts, "instance lost; retrying the step");
+                    line.message = message;
+                    continue;
+                }
+                Err(lost) => lost.into_error(),
+            };
+            attempts = 0;
             line.hops += 1;
             match next_of(&spec, result) {
                 Ok(Next::Deliver(to, message)) => {

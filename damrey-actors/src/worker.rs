@@ -25,6 +25,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::BoxFuture;
 use crate::error::WorkerError;
+use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
 use crate::routing::{MAX_HOPS, Router};
 use crate::spec::Mpu;
@@ -85,8 +86,17 @@ impl Default for Config {
 /// ```
 pub struct Worker {
     config: Config,
-    router: Option<Router>,
+    attachment: Attachment,
+    token: Option<String>,
     mpu: Option<Mpu>,
+}
+
+/// Where a worker's messages come from and its own requests go.
+#[derive(Clone)]
+enum Attachment {
+    Detached,
+    Router(Router),
+    Agent(String),
 }
 
 impl Worker {
@@ -94,7 +104,8 @@ impl Worker {
     pub fn new(config: Config) -> Self {
         Worker {
             config,
-            router: None,
+            attachment: Attachment::Detached,
+            token: None,
             mpu: None,
         }
     }
@@ -102,7 +113,21 @@ impl Worker {
     /// Attaches the worker to an in-process router (a mesh in one process); its `mpu`
     /// then comes from the router's config for this worker's name.
     pub fn attach(mut self, router: &Router) -> Self {
-        self.router = Some(router.clone());
+        self.attachment = Attachment::Router(router.clone());
+        self
+    }
+
+    /// Attaches the worker to the agent at `host:port` over one persistent WebSocket;
+    /// its `mpu` then comes from the agent's config for this worker's name. A lost
+    /// connection is re-established with backoff until the worker stops.
+    pub fn agent(mut self, agent: impl Into<String>) -> Self {
+        self.attachment = Attachment::Agent(agent.into());
+        self
+    }
+
+    /// The bearer token to present to the agent (its `DAMREY_TOKEN`).
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|token| !token.is_empty());
         self
     }
 
@@ -113,11 +138,12 @@ impl Worker {
     }
 
     /// Starts the actor made by `factory` on the current actix arbiter and, when attached,
-    /// adds it to the router's instances of this worker.
+    /// adds it to the router's (or the agent's) instances of this worker.
     ///
     /// # Errors
     /// [`WorkerError::NoSystem`] outside an actix system; [`WorkerError::UnknownWorker`]
-    /// when attached to a router that has no config for `config.name`.
+    /// when attached to a router that has no config for `config.name`;
+    /// [`WorkerError::Refused`] when the agent refuses the worker or cannot be reached.
     pub async fn start<A, F>(self, factory: F) -> Result<WorkerHandle, WorkerError>
     where
         A: Actor<Context = Context<A>> + Handler<Message>,
@@ -125,34 +151,53 @@ impl Worker {
         F: Fn() -> A + Send + Sync + 'static,
     {
         let arbiter = actix::Arbiter::try_current().ok_or(WorkerError::NoSystem)?;
-        let configured_mpu = match &self.router {
-            Some(router) => Some(
-                router
-                    .spec(&self.config.name)
-                    .ok_or_else(|| WorkerError::UnknownWorker(self.config.name.clone()))?
-                    .mpu,
-            ),
-            None => None,
+        let name = self.config.name.clone();
+        let (outbox, configured_mpu, link) = match self.attachment {
+            Attachment::Detached => (Outbox::Detached, Mpu::UNLIMITED, None),
+            Attachment::Router(router) => {
+                let spec = router
+                    .spec(&name)
+                    .ok_or_else(|| WorkerError::UnknownWorker(name.clone()))?;
+                (Outbox::Router(router), spec.mpu, None)
+            }
+            Attachment::Agent(agent) => {
+                let address = AgentAddress {
+                    agent,
+                    token: self.token,
+                    name: name.clone(),
+                };
+                let (link, mpu, starter) = AgentLink::attach(address, self.config.retries).await?;
+                (Outbox::Agent(link), Mpu(mpu), Some(starter))
+            }
         };
-        let mpu = self.mpu.or(configured_mpu).unwrap_or(Mpu::UNLIMITED);
-        let host = Host::start(&self.config, mpu, arbiter, Arc::new(factory));
-        let instance = Instance(host);
-        if let Some(router) = &self.router {
-            router.attach(&self.config.name, instance.clone())?;
+        let mpu = self.mpu.unwrap_or(configured_mpu);
+        let instance = Instance(Host::start(&self.config, mpu, arbiter, Arc::new(factory)));
+        match (&outbox, link) {
+            (Outbox::Router(router), _) => router.attach(&name, instance.clone())?,
+            (_, Some(starter)) => starter.serve(instance.clone()),
+            _ => {}
         }
         Ok(WorkerHandle {
             config: self.config,
-            router: self.router,
+            outbox,
             instance,
         })
     }
+}
+
+/// Where a started worker's own requests go.
+#[derive(Clone)]
+enum Outbox {
+    Detached,
+    Router(Router),
+    Agent(Arc<AgentLink>),
 }
 
 /// A started worker: its outbox (`request`, `push`), direct calls, counters and `stop`.
 #[derive(Clone)]
 pub struct WorkerHandle {
     config: Config,
-    router: Option<Router>,
+    outbox: Outbox,
     instance: Instance,
 }
 
@@ -166,13 +211,14 @@ impl WorkerHandle {
     /// for the message's type, along the line, and the line's one terminal reply comes
     /// back here. Never fails: problems come back as `ERROR`, `TIMEOUT` or `STOP`.
     pub async fn request(&self, message: Message, timeout: Duration) -> Message {
-        match &self.router {
-            Some(router) => {
+        match &self.outbox {
+            Outbox::Router(router) => {
                 router
                     .request_from(&self.config.name, message, timeout)
                     .await
             }
-            None => Message::error(
+            Outbox::Agent(link) => link.request(message, timeout).await,
+            Outbox::Detached => Message::error(
                 message.kind,
                 WorkerError::Detached(self.config.name.clone()).to_string(),
             ),
@@ -184,19 +230,21 @@ impl WorkerHandle {
     /// the hop limit, so the pushed line always ends.
     ///
     /// # Errors
-    /// [`WorkerError::Detached`] when the worker is not attached to a router.
+    /// [`WorkerError::Detached`] when the worker is not attached anywhere.
     pub async fn push(&self, message: Message) -> Result<(), WorkerError> {
-        let router = self
-            .router
-            .clone()
-            .ok_or_else(|| WorkerError::Detached(self.config.name.clone()))?;
-        let name = self.config.name.clone();
-        let budget = self.config.timeout.saturating_mul(MAX_HOPS);
-        tokio::spawn(async move {
-            let reply = router.request_from(&name, message, budget).await;
-            tracing::debug!(worker = %name, %reply, "pushed line ended");
-        });
-        Ok(())
+        match &self.outbox {
+            Outbox::Router(router) => {
+                let (router, name) = (router.clone(), self.config.name.clone());
+                let budget = self.config.timeout.saturating_mul(MAX_HOPS);
+                tokio::spawn(async move {
+                    let reply = router.request_from(&name, message, budget).await;
+                    tracing::debug!(worker = %name, %reply, "pushed line ended");
+                });
+                Ok(())
+            }
+            Outbox::Agent(link) => link.push(message),
+            Outbox::Detached => Err(WorkerError::Detached(self.config.name.clone())),
+        }
     }
 
     /// Puts a message to this instance alone, bypassing routing, and returns what the
@@ -206,6 +254,7 @@ impl WorkerHandle {
         self.instance
             .process(message, Instant::now() + timeout)
             .await
+            .unwrap_or_else(Lost::into_error)
     }
 
     /// How many times the actor has been restarted after a panic.
@@ -218,24 +267,46 @@ impl WorkerHandle {
         self.instance.load()
     }
 
-    /// Leaves the router first, answers `STOP` to what is queued, lets what is in process
-    /// finish (for at most the step timeout), then stops the actor.
+    /// Whether the worker is attached to an agent with its connection up.
+    pub fn is_connected(&self) -> bool {
+        match &self.outbox {
+            Outbox::Agent(link) => link.is_connected(),
+            Outbox::Router(_) => true,
+            Outbox::Detached => false,
+        }
+    }
+
+    /// Leaves the router or agent first, answers `STOP` to what is queued, lets what is
+    /// in process finish (for at most the step timeout), then stops the actor.
     pub async fn stop(&self) {
-        if let Some(router) = &self.router {
-            router.detach(&self.config.name, &self.instance);
+        match &self.outbox {
+            Outbox::Router(router) => router.detach(&self.config.name, &self.instance),
+            Outbox::Agent(link) => link.leave(),
+            Outbox::Detached => {}
         }
         self.instance.stop().await;
     }
 }
 
 /// One running instance of a worker, as the router sees it: something that turns a
-/// message into the step's result.
+/// message into the step's result. In-process workers are hosted by the runtime; an
+/// agent wraps a worker process attached over the network in its own [`Endpoint`].
 #[derive(Clone)]
 pub struct Instance(Arc<dyn Endpoint>);
 
 impl Instance {
-    /// Processes one step: the handler's result, or `ERROR`/`TIMEOUT`/`STOP`.
-    pub fn process(&self, message: Message, deadline: Instant) -> BoxFuture<'static, Message> {
+    /// Wraps an endpoint so a router can deliver to it.
+    pub fn new(endpoint: Arc<dyn Endpoint>) -> Self {
+        Instance(endpoint)
+    }
+
+    /// Processes one step: the handler's result, or `ERROR`/`TIMEOUT`/`STOP`; or
+    /// [`Lost`] when the instance went away before answering.
+    pub fn process(
+        &self,
+        message: Message,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Message, Lost>> {
         self.0.clone().process(message, deadline)
     }
 
@@ -254,18 +325,45 @@ impl Instance {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    async fn stop(&self) {
+    /// Stops taking messages: queued ones get `STOP`, those in process finish.
+    pub async fn stop(&self) {
         self.0.clone().stop().await
     }
 }
 
-/// The type-erased face of a [`Host`].
-trait Endpoint: Send + Sync + 'static {
-    fn process(self: Arc<Self>, message: Message, deadline: Instant)
-    -> BoxFuture<'static, Message>;
+/// The instance went away (its process or connection died) before answering; the
+/// message comes back so that it can be retried on another instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost(pub Message);
+
+impl Lost {
+    /// The `ERROR` that ends the line when no retry is possible.
+    pub fn into_error(self) -> Message {
+        Message::error(
+            self.0.kind,
+            "the worker instance was lost before it answered",
+        )
+    }
+}
+
+/// What runs one worker step. Implementations must answer every call exactly once,
+/// by the deadline: the handler's result, `ERROR`, `TIMEOUT` or `STOP` — or [`Lost`]
+/// when the instance disappeared and the step may run elsewhere.
+pub trait Endpoint: Send + Sync + 'static {
+    /// Processes `message`, finishing by `deadline`.
+    fn process(
+        self: Arc<Self>,
+        message: Message,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Message, Lost>>;
+    /// Answers `STOP` to what is queued and lets what is in process finish.
     fn stop(self: Arc<Self>) -> BoxFuture<'static, ()>;
+    /// Messages queued or in process.
     fn load(&self) -> usize;
-    fn restarts(&self) -> u64;
+    /// Restarts after panics.
+    fn restarts(&self) -> u64 {
+        0
+    }
 }
 
 /// Makes a fresh actor after a panic.
@@ -518,8 +616,8 @@ where
         self: Arc<Self>,
         message: Message,
         deadline: Instant,
-    ) -> BoxFuture<'static, Message> {
-        Box::pin(self.run_step(message, deadline))
+    ) -> BoxFuture<'static, Result<Message, Lost>> {
+        Box::pin(async move { Ok(self.run_step(message, deadline).await) })
     }
 
     fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {

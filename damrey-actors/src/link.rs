@@ -1,0 +1,365 @@
+//! The link between a worker process and its local agent: the frames both sides speak
+//! over one persistent WebSocket, and the worker's side of it (attach, deliveries,
+//! the outbox, ping/pong, reconnection with backoff).
+//!
+//! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
+//! token is set). The agent refuses with 401 (bad token) or 404 (no such worker) before
+//! the upgrade, or accepts and sends [`Frame::Welcome`] first.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_http::ws;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
+
+use crate::error::WorkerError;
+use crate::message::Message;
+use crate::worker::Instance;
+
+/// One frame of the worker ⇄ agent protocol, a JSON text frame tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Frame {
+    /// Agent → worker, first frame: accepted, with the worker's configured mpu.
+    Welcome {
+        /// Most messages processed at once; `0` is unlimited.
+        mpu: u32,
+    },
+    /// Agent → worker: process one step and answer within `ms` milliseconds.
+    Deliver {
+        /// Step id, echoed in the result.
+        id: u64,
+        /// Time left for the step.
+        ms: u64,
+        /// The message.
+        msg: Message,
+    },
+    /// Worker → agent: the result of step `id`.
+    Result {
+        /// The step's id.
+        id: u64,
+        /// The handler's result, or `ERROR`/`TIMEOUT`/`STOP`.
+        msg: Message,
+    },
+    /// Worker → agent: the worker's own request along its line.
+    Request {
+        /// Request id, echoed in the reply.
+        id: u64,
+        /// The request's deadline, in milliseconds from now.
+        ms: u64,
+        /// The message.
+        msg: Message,
+    },
+    /// Agent → worker: the terminal reply to request `id`.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// The terminal reply.
+        msg: Message,
+    },
+    /// Worker → agent: a message along the worker's line, no reply wanted.
+    Push {
+        /// The message.
+        msg: Message,
+    },
+    /// Worker → agent: stop routing to this instance; it is about to stop.
+    Leave,
+}
+
+impl Frame {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("frames always serialize")
+    }
+}
+
+/// Milliseconds left until `deadline`, for the wire.
+pub fn millis_until(deadline: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random delay in `[0, max)`, to spread retries (no RNG crate needed: std's
+/// `RandomState` is seeded randomly).
+pub fn jitter(max: Duration) -> Duration {
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
+    Duration::from_nanos(RandomState::new().hash_one(Instant::now()) % nanos)
+}
+
+/// Where and how a worker attaches.
+#[derive(Clone)]
+pub(crate) struct AgentAddress {
+    pub(crate) agent: String,
+    pub(crate) token: Option<String>,
+    pub(crate) name: String,
+}
+
+impl AgentAddress {
+    /// Connects and waits for the welcome; returns the socket and the worker's mpu.
+    async fn connect(&self) -> Result<(Socket, u32), WorkerError> {
+        let refused = |reason: String| WorkerError::Refused {
+            agent: self.agent.clone(),
+            reason,
+        };
+        let url = format!("ws://{}/attach/{}", self.agent, self.name);
+        let mut request = awc::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .finish()
+            .ws(url)
+            .max_frame_size(crate::link::MAX_FRAME);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let (_, mut socket) = request.connect().await.map_err(|error| match error {
+            awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 401 => {
+                refused("the agent refused the token".to_owned())
+            }
+            awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 404 => {
+                refused(format!(
+                    "the agent has no config for worker {:?}",
+                    self.name
+                ))
+            }
+            other => refused(other.to_string()),
+        })?;
+        loop {
+            match socket.next().await {
+                Some(Ok(ws::Frame::Text(text))) => {
+                    return match serde_json::from_slice::<Frame>(&text) {
+                        Ok(Frame::Welcome { mpu }) => Ok((socket, mpu)),
+                        _ => Err(refused("the agent did not welcome the worker".to_owned())),
+                    };
+                }
+                Some(Ok(ws::Frame::Ping(bytes))) => {
+                    let _ = socket.send(ws::Message::Pong(bytes)).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(refused(error.to_string())),
+                None => return Err(refused("the agent closed the connection".to_owned())),
+            }
+        }
+    }
+}
+
+/// The largest frame either side accepts (1 MiB).
+pub const MAX_FRAME: usize = 1 << 20;
+
+type Socket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// The worker's side of the link: shared by the handle and the connection task.
+pub(crate) struct AgentLink {
+    address: AgentAddress,
+    retries: u32,
+    out: mpsc::UnboundedSender<Frame>,
+    outbox: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    connected: AtomicBool,
+}
+
+impl AgentLink {
+    /// Attaches to the agent: returns the link and the worker's configured mpu.
+    /// The connection is served (and re-established when lost) by a task on the
+    /// current arbiter, which feeds deliveries to `instance` once it is set.
+    pub(crate) async fn attach(
+        address: AgentAddress,
+        retries: u32,
+    ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
+        let (socket, mpu) = address.connect().await?;
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let link = Arc::new(AgentLink {
+            address,
+            retries,
+            out,
+            outbox: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            connected: AtomicBool::new(true),
+        });
+        let starter = LinkStarter {
+            link: link.clone(),
+            socket,
+            out_rx,
+        };
+        Ok((link, mpu, starter))
+    }
+
+    /// Sends a request along the worker's line through the agent; one terminal reply.
+    pub(crate) async fn request(&self, message: Message, timeout: Duration) -> Message {
+        let deadline = Instant::now() + timeout;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.outbox().insert(id, tx);
+        let kind = message.kind.clone();
+        let frame = Frame::Request {
+            id,
+            ms: millis_until(deadline),
+            msg: message,
+        };
+        if self.out.send(frame).is_err() {
+            self.outbox().remove(&id);
+            return Message::error(kind, "the worker's link to its agent is closed");
+        }
+        let reply = timeout_at(deadline, rx).await;
+        self.outbox().remove(&id);
+        match reply {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_lost)) => Message::error(
+                kind,
+                "the connection to the agent was lost before the reply",
+            ),
+            Err(_elapsed) => Message::timeout(),
+        }
+    }
+
+    /// Sends a message along the worker's line through the agent, no reply wanted.
+    pub(crate) fn push(&self, message: Message) -> Result<(), WorkerError> {
+        self.out
+            .send(Frame::Push { msg: message })
+            .map_err(|_| WorkerError::Detached(self.address.name.clone()))
+    }
+
+    /// Tells the agent to stop routing here, and stops reconnecting.
+    pub(crate) fn leave(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let _ = self.out.send(Frame::Leave);
+    }
+
+    /// Whether the connection to the agent is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Starts serving a freshly attached link once the local instance exists.
+pub(crate) struct LinkStarter {
+    link: Arc<AgentLink>,
+    socket: Socket,
+    out_rx: mpsc::UnboundedReceiver<Frame>,
+}
+
+impl LinkStarter {
+    /// Spawns the connection task on the current arbiter.
+    pub(crate) fn serve(self, instance: Instance) {
+        actix_rt::spawn(serve_link(self.link, self.socket, self.out_rx, instance));
+    }
+}
+
+/// Serves connections one after the other until the worker stops.
+async fn serve_link(
+    link: Arc<AgentLink>,
+    mut socket: Socket,
+    mut out_rx: mpsc::UnboundedReceiver<Frame>,
+    instance: Instance,
+) {
+    loop {
+        serve_connection(&link, &mut socket, &mut out_rx, &instance).await;
+        link.connected.store(false, Ordering::Release);
+        // Requests waiting on the lost connection get their one reply now.
+        link.outbox().clear();
+        if link.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        tracing::warn!(worker = %link.address.name, agent = %link.address.agent, "lost the agent; reconnecting");
+        match reconnect(&link).await {
+            Some(fresh) => socket = fresh,
+            None => return,
+        }
+        link.connected.store(true, Ordering::Release);
+        tracing::info!(worker = %link.address.name, agent = %link.address.agent, "attached again");
+    }
+}
+
+/// Reconnects with exponential backoff and jitter until it works or the worker stops.
+async fn reconnect(link: &AgentLink) -> Option<Socket> {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    loop {
+        if link.stopping.load(Ordering::Acquire) {
+            return None;
+        }
+        actix_rt::time::sleep(backoff + jitter(backoff)).await;
+        attempt += 1;
+        match link.address.connect().await {
+            Ok((socket, _mpu)) => return Some(socket),
+            Err(error) => {
+                tracing::debug!(attempt, retries = link.retries, error = %error, "reconnect failed");
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Serves one connection until it closes.
+async fn serve_connection(
+    link: &Arc<AgentLink>,
+    socket: &mut Socket,
+    out_rx: &mut mpsc::UnboundedReceiver<Frame>,
+    instance: &Instance,
+) {
+    loop {
+        tokio::select! {
+            incoming = socket.next() => match incoming {
+                Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<Frame>(&text) {
+                    Ok(Frame::Deliver { id, ms, msg }) => {
+                        let (instance, out) = (instance.clone(), link.out.clone());
+                        actix_rt::spawn(async move {
+                            let deadline = Instant::now() + Duration::from_millis(ms);
+                            let msg = instance.process(msg, deadline).await;
+                            let _ = out.send(Frame::Result { id, msg: msg.unwrap_or_else(|lost| lost.into_error()) });
+                        });
+                    }
+                    Ok(Frame::Reply { id, msg }) => {
+                        if let Some(waiter) = link.outbox().remove(&id) {
+                            let _ = waiter.send(msg);
+                        }
+                    }
+                    Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),
+                    Err(error) => tracing::warn!(error = %error, "unreadable frame from the agent"),
+                },
+                Some(Ok(ws::Frame::Ping(bytes))) => {
+                    if socket.send(ws::Message::Pong(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(ws::Frame::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            outgoing = out_rx.recv() => {
+                let Some(frame) = outgoing else { return };
+                if write_batch(socket, frame, out_rx).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once.
+async fn write_batch(
+    socket: &mut Socket,
+    first: Frame,
+    out_rx: &mut mpsc::UnboundedReceiver<Frame>,
+) -> Result<(), ws::ProtocolError> {
+    socket
+        .feed(ws::Message::Text(first.to_json().into()))
+        .await?;
+    while let Ok(frame) = out_rx.try_recv() {
+        socket
+            .feed(ws::Message::Text(frame.to_json().into()))
+            .await?;
+    }
+    socket.flush().await
+}
