@@ -236,6 +236,42 @@ impl Router {
         self.update(|table| table.routes.entry(name.to_owned()).or_default().remote = agents);
     }
 
+    /// Replaces, for every worker at once, the agents known to hold its instances.
+    pub fn set_all_remote_instances(&self, mut agents: HashMap<String, Vec<String>>) {
+        self.update(|table| {
+            for (name, route) in table.routes.iter_mut() {
+                route.remote = agents.remove(name).unwrap_or_default();
+            }
+            for (name, holders) in agents {
+                table.routes.entry(name).or_default().remote = holders;
+            }
+        });
+    }
+
+    /// How many worker configs the router has.
+    pub fn configs(&self) -> usize {
+        self.table()
+            .routes
+            .values()
+            .filter(|route| route.spec.is_some())
+            .count()
+    }
+
+    /// Every worker with local instances, and how many.
+    pub fn local_counts(&self) -> Vec<(String, usize)> {
+        self.table()
+            .routes
+            .iter()
+            .filter(|(_, route)| !route.local.is_empty())
+            .map(|(name, route)| (name.clone(), route.local.len()))
+            .collect()
+    }
+
+    /// This router's agent address (empty in a single-process mesh).
+    pub fn me(&self) -> &str {
+        &self.inner.me
+    }
+
     /// Adds a local instance of worker `name`.
     ///
     /// # Errors

@@ -1,3 +1,16 @@
-//! The per-machine agent (DESIGN §7). It will host `damrey_actors::Router` with a
-//! `Remote` over persistent agent-to-agent links; nothing is built here yet, and the
-//! crate exports nothing, so nothing can mistake it for a working agent.
+//! Damrey's per-machine agent (DESIGN §7): worker processes attach to it over one
+//! WebSocket each ([`attach`]); it routes lines with `damrey_actors::Router`, hands
+//! lines to other agents over persistent links ([`peers`]), follows the proxy's
+//! configs ([`proxy_client`]), and lets curl put requests to any worker (`/call`).
+
+pub mod attach;
+pub mod config;
+pub mod error;
+pub mod peers;
+pub mod proxy_client;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::{Cli, Settings};
+pub use startup::Application;

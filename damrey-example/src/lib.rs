@@ -2,6 +2,10 @@
 //! (a+b)^2. Each is a plain actix actor handling [`Message`]; the binaries that run them
 //! as processes attached to an agent come with the agent.
 
+pub mod process;
+
+use std::time::Duration;
+
 use damrey_actors::prelude::*;
 
 /// The message type of the example line.
@@ -73,6 +77,31 @@ impl Handler<Message> for Square {
             Ok(square) => Message::response(msg.kind, [square.to_string()]),
             Err(reason) => Message::error(msg.kind, reason),
         }
+    }
+}
+
+/// Echoes its args after sleeping the milliseconds in the first one: a worker whose
+/// handler returns a future (`ResponseFuture`), handy for watching timeouts, `mpu` and
+/// faults.
+pub struct Nap;
+
+impl Actor for Nap {
+    type Context = Context<Self>;
+}
+
+impl Handler<Message> for Nap {
+    type Result = ResponseFuture<Message>;
+
+    fn handle(&mut self, msg: Message, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            match integers::<1>(&Message::request(msg.kind.clone(), msg.args.iter().take(1))) {
+                Ok([ms]) => {
+                    actix_rt::time::sleep(Duration::from_millis(ms.max(0).unsigned_abs())).await;
+                    Message::response(msg.kind, msg.args)
+                }
+                Err(reason) => Message::error(msg.kind, reason),
+            }
+        })
     }
 }
 

@@ -1,0 +1,223 @@
+//! Worker sessions: a worker process attached over one WebSocket, seen by the router as
+//! an [`Instance`] of its worker.
+//!
+//! Deliveries go out as `deliver` frames and their results come back as `result`
+//! frames matched by step id. A session that closes (the process died or left) is
+//! taken out of the rotation first; then its unanswered steps come back [`Lost`], so the
+//! router runs them on another instance while retries and the deadline allow. Workers
+//! are pinged; one that stops answering pings is dropped within three ping periods.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_ws::{AggregatedMessage, Session};
+use damrey_actors::link::{Frame, millis_until};
+use damrey_actors::routing::MAX_HOPS;
+use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
+
+/// The agent's side of one attached worker process.
+pub struct WorkerSession {
+    worker: String,
+    out: mpsc::UnboundedSender<String>,
+    steps: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
+    next_id: AtomicU64,
+    load: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl WorkerSession {
+    fn steps(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+        self.steps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn step(self: Arc<Self>, message: Message, deadline: Instant) -> Result<Message, Lost> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Lost(message));
+        }
+        self.load.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.steps().insert(id, tx);
+        let frame = Frame::Deliver {
+            id,
+            ms: millis_until(deadline),
+            msg: message,
+        };
+        let text = frame.to_json();
+        let Frame::Deliver { msg: message, .. } = frame else {
+            unreachable!("built as a delivery just above")
+        };
+        let outcome = if self.out.send(text).is_err() {
+            Err(Lost(message))
+        } else {
+            match timeout_at(deadline, rx).await {
+                Ok(Ok(result)) => Ok(result),
+                // The session closed and dropped the waiter: the step never came back.
+                Ok(Err(_closed)) => Err(Lost(message)),
+                Err(_elapsed) => Ok(Message::timeout()),
+            }
+        };
+        self.steps().remove(&id);
+        self.load.fetch_sub(1, Ordering::Relaxed);
+        outcome
+    }
+}
+
+impl Endpoint for WorkerSession {
+    fn process(
+        self: Arc<Self>,
+        message: Message,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Message, Lost>> {
+        Box::pin(self.step(message, deadline))
+    }
+
+    fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = self.out.send(String::new());
+        })
+    }
+
+    fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves an accepted worker connection until it closes: registers the instance with
+/// the router, answers the worker's own requests, and cleans up after it.
+pub async fn serve(
+    router: Router,
+    worker: String,
+    mpu: u32,
+    mut session: Session,
+    stream: actix_ws::MessageStream,
+    ping_every: Duration,
+) {
+    let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let endpoint = Arc::new(WorkerSession {
+        worker: worker.clone(),
+        out: out.clone(),
+        steps: Mutex::default(),
+        next_id: AtomicU64::new(0),
+        load: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+    });
+    let instance = Instance::new(endpoint.clone());
+    if session
+        .text(Frame::Welcome { mpu }.to_json())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Err(error) = router.attach(&worker, instance.clone()) {
+        tracing::warn!(worker, error = %error, "attach refused after the handshake");
+        let _ = session.close(None).await;
+        return;
+    }
+    tracing::info!(worker, "worker attached");
+
+    let mut stream = stream
+        .max_frame_size(damrey_actors::link::MAX_FRAME)
+        .aggregate_continuations();
+    let mut ping = tokio::time::interval(ping_every);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(AggregatedMessage::Text(text))) => {
+                    last_heard = Instant::now();
+                    on_frame(&router, &endpoint, &instance, &out, text.as_bytes());
+                }
+                Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                    last_heard = Instant::now();
+                    if session.pong(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(AggregatedMessage::Pong(_))) => last_heard = Instant::now(),
+                Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(AggregatedMessage::Binary(_))) => {}
+            },
+            outgoing = out_rx.recv() => match outgoing {
+                // An empty string is the agent's own request to close the session.
+                Some(text) if !text.is_empty() => {
+                    if session.text(text).await.is_err() {
+                        break;
+                    }
+                    while let Ok(text) = out_rx.try_recv() {
+                        if text.is_empty() || session.text(text).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                _ => break,
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 3 {
+                    tracing::warn!(worker, "worker stopped answering pings; dropping it");
+                    break;
+                }
+                if session.ping(b"").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Out of the rotation first, then hand back what it never answered.
+    router.detach(&worker, &instance);
+    endpoint.closed.store(true, Ordering::Release);
+    endpoint.steps().clear();
+    let _ = session.close(None).await;
+    tracing::info!(worker = endpoint.worker, "worker detached");
+}
+
+fn on_frame(
+    router: &Router,
+    endpoint: &Arc<WorkerSession>,
+    instance: &Instance,
+    out: &mpsc::UnboundedSender<String>,
+    text: &[u8],
+) {
+    match serde_json::from_slice::<Frame>(text) {
+        Ok(Frame::Result { id, msg }) => {
+            if let Some(waiter) = endpoint.steps().remove(&id) {
+                let _ = waiter.send(msg);
+            }
+        }
+        Ok(Frame::Request { id, ms, msg }) => {
+            let (router, out, worker) = (router.clone(), out.clone(), endpoint.worker.clone());
+            actix_rt::spawn(async move {
+                let reply = router
+                    .request_from(&worker, msg, Duration::from_millis(ms))
+                    .await;
+                let _ = out.send(Frame::Reply { id, msg: reply }.to_json());
+            });
+        }
+        Ok(Frame::Push { msg }) => {
+            let (router, worker) = (router.clone(), endpoint.worker.clone());
+            actix_rt::spawn(async move {
+                // No reply is wanted; each step is still bounded, and the line by the hop limit.
+                let budget = Duration::from_secs(5).saturating_mul(MAX_HOPS);
+                let reply = router.request_from(&worker, msg, budget).await;
+                tracing::debug!(worker, %reply, "pushed line ended");
+            });
+        }
+        Ok(Frame::Leave) => router.detach(&endpoint.worker, instance),
+        Ok(other) => tracing::warn!(
+            worker = endpoint.worker,
+            ?other,
+            "unexpected frame from a worker"
+        ),
+        Err(error) => {
+            tracing::warn!(worker = endpoint.worker, error = %error, "unreadable frame from a worker")
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The agent's settings and how they are loaded: defaults < file < `DAMREY_*` env < flags.
+//!
+//! The seed writes `damrey-agent -p 7701 -a 127.0.0.1:7701 -pr 127.0.0.1:7700 -r 3`;
+//! `-pr` is two letters behind one dash, which no argument parser takes as a short
+//! flag, so [`Cli::parse_seed_args`] reads it as `--proxy` before parsing.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use config::{Config, Environment, File};
+use serde::Deserialize;
+
+/// The command line of `damrey-agent`. Every field is optional so that an absent flag
+/// leaves the lower layers' value alone.
+#[derive(Debug, Default, Clone, Parser)]
+#[command(
+    name = "damrey-agent",
+    version,
+    about = "Damrey's agent: attaches workers, routes lines, links to other agents"
+)]
+pub struct Cli {
+    /// Port to listen on (default 7701).
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
+    /// The `host:port` other agents and the proxy know this agent by (default 127.0.0.1:PORT).
+    #[arg(short = 'a', long)]
+    pub advertise: Option<String>,
+    /// The proxy's `host:port` (default 127.0.0.1:7700); the seed's `-pr`.
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Attempts to push a message onward before giving up (default 3).
+    #[arg(short = 'r', long)]
+    pub retries: Option<u32>,
+    /// Address to bind (default 0.0.0.0).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// A settings file (TOML); its keys are the fields of `Settings`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log output: human-readable text or one JSON object per line.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Cli {
+    /// Parses the process arguments, reading the seed's `-pr X` / `-pr=X` as `--proxy`.
+    pub fn parse_seed_args() -> Cli {
+        Cli::parse_from(Self::seed_args(std::env::args_os()))
+    }
+
+    /// Rewrites the seed's `-pr` into `--proxy`; other arguments pass unchanged.
+    pub fn seed_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+        args.into_iter()
+            .map(|arg| match arg.to_str() {
+                Some("-pr") => OsString::from("--proxy"),
+                Some(text) if text.starts_with("-pr=") => {
+                    OsString::from(format!("--proxy={}", &text[4..]))
+                }
+                _ => arg,
+            })
+            .collect()
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the agent needs to run; tests build it directly.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to listen on; `0` lets the OS choose.
+    pub port: u16,
+    /// This agent's `host:port` as others reach it; empty means `127.0.0.1:<bound port>`.
+    pub advertise: String,
+    /// The proxy's `host:port`.
+    pub proxy: String,
+    /// Attempts to push a message onward (to another agent, or a step to another
+    /// instance when its instance is lost).
+    pub retries: u32,
+    /// With a token, everything but `/healthz` wants `Authorization: Bearer <token>`,
+    /// and the agent sends it to other agents and to the proxy.
+    pub token: Option<String>,
+    /// How often the agent tells the proxy its instances and reads where the others are.
+    pub heartbeat_ms: u64,
+    /// How long one wait on the proxy's change feed lasts.
+    pub feed_wait_ms: u64,
+    /// How often attached workers are pinged; a worker silent for three periods is dropped.
+    pub ping_ms: u64,
+    /// The longest a `/call` may wait (its `timeout_ms` is capped to this).
+    pub max_call_ms: u64,
+    /// HTTP worker threads; `0` is one per core.
+    pub http_workers: usize,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: "0.0.0.0".to_owned(),
+            port: 7701,
+            advertise: String::new(),
+            proxy: "127.0.0.1:7700".to_owned(),
+            retries: 3,
+            token: None,
+            heartbeat_ms: 1_000,
+            feed_wait_ms: 25_000,
+            ping_ms: 1_000,
+            max_call_ms: 300_000,
+            http_workers: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Settings that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file, an environment variable or a flag holds a value of the wrong kind.
+    #[error("invalid settings")]
+    Config(#[from] config::ConfigError),
+}
+
+impl Settings {
+    /// Loads the settings from the process environment and the command line.
+    ///
+    /// # Errors
+    /// [`SettingsError`] when the file is missing or a value has the wrong kind.
+    pub fn load(cli: &Cli) -> Result<Settings, SettingsError> {
+        Self::load_from(cli, std::env::vars().collect())
+    }
+
+    /// Loads the settings from `env` (the environment as a map) and the command line.
+    /// `DAMREY_TOKEN` is read by its well-known name; every other field is
+    /// `DAMREY_<FIELD>` (for example `DAMREY_PROXY`).
+    ///
+    /// # Errors
+    /// [`SettingsError`] when the file is missing or a value has the wrong kind.
+    pub fn load_from(cli: &Cli, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
+        let defaults = Settings::default();
+        let mut builder = Config::builder()
+            .set_default("host", defaults.host)?
+            .set_default("port", defaults.port)?
+            .set_default("advertise", defaults.advertise)?
+            .set_default("proxy", defaults.proxy)?
+            .set_default("retries", defaults.retries)?
+            .set_default("heartbeat_ms", defaults.heartbeat_ms)?
+            .set_default("feed_wait_ms", defaults.feed_wait_ms)?
+            .set_default("ping_ms", defaults.ping_ms)?
+            .set_default("max_call_ms", defaults.max_call_ms)?
+            .set_default("http_workers", defaults.http_workers as u64)?
+            .set_default("log_format", "text")?;
+        if let Some(path) = &cli.config {
+            builder = builder.add_source(File::from(path.as_path()).required(true));
+        }
+        let settings = builder
+            .add_source(
+                Environment::with_prefix("DAMREY")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(env.into_iter().collect())),
+            )
+            .set_override_option("port", cli.port)?
+            .set_override_option("advertise", cli.advertise.clone())?
+            .set_override_option("proxy", cli.proxy.clone())?
+            .set_override_option("retries", cli.retries)?
+            .set_override_option("host", cli.host.clone())?
+            .set_override_option(
+                "log_format",
+                cli.log_format.map(|format| match format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }),
+            )?
+            .build()?;
+        let mut settings: Settings = settings.try_deserialize()?;
+        settings.token = settings.token.filter(|token| !token.is_empty());
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(Cli::seed_args(
+            std::iter::once("damrey-agent")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        ))
+    }
+
+    #[test]
+    fn the_seed_command_line_parses_with_its_single_dash_pr() {
+        let cli = cli(&[
+            "-p",
+            "7701",
+            "-a",
+            "127.0.0.1:7701",
+            "-pr",
+            "127.0.0.1:7700",
+            "-r",
+            "3",
+        ]);
+        let settings = Settings::load_from(&cli, HashMap::new()).unwrap();
+        assert_eq!(settings.port, 7701);
+        assert_eq!(settings.advertise, "127.0.0.1:7701");
+        assert_eq!(settings.proxy, "127.0.0.1:7700");
+        assert_eq!(settings.retries, 3);
+    }
+
+    #[test]
+    fn long_forms_work_too() {
+        let cli = cli(&[
+            "--port",
+            "9",
+            "--advertise",
+            "h:9",
+            "--proxy=p:1",
+            "--retries",
+            "5",
+        ]);
+        assert_eq!(
+            (
+                cli.port,
+                cli.advertise.as_deref(),
+                cli.proxy.as_deref(),
+                cli.retries
+            ),
+            (Some(9), Some("h:9"), Some("p:1"), Some(5))
+        );
+        assert_eq!(self::cli(&["-pr=p:2"]).proxy.as_deref(), Some("p:2"));
+    }
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_defaults() {
+        let env = HashMap::from([
+            ("DAMREY_PROXY".to_owned(), "env:1".to_owned()),
+            ("DAMREY_RETRIES".to_owned(), "7".to_owned()),
+            ("DAMREY_TOKEN".to_owned(), "s3cret".to_owned()),
+        ]);
+        let settings = Settings::load_from(&cli(&["-r", "2"]), env).unwrap();
+        assert_eq!(settings.proxy, "env:1");
+        assert_eq!(settings.retries, 2);
+        assert_eq!(settings.token.as_deref(), Some("s3cret"));
+        assert_eq!(settings.port, 7701);
+    }
+}

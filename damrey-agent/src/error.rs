@@ -1,0 +1,33 @@
+//! The agent's HTTP errors: one `ApiError`, shown as `{"error": "..."}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+/// What an agent endpoint answers when it cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// No bearer token, or the wrong one.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({ "error": self.to_string() }))
+    }
+}

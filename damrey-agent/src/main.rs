@@ -1,0 +1,17 @@
+//! `damrey-agent -p 7701 -a 127.0.0.1:7701 -pr 127.0.0.1:7700 -r 3`: parse flags, load
+//! settings, start logging, serve until a signal.
+
+use anyhow::Context;
+use damrey_agent::{Application, Cli, Settings, telemetry};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse_seed_args();
+    let settings = Settings::load(&cli).context("loading settings")?;
+    telemetry::init(settings.log_format).context("starting telemetry")?;
+    let app = Application::build(settings).context("starting damrey-agent")?;
+    app.run_until_stopped()
+        .await
+        .context("serving damrey-agent")?;
+    Ok(())
+}

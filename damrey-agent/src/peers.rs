@@ -1,0 +1,415 @@
+//! Links to other agents: one persistent, authenticated WebSocket per peer, opened on
+//! first use and reopened when lost. Envelopes and terminal replies go out as frames
+//! that the peer acknowledges; an unacknowledged frame is sent again with exponential
+//! backoff and jitter, up to the retries and within the request's deadline. The
+//! receiver remembers the envelope ids it has taken, so a resent envelope never runs a
+//! step twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_http::ws;
+use actix_rt::ArbiterHandle;
+use actix_ws::{AggregatedMessage, Session};
+use damrey_actors::link::{MAX_FRAME, jitter};
+use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
+use uuid::Uuid;
+
+/// One frame between agents, a JSON text frame tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PeerFrame {
+    /// Continue this line here.
+    Forward {
+        /// Frame number on this link, echoed in the ack.
+        seq: u64,
+        /// The line.
+        envelope: Envelope,
+    },
+    /// The terminal reply of request `id`, which started at the receiving agent.
+    Reply {
+        /// Frame number on this link, echoed in the ack.
+        seq: u64,
+        /// The request's envelope id.
+        id: Uuid,
+        /// The terminal reply.
+        msg: Message,
+    },
+    /// The frame `seq` arrived.
+    Ack {
+        /// The acknowledged frame.
+        seq: u64,
+    },
+}
+
+/// How long a frame waits for its ack before it is sent again.
+const ACK_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long opening a link may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Socket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// The links from this agent to every peer it has talked to; the router's [`Remote`].
+pub struct PeerLinks {
+    token: Option<String>,
+    retries: u32,
+    /// Where the links' connections live (awc connections stay on one thread).
+    arbiter: ArbiterHandle,
+    links: Mutex<HashMap<String, Arc<PeerLink>>>,
+}
+
+struct PeerLink {
+    agent: String,
+    /// The writer of the live connection, if any; the lock also serializes reconnects.
+    writer: tokio::sync::Mutex<Option<mpsc::UnboundedSender<String>>>,
+    acks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_seq: AtomicU64,
+}
+
+impl PeerLinks {
+    /// Links that authenticate with `token`, resend up to `retries` times, and keep
+    /// their connections on `arbiter`.
+    pub fn new(token: Option<String>, retries: u32, arbiter: ArbiterHandle) -> Self {
+        PeerLinks {
+            token,
+            retries,
+            arbiter,
+            links: Mutex::default(),
+        }
+    }
+
+    fn link(&self, agent: &str) -> Arc<PeerLink> {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        links
+            .entry(agent.to_owned())
+            .or_insert_with(|| {
+                Arc::new(PeerLink {
+                    agent: agent.to_owned(),
+                    writer: tokio::sync::Mutex::new(None),
+                    acks: Mutex::default(),
+                    next_seq: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Sends the frame made by `frame` over the link to `agent` until it is acknowledged.
+    fn deliver(
+        &self,
+        agent: &str,
+        deadline: Instant,
+        frame: impl FnOnce(u64) -> PeerFrame,
+    ) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let link = self.link(agent);
+        let (token, retries, arbiter) = (self.token.clone(), self.retries, self.arbiter.clone());
+        let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
+        let text = serde_json::to_string(&frame(seq)).expect("frames always serialize");
+        Box::pin(async move {
+            let mut backoff = Duration::from_millis(25);
+            let mut reason = String::from("the deadline passed before the first attempt");
+            for attempt in 0..=retries {
+                if attempt > 0 {
+                    let pause = backoff + jitter(backoff);
+                    if Instant::now() + pause >= deadline {
+                        break;
+                    }
+                    actix_rt::time::sleep(pause).await;
+                    backoff *= 2;
+                }
+                match link.send(&text, seq, deadline, &token, &arbiter).await {
+                    Ok(()) => return Ok(()),
+                    Err(why) => {
+                        tracing::debug!(agent = %link.agent, attempt, error = %why, "retrying push");
+                        reason = why;
+                    }
+                }
+            }
+            Err(RemoteError::Unreachable {
+                agent: link.agent.clone(),
+                reason,
+            })
+        })
+    }
+}
+
+impl Remote for PeerLinks {
+    fn forward(
+        &self,
+        agent: &str,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<(), RemoteError>> {
+        let deadline = Instant::now() + Duration::from_millis(envelope.remaining_ms);
+        self.deliver(agent, deadline, |seq| PeerFrame::Forward { seq, envelope })
+    }
+
+    fn reply(
+        &self,
+        origin: &str,
+        id: Uuid,
+        reply: Message,
+    ) -> BoxFuture<'static, Result<(), RemoteError>> {
+        // The origin forgets the request at its deadline, which this agent does not
+        // know; a reply is small, so it gets a few seconds of retries.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        self.deliver(origin, deadline, |seq| PeerFrame::Reply {
+            seq,
+            id,
+            msg: reply,
+        })
+    }
+}
+
+impl PeerLink {
+    fn acks(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+        self.acks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One attempt: (re)connect if needed, send, wait for the ack.
+    async fn send(
+        self: &Arc<Self>,
+        text: &str,
+        seq: u64,
+        deadline: Instant,
+        token: &Option<String>,
+        arbiter: &ArbiterHandle,
+    ) -> Result<(), String> {
+        let writer = self.writer(deadline, token, arbiter).await?;
+        let (tx, rx) = oneshot::channel();
+        self.acks().insert(seq, tx);
+        if writer.send(text.to_owned()).is_err() {
+            self.acks().remove(&seq);
+            return Err("the link closed".to_owned());
+        }
+        let outcome = timeout_at(deadline.min(Instant::now() + ACK_TIMEOUT), rx).await;
+        self.acks().remove(&seq);
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("the link closed before the ack".to_owned()),
+            Err(_) => Err("no ack in time".to_owned()),
+        }
+    }
+
+    /// The live connection's writer, connecting first when there is none.
+    async fn writer(
+        self: &Arc<Self>,
+        deadline: Instant,
+        token: &Option<String>,
+        arbiter: &ArbiterHandle,
+    ) -> Result<mpsc::UnboundedSender<String>, String> {
+        let mut writer = self.writer.lock().await;
+        if let Some(live) = writer.as_ref().filter(|live| !live.is_closed()) {
+            return Ok(live.clone());
+        }
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (link, token) = (self.clone(), token.clone());
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                match connect(&link.agent, token.as_deref()).await {
+                    Ok(socket) => {
+                        let (out, out_rx) = mpsc::unbounded_channel();
+                        if ready_tx.send(Ok(out)).is_ok() {
+                            link.serve(socket, out_rx).await;
+                        }
+                    }
+                    Err(reason) => {
+                        let _ = ready_tx.send(Err(reason));
+                    }
+                }
+            });
+        });
+        let wait = deadline.min(Instant::now() + CONNECT_TIMEOUT);
+        let live = match timeout_at(wait, ready_rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err("the link's thread is gone".to_owned()),
+            Err(_) => return Err("connecting took too long".to_owned()),
+        };
+        *writer = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Serves one connection: writes frames, reads acks, answers pings.
+    async fn serve(&self, mut socket: Socket, mut out_rx: mpsc::UnboundedReceiver<String>) {
+        loop {
+            tokio::select! {
+                incoming = socket.next() => match incoming {
+                    Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<PeerFrame>(&text) {
+                        Ok(PeerFrame::Ack { seq }) => {
+                            if let Some(waiter) = self.acks().remove(&seq) {
+                                let _ = waiter.send(());
+                            }
+                        }
+                        Ok(other) => tracing::warn!(agent = %self.agent, ?other, "unexpected frame on an outgoing link"),
+                        Err(error) => tracing::warn!(agent = %self.agent, error = %error, "unreadable frame from a peer"),
+                    },
+                    Some(Ok(ws::Frame::Ping(bytes))) => {
+                        if socket.send(ws::Message::Pong(bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(ws::Frame::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+                outgoing = out_rx.recv() => {
+                    let Some(text) = outgoing else { break };
+                    if write_batch(&mut socket, text, &mut out_rx).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!(agent = %self.agent, "link to peer closed");
+    }
+}
+
+async fn connect(agent: &str, token: Option<&str>) -> Result<Socket, String> {
+    let mut request = awc::Client::builder()
+        .timeout(CONNECT_TIMEOUT)
+        .finish()
+        .ws(format!("ws://{agent}/peer"))
+        .max_frame_size(MAX_FRAME);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    match request.connect().await {
+        Ok((_, socket)) => Ok(socket),
+        Err(error) => Err(format!("cannot open a link: {error}")),
+    }
+}
+
+async fn write_batch(
+    socket: &mut Socket,
+    first: String,
+    out_rx: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<(), ws::ProtocolError> {
+    socket.feed(ws::Message::Text(first.into())).await?;
+    while let Ok(text) = out_rx.try_recv() {
+        socket.feed(ws::Message::Text(text.into())).await?;
+    }
+    socket.flush().await
+}
+
+/// Envelope ids taken recently, so that a resent envelope is acknowledged but not run again.
+pub struct SeenIds {
+    ttl: Duration,
+    inner: Mutex<SeenInner>,
+}
+
+#[derive(Default)]
+struct SeenInner {
+    ids: HashMap<Uuid, Instant>,
+    order: VecDeque<(Instant, Uuid)>,
+}
+
+impl SeenIds {
+    /// Remembers ids for `ttl` (longer than any retry of one envelope).
+    pub fn new(ttl: Duration) -> Self {
+        SeenIds {
+            ttl,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// Records `id`; `false` when it was seen already.
+    pub fn first_time(&self, id: Uuid) -> bool {
+        let now = Instant::now();
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some(&(at, old)) = inner.order.front() {
+            if now.duration_since(at) < self.ttl {
+                break;
+            }
+            inner.order.pop_front();
+            inner.ids.remove(&old);
+        }
+        if inner.ids.insert(id, now).is_some() {
+            return false;
+        }
+        inner.order.push_back((now, id));
+        true
+    }
+}
+
+/// Serves a link another agent opened to this one: acknowledges every frame, runs new
+/// envelopes, and resolves replies to requests that started here.
+pub async fn serve_incoming(
+    router: Router,
+    seen: Arc<SeenIds>,
+    mut session: Session,
+    stream: actix_ws::MessageStream,
+) {
+    let mut stream = stream.max_frame_size(MAX_FRAME).aggregate_continuations();
+    while let Some(incoming) = stream.recv().await {
+        match incoming {
+            Ok(AggregatedMessage::Text(text)) => {
+                let frame = match serde_json::from_str::<PeerFrame>(&text) {
+                    Ok(frame) => frame,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "unreadable frame from a peer");
+                        continue;
+                    }
+                };
+                let seq = match &frame {
+                    PeerFrame::Forward { seq, .. } | PeerFrame::Reply { seq, .. } => *seq,
+                    PeerFrame::Ack { .. } => continue,
+                };
+                let ack = serde_json::to_string(&PeerFrame::Ack { seq })
+                    .expect("frames always serialize");
+                if session.text(ack).await.is_err() {
+                    break;
+                }
+                match frame {
+                    PeerFrame::Forward { envelope, .. } => {
+                        if seen.first_time(envelope.id) {
+                            let router = router.clone();
+                            actix_rt::spawn(async move { router.accept(envelope).await });
+                        } else {
+                            tracing::debug!(message_id = %envelope.id, "dropped a duplicate envelope");
+                        }
+                    }
+                    PeerFrame::Reply { id, msg, .. } => {
+                        router.complete(id, msg);
+                    }
+                    PeerFrame::Ack { .. } => {}
+                }
+            }
+            Ok(AggregatedMessage::Ping(bytes)) => {
+                if session.pong(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Ok(AggregatedMessage::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = session.close(None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_new_once_then_seen_until_it_expires() {
+        let seen = SeenIds::new(Duration::from_secs(60));
+        let id = Uuid::new_v4();
+        assert!(seen.first_time(id));
+        assert!(!seen.first_time(id));
+        assert!(seen.first_time(Uuid::new_v4()));
+        let forgetful = SeenIds::new(Duration::ZERO);
+        assert!(forgetful.first_time(id));
+        assert!(forgetful.first_time(id));
+    }
+}

@@ -1,0 +1,35 @@
+//! `GET /attach/{worker}`: a worker process attaches over a WebSocket.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use damrey_actors::spec::validate_name;
+
+use crate::attach;
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// Refuses with 401 (token) or 404 (no config for the worker) before upgrading; then
+/// serves the session until it closes.
+pub async fn attach(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    worker: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    state.authorize(&req)?;
+    let worker = worker.into_inner();
+    validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let spec = state
+        .router
+        .spec(&worker)
+        .ok_or_else(|| ApiError::NotFound(format!("no worker named {worker:?} is configured")))?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    actix_rt::spawn(attach::serve(
+        state.router.clone(),
+        worker,
+        spec.mpu.0,
+        session,
+        stream,
+        state.ping_every,
+    ));
+    Ok(response)
+}

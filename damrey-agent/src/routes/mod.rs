@@ -1,0 +1,89 @@
+//! The agent's HTTP surface: `/healthz`, `/call/{worker}` for curl, `/attach/{worker}`
+//! for worker processes and `/peer` for other agents.
+
+pub mod attach;
+pub mod call;
+pub mod health;
+pub mod peer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use damrey_actors::Router;
+
+use crate::error::ApiError;
+use crate::peers::SeenIds;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The routing table and line driver.
+    pub router: Router,
+    /// Envelope ids taken recently from other agents.
+    pub seen: Arc<SeenIds>,
+    /// The bearer token everything but `/healthz` wants, when set.
+    pub token: Option<String>,
+    /// How often attached workers are pinged.
+    pub ping_every: Duration,
+    /// The longest a `/call` may wait.
+    pub max_call: Duration,
+}
+
+impl AppState {
+    /// Checks the bearer token in constant time.
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`] without the right token.
+    pub fn authorize(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(expected) = &self.token else {
+            return Ok(());
+        };
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Compares without stopping at the first differing byte, so timing tells nothing
+/// about the token but its length.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Registers every route, with JSON answers for unknown paths.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/call/{worker}", web::post().to(call::call))
+        .route("/attach/{worker}", web::get().to(attach::attach))
+        .route("/peer", web::get().to(peer::peer))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": format!("no route for {} {}", req.method(), req.path())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cres", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret!", b"s3cret"));
+    }
+}

@@ -1,0 +1,23 @@
+//! `GET /peer`: another agent opens its link to this one.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::peers;
+use crate::routes::AppState;
+
+/// Checks the token, upgrades, and serves the link until it closes.
+pub async fn peer(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    state.authorize(&req)?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    actix_rt::spawn(peers::serve_incoming(
+        state.router.clone(),
+        state.seen.clone(),
+        session,
+        stream,
+    ));
+    Ok(response)
+}

@@ -1,0 +1,136 @@
+//! Building and running the agent: bind, router, peer links, proxy loops, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use damrey_actors::Router;
+
+use crate::config::Settings;
+use crate::peers::{PeerLinks, SeenIds};
+use crate::proxy_client::{self, ProxyClient};
+use crate::routes::{self, AppState};
+
+/// How long envelope ids are remembered; longer than any envelope's retries.
+const SEEN_TTL: Duration = Duration::from_secs(120);
+
+/// A bound, ready-to-run agent.
+pub struct Application {
+    port: u16,
+    router: Router,
+    server: Server,
+}
+
+/// An agent that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The port could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// What was asked for.
+        address: String,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Binds the port (0 lets the OS choose), builds the router and starts the
+    /// background loops that follow the proxy. Must run inside an actix system.
+    ///
+    /// # Errors
+    /// [`StartupError::Bind`] when the port is taken.
+    pub fn build(settings: Settings) -> Result<Application, StartupError> {
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
+        let me = if settings.advertise.is_empty() {
+            format!("127.0.0.1:{port}")
+        } else {
+            settings.advertise.clone()
+        };
+
+        let links = PeerLinks::new(
+            settings.token.clone(),
+            settings.retries,
+            actix_rt::Arbiter::new().handle(),
+        );
+        let router = Router::with_remote(me, Some(Arc::new(links)), [])
+            .expect("an empty config list is valid");
+        router.set_retries(settings.retries);
+
+        let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
+        actix_rt::spawn(proxy_client::follow_configs(
+            router.clone(),
+            ProxyClient::new(&settings.proxy, settings.token.clone(), proxy_timeout),
+            settings.feed_wait_ms,
+        ));
+        actix_rt::spawn(proxy_client::heartbeat(
+            router.clone(),
+            ProxyClient::new(
+                &settings.proxy,
+                settings.token.clone(),
+                Duration::from_secs(2),
+            ),
+            Duration::from_millis(settings.heartbeat_ms),
+        ));
+
+        let state = AppState {
+            router: router.clone(),
+            seen: Arc::new(SeenIds::new(SEEN_TTL)),
+            token: settings.token.clone(),
+            ping_every: Duration::from_millis(settings.ping_ms),
+            max_call: Duration::from_millis(settings.max_call_ms),
+        };
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(web::PayloadConfig::new(1 << 20))
+                .configure(routes::configure)
+        })
+        .shutdown_timeout(5);
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                address: format!("port {port}"),
+                source,
+            })?
+            .run();
+        tracing::info!(port, agent = router.me(), proxy = %settings.proxy, "agent listening");
+        Ok(Application {
+            port,
+            router,
+            server,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The router, to inspect in tests.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains and returns.
+    ///
+    /// # Errors
+    /// The server's I/O failure.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

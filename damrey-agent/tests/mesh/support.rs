@@ -1,0 +1,329 @@
+//! Starting and stopping the processes of a mesh, and talking to them over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use awc::Client;
+use damrey_actors::Message;
+use serde_json::Value;
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Process {
+    name: String,
+    child: Child,
+}
+
+impl Process {
+    fn spawn(name: &str, command: &mut Command) -> Process {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("DAMREY_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
+    /// Kills the process at once and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("damrey-mesh-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A binary of this workspace, next to the agent's.
+fn sibling(name: &str) -> PathBuf {
+    let agent = Path::new(env!("CARGO_BIN_EXE_damrey-agent"));
+    let path = agent.with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace`, which builds every binary",
+        path.display()
+    );
+    path
+}
+
+/// A port the OS says is free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// An HTTP client with a generous timeout.
+pub fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(30)).finish()
+}
+
+/// Waits until `GET http://address/healthz` answers 200.
+pub async fn wait_healthy(address: &str) {
+    for _ in 0..200 {
+        if let Ok(response) = client()
+            .get(format!("http://{address}/healthz"))
+            .send()
+            .await
+        {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{address} never became healthy");
+}
+
+/// A running proxy on an SQLite file in its own directory.
+pub struct Proxy {
+    pub address: String,
+    pub process: Process,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Proxy {
+    pub async fn start(dir: &TempDir) -> Proxy {
+        Self::start_on(&dir.0, free_port()).await
+    }
+
+    async fn start_on(dir: &Path, port: u16) -> Proxy {
+        let process = Process::spawn(
+            "damrey-proxy",
+            Command::new(sibling("damrey-proxy"))
+                .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
+                .current_dir(dir),
+        );
+        let address = format!("127.0.0.1:{port}");
+        wait_healthy(&address).await;
+        Proxy {
+            address,
+            process,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Kills the proxy and starts it again on the same port and database.
+    pub async fn restart(&mut self) {
+        self.process.kill();
+        *self = Self::start_on(&self.dir.clone(), self.port).await;
+    }
+
+    /// Registers a worker config (the seed's JSON).
+    pub async fn add(&self, spec: Value) {
+        let response = client()
+            .post(format!("http://{}/worker/add", self.address))
+            .send_json(&spec)
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status().as_u16(), 201, "adding {spec}");
+    }
+
+    /// Changes a worker config.
+    pub async fn change(&self, spec: Value) {
+        let response = client()
+            .post(format!("http://{}/worker/chg", self.address))
+            .send_json(&spec)
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status().as_u16(), 200, "changing {spec}");
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    pub address: String,
+    pub process: Process,
+    port: u16,
+    proxy: String,
+}
+
+impl Agent {
+    pub async fn start(proxy: &Proxy) -> Agent {
+        Self::start_on(&proxy.address, free_port()).await
+    }
+
+    async fn start_on(proxy: &str, port: u16) -> Agent {
+        let address = format!("127.0.0.1:{port}");
+        let process = Process::spawn(
+            "damrey-agent",
+            Command::new(env!("CARGO_BIN_EXE_damrey-agent")).args([
+                "-p",
+                &port.to_string(),
+                "-a",
+                &address,
+                "-pr",
+                proxy,
+                "-r",
+                "3",
+                "--host",
+                "127.0.0.1",
+            ]),
+        );
+        wait_healthy(&address).await;
+        Agent {
+            address,
+            process,
+            port,
+            proxy: proxy.to_owned(),
+        }
+    }
+
+    /// Kills the agent and starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.process.kill();
+        *self = Self::start_on(&self.proxy.clone(), self.port).await;
+    }
+
+    /// The agent's `/healthz` document.
+    pub async fn health(&self) -> Value {
+        client()
+            .get(format!("http://{}/healthz", self.address))
+            .send()
+            .await
+            .expect("agent answers")
+            .json::<Value>()
+            .await
+            .expect("json")
+    }
+
+    /// Waits until the agent has `configs` worker configs.
+    pub async fn wait_configs(&self, configs: u64) {
+        for _ in 0..200 {
+            if self.health().await["configs"].as_u64() >= Some(configs) {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("agent {} never got {configs} configs", self.address);
+    }
+
+    /// Waits until `instances` worker instances are attached here.
+    pub async fn wait_instances(&self, instances: u64) {
+        for _ in 0..200 {
+            if self.health().await["instances"].as_u64() == Some(instances) {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("agent {} never had {instances} instances", self.address);
+    }
+
+    /// Starts worker binary `binary` attached here as `name`.
+    pub fn worker(&self, binary: &str, name: &str) -> Process {
+        Process::spawn(
+            binary,
+            Command::new(sibling(binary)).args(["--agent", &self.address, "--name", name]),
+        )
+    }
+
+    /// A cloneable handle for calls from other tasks.
+    pub fn handle(&self) -> AgentAddress {
+        AgentAddress(self.address.clone())
+    }
+
+    /// `POST /call/{worker}`: the HTTP status and the reply.
+    pub async fn call(&self, worker: &str, message: &Message, timeout_ms: u64) -> (u16, Message) {
+        self.handle().call(worker, message, timeout_ms).await
+    }
+
+    /// `POST /call/{worker}` with any body: the HTTP status and the body.
+    pub async fn call_raw(&self, worker: &str, body: String, timeout_ms: u64) -> (u16, Vec<u8>) {
+        self.handle().call_raw(worker, body, timeout_ms).await
+    }
+}
+
+/// An agent's address, for calls.
+#[derive(Clone)]
+pub struct AgentAddress(pub String);
+
+impl AgentAddress {
+    /// `POST /call/{worker}`: the HTTP status and the reply.
+    pub async fn call(&self, worker: &str, message: &Message, timeout_ms: u64) -> (u16, Message) {
+        let (status, body) = self.call_raw(worker, message.to_json(), timeout_ms).await;
+        let reply = Message::from_json_slice(&body)
+            .unwrap_or_else(|e| panic!("status {status}: {e}: {}", String::from_utf8_lossy(&body)));
+        (status, reply)
+    }
+
+    /// `POST /call/{worker}` with any body: the HTTP status and the body.
+    pub async fn call_raw(&self, worker: &str, body: String, timeout_ms: u64) -> (u16, Vec<u8>) {
+        let mut response = client()
+            .post(format!(
+                "http://{}/call/{worker}?timeout_ms={timeout_ms}",
+                self.0
+            ))
+            .send_body(body)
+            .await
+            .expect("agent answers");
+        let body = response.body().await.expect("body");
+        (response.status().as_u16(), body.to_vec())
+    }
+}
+
+/// The sqsum line `add => square` as the proxy stores it.
+pub fn sqsum_specs() -> [Value; 2] {
+    [
+        serde_json::json!({"name": "add", "agent": "", "mpu": "", "commands": [{"name": "sqsum", "worker": "square"}]}),
+        serde_json::json!({"name": "square", "agent": "", "mpu": "", "commands": [{"name": "sqsum", "worker": ""}]}),
+    ]
+}
+
+/// `["REQUEST","sqsum",a,b]`.
+pub fn sqsum(a: i64, b: i64) -> Message {
+    Message::request("sqsum", [a.to_string(), b.to_string()])
+}
+
+/// Spawns every future on the current arbiter and collects the results in order.
+pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(actix_rt::spawn).collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        results.push(handle.await.expect("test task panicked"));
+    }
+    results
+}

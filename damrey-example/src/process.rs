@@ -1,0 +1,73 @@
+//! Running one worker as its own process attached to an agent: flags, logging, and a
+//! clean stop on SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use actix::dev::MessageResponse;
+use anyhow::Context as _;
+use clap::Parser;
+use damrey_actors::prelude::*;
+use tracing_subscriber::EnvFilter;
+
+/// The flags every example worker takes.
+#[derive(Debug, Parser)]
+pub struct WorkerArgs {
+    /// The local agent's `host:port`.
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    pub agent: String,
+    /// The worker name to attach as (must be configured in the proxy).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The longest one message may be processed, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+    /// Attempts to push a message onward.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+}
+
+/// Parses the flags, attaches the worker made by `factory` to the agent, and serves
+/// until SIGINT or SIGTERM; then it leaves the agent, drains and exits.
+///
+/// # Errors
+/// The agent refused the worker or could not be reached.
+pub fn run<A, F>(default_name: &str, factory: F) -> anyhow::Result<()>
+where
+    A: Actor<Context = Context<A>> + Handler<Message>,
+    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let args = WorkerArgs::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let name = args.name.unwrap_or_else(|| default_name.to_owned());
+    let config = Config {
+        retries: args.retries,
+        name: name.clone(),
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let token = std::env::var("DAMREY_TOKEN").ok();
+    actix_rt::System::new().block_on(async move {
+        let worker = Worker::new(config)
+            .agent(args.agent.clone())
+            .token(token)
+            .start(factory)
+            .await
+            .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;
+        tracing::info!(worker = %name, agent = %args.agent, "worker attached");
+        shutdown_signal().await;
+        tracing::info!(worker = %name, "stopping");
+        worker.stop().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = actix_rt::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
