@@ -93,9 +93,11 @@ impl Visitor<'_> for MpuVisitor {
         if v.is_empty() {
             return Ok(Mpu::UNLIMITED);
         }
-        v.parse::<u32>()
-            .map(Mpu)
-            .map_err(|_| E::custom(format!("mpu {v:?} is not a whole number from 0 to 4294967295")))
+        v.parse::<u32>().map(Mpu).map_err(|_| {
+            E::custom(format!(
+                "mpu {v:?} is not a whole number from 0 to 4294967295"
+            ))
+        })
     }
 }
 
@@ -218,7 +220,8 @@ impl WorkerSpec {
     /// Where a message of type `kind` leaving this worker goes: `Some("")` ends the line,
     /// `None` means the worker does not list the type.
     pub fn next_worker(&self, kind: &str) -> Option<&str> {
-        self.find_command(kind).map(|command| command.worker.as_str())
+        self.find_command(kind)
+            .map(|command| command.worker.as_str())
     }
 
     /// Checks names, the agent address and that no command name repeats.
@@ -289,22 +292,30 @@ mod tests {
     fn mpu_is_accepted_as_a_number_or_a_string() {
         assert_eq!(parse(r#"{"name":"a","mpu":7}"#).unwrap().mpu, Mpu(7));
         assert_eq!(parse(r#"{"name":"a","mpu":""}"#).unwrap().mpu, Mpu(0));
-        assert!(parse(r#"{"name":"a","mpu":"ten"}"#)
-            .unwrap_err()
-            .contains(r#"mpu "ten" is not a whole number"#));
-        assert!(parse(r#"{"name":"a","mpu":-1}"#)
-            .unwrap_err()
-            .contains("mpu -1 is negative"));
+        assert!(
+            parse(r#"{"name":"a","mpu":"ten"}"#)
+                .unwrap_err()
+                .contains(r#"mpu "ten" is not a whole number"#)
+        );
+        assert!(
+            parse(r#"{"name":"a","mpu":-1}"#)
+                .unwrap_err()
+                .contains("mpu -1 is negative")
+        );
     }
 
     #[test]
     fn unknown_fields_are_rejected_by_name() {
-        assert!(parse(r#"{"name":"a","colour":"red"}"#)
-            .unwrap_err()
-            .contains("unknown field `colour`"));
-        assert!(parse(r#"{"name":"a","commands":[{"name":"t","wrker":"b"}]}"#)
-            .unwrap_err()
-            .contains("unknown field `wrker`"));
+        assert!(
+            parse(r#"{"name":"a","colour":"red"}"#)
+                .unwrap_err()
+                .contains("unknown field `colour`")
+        );
+        assert!(
+            parse(r#"{"name":"a","commands":[{"name":"t","wrker":"b"}]}"#)
+                .unwrap_err()
+                .contains("unknown field `wrker`")
+        );
     }
 
     #[test]
