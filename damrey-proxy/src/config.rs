@@ -146,6 +146,7 @@ impl Settings {
             .set_override_option("database_url", database_url)?
             .add_source(
                 Environment::with_prefix("DAMREY")
+                    .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
                     .source(Some(env)),

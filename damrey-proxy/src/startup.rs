@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
@@ -120,6 +120,11 @@ impl Application {
     /// The store served.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A handle that stops the server, as a signal would.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until SIGINT or SIGTERM, then lets requests finish and closes the store.
