@@ -1,1 +1,20 @@
-//! placeholder
+//! Damrey's proxy: worker configurations in Postgres or embedded SQLite behind the seed's
+//! REST API, a change feed agents wait on, and the registry of live agents.
+//!
+//! `main.rs` only parses flags, loads [`config::Settings`], starts [`telemetry`] and runs
+//! [`startup::Application`]; everything else lives here so that tests reach it.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod feed;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use config::{Cli, Settings};
+pub use error::ApiError;
+pub use startup::Application;
+pub use store::Store;

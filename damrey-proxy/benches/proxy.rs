@@ -1,0 +1,143 @@
+//! Requests per second for `GET /workers/get` with 100 workers stored and for
+//! `POST /worker/chg`, over loopback with 32 requests in flight, on SQLite and (when
+//! `DATABASE_URL` names one) Postgres. Prints the median of several timed rounds.
+//!
+//! `cargo bench -p damrey-proxy` (set `DATABASE_URL=postgres://...` for Postgres too).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use damrey_actors::WorkerSpec;
+use damrey_proxy::{Application, Settings};
+use futures_util::future::join_all;
+use sqlx::{Connection, Executor};
+
+const WORKERS: usize = 100;
+const IN_FLIGHT: usize = 32;
+const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_secs(2);
+
+fn main() {
+    actix_web::rt::System::new().block_on(run());
+}
+
+async fn run() {
+    sqlx::any::install_default_drivers();
+    println!(
+        "damrey-proxy bench: {WORKERS} workers stored, {IN_FLIGHT} requests in flight, \
+         median of {ROUNDS} rounds of {ROUND:?}"
+    );
+    let sqlite_dir = std::env::temp_dir().join(format!(
+        "damrey-proxy-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&sqlite_dir).expect("temp dir");
+    let sqlite_url = format!(
+        "sqlite://{}?mode=rwc",
+        sqlite_dir.join("bench.db").display()
+    );
+    bench_backend("sqlite", &sqlite_url).await;
+    let _ = std::fs::remove_dir_all(&sqlite_dir);
+
+    match std::env::var("DATABASE_URL") {
+        Ok(admin_url) if admin_url.starts_with("postgres") => {
+            let name = format!("damrey_proxy_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::AnyConnection::connect(&admin_url)
+                .await
+                .expect("DATABASE_URL reachable");
+            admin
+                .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+                .await
+                .expect("create bench db");
+            let (base, query) = admin_url
+                .split_once('?')
+                .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+            let base = base.rsplit_once('/').map_or(base, |(base, _)| base);
+            let url = format!(
+                "{base}/{name}{}",
+                query.map(|q| format!("?{q}")).unwrap_or_default()
+            );
+            bench_backend("postgres", &url).await;
+            let _ = admin
+                .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+                .await;
+        }
+        _ => println!("postgres: skipped (set DATABASE_URL=postgres://... to include it)"),
+    }
+}
+
+async fn bench_backend(label: &str, url: &str) {
+    let settings = Settings {
+        host: "127.0.0.1".to_owned(),
+        port: 0,
+        database_url: Some(url.to_owned()),
+        ..Settings::default()
+    };
+    let app = Application::build(settings)
+        .await
+        .expect("starting the proxy");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    for i in 0..WORKERS {
+        let spec = WorkerSpec::new(format!("worker-{i:03}"))
+            .mpu(100)
+            .command("test", "testWorker")
+            .command_mpu(1);
+        app.store()
+            .add_worker(&spec)
+            .await
+            .expect("seeding workers");
+    }
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+
+    let get = measure(&client, |client, _| {
+        let request = client.get(format!("{address}/workers/get"));
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    })
+    .await;
+    println!("{label:>8}  GET /workers/get   {get:>9.0} req/s");
+
+    let chg = measure(&client, |client, n| {
+        let body = format!(r#"{{"name":"worker-{:03}","agent":"","mpu":"{}","commands":[{{"name":"test","worker":"testWorker","mpu":"1"}}]}}"#, n % WORKERS, n % 1000);
+        let request = client.post(format!("{address}/worker/chg")).insert_header(("content-type", "application/json"));
+        async move { request.send_body(body).await.map(|r| r.status().as_u16()) }
+    })
+    .await;
+    println!("{label:>8}  POST /worker/chg   {chg:>9.0} req/s");
+    handle.stop(true).await;
+}
+
+/// Median requests/s over the rounds, after one warm-up round.
+async fn measure<F, Fut>(client: &awc::Client, request: F) -> f64
+where
+    F: Fn(&awc::Client, usize) -> Fut,
+    Fut: Future<Output = Result<u16, awc::error::SendRequestError>>,
+{
+    let mut rates = Vec::with_capacity(ROUNDS);
+    for round in 0..=ROUNDS {
+        let done = Rc::new(Cell::new(0usize));
+        let started = Instant::now();
+        let loops = (0..IN_FLIGHT).map(|lane| {
+            let (done, request) = (done.clone(), &request);
+            async move {
+                let mut n = lane;
+                while started.elapsed() < ROUND {
+                    let status = request(client, n).await.expect("the proxy answers");
+                    assert_eq!(status, 200, "unexpected status");
+                    done.set(done.get() + 1);
+                    n += IN_FLIGHT;
+                }
+            }
+        });
+        join_all(loops).await;
+        if round > 0 {
+            rates.push(done.get() as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}

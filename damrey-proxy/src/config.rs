@@ -1,0 +1,291 @@
+//! The proxy's settings and how they are loaded: defaults < file < `DAMREY_*` env < flags.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use config::{Config, Environment, File};
+use serde::Deserialize;
+
+/// The command line of `damrey-proxy`.
+///
+/// Every field is optional so that an absent flag leaves the lower layers' value alone.
+#[derive(Debug, Default, Clone, Parser)]
+#[command(
+    name = "damrey-proxy",
+    version,
+    about = "Damrey's proxy: worker configurations over REST"
+)]
+pub struct Cli {
+    /// Port to listen on (default 7700).
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
+    /// Address to bind (default 0.0.0.0).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// `postgres://...` or `sqlite://FILE`; without one, the embedded SQLite file is used.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// A settings file (TOML); its keys are the fields of `Settings`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log output: human-readable text or one JSON object per line.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the proxy needs to run; tests build it directly.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to listen on; `0` lets the OS choose.
+    pub port: u16,
+    /// The store: `postgres://...` or `sqlite://...`; `None` means [`Settings::sqlite_path`].
+    pub database_url: Option<String>,
+    /// The embedded SQLite file used when no `database_url` is set, created if missing.
+    pub sqlite_path: String,
+    /// With a token, every endpoint but `/healthz` wants `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Agents silent for longer than this are expired.
+    pub agent_ttl_ms: u64,
+    /// How often a waiting `GET /workers/get` looks at the stored version, to see
+    /// changes made through other proxies.
+    pub feed_poll_ms: u64,
+    /// The longest a store connection is waited for before answering 503.
+    pub acquire_timeout_ms: u64,
+    /// The most store connections.
+    pub max_connections: u32,
+    /// HTTP worker threads; `0` is one per core.
+    pub http_workers: usize,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: "0.0.0.0".to_owned(),
+            port: 7700,
+            database_url: None,
+            sqlite_path: "damrey-proxy.db".to_owned(),
+            token: None,
+            agent_ttl_ms: 10_000,
+            feed_poll_ms: 100,
+            acquire_timeout_ms: 2_000,
+            max_connections: 10,
+            http_workers: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Settings that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file, an environment variable or a flag holds a value of the wrong kind.
+    #[error("invalid settings")]
+    Config(#[source] config::ConfigError),
+}
+
+impl From<config::ConfigError> for SettingsError {
+    fn from(error: config::ConfigError) -> Self {
+        SettingsError::Config(error)
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the process environment and the command line.
+    ///
+    /// # Errors
+    /// [`SettingsError`] when the file is missing or a value has the wrong kind.
+    pub fn load(cli: &Cli) -> Result<Settings, SettingsError> {
+        Self::load_from(cli, std::env::vars().collect())
+    }
+
+    /// Loads the settings from `env` (the environment as a map) and the command line.
+    ///
+    /// `DATABASE_URL` and `DAMREY_TOKEN` are read by their well-known names; every other
+    /// field is `DAMREY_<FIELD>` (for example `DAMREY_AGENT_TTL_MS`).
+    ///
+    /// # Errors
+    /// [`SettingsError`] when the file is missing or a value has the wrong kind.
+    pub fn load_from(cli: &Cli, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
+        let defaults = Settings::default();
+        let mut builder = Config::builder()
+            .set_default("host", defaults.host)?
+            .set_default("port", defaults.port)?
+            .set_default("sqlite_path", defaults.sqlite_path)?
+            .set_default("agent_ttl_ms", defaults.agent_ttl_ms)?
+            .set_default("feed_poll_ms", defaults.feed_poll_ms)?
+            .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
+            .set_default("max_connections", defaults.max_connections)?
+            .set_default("http_workers", defaults.http_workers as u64)?
+            .set_default("log_format", "text")?;
+        if let Some(path) = &cli.config {
+            builder = builder.add_source(File::from(path.as_path()).required(true));
+        }
+        // The well-known name sits between the file and the DAMREY_* variables.
+        let database_url = env
+            .get("DATABASE_URL")
+            .filter(|url| !url.is_empty())
+            .cloned();
+        builder = builder
+            .set_override_option("database_url", database_url)?
+            .add_source(
+                Environment::with_prefix("DAMREY")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .set_override_option("port", cli.port)?
+            .set_override_option("host", cli.host.clone())?
+            .set_override_option("database_url", cli.database_url.clone())?
+            .set_override_option(
+                "log_format",
+                cli.log_format.map(|format| match format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }),
+            )?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        // An empty variable means "not set", as shells write it.
+        settings.token = settings.token.filter(|token| !token.is_empty());
+        settings.database_url = settings.database_url.filter(|url| !url.is_empty());
+        Ok(settings)
+    }
+
+    /// The store's URL: the configured one, or the embedded SQLite file (created if missing).
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.sqlite_path),
+        }
+    }
+
+    /// [`Settings::agent_ttl_ms`] as a duration.
+    pub fn agent_ttl(&self) -> Duration {
+        Duration::from_millis(self.agent_ttl_ms)
+    }
+
+    /// [`Settings::feed_poll_ms`] as a duration.
+    pub fn feed_poll(&self) -> Duration {
+        Duration::from_millis(self.feed_poll_ms.max(1))
+    }
+
+    /// [`Settings::acquire_timeout_ms`] as a duration.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn temp_file(contents: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "damrey-proxy-settings-{}-{:?}.toml",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_given() {
+        let settings = Settings::load_from(&Cli::default(), env(&[])).unwrap();
+        assert_eq!(settings.port, 7700);
+        assert_eq!(settings.host, "0.0.0.0");
+        assert_eq!(settings.database_url, None);
+        assert_eq!(settings.token, None);
+        assert_eq!(settings.agent_ttl_ms, 10_000);
+        assert_eq!(settings.store_url(), "sqlite://damrey-proxy.db?mode=rwc");
+    }
+
+    #[test]
+    fn the_file_beats_defaults_env_beats_the_file_and_flags_beat_env() {
+        let file = temp_file("port = 7000\nagent_ttl_ms = 3000\nsqlite_path = \"f.db\"\n");
+        let cli = Cli {
+            config: Some(file.clone()),
+            ..Cli::default()
+        };
+        let from_file = Settings::load_from(&cli, env(&[])).unwrap();
+        assert_eq!((from_file.port, from_file.agent_ttl_ms), (7000, 3000));
+        assert_eq!(from_file.sqlite_path, "f.db");
+
+        let vars = env(&[("DAMREY_PORT", "7100"), ("DAMREY_AGENT_TTL_MS", "4000")]);
+        let from_env = Settings::load_from(&cli, vars.clone()).unwrap();
+        assert_eq!((from_env.port, from_env.agent_ttl_ms), (7100, 4000));
+
+        let cli = Cli {
+            port: Some(7200),
+            ..cli
+        };
+        let from_flags = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!((from_flags.port, from_flags.agent_ttl_ms), (7200, 4000));
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn well_known_variables_are_read_and_the_flag_wins_over_database_url() {
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://db/env"),
+            ("DAMREY_TOKEN", "s3cret"),
+            ("DAMREY_REQUIRE_POSTGRES", "1"),
+        ]);
+        let settings = Settings::load_from(&Cli::default(), vars.clone()).unwrap();
+        assert_eq!(settings.database_url.as_deref(), Some("postgres://db/env"));
+        assert_eq!(settings.token.as_deref(), Some("s3cret"));
+
+        let cli = Cli {
+            database_url: Some("postgres://db/flag".to_owned()),
+            ..Cli::default()
+        };
+        let settings = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!(settings.database_url.as_deref(), Some("postgres://db/flag"));
+    }
+
+    #[test]
+    fn empty_token_and_database_url_mean_unset() {
+        let vars = env(&[("DATABASE_URL", ""), ("DAMREY_TOKEN", "")]);
+        let settings = Settings::load_from(&Cli::default(), vars).unwrap();
+        assert_eq!((settings.database_url, settings.token), (None, None));
+    }
+
+    #[test]
+    fn the_seed_short_port_flag_parses() {
+        let cli = Cli::try_parse_from(["damrey-proxy", "-p", "7700"]).unwrap();
+        assert_eq!(cli.port, Some(7700));
+        let cli =
+            Cli::try_parse_from(["damrey-proxy", "--port", "1", "--log-format", "json"]).unwrap();
+        assert_eq!((cli.port, cli.log_format), (Some(1), Some(LogFormat::Json)));
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_number_is_an_error() {
+        let error = Settings::load_from(&Cli::default(), env(&[("DAMREY_PORT", "x")])).unwrap_err();
+        assert!(format!("{:?}", error).contains("port"), "{error:?}");
+    }
+}

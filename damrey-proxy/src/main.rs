@@ -1,0 +1,19 @@
+//! `damrey-proxy -p 7700`: parse flags, load settings, start logging, serve until a signal.
+
+use anyhow::Context;
+use clap::Parser;
+use damrey_proxy::{Application, Cli, Settings, telemetry};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(&cli).context("loading settings")?;
+    telemetry::init(settings.log_format).context("starting telemetry")?;
+    let app = Application::build(settings)
+        .await
+        .context("starting damrey-proxy")?;
+    app.run_until_stopped()
+        .await
+        .context("serving damrey-proxy")?;
+    Ok(())
+}

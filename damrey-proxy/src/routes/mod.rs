@@ -1,0 +1,122 @@
+//! The REST API of DESIGN §6: route table, extractor settings and the JSON 404/405 answers.
+
+pub mod agents;
+pub mod health;
+pub mod workers;
+
+use std::time::Duration;
+
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::{HttpRequest, HttpResponse, Route, web};
+
+use crate::error::ApiError;
+use crate::feed::Feed;
+use crate::store::Store;
+
+/// The largest request body accepted (64 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The change feed.
+    pub feed: Feed,
+    /// How long an agent stays listed without a heartbeat.
+    pub agent_ttl: Duration,
+}
+
+/// Registers every route, with a JSON 405 for wrong methods and a JSON 404 elsewhere.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(query_config())
+        .app_data(path_config())
+        .service(resource(
+            "/worker/add",
+            "POST",
+            web::post().to(workers::add),
+        ))
+        .service(resource(
+            "/worker/del",
+            "POST",
+            web::post().to(workers::delete),
+        ))
+        .service(resource(
+            "/worker/chg",
+            "POST",
+            web::post().to(workers::change),
+        ))
+        // Before `/workers/{name}`, so that `get` is the listing, not a worker.
+        .service(resource(
+            "/workers/get",
+            "GET",
+            web::get().to(workers::list),
+        ))
+        .service(resource(
+            "/workers/{name}",
+            "GET",
+            web::get().to(workers::get),
+        ))
+        .service(resource(
+            "/agents/heartbeat",
+            "POST",
+            web::post().to(agents::heartbeat),
+        ))
+        .service(resource("/agents", "GET", web::get().to(agents::list)))
+        .service(resource("/healthz", "GET", web::get().to(health::healthz)))
+        .default_service(web::to(not_found));
+}
+
+fn resource(path: &'static str, allowed: &'static str, route: Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move |req: HttpRequest| async move {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: req.path().to_owned(),
+                allowed,
+            })
+        }))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(BODY_LIMIT)
+        .error_handler(|error, _req| {
+            let error = match error {
+                JsonPayloadError::OverflowKnownLength { limit, .. }
+                | JsonPayloadError::Overflow { limit } => ApiError::TooLarge { limit },
+                JsonPayloadError::Payload(PayloadError::Overflow) => {
+                    ApiError::TooLarge { limit: BODY_LIMIT }
+                }
+                JsonPayloadError::ContentType => {
+                    ApiError::Invalid("content type must be application/json".to_owned())
+                }
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::Invalid(format!("invalid JSON body: {e}"))
+                }
+                other => ApiError::Invalid(format!("could not read the body: {other}")),
+            };
+            error.into()
+        })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _req| {
+        ApiError::Invalid(format!("invalid query string: {error}")).into()
+    })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|error, _req| ApiError::Invalid(format!("invalid path: {error}")).into())
+}

@@ -1,0 +1,118 @@
+//! `/worker/add`, `/worker/del`, `/worker/chg`, `/workers/get` and `/workers/{name}`.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use damrey_actors::WorkerSpec;
+use damrey_actors::spec::validate_name;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::feed::MAX_WAIT;
+
+/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// The config version the list belongs to.
+    pub version: i64,
+    /// Every worker, sorted by name, in the seed's JSON form.
+    pub workers: Vec<WorkerSpec>,
+}
+
+/// The query of `GET /workers/get`: `?after=N&wait_ms=M`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Wait while the stored version equals this one.
+    pub after: Option<i64>,
+    /// The longest to wait in ms (default and most: 30000); needs `after`.
+    pub wait_ms: Option<u64>,
+}
+
+/// `POST /worker/add`: 201 and the stored worker; 409 when the name exists.
+///
+/// # Errors
+/// [`ApiError`] for a taken name or a store failure.
+pub async fn add(
+    state: web::Data<AppState>,
+    spec: web::Json<WorkerSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let change = state.store.add_worker(&spec).await?;
+    state.feed.publish(change.version);
+    Ok(HttpResponse::Created().json(change.worker))
+}
+
+/// `POST /worker/del`: 200 and the removed worker; 404 when there is none.
+///
+/// # Errors
+/// [`ApiError`] for an unknown name or a store failure.
+pub async fn delete(
+    state: web::Data<AppState>,
+    spec: web::Json<WorkerSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let change = state.store.delete_worker(&spec.name).await?;
+    state.feed.publish(change.version);
+    Ok(HttpResponse::Ok().json(change.worker))
+}
+
+/// `POST /worker/chg`: 200 and the stored worker; 404 when there is none.
+///
+/// # Errors
+/// [`ApiError`] for an unknown name or a store failure.
+pub async fn change(
+    state: web::Data<AppState>,
+    spec: web::Json<WorkerSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let change = state.store.change_worker(&spec).await?;
+    state.feed.publish(change.version);
+    Ok(HttpResponse::Ok().json(change.worker))
+}
+
+/// `GET /workers/get[?after=N[&wait_ms=M]]`: every worker and the config version; with
+/// `after`, first waits (at most `wait_ms`, at most 30 s) while the version is still `N`.
+///
+/// # Errors
+/// [`ApiError`] for a bad query or a store failure.
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let snapshot = match (query.after, query.wait_ms) {
+        (None, None) => state.store.snapshot().await?,
+        (None, Some(_)) => {
+            return Err(ApiError::Invalid(
+                "wait_ms needs after, the version to wait past".to_owned(),
+            ));
+        }
+        (Some(after), wait_ms) => {
+            let wait = wait_ms.map_or(MAX_WAIT, Duration::from_millis);
+            state
+                .feed
+                .wait_for_change(&state.store, after, wait)
+                .await?
+        }
+    };
+    Ok(HttpResponse::Ok().json(WorkerList {
+        version: snapshot.version,
+        workers: snapshot.workers,
+    }))
+}
+
+/// `GET /workers/{name}`: 200 and the worker; 404 when there is none.
+///
+/// # Errors
+/// [`ApiError`] for an invalid or unknown name or a store failure.
+pub async fn get(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    validate_name("name", &name).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    match state.store.worker(&name).await? {
+        Some(worker) => Ok(HttpResponse::Ok().json(worker)),
+        None => Err(ApiError::NotFound(format!(
+            "no worker named {:?}",
+            name.as_str()
+        ))),
+    }
+}

@@ -1,0 +1,175 @@
+//! `Application`: opens the store, binds the port, serves, and shuts down on SIGINT/SIGTERM.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::auth::{self, Auth};
+use crate::config::Settings;
+use crate::feed::Feed;
+use crate::routes::{self, AppState};
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::telemetry;
+
+/// The proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The store could not be opened or migrated.
+    #[error("opening the store failed")]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("binding {address} failed")]
+    Bind {
+        /// The address asked for.
+        address: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built proxy: the port is bound, the store is migrated; `run_until_stopped` serves.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+    feed: Feed,
+    feed_poll: Duration,
+}
+
+impl Application {
+    /// Opens and migrates the store named by `settings`, then binds the port.
+    ///
+    /// # Errors
+    /// [`StartupError`] when the store or the port fails.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let store = Store::connect(&StoreOptions {
+            url: settings.store_url(),
+            max_connections: settings.max_connections,
+            acquire_timeout: settings.acquire_timeout(),
+        })
+        .await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// Binds the port and serves `store`, which must be migrated.
+    ///
+    /// # Errors
+    /// [`StartupError`] when the store does not answer or the port cannot be bound.
+    pub async fn build_with_store(
+        settings: Settings,
+        store: Store,
+    ) -> Result<Application, StartupError> {
+        let feed = Feed::new(store.version().await?);
+        let address = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?
+            .port();
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            feed: feed.clone(),
+            agent_ttl: settings.agent_ttl(),
+        });
+        let auth = web::Data::new(Auth {
+            token: settings.token.clone(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(auth.clone())
+                .wrap(from_fn(auth::require_token))
+                .wrap(from_fn(telemetry::log_requests))
+                .configure(routes::configure)
+        })
+        // Signals are ours: at shutdown, long waits on the change feed answer first.
+        .disable_signals()
+        .shutdown_timeout(10);
+        if settings.http_workers > 0 {
+            server = server.workers(settings.http_workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { address, source })?
+            .run();
+        tracing::info!(port, backend = ?store.backend(), "damrey-proxy listening");
+        Ok(Application {
+            port,
+            server,
+            store,
+            feed,
+            feed_poll: settings.feed_poll(),
+        })
+    }
+
+    /// The port bound (the OS's choice when the settings said `0`).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The store served.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A handle that stops the server, as a signal would.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets requests finish and closes the store.
+    ///
+    /// # Errors
+    /// The server's I/O error.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let poller = tokio::spawn(self.feed.clone().poll(self.store.clone(), self.feed_poll));
+        let handle = self.server.handle();
+        let feed = self.feed.clone();
+        let signals = tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            feed.close();
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        poller.abort();
+        signals.abort();
+        self.store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Resolves at the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM; SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

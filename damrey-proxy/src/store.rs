@@ -1,0 +1,495 @@
+//! The proxy's store: all SQL, the migrator, and the mapping of database failures.
+//!
+//! One code path serves Postgres and SQLite through sqlx's `Any` driver; every statement
+//! is parameterized and sticks to SQL that Postgres, SQLite, CockroachDB and YugabyteDB
+//! all run. Every change to the workers bumps the stored config version in the same
+//! transaction, and the bump is the transaction's first statement: on Postgres it
+//! serializes writers on one row lock, and on SQLite it takes the write lock up front so
+//! that the busy timeout, not an immediate `SQLITE_BUSY`, handles contention.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use damrey_actors::spec::CommandSpec;
+use damrey_actors::{Mpu, WorkerSpec};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use crate::registry::{AgentEntry, Heartbeat, Instance};
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL (or a database that speaks its protocol).
+    Postgres,
+    /// The embedded SQLite file.
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a URL names.
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`] for anything but `postgres://`, `postgresql://` and `sqlite:`.
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default().to_owned();
+            Err(StoreError::UnsupportedUrl(scheme))
+        }
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A worker of that name is already stored.
+    #[error("worker {0:?} already exists")]
+    Conflict(String),
+    /// No worker of that name is stored.
+    #[error("no worker named {0:?}")]
+    NotFound(String),
+    /// The database cannot be reached or is too busy right now; retrying later may work.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database failure.
+    #[error("a store query failed")]
+    Query(#[source] sqlx::Error),
+    /// A stored row could not be read back as a worker.
+    #[error("stored worker {name:?} is unreadable")]
+    Corrupt {
+        /// The worker's name.
+        name: String,
+        /// Why its commands do not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The migrations could not be applied.
+    #[error("applying the migrations failed")]
+    Migrate(#[source] MigrateError),
+    /// The URL names a database the proxy does not support.
+    #[error("unsupported database URL scheme {0:?}; use postgres:// or sqlite://")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            StoreError::Unavailable(error)
+        } else {
+            StoreError::Query(error)
+        }
+    }
+}
+
+/// Whether a database error means "not reachable right now" rather than "wrong query".
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => match e.code().as_deref() {
+            // Postgres: connection exceptions, shutdown, starting up, too many
+            // connections, serialization failures. SQLite: busy, locked.
+            Some(code) => {
+                code.starts_with("08")
+                    || matches!(
+                        code,
+                        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "5" | "6"
+                    )
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Every stored worker and the config version they belong to, read in one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The config version; it grows by one with every change.
+    pub version: i64,
+    /// The workers, sorted by name (byte order).
+    pub workers: Vec<WorkerSpec>,
+}
+
+/// The result of a change: the worker as stored (or as removed) and the new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The config version this change created.
+    pub version: i64,
+    /// The worker as stored, or as it was before removal.
+    pub worker: WorkerSpec,
+}
+
+/// The worker configurations and the agent registry, in Postgres or SQLite.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `postgres://...` or `sqlite://...`.
+    pub url: String,
+    /// The most connections.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the store counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+const WORKER_COLUMNS: &str = "name, agent, mpu, commands";
+
+impl Store {
+    /// Opens a pool on `options.url` (connections are made when first needed).
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedUrl`] or a malformed URL.
+    pub fn open(options: &StoreOptions) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(&options.url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            // A connection that died in an outage is found and replaced here, so
+            // the store recovers by itself when the database is back.
+            .test_before_acquire(true)
+            .connect_lazy(&options.url)?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Opens the store and applies the migrations.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached or a migration fails.
+    pub async fn connect(options: &StoreOptions) -> Result<Store, StoreError> {
+        let store = Store::open(options)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not applied yet; running it again changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Migrate`] when a migration fails or the database cannot be reached.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => {
+                // WAL lets readers go on while one writer writes; it is a property of the file.
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&self.pool)
+                    .await?;
+                &SQLITE_MIGRATIONS
+            }
+        };
+        migrator.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// The backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for tests and tools.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail as unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks that the database answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The current config version.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("version")?)
+    }
+
+    /// Every worker and the version, consistent with each other.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        // One statement, so one snapshot on every backend, even at READ COMMITTED.
+        let rows = sqlx::query(
+            "SELECT c.version, w.name, w.agent, w.mpu, w.commands \
+             FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut version = 0;
+        let mut workers = Vec::with_capacity(rows.len());
+        for row in rows {
+            version = row.try_get("version")?;
+            if row.try_get::<Option<String>, _>("name")?.is_some() {
+                workers.push(worker_from_row(&row)?);
+            }
+        }
+        workers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Snapshot { version, workers })
+    }
+
+    /// The worker called `name`, if stored.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn worker(&self, name: &str) -> Result<Option<WorkerSpec>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(worker_from_row).transpose()
+    }
+
+    /// Stores a new worker.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the name is taken, or a database failure.
+    pub async fn add_worker(&self, spec: &WorkerSpec) -> Result<Change, StoreError> {
+        let commands = commands_json(spec);
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let version = bump_version(&mut tx).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO workers (name, agent, mpu, commands, version, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(&spec.name)
+        .bind(&spec.agent)
+        .bind(i64::from(spec.mpu.0))
+        .bind(&commands)
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(spec.name.clone()));
+            }
+            other => other?,
+        };
+        tx.commit().await?;
+        Ok(Change {
+            version,
+            worker: spec.clone(),
+        })
+    }
+
+    /// Replaces a stored worker's configuration.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when no worker has that name, or a database failure.
+    pub async fn change_worker(&self, spec: &WorkerSpec) -> Result<Change, StoreError> {
+        let commands = commands_json(spec);
+        let mut tx = self.pool.begin().await?;
+        let version = bump_version(&mut tx).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE workers SET agent = $2, mpu = $3, commands = $4, version = $5, updated_ms = $6 \
+             WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+        ))
+        .bind(&spec.name)
+        .bind(&spec.agent)
+        .bind(i64::from(spec.mpu.0))
+        .bind(&commands)
+        .bind(version)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(spec.name.clone()));
+        };
+        let worker = worker_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Change { version, worker })
+    }
+
+    /// Removes a worker and returns it as it was.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when no worker has that name, or a database failure.
+    pub async fn delete_worker(&self, name: &str) -> Result<Change, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version = bump_version(&mut tx).await?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM workers WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(name.to_owned()));
+        };
+        let worker = worker_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Change { version, worker })
+    }
+
+    /// Records an agent's heartbeat at `now_ms`: its address and the instances attached
+    /// to it now, replacing what it reported before. Agents silent for longer than `ttl`
+    /// are removed on the way.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn heartbeat(
+        &self,
+        heartbeat: &Heartbeat,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<AgentEntry, StoreError> {
+        let oldest = now_ms.saturating_sub(ttl_ms(ttl));
+        let mut tx = self.pool.begin().await?;
+        // A write first, for SQLite's sake (see the module comment).
+        sqlx::query("DELETE FROM agents WHERE last_seen_ms < $1")
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "INSERT INTO agents (address, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
+             ON CONFLICT (address) DO UPDATE SET last_seen_ms = excluded.last_seen_ms \
+             RETURNING first_seen_ms",
+        )
+        .bind(&heartbeat.agent)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let first_seen_ms: i64 = row.try_get("first_seen_ms")?;
+        sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+            .bind(&heartbeat.agent)
+            .execute(&mut *tx)
+            .await?;
+        for instance in &heartbeat.instances {
+            sqlx::query("INSERT INTO agent_instances (agent, worker, count) VALUES ($1, $2, $3)")
+                .bind(&heartbeat.agent)
+                .bind(&instance.worker)
+                .bind(i64::from(instance.count))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let mut instances = heartbeat.instances.clone();
+        instances.sort_by(|a, b| a.worker.cmp(&b.worker));
+        Ok(AgentEntry {
+            agent: heartbeat.agent.clone(),
+            instances,
+            first_seen_ms,
+            last_seen_ms: now_ms,
+            age_ms: 0,
+        })
+    }
+
+    /// The agents heard from within `ttl` before `now_ms`, sorted by address.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn agents(&self, now_ms: i64, ttl: Duration) -> Result<Vec<AgentEntry>, StoreError> {
+        let oldest = now_ms.saturating_sub(ttl_ms(ttl));
+        let rows = sqlx::query(
+            "SELECT a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
+             FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
+             WHERE a.last_seen_ms >= $1",
+        )
+        .bind(oldest)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut agents: BTreeMap<String, AgentEntry> = BTreeMap::new();
+        for row in rows {
+            let address: String = row.try_get("address")?;
+            let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
+            let entry = match agents.get_mut(&address) {
+                Some(entry) => entry,
+                None => agents.entry(address.clone()).or_insert(AgentEntry {
+                    agent: address,
+                    instances: Vec::new(),
+                    first_seen_ms: row.try_get("first_seen_ms")?,
+                    last_seen_ms,
+                    age_ms: now_ms.saturating_sub(last_seen_ms).max(0),
+                }),
+            };
+            if let Some(worker) = row.try_get::<Option<String>, _>("worker")? {
+                let count: i64 = row.try_get("count")?;
+                entry.instances.push(Instance {
+                    worker,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        let mut agents: Vec<AgentEntry> = agents.into_values().collect();
+        for agent in &mut agents {
+            agent.instances.sort_by(|a, b| a.worker.cmp(&b.worker));
+        }
+        Ok(agents)
+    }
+}
+
+/// Bumps the config version inside `tx` and returns the new one.
+async fn bump_version(tx: &mut Transaction<'_, Any>) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get("version")?)
+}
+
+fn commands_json(spec: &WorkerSpec) -> String {
+    serde_json::to_string(&spec.commands).expect("commands are plain strings and always serialize")
+}
+
+fn worker_from_row(row: &AnyRow) -> Result<WorkerSpec, StoreError> {
+    let name: String = row.try_get("name")?;
+    let commands: String = row.try_get("commands")?;
+    let commands: Vec<CommandSpec> =
+        serde_json::from_str(&commands).map_err(|source| StoreError::Corrupt {
+            name: name.clone(),
+            source,
+        })?;
+    let mpu: i64 = row.try_get("mpu")?;
+    Ok(WorkerSpec {
+        name,
+        agent: row.try_get("agent")?,
+        mpu: Mpu(u32::try_from(mpu).unwrap_or(u32::MAX)),
+        commands,
+    })
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock.
+pub fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}

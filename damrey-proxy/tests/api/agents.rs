@@ -1,0 +1,117 @@
+//! The agent registry: `POST /agents/heartbeat` and `GET /agents`.
+
+use std::time::Duration;
+
+use crate::helpers::spawn_app_with;
+
+const HEARTBEAT: &str = r#"{"agent":"127.0.0.1:7701","instances":[{"worker":"square","count":1},{"worker":"add","count":2}]}"#;
+
+#[actix_web::test]
+async fn a_heartbeat_is_answered_with_the_agent_entry_and_listed() {
+    let app = spawn_app_with(|_| {}).await;
+
+    let reply = app.api.heartbeat(HEARTBEAT).await;
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["agent"], "127.0.0.1:7701");
+    assert_eq!(
+        reply.body["instances"],
+        serde_json::json!([{"worker":"add","count":2},{"worker":"square","count":1}])
+    );
+    let list = app.api.agents().await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["ttl_ms"], 10_000);
+    let agents = list.body["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["agent"], "127.0.0.1:7701");
+    assert_eq!(agents[0]["instances"], reply.body["instances"]);
+    assert_eq!(agents[0]["last_seen_ms"], reply.body["last_seen_ms"]);
+    assert!(agents[0]["age_ms"].as_i64().unwrap() >= 0);
+}
+
+#[actix_web::test]
+async fn a_later_heartbeat_replaces_the_instances_and_keeps_first_seen() {
+    let app = spawn_app_with(|_| {}).await;
+    let first = app.api.heartbeat(HEARTBEAT).await;
+
+    let second = app
+        .api
+        .heartbeat(r#"{"agent":"127.0.0.1:7701","instances":[{"worker":"add","count":1}]}"#)
+        .await;
+
+    assert_eq!(second.body["first_seen_ms"], first.body["first_seen_ms"]);
+    let list = app.api.agents().await;
+    assert_eq!(
+        list.body["agents"][0]["instances"],
+        serde_json::json!([{"worker":"add","count":1}])
+    );
+}
+
+#[actix_web::test]
+async fn agents_silent_longer_than_the_ttl_are_not_listed() {
+    let app = spawn_app_with(|settings| settings.agent_ttl_ms = 300).await;
+    app.api.heartbeat(HEARTBEAT).await;
+    app.api.heartbeat(r#"{"agent":"10.0.0.2:7701"}"#).await;
+    assert_eq!(
+        app.api.agents().await.body["agents"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    actix_web::rt::time::sleep(Duration::from_millis(700)).await;
+    app.api.heartbeat(r#"{"agent":"10.0.0.2:7701"}"#).await;
+
+    let list = app.api.agents().await;
+    let agents = list.body["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{list:?}");
+    assert_eq!(agents[0]["agent"], "10.0.0.2:7701");
+    assert_eq!(list.body["ttl_ms"], 300);
+}
+
+#[actix_web::test]
+async fn bad_heartbeats_are_answered_400_naming_the_problem() {
+    let app = spawn_app_with(|_| {}).await;
+    let cases = [
+        (r#"{"agent":""}"#, r#"agent "" must not be empty"#),
+        (r#"{"agent":"nohost"}"#, "must be host:port"),
+        (r#"{"instances":[]}"#, "missing field `agent`"),
+        (r#"{"agent":"h:1","extra":1}"#, "unknown field `extra`"),
+        (
+            r#"{"agent":"h:1","instances":[{"worker":"a'--","count":1}]}"#,
+            "instance worker",
+        ),
+        (
+            r#"{"agent":"h:1","instances":[{"worker":"a","count":0}]}"#,
+            "count 0",
+        ),
+        (
+            r#"{"agent":"h:1","instances":[{"worker":"a","count":1},{"worker":"a","count":1}]}"#,
+            "listed twice",
+        ),
+        ("{", "EOF while parsing"),
+    ];
+
+    for (body, expected) in cases {
+        let reply = app.api.heartbeat(body).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert!(
+            reply.error().contains(expected),
+            "{body}: {}",
+            reply.error()
+        );
+    }
+    assert_eq!(app.api.agents().await.body["agents"], serde_json::json!([]));
+}
+
+#[actix_web::test]
+async fn agents_are_shared_by_proxies_on_one_database() {
+    let app = spawn_app_with(|_| {}).await;
+    let other = app.another().await;
+
+    app.api.heartbeat(HEARTBEAT).await;
+
+    let agents = other.api.agents().await.body["agents"].clone();
+    assert_eq!(agents[0]["agent"], "127.0.0.1:7701");
+}

@@ -1,0 +1,519 @@
+//! Test support: fresh databases, `spawn_app()`, an API client and a TCP forwarder.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::Method;
+use actix_web::web::Bytes;
+use damrey_proxy::store::{Backend, StoreOptions};
+use damrey_proxy::{Application, Settings, Store};
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The seed's worker JSON.
+pub const SEED: &str = r#"{"mpu":"100","name":"entry","agent":"","commands":[{"name":"test","worker":"testWorker","mpu":"1"}]}"#;
+
+/// The seed's worker as the proxy writes it back.
+pub fn seed_stored() -> Value {
+    serde_json::json!({"name":"entry","agent":"","mpu":"100","commands":[{"name":"test","worker":"testWorker","mpu":"1"}]})
+}
+
+/// A worker JSON named `name`.
+pub fn worker(name: &str, mpu: u32) -> Value {
+    serde_json::json!({"name": name, "agent": "", "mpu": mpu.to_string(), "commands": [{"name": "t", "worker": "", "mpu": "0"}]})
+}
+
+/// A database that exists for one test: a Postgres database or a SQLite file.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// Which engine holds it.
+    pub backend: Backend,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Postgres { admin_url: String, name: String },
+    Sqlite { dir: PathBuf },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Sqlite { dir } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs inside the test's runtime; a short-lived one of our own does the SQL.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async move {
+                        sqlx::any::install_default_drivers();
+                        if let Ok(mut admin) = sqlx::AnyConnection::connect(&admin_url).await {
+                            let _ = admin
+                                .execute(
+                                    format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
+                                        .as_str(),
+                                )
+                                .await;
+                            let _ = admin.close().await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// Whether the tests run against Postgres (DATABASE_URL set).
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let required = std::env::var("DAMREY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    match url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(url)
+        }
+        Some(url) if required => panic!(
+            "DAMREY_REQUIRE_POSTGRES=1 but DATABASE_URL={url:?} is not a postgres:// URL; \
+             the Postgres store tests must run in CI"
+        ),
+        _ if required => panic!(
+            "DAMREY_REQUIRE_POSTGRES=1 but DATABASE_URL is not set; \
+             set it to postgres://postgres@127.0.0.1:5432/postgres so the Postgres store tests run"
+        ),
+        _ => None,
+    }
+}
+
+/// `url` with its database name replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL has a scheme");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let query = path
+        .split_once('?')
+        .map(|(_, query)| format!("?{query}"))
+        .unwrap_or_default();
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// `url` with its host and port replaced by `host_port`.
+pub fn with_host(url: &str, host_port: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL has a scheme");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{user}{host_port}/{path}")
+}
+
+/// The `host:port` of a URL (5432 when the port is left out).
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").expect("a URL has a scheme").1;
+    let authority = rest
+        .split_once('/')
+        .map_or(rest, |(authority, _)| authority);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// A new, empty database for one test: on Postgres when `DATABASE_URL` names it, else SQLite.
+pub async fn fresh_database() -> TestDb {
+    sqlx::any::install_default_drivers();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    match postgres_url() {
+        Some(admin_url) => {
+            let name = format!("damrey_proxy_test_{unique}");
+            let mut admin = sqlx::AnyConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "DATABASE_URL={admin_url:?} names Postgres, but it cannot be reached: {e}"
+                    )
+                });
+            admin
+                .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+                .await
+                .expect("CREATE DATABASE for the test");
+            admin.close().await.unwrap();
+            TestDb {
+                url: with_database(&admin_url, &name),
+                backend: Backend::Postgres,
+                cleanup: Cleanup::Postgres { admin_url, name },
+            }
+        }
+        None => {
+            let dir = std::env::temp_dir().join(format!("damrey-proxy-test-{unique}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            TestDb {
+                url: format!("sqlite://{}?mode=rwc", dir.join("proxy.db").display()),
+                backend: Backend::Sqlite,
+                cleanup: Cleanup::Sqlite { dir },
+            }
+        }
+    }
+}
+
+/// Settings for a test app on `db`: loopback, port 0, one HTTP worker, fast feed polling.
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
+        host: "127.0.0.1".to_owned(),
+        port: 0,
+        database_url: Some(database_url.to_owned()),
+        http_workers: 1,
+        max_connections: 5,
+        feed_poll_ms: 50,
+        ..Settings::default()
+    }
+}
+
+/// A migrated store on `db`, outside any app.
+pub async fn open_store(db: &TestDb) -> Store {
+    Store::connect(&StoreOptions {
+        url: db.url.clone(),
+        max_connections: 5,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .expect("opening the test store")
+}
+
+/// A running proxy.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The app's store (shares its pool).
+    pub store: Store,
+    /// A client for the app.
+    pub api: Api,
+    /// The database, shared with other apps of the same test.
+    pub db: Arc<TestDb>,
+    handle: ServerHandle,
+}
+
+impl TestApp {
+    /// Stops the server and waits until it has stopped.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    /// Another app on the same database, with the same settings otherwise.
+    pub async fn another(&self) -> TestApp {
+        spawn_on(self.db.clone(), |_| {}).await
+    }
+}
+
+/// A proxy on a fresh database, default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A proxy on a fresh database with settings changed by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_on(Arc::new(fresh_database().await), tweak).await
+}
+
+/// A proxy on `db` with settings changed by `tweak`.
+pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(&db.url);
+    tweak(&mut settings);
+    let token = settings.token.clone();
+    let app = Application::build(settings)
+        .await
+        .expect("building the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store().clone();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        api: Api::new(&address, token),
+        address,
+        store,
+        db,
+        handle,
+    }
+}
+
+/// A reply: its status, its body as JSON and its headers.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body; every answer of the proxy is JSON.
+    pub body: Value,
+    /// The headers.
+    pub headers: actix_web::http::header::HeaderMap,
+}
+
+impl Reply {
+    /// The `error` field of an error body.
+    pub fn error(&self) -> &str {
+        self.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field in {}", self.body))
+    }
+}
+
+/// A client with one method per endpoint.
+#[derive(Clone)]
+pub struct Api {
+    address: String,
+    token: Option<String>,
+    client: awc::Client,
+}
+
+impl Api {
+    /// A client for `address` that sends `token` as its bearer token when set.
+    pub fn new(address: &str, token: Option<String>) -> Api {
+        Api {
+            address: address.to_owned(),
+            token,
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .finish(),
+        }
+    }
+
+    /// The same client without a token, or with another one.
+    pub fn with_token(&self, token: Option<&str>) -> Api {
+        Api {
+            token: token.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    /// Any request: `body` is sent as is, with `content_type` if given.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("content-type", content_type));
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send_body(body.into()).await;
+        read(response).await
+    }
+
+    /// The status of `GET path`, or `None` when nothing listens yet.
+    pub async fn probe(&self, path: &str) -> Option<u16> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await;
+        response.ok().map(|response| response.status().as_u16())
+    }
+
+    /// A POST of `body` in chunks, without Content-Length.
+    pub async fn post_chunked(&self, path: &str, body: Vec<u8>) -> Reply {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(8 * 1024)
+            .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+            .collect();
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .insert_header(("content-type", "application/json"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        read(
+            request
+                .send_stream(futures_util::stream::iter(chunks))
+                .await,
+        )
+        .await
+    }
+
+    /// POST `json` (a string, sent as is) to `path` as application/json.
+    pub async fn post(&self, path: &str, json: impl Into<String>) -> Reply {
+        self.request(Method::POST, path, Some("application/json"), json.into())
+            .await
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, None, Bytes::new()).await
+    }
+
+    /// `POST /worker/add`.
+    pub async fn add(&self, json: impl ToString) -> Reply {
+        self.post("/worker/add", json.to_string()).await
+    }
+
+    /// `POST /worker/del`.
+    pub async fn del(&self, json: impl ToString) -> Reply {
+        self.post("/worker/del", json.to_string()).await
+    }
+
+    /// `POST /worker/chg`.
+    pub async fn chg(&self, json: impl ToString) -> Reply {
+        self.post("/worker/chg", json.to_string()).await
+    }
+
+    /// `GET /workers/get`.
+    pub async fn workers(&self) -> Reply {
+        self.get("/workers/get").await
+    }
+
+    /// `GET /workers/get?after=N&wait_ms=M`.
+    pub async fn workers_after(&self, after: i64, wait_ms: u64) -> Reply {
+        self.get(&format!("/workers/get?after={after}&wait_ms={wait_ms}"))
+            .await
+    }
+
+    /// `GET /workers/{name}`.
+    pub async fn worker(&self, name: &str) -> Reply {
+        self.get(&format!("/workers/{name}")).await
+    }
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self) -> Reply {
+        self.get("/healthz").await
+    }
+
+    /// `POST /agents/heartbeat`.
+    pub async fn heartbeat(&self, json: impl ToString) -> Reply {
+        self.post("/agents/heartbeat", json.to_string()).await
+    }
+
+    /// `GET /agents`.
+    pub async fn agents(&self) -> Reply {
+        self.get("/agents").await
+    }
+
+    /// The current config version.
+    pub async fn version(&self) -> i64 {
+        let reply = self.workers().await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["version"].as_i64().unwrap()
+    }
+}
+
+async fn read<S>(response: Result<awc::ClientResponse<S>, awc::error::SendRequestError>) -> Reply
+where
+    S: futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>> + Unpin,
+{
+    let mut response = response.expect("the proxy answers every request");
+    let bytes = response
+        .body()
+        .limit(1 << 20)
+        .await
+        .expect("reading the body");
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "the answer ({}) is not JSON: {e}: {:?}",
+            response.status(),
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Reply {
+        status: response.status().as_u16(),
+        body,
+        headers: response.headers().clone(),
+    }
+}
+
+/// A TCP forwarder between the app and Postgres that can cut every connection and
+/// refuse new ones, as a database restart does from the proxy's side.
+pub struct Forwarder {
+    /// The port to connect to instead of the database's.
+    pub port: u16,
+    state: Arc<Mutex<ForwarderState>>,
+    accept: JoinHandle<()>,
+}
+
+struct ForwarderState {
+    open: bool,
+    links: Vec<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Starts forwarding 127.0.0.1:PORT to `target`.
+    pub async fn start(target: String) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(ForwarderState {
+            open: true,
+            links: Vec::new(),
+        }));
+        let shared = state.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !shared.lock().unwrap().open {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                shared.lock().unwrap().links.push(link);
+            }
+        });
+        Forwarder {
+            port,
+            state,
+            accept,
+        }
+    }
+
+    /// Closes every forwarded connection and refuses new ones.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.open = false;
+        for link in state.links.drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accepts and forwards connections again.
+    pub fn restore(&self) {
+        self.state.lock().unwrap().open = true;
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// A free loopback port (bound and released; good enough for a child process).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let SocketAddr::V4(address) = listener.local_addr().unwrap() else {
+        unreachable!("bound to IPv4")
+    };
+    address.port()
+}

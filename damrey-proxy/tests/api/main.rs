@@ -1,0 +1,15 @@
+//! The proxy's integration tests: one binary, one `spawn_app()`; Postgres when
+//! `DATABASE_URL` names one, else a fresh SQLite file per test.
+
+mod helpers;
+
+mod agents;
+mod auth;
+mod binary;
+mod consistency;
+mod feed;
+mod outage;
+mod routes;
+mod store;
+mod validation;
+mod workers;

@@ -1,0 +1,132 @@
+//! The store on its own, on the backend the run uses (Postgres with DATABASE_URL, else SQLite).
+
+use std::time::Duration;
+
+use damrey_actors::WorkerSpec;
+use damrey_proxy::registry::{Heartbeat, Instance};
+use damrey_proxy::store::StoreError;
+
+use crate::helpers::{fresh_database, open_store};
+
+#[actix_web::test]
+async fn migrations_apply_once_and_running_them_again_changes_nothing() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    store.add_worker(&WorkerSpec::new("a")).await.unwrap();
+
+    store.migrate().await.unwrap();
+    let again = open_store(&db).await;
+
+    assert_eq!(
+        again.snapshot().await.unwrap().workers,
+        [WorkerSpec::new("a")]
+    );
+    assert_eq!(again.version().await.unwrap(), 1);
+}
+
+#[actix_web::test]
+async fn add_change_and_delete_round_trip_and_bump_the_version() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let spec = WorkerSpec::new("add")
+        .mpu(100)
+        .command("sqsum", "square")
+        .command_mpu(1);
+
+    let added = store.add_worker(&spec).await.unwrap();
+    assert_eq!((added.version, &added.worker), (1, &spec));
+    assert_eq!(store.worker("add").await.unwrap(), Some(spec.clone()));
+
+    let changed_spec = WorkerSpec::new("add").agent("10.0.0.1:7701");
+    let changed = store.change_worker(&changed_spec).await.unwrap();
+    assert_eq!((changed.version, &changed.worker), (2, &changed_spec));
+
+    let deleted = store.delete_worker("add").await.unwrap();
+    assert_eq!((deleted.version, &deleted.worker), (3, &changed_spec));
+    assert_eq!(store.worker("add").await.unwrap(), None);
+    assert_eq!(store.version().await.unwrap(), 3);
+}
+
+#[actix_web::test]
+async fn conflicts_and_missing_workers_are_typed_errors_that_leave_the_version() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    store.add_worker(&WorkerSpec::new("a")).await.unwrap();
+
+    let conflict = store.add_worker(&WorkerSpec::new("a").mpu(3)).await;
+    let missing_change = store.change_worker(&WorkerSpec::new("b")).await;
+    let missing_delete = store.delete_worker("b").await;
+
+    assert!(matches!(conflict, Err(StoreError::Conflict(name)) if name == "a"));
+    assert!(matches!(missing_change, Err(StoreError::NotFound(name)) if name == "b"));
+    assert!(matches!(missing_delete, Err(StoreError::NotFound(name)) if name == "b"));
+    assert_eq!(store.version().await.unwrap(), 1);
+    assert_eq!(store.worker("a").await.unwrap(), Some(WorkerSpec::new("a")));
+}
+
+#[actix_web::test]
+async fn sql_metacharacters_in_a_name_are_stored_verbatim_never_executed() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    // Bypasses the API's validation on purpose: the SQL itself must be safe.
+    let name = "x'); DROP TABLE workers; --";
+
+    store.add_worker(&WorkerSpec::new(name)).await.unwrap();
+
+    assert_eq!(
+        store.worker(name).await.unwrap(),
+        Some(WorkerSpec::new(name))
+    );
+    assert_eq!(store.snapshot().await.unwrap().workers.len(), 1);
+    store.delete_worker(name).await.unwrap();
+}
+
+#[actix_web::test]
+async fn the_snapshot_lists_workers_in_byte_order_with_the_version() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    for name in ["b", "B", "a", "_"] {
+        store.add_worker(&WorkerSpec::new(name)).await.unwrap();
+    }
+
+    let snapshot = store.snapshot().await.unwrap();
+
+    let names: Vec<&str> = snapshot.workers.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["B", "_", "a", "b"]);
+    assert_eq!(snapshot.version, 4);
+}
+
+#[actix_web::test]
+async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let ttl = Duration::from_secs(10);
+    let heartbeat = Heartbeat {
+        agent: "127.0.0.1:7701".to_owned(),
+        instances: vec![Instance {
+            worker: "add".to_owned(),
+            count: 2,
+        }],
+    };
+
+    let entry = store.heartbeat(&heartbeat, 1_000_000, ttl).await.unwrap();
+
+    assert_eq!(entry.first_seen_ms, 1_000_000);
+    assert_eq!(
+        store.agents(1_010_000, ttl).await.unwrap(),
+        [damrey_proxy::registry::AgentEntry {
+            age_ms: 10_000,
+            ..entry.clone()
+        }]
+    );
+    assert_eq!(store.agents(1_010_001, ttl).await.unwrap(), []);
+    // An expired agent that comes back starts over.
+    let other = Heartbeat {
+        agent: "h:2".to_owned(),
+        instances: vec![],
+    };
+    store.heartbeat(&other, 1_020_001, ttl).await.unwrap();
+    let back = store.heartbeat(&heartbeat, 1_020_002, ttl).await.unwrap();
+    assert_eq!(back.first_seen_ms, 1_020_002);
+    assert_eq!(store.agents(1_020_002, ttl).await.unwrap().len(), 2);
+}

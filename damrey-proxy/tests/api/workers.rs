@@ -1,0 +1,158 @@
+//! Every row of DESIGN §6's table, with the seed's JSON.
+
+use crate::helpers::{SEED, seed_stored, spawn_app, worker};
+
+#[actix_web::test]
+async fn adding_the_seed_worker_answers_201_with_the_stored_worker() {
+    let app = spawn_app().await;
+
+    let reply = app.api.add(SEED).await;
+
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.body, seed_stored());
+    assert_eq!(app.api.worker("entry").await.body, seed_stored());
+}
+
+#[actix_web::test]
+async fn adding_a_name_that_exists_answers_409_and_keeps_the_first() {
+    let app = spawn_app().await;
+    app.api.add(SEED).await;
+
+    let reply = app.api.add(worker("entry", 7)).await;
+
+    assert_eq!(reply.status, 409);
+    assert_eq!(reply.error(), r#"worker "entry" already exists"#);
+    assert_eq!(app.api.worker("entry").await.body, seed_stored());
+}
+
+#[actix_web::test]
+async fn mpu_given_as_a_number_is_stored_and_written_as_a_string() {
+    let app = spawn_app().await;
+
+    let reply = app.api.add(r#"{"name":"n","mpu":12}"#).await;
+
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.body,
+        serde_json::json!({"name":"n","agent":"","mpu":"12","commands":[]})
+    );
+}
+
+#[actix_web::test]
+async fn deleting_by_name_answers_200_with_the_removed_worker() {
+    let app = spawn_app().await;
+    app.api.add(SEED).await;
+
+    let reply = app.api.del(r#"{"name":"entry"}"#).await;
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, seed_stored());
+    assert_eq!(app.api.worker("entry").await.status, 404);
+}
+
+#[actix_web::test]
+async fn deleting_with_the_whole_worker_json_works_too() {
+    let app = spawn_app().await;
+    app.api.add(SEED).await;
+
+    let reply = app.api.del(SEED).await;
+
+    assert_eq!((reply.status, reply.body), (200, seed_stored()));
+}
+
+#[actix_web::test]
+async fn deleting_an_unknown_worker_answers_404() {
+    let app = spawn_app().await;
+
+    let reply = app.api.del(r#"{"name":"ghost"}"#).await;
+
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error(), r#"no worker named "ghost""#);
+}
+
+#[actix_web::test]
+async fn changing_a_worker_answers_200_and_replaces_the_whole_config() {
+    let app = spawn_app().await;
+    app.api.add(SEED).await;
+    let changed = serde_json::json!({"name":"entry","agent":"127.0.0.1:7701","mpu":"5",
+        "commands":[{"name":"sqsum","worker":"add","mpu":"0"}]});
+
+    let reply = app.api.chg(&changed).await;
+
+    assert_eq!((reply.status, &reply.body), (200, &changed));
+    assert_eq!(app.api.worker("entry").await.body, changed);
+}
+
+#[actix_web::test]
+async fn changing_an_unknown_worker_answers_404() {
+    let app = spawn_app().await;
+
+    let reply = app.api.chg(SEED).await;
+
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error(), r#"no worker named "entry""#);
+}
+
+#[actix_web::test]
+async fn listing_answers_every_worker_sorted_with_the_version() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.api.workers().await.body,
+        serde_json::json!({"version": 0, "workers": []})
+    );
+    app.api.add(worker("b", 1)).await;
+    app.api.add(SEED).await;
+    app.api.add(worker("a", 2)).await;
+
+    let reply = app.api.workers().await;
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        serde_json::json!({"version": 3, "workers": [worker("a", 2), worker("b", 1), seed_stored()]})
+    );
+}
+
+#[actix_web::test]
+async fn every_change_bumps_the_version_by_one_and_failures_do_not() {
+    let app = spawn_app().await;
+
+    app.api.add(SEED).await;
+    assert_eq!(app.api.version().await, 1);
+    app.api.chg(SEED).await;
+    assert_eq!(app.api.version().await, 2);
+    assert_eq!(app.api.add(SEED).await.status, 409);
+    assert_eq!(app.api.chg(worker("ghost", 1)).await.status, 404);
+    assert_eq!(app.api.del(worker("ghost", 1)).await.status, 404);
+    assert_eq!(app.api.version().await, 2);
+    app.api.del(SEED).await;
+    assert_eq!(app.api.version().await, 3);
+}
+
+#[actix_web::test]
+async fn getting_one_worker_answers_it_or_404() {
+    let app = spawn_app().await;
+    app.api.add(SEED).await;
+
+    assert_eq!(app.api.worker("entry").await.body, seed_stored());
+    let missing = app.api.worker("nobody").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error(), r#"no worker named "nobody""#);
+}
+
+#[actix_web::test]
+async fn healthz_answers_200_while_the_store_answers_and_503_after_it_closes() {
+    let app = spawn_app().await;
+
+    let reply = app.api.healthz().await;
+    assert_eq!(
+        (reply.status, reply.body),
+        (200, serde_json::json!({"status":"ok"}))
+    );
+
+    app.store.close().await;
+    let reply = app.api.healthz().await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error(), "the store is unavailable; try again shortly");
+    assert_eq!(app.api.workers().await.status, 503);
+}
