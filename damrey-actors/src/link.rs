@@ -296,7 +296,7 @@ async fn reconnect(link: &AgentLink) -> Option<Socket> {
             Ok((socket, _mpu)) => return Some(socket),
             Err(error) => {
                 tracing::debug!(attempt, retries = link.retries, error = %error, "reconnect failed");
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }

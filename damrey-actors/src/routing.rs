@@ -125,6 +125,19 @@ struct Route {
     remote: Vec<String>,
 }
 
+/// Why a step cannot be routed.
+enum NoRoute {
+    /// The worker is unknown or does not take the type: a final `ERROR`.
+    Invalid(String),
+    /// The worker has no instance now; one may attach soon.
+    NoInstance(String),
+}
+
+/// How long a line handed over by another agent waits for an instance to (re)attach.
+const ATTACH_GRACE: Duration = Duration::from_secs(2);
+/// How often it looks while it waits.
+const ATTACH_POLL: Duration = Duration::from_millis(25);
+
 /// Where the current step goes.
 enum Destination {
     Local(Instance),
@@ -133,6 +146,10 @@ enum Destination {
 
 /// One line being driven.
 struct Line {
+    /// Came from another agent, which believed the next worker's instances are here.
+    handed_over: bool,
+    /// When the line arrived here.
+    arrived: Instant,
     id: Option<Uuid>,
     to: String,
     origin: String,
@@ -318,6 +335,8 @@ impl Router {
     pub async fn request(&self, to: &str, message: Message, timeout: Duration) -> Message {
         let deadline = Instant::now() + timeout;
         let line = Line {
+            handed_over: false,
+            arrived: Instant::now(),
             id: None,
             to: to.to_owned(),
             origin: self.inner.me.clone(),
@@ -352,6 +371,8 @@ impl Router {
         let origin = envelope.origin.clone();
         let id = envelope.id;
         let line = Line {
+            handed_over: true,
+            arrived: Instant::now(),
             id: Some(id),
             to: envelope.to,
             origin: envelope.origin,
@@ -408,7 +429,17 @@ impl Router {
             }
             let (spec, destination) = match self.choose(&line.to, &line.message.kind) {
                 Ok(found) => found,
-                Err(reason) => return Some(Message::error(line.message.kind, reason)),
+                Err(NoRoute::NoInstance(_))
+                    if line.handed_over && Instant::now() < line.grace_until() =>
+                {
+                    // Another agent sent this line here because instances were attached
+                    // here; they may be reconnecting (say, after this agent restarted).
+                    tokio::time::sleep(ATTACH_POLL).await;
+                    continue;
+                }
+                Err(NoRoute::NoInstance(reason) | NoRoute::Invalid(reason)) => {
+                    return Some(Message::error(line.message.kind, reason));
+                }
             };
             let instance = match destination {
                 Destination::Local(instance) => instance,
@@ -443,17 +474,21 @@ impl Router {
     }
 
     /// Finds worker `to`'s config and the instance or agent for this step.
-    fn choose(&self, to: &str, kind: &str) -> Result<(Arc<WorkerSpec>, Destination), String> {
+    fn choose(&self, to: &str, kind: &str) -> Result<(Arc<WorkerSpec>, Destination), NoRoute> {
         let table = self.table();
         let Some((route, spec)) = table
             .routes
             .get(to)
             .and_then(|route| Some((route, route.spec.clone()?)))
         else {
-            return Err(format!("no worker named {to:?} is configured"));
+            return Err(NoRoute::Invalid(format!(
+                "no worker named {to:?} is configured"
+            )));
         };
         if spec.find_command(kind).is_none() {
-            return Err(format!("worker {to} does not accept type {kind:?}"));
+            return Err(NoRoute::Invalid(format!(
+                "worker {to} does not accept type {kind:?}"
+            )));
         }
         let me = &self.inner.me;
         let pinned_elsewhere = !spec.agent.is_empty() && spec.agent != *me;
@@ -470,7 +505,9 @@ impl Router {
         };
         match destination {
             Some(destination) => Ok((spec, destination)),
-            None => Err(format!("worker {to} has no live instance")),
+            None => Err(NoRoute::NoInstance(format!(
+                "worker {to} has no live instance"
+            ))),
         }
     }
 
@@ -519,7 +556,12 @@ impl Router {
             hops: line.hops,
             message: line.message,
         };
+        let deadline = line.deadline;
         if let Err(error) = remote.forward(&agent, envelope).await {
+            // Retrying until the deadline ran out of time, not out of options.
+            if Instant::now() >= deadline {
+                return Some(Message::timeout());
+            }
             return Some(Message::error(kind, error.to_string()));
         }
         match waiting {
@@ -569,6 +611,13 @@ impl Router {
             .pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Line {
+    /// Until when a handed-over line waits for an instance to attach.
+    fn grace_until(&self) -> Instant {
+        (self.arrived + ATTACH_GRACE).min(self.deadline)
     }
 }
 

@@ -128,21 +128,24 @@ pub async fn serve(
         .max_frame_size(damrey_actors::link::MAX_FRAME)
         .aggregate_continuations();
     let mut ping = tokio::time::interval(ping_every);
-    let mut last_heard = Instant::now();
+    // After a pause of this agent itself (SIGSTOP), ping again rather than count the
+    // missed periods against the worker.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered_pings = 0u32;
     loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(AggregatedMessage::Text(text))) => {
-                    last_heard = Instant::now();
+                    unanswered_pings = 0;
                     on_frame(&router, &endpoint, &instance, &out, text.as_bytes());
                 }
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                    last_heard = Instant::now();
+                    unanswered_pings = 0;
                     if session.pong(&bytes).await.is_err() {
                         break;
                     }
                 }
-                Some(Ok(AggregatedMessage::Pong(_))) => last_heard = Instant::now(),
+                Some(Ok(AggregatedMessage::Pong(_))) => unanswered_pings = 0,
                 Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(AggregatedMessage::Binary(_))) => {}
             },
@@ -161,13 +164,14 @@ pub async fn serve(
                 _ => break,
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > ping_every * 3 {
+                if unanswered_pings >= 3 {
                     tracing::warn!(worker, "worker stopped answering pings; dropping it");
                     break;
                 }
                 if session.ping(b"").await.is_err() {
                     break;
                 }
+                unanswered_pings += 1;
             }
         }
     }

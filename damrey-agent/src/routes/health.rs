@@ -4,7 +4,8 @@ use actix_web::{HttpResponse, web};
 
 use crate::routes::AppState;
 
-/// 200 with how many configs and local instances the agent has.
+/// 200 with the agent's address, how many configs and local instances it has, and
+/// how many of its requests wait on other agents.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let instances: usize = state
         .router
@@ -17,5 +18,6 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         "agent": state.router.me(),
         "configs": state.router.configs(),
         "instances": instances,
+        "pending": state.router.pending_requests(),
     }))
 }

@@ -1,11 +1,19 @@
-//! Faults: worker processes killed mid-stream.
+//! Faults: worker processes killed mid-stream, agents killed and frozen, the proxy down.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use damrey_actors::{Message, Tag};
+use actix_http::ws;
+use actix_web::{App, HttpRequest, HttpServer, web};
+use damrey_actors::{Envelope, Message, Tag};
+use damrey_agent::peers::PeerFrame;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use uuid::Uuid;
 
-use crate::support::{Agent, AgentAddress, Proxy, TempDir, join_all};
+use crate::support::{
+    Agent, AgentAddress, AgentOptions, Process, Proxy, TempDir, join_all, sqsum, sqsum_specs,
+};
 
 #[actix_rt::test]
 async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance() {
@@ -23,7 +31,10 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
     let calls = actix_rt::spawn({
         let address = agent.address.clone();
         async move {
-            let agent = AgentAddress(address);
+            let agent = AgentAddress {
+                address,
+                token: None,
+            };
             join_all((0..40).map(move |i| {
                 let agent = agent.clone();
                 async move {
@@ -49,4 +60,256 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
         assert_eq!(reply.args, ["300".to_owned(), i.to_string()]);
     }
     agent.wait_instances(1).await;
+}
+
+/// A proxy, agent `one` with no workers, and agent `two` holding a `nap` instance,
+/// with agent one knowing where nap lives.
+async fn nap_on_the_second_agent(
+    dir: &TempDir,
+    options: AgentOptions,
+) -> (Proxy, Agent, Agent, Process) {
+    let proxy = Proxy::start(dir).await;
+    proxy
+        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
+        .await;
+    let one = Agent::start_with(&proxy, options.clone()).await;
+    let two = Agent::start_with(&proxy, options).await;
+    two.wait_configs(1).await;
+    let nap = two.worker("nap", "nap");
+    two.wait_instances(1).await;
+    one.wait_configs(1).await;
+    wait_until_answered(&one, "0").await;
+    (proxy, one, two, nap)
+}
+
+/// Calls nap through `agent` until it answers (the agent learns where instances are
+/// from the proxy's agent list, refreshed every second).
+async fn wait_until_answered(agent: &Agent, arg: &str) {
+    for _ in 0..100 {
+        if agent
+            .call("nap", &Message::request("nap", ["0", arg]), 2_000)
+            .await
+            .0
+            == 200
+        {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} never reached nap", agent.address);
+}
+
+#[actix_rt::test]
+async fn an_agent_killed_and_restarted_is_bridged_by_retries() {
+    let dir = TempDir::new();
+    let options = AgentOptions {
+        retries: Some(8),
+        ..AgentOptions::default()
+    };
+    let (_proxy, one, mut two, _nap) = nap_on_the_second_agent(&dir, options).await;
+
+    two.process.kill();
+    // Sent while agent two is down: agent one retries the hand-off until two is back
+    // and the nap worker has attached to it again.
+    let during = actix_rt::spawn({
+        let one = one.handle();
+        async move {
+            one.call("nap", &Message::request("nap", ["0", "during"]), 8_000)
+                .await
+        }
+    });
+    actix_rt::time::sleep(Duration::from_millis(150)).await;
+    two.restart().await;
+
+    assert_eq!(
+        during.await.unwrap(),
+        (200, Message::response("nap", ["0", "during"]))
+    );
+    two.wait_instances(1).await;
+    let after = one
+        .call("nap", &Message::request("nap", ["0", "after"]), 2_000)
+        .await;
+    assert_eq!(after, (200, Message::response("nap", ["0", "after"])));
+}
+
+#[actix_rt::test]
+async fn a_frozen_agent_costs_callers_a_timeout_at_their_deadline_and_nothing_more() {
+    let dir = TempDir::new();
+    let (_proxy, one, two, _nap) = nap_on_the_second_agent(&dir, AgentOptions::default()).await;
+
+    two.process.signal("STOP");
+    let started = Instant::now();
+    let frozen = one
+        .call("nap", &Message::request("nap", ["0", "frozen"]), 1_000)
+        .await;
+    let waited = started.elapsed();
+    two.process.signal("CONT");
+
+    assert_eq!(frozen, (504, Message::timeout()));
+    assert!(
+        waited >= Duration::from_millis(1_000) && waited < Duration::from_millis(1_800),
+        "{waited:?}"
+    );
+    assert_eq!(one.pending().await, 0);
+    // Thawed, agent two catches up (the late reply is dropped) and serves again.
+    let after = one
+        .call("nap", &Message::request("nap", ["0", "thawed"]), 5_000)
+        .await;
+    assert_eq!(after, (200, Message::response("nap", ["0", "thawed"])));
+    assert_eq!(one.pending().await, 0);
+    assert_eq!(
+        two.health().await["instances"],
+        1,
+        "the worker was not blamed for the freeze"
+    );
+}
+
+#[actix_rt::test]
+async fn routing_goes_on_while_the_proxy_is_down_and_catches_up_when_it_returns() {
+    let dir = TempDir::new();
+    let mut proxy = Proxy::start(&dir).await;
+    for spec in sqsum_specs() {
+        proxy.add(spec).await;
+    }
+    let agent = Agent::start(&proxy).await;
+    agent.wait_configs(2).await;
+    let _add = agent.worker("add", "add");
+    let _square = agent.worker("square", "square");
+    agent.wait_instances(2).await;
+
+    proxy.kill();
+    assert_eq!(
+        agent.call("add", &sqsum(3, 4), 2_000).await,
+        (200, Message::response("sqsum", ["49"]))
+    );
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        agent.call("add", &sqsum(1, 1), 2_000).await,
+        (200, Message::response("sqsum", ["4"]))
+    );
+
+    proxy.restart().await;
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    // End the line at add: (3+4) instead of (3+4)^2.
+    proxy
+        .change(json!({"name": "add", "commands": [{"name": "sqsum", "worker": ""}]}))
+        .await;
+    let changed = Instant::now();
+    let mut seen = None;
+    while changed.elapsed() < Duration::from_secs(3) {
+        if agent.call("add", &sqsum(3, 4), 2_000).await == (200, Message::response("sqsum", ["7"]))
+        {
+            seen = Some(changed.elapsed());
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = seen.expect("the change reached the agent");
+    assert!(seen < Duration::from_secs(1), "the change took {seen:?}");
+}
+
+#[actix_rt::test]
+async fn a_resent_envelope_is_acknowledged_every_time_but_runs_once() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start(&dir).await;
+    proxy
+        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
+        .await;
+    let agent = Agent::start(&proxy).await;
+    agent.wait_configs(1).await;
+    let _nap = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    let origin = FakeOrigin::start();
+
+    let (_, mut link) = awc::Client::new()
+        .ws(format!("ws://{}/peer", agent.address))
+        .connect()
+        .await
+        .expect("the agent takes peer links");
+    let envelope = Envelope {
+        id: Uuid::new_v4(),
+        to: "nap".to_owned(),
+        origin: origin.address.clone(),
+        remaining_ms: 5_000,
+        hops: 0,
+        message: Message::request("nap", ["200", "once"]),
+    };
+    for seq in [1, 1, 2] {
+        let frame = PeerFrame::Forward {
+            seq,
+            envelope: envelope.clone(),
+        };
+        link.send(ws::Message::Text(
+            serde_json::to_string(&frame).unwrap().into(),
+        ))
+        .await
+        .unwrap();
+        let ack = loop {
+            match link.next().await {
+                Some(Ok(ws::Frame::Text(text))) => {
+                    break serde_json::from_slice::<PeerFrame>(&text).unwrap();
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("no ack: {other:?}"),
+            }
+        };
+        assert_eq!(ack, PeerFrame::Ack { seq });
+    }
+    actix_rt::time::sleep(Duration::from_millis(1_000)).await;
+
+    assert_eq!(
+        origin.replies(),
+        [(envelope.id, Message::response("nap", ["200", "once"]))]
+    );
+}
+
+/// An agent stand-in that takes peer links and records the replies sent to it.
+struct FakeOrigin {
+    address: String,
+    replies: Arc<Mutex<Vec<(Uuid, Message)>>>,
+}
+
+impl FakeOrigin {
+    fn start() -> FakeOrigin {
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let recorded = replies.clone();
+        let server = HttpServer::new(move || {
+            let recorded = recorded.clone();
+            App::new().route(
+                "/peer",
+                web::get().to(move |req: HttpRequest, body: web::Payload| {
+                    let recorded = recorded.clone();
+                    async move {
+                        let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+                        actix_rt::spawn(async move {
+                            while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await
+                            {
+                                if let Ok(PeerFrame::Reply { seq, id, msg }) =
+                                    serde_json::from_str(&text)
+                                {
+                                    recorded.lock().unwrap().push((id, msg));
+                                    let ack =
+                                        serde_json::to_string(&PeerFrame::Ack { seq }).unwrap();
+                                    let _ = session.text(ack).await;
+                                }
+                            }
+                        });
+                        Ok::<_, actix_web::Error>(response)
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_rt::spawn(server);
+        FakeOrigin { address, replies }
+    }
+
+    fn replies(&self) -> Vec<(Uuid, Message)> {
+        self.replies.lock().unwrap().clone()
+    }
 }

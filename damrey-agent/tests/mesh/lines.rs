@@ -1,11 +1,14 @@
 //! Lines through worker processes: on one agent, across agents, and the answers to bad
 //! requests.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use damrey_actors::Message;
+use serde_json::json;
 
-use crate::support::{Agent, Proxy, TempDir, sqsum, sqsum_specs};
+use crate::support::{
+    Agent, AgentAddress, AgentOptions, Proxy, TempDir, join_all, sqsum, sqsum_specs,
+};
 
 #[actix_rt::test]
 async fn a_line_of_worker_processes_on_one_agent_answers_the_square_of_the_sum() {
@@ -109,5 +112,133 @@ async fn bad_requests_get_their_own_clear_answers_at_once() {
     assert_eq!(
         (status, reply),
         (422, Message::error("sqsum", "\"x\" is not an integer"))
+    );
+}
+
+#[actix_rt::test]
+async fn two_instances_of_a_worker_share_the_load() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start(&dir).await;
+    proxy
+        .add(json!({"name": "nap", "mpu": 1, "commands": [{"name": "nap"}]}))
+        .await;
+    let agent = Agent::start(&proxy).await;
+    agent.wait_configs(1).await;
+    let _one = agent.worker("nap", "nap");
+    let _two = agent.worker("nap", "nap");
+    agent.wait_instances(2).await;
+
+    // With mpu 1, two 500 ms naps end within 800 ms only if each instance takes one:
+    // on one instance the second would wait its turn and miss the deadline.
+    let handle = agent.handle();
+    let replies = join_all((0..2).map(move |i| {
+        let agent = handle.clone();
+        async move {
+            agent
+                .call(
+                    "nap",
+                    &Message::request("nap", ["500", &i.to_string()]),
+                    800,
+                )
+                .await
+        }
+    }))
+    .await;
+
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(
+            reply,
+            (
+                200,
+                Message::response("nap", ["500".to_owned(), i.to_string()])
+            )
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_loop_ends_with_error_and_a_short_deadline_with_timeout() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start(&dir).await;
+    proxy
+        .add(json!({"name": "ping", "commands": [{"name": "ball", "worker": "pong"}]}))
+        .await;
+    proxy
+        .add(json!({"name": "pong", "commands": [{"name": "ball", "worker": "ping"}]}))
+        .await;
+    let agent = Agent::start(&proxy).await;
+    agent.wait_configs(2).await;
+    let _ping = agent.worker("nap", "ping");
+    let _pong = agent.worker("nap", "pong");
+    agent.wait_instances(2).await;
+
+    let (status, reply) = agent
+        .call("ping", &Message::request("ball", ["0"]), 10_000)
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        reply,
+        Message::error(
+            "ball",
+            "the line reached the limit of 64 hops at worker ping; check the configs for a loop"
+        )
+    );
+
+    let started = Instant::now();
+    let (status, reply) = agent
+        .call("ping", &Message::request("ball", ["1000"]), 200)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!((status, reply), (504, Message::timeout()));
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_millis(900),
+        "{waited:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_worker_with_an_unknown_name_is_refused() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start(&dir).await;
+    let agent = Agent::start(&proxy).await;
+
+    let mut ghost = agent.worker("add", "ghost");
+
+    assert_ne!(ghost.wait_exit(), Some(0));
+    assert_eq!(agent.health().await["instances"], 0);
+}
+
+#[actix_rt::test]
+async fn with_a_token_everything_but_healthz_wants_it() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start_with_token(&dir, "s3cret").await;
+    for spec in sqsum_specs() {
+        proxy.add(spec).await;
+    }
+    let options = AgentOptions {
+        token: Some("s3cret".to_owned()),
+        ..AgentOptions::default()
+    };
+    let agent = Agent::start_with(&proxy, options).await;
+    // The agent reads configs from the proxy with the token.
+    agent.wait_configs(2).await;
+    let mut intruder = agent.worker_with("add", "add", Some("wrong"), &[]);
+    assert_ne!(intruder.wait_exit(), Some(0));
+    let _add = agent.worker("add", "add");
+    let _square = agent.worker("square", "square");
+    agent.wait_instances(2).await;
+
+    let anonymous = AgentAddress {
+        address: agent.address.clone(),
+        token: None,
+    };
+    let (status, body) = anonymous
+        .call_raw("add", sqsum(3, 4).to_json(), 1_000)
+        .await;
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+
+    assert_eq!(
+        agent.call("add", &sqsum(3, 4), 2_000).await,
+        (200, Message::response("sqsum", ["49"]))
     );
 }

@@ -41,6 +41,17 @@ impl Process {
         assert!(status.success(), "kill -{signal} {} failed", self.name);
     }
 
+    /// Waits (up to 10 s) for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        for _ in 0..400 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{} did not exit", self.name);
+    }
+
     /// Kills the process at once and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -99,14 +110,12 @@ pub fn client() -> Client {
 /// Waits until `GET http://address/healthz` answers 200.
 pub async fn wait_healthy(address: &str) {
     for _ in 0..200 {
-        if let Ok(response) = client()
+        let answer = client()
             .get(format!("http://{address}/healthz"))
             .send()
-            .await
-        {
-            if response.status().is_success() {
-                return;
-            }
+            .await;
+        if answer.is_ok_and(|response| response.status().is_success()) {
+            return;
         }
         actix_rt::time::sleep(Duration::from_millis(25)).await;
     }
@@ -119,20 +128,30 @@ pub struct Proxy {
     pub process: Process,
     port: u16,
     dir: PathBuf,
+    token: Option<String>,
 }
 
 impl Proxy {
     pub async fn start(dir: &TempDir) -> Proxy {
-        Self::start_on(&dir.0, free_port()).await
+        Self::start_on(&dir.0, free_port(), None).await
     }
 
-    async fn start_on(dir: &Path, port: u16) -> Proxy {
-        let process = Process::spawn(
-            "damrey-proxy",
-            Command::new(sibling("damrey-proxy"))
-                .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
-                .current_dir(dir),
-        );
+    /// A proxy that wants `token` from everyone.
+    pub async fn start_with_token(dir: &TempDir, token: &str) -> Proxy {
+        Self::start_on(&dir.0, free_port(), Some(token.to_owned())).await
+    }
+
+    async fn start_on(dir: &Path, port: u16, token: Option<String>) -> Proxy {
+        let mut command = Command::new(sibling("damrey-proxy"));
+        command
+            .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
+            .current_dir(dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("DAMREY_TOKEN");
+        if let Some(token) = &token {
+            command.env("DAMREY_TOKEN", token);
+        }
+        let process = Process::spawn("damrey-proxy", &mut command);
         let address = format!("127.0.0.1:{port}");
         wait_healthy(&address).await;
         Proxy {
@@ -140,19 +159,33 @@ impl Proxy {
             process,
             port,
             dir: dir.to_owned(),
+            token,
         }
     }
 
-    /// Kills the proxy and starts it again on the same port and database.
+    /// Kills the proxy.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the proxy again on the same port and database.
     pub async fn restart(&mut self) {
         self.process.kill();
-        *self = Self::start_on(&self.dir.clone(), self.port).await;
+        *self = Self::start_on(&self.dir.clone(), self.port, self.token.clone()).await;
+    }
+
+    fn post(&self, path: &str) -> awc::ClientRequest {
+        let request = client().post(format!("http://{}{path}", self.address));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// Registers a worker config (the seed's JSON).
     pub async fn add(&self, spec: Value) {
-        let response = client()
-            .post(format!("http://{}/worker/add", self.address))
+        let response = self
+            .post("/worker/add")
             .send_json(&spec)
             .await
             .expect("proxy answers");
@@ -161,13 +194,22 @@ impl Proxy {
 
     /// Changes a worker config.
     pub async fn change(&self, spec: Value) {
-        let response = client()
-            .post(format!("http://{}/worker/chg", self.address))
+        let response = self
+            .post("/worker/chg")
             .send_json(&spec)
             .await
             .expect("proxy answers");
         assert_eq!(response.status().as_u16(), 200, "changing {spec}");
     }
+}
+
+/// How an agent is started.
+#[derive(Clone, Default)]
+pub struct AgentOptions {
+    /// `-r`; 3 when `None`.
+    pub retries: Option<u32>,
+    /// `DAMREY_TOKEN`.
+    pub token: Option<String>,
 }
 
 /// A running agent.
@@ -176,43 +218,44 @@ pub struct Agent {
     pub process: Process,
     port: u16,
     proxy: String,
+    options: AgentOptions,
 }
 
 impl Agent {
     pub async fn start(proxy: &Proxy) -> Agent {
-        Self::start_on(&proxy.address, free_port()).await
+        Self::start_with(proxy, AgentOptions::default()).await
     }
 
-    async fn start_on(proxy: &str, port: u16) -> Agent {
+    pub async fn start_with(proxy: &Proxy, options: AgentOptions) -> Agent {
+        Self::start_on(&proxy.address, free_port(), options).await
+    }
+
+    async fn start_on(proxy: &str, port: u16, options: AgentOptions) -> Agent {
         let address = format!("127.0.0.1:{port}");
-        let process = Process::spawn(
-            "damrey-agent",
-            Command::new(env!("CARGO_BIN_EXE_damrey-agent")).args([
-                "-p",
-                &port.to_string(),
-                "-a",
-                &address,
-                "-pr",
-                proxy,
-                "-r",
-                "3",
-                "--host",
-                "127.0.0.1",
-            ]),
-        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_damrey-agent"));
+        command
+            .args(["-p", &port.to_string(), "-a", &address, "-pr", proxy])
+            .args(["--host", "127.0.0.1"])
+            .args(["-r", &options.retries.unwrap_or(3).to_string()])
+            .env_remove("DAMREY_TOKEN");
+        if let Some(token) = &options.token {
+            command.env("DAMREY_TOKEN", token);
+        }
+        let process = Process::spawn("damrey-agent", &mut command);
         wait_healthy(&address).await;
         Agent {
             address,
             process,
             port,
             proxy: proxy.to_owned(),
+            options,
         }
     }
 
-    /// Kills the agent and starts it again on the same port.
+    /// Starts the agent again on the same port (after it was killed).
     pub async fn restart(&mut self) {
         self.process.kill();
-        *self = Self::start_on(&self.proxy.clone(), self.port).await;
+        *self = Self::start_on(&self.proxy.clone(), self.port, self.options.clone()).await;
     }
 
     /// The agent's `/healthz` document.
@@ -249,17 +292,43 @@ impl Agent {
         panic!("agent {} never had {instances} instances", self.address);
     }
 
-    /// Starts worker binary `binary` attached here as `name`.
+    /// Starts worker binary `binary` attached here as `name`, with the agent's token.
     pub fn worker(&self, binary: &str, name: &str) -> Process {
-        Process::spawn(
-            binary,
-            Command::new(sibling(binary)).args(["--agent", &self.address, "--name", name]),
-        )
+        self.worker_with(binary, name, self.options.token.as_deref(), &[])
+    }
+
+    /// Starts worker binary `binary` as `name` with a given token and extra flags.
+    pub fn worker_with(
+        &self,
+        binary: &str,
+        name: &str,
+        token: Option<&str>,
+        flags: &[&str],
+    ) -> Process {
+        let mut command = Command::new(sibling(binary));
+        command
+            .args(["--agent", &self.address, "--name", name])
+            .args(flags)
+            .env_remove("DAMREY_TOKEN");
+        if let Some(token) = token {
+            command.env("DAMREY_TOKEN", token);
+        }
+        Process::spawn(binary, &mut command)
+    }
+
+    /// Requests of this agent's waiting on other agents.
+    pub async fn pending(&self) -> u64 {
+        self.health().await["pending"]
+            .as_u64()
+            .expect("pending in /healthz")
     }
 
     /// A cloneable handle for calls from other tasks.
     pub fn handle(&self) -> AgentAddress {
-        AgentAddress(self.address.clone())
+        AgentAddress {
+            address: self.address.clone(),
+            token: self.options.token.clone(),
+        }
     }
 
     /// `POST /call/{worker}`: the HTTP status and the reply.
@@ -273,9 +342,12 @@ impl Agent {
     }
 }
 
-/// An agent's address, for calls.
+/// An agent's address and token, for calls.
 #[derive(Clone)]
-pub struct AgentAddress(pub String);
+pub struct AgentAddress {
+    pub address: String,
+    pub token: Option<String>,
+}
 
 impl AgentAddress {
     /// `POST /call/{worker}`: the HTTP status and the reply.
@@ -288,14 +360,15 @@ impl AgentAddress {
 
     /// `POST /call/{worker}` with any body: the HTTP status and the body.
     pub async fn call_raw(&self, worker: &str, body: String, timeout_ms: u64) -> (u16, Vec<u8>) {
-        let mut response = client()
-            .post(format!(
-                "http://{}/call/{worker}?timeout_ms={timeout_ms}",
-                self.0
-            ))
-            .send_body(body)
-            .await
-            .expect("agent answers");
+        let url = format!(
+            "http://{}/call/{worker}?timeout_ms={timeout_ms}",
+            self.address
+        );
+        let mut request = client().post(url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send_body(body).await.expect("agent answers");
         let body = response.body().await.expect("body");
         (response.status().as_u16(), body.to_vec())
     }
