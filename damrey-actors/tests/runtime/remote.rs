@@ -162,7 +162,7 @@ async fn an_unreachable_agent_is_answered_with_error() {
 }
 
 #[actix::test]
-async fn a_remote_line_past_the_deadline_is_timeout_and_leaves_nothing_pending() {
+async fn an_agent_without_instances_answers_error_after_a_grace_and_nothing_stays_pending() {
     let remote = Arc::new(Loopback::default());
     let a = Router::with_remote(
         "10.0.0.1:7701",
@@ -170,8 +170,8 @@ async fn a_remote_line_past_the_deadline_is_timeout_and_leaves_nothing_pending()
         specs("10.0.0.2:7701"),
     )
     .unwrap();
-    // Agent b takes the envelope but has no instance of add: it answers ERROR to a,
-    // unless the deadline passed first.
+    // Agent b takes the envelope but has no instance of add: it waits a grace period
+    // for one to attach, then answers ERROR to a; unless the deadline passed first.
     let b = Router::with_remote(
         "10.0.0.2:7701",
         Some(remote.clone()),
@@ -196,13 +196,21 @@ async fn a_remote_line_past_the_deadline_is_timeout_and_leaves_nothing_pending()
         .request(
             "entry",
             Message::request("sqsum", ["3", "4"]),
-            Duration::from_secs(2),
+            Duration::from_secs(5),
         )
         .await;
     assert_eq!(
         reply,
         Message::error("sqsum", "worker add has no live instance")
     );
+    let reply = a
+        .request(
+            "entry",
+            Message::request("sqsum", ["3", "4"]),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert_eq!(reply, Message::timeout());
 
     let reply = a
         .request(
@@ -213,4 +221,58 @@ async fn a_remote_line_past_the_deadline_is_timeout_and_leaves_nothing_pending()
         .await;
     assert_eq!(reply, Message::timeout());
     assert_eq!(a.pending_requests(), 0);
+}
+
+#[actix::test]
+async fn a_handed_over_line_waits_for_an_instance_that_attaches_within_the_grace() {
+    let remote = Arc::new(Loopback::default());
+    let a = Router::with_remote(
+        "10.0.0.1:7701",
+        Some(remote.clone()),
+        specs("10.0.0.2:7701"),
+    )
+    .unwrap();
+    let b = Router::with_remote(
+        "10.0.0.2:7701",
+        Some(remote.clone()),
+        specs("10.0.0.2:7701"),
+    )
+    .unwrap();
+    remote
+        .agents
+        .set(HashMap::from([
+            ("10.0.0.1:7701".to_owned(), a.clone()),
+            ("10.0.0.2:7701".to_owned(), b.clone()),
+        ]))
+        .ok()
+        .unwrap();
+    Worker::new(Config::named("entry"))
+        .attach(&a)
+        .start(|| Entry(counter()))
+        .await
+        .unwrap();
+    Worker::new(Config::named("square"))
+        .attach(&b)
+        .start(|| Square(counter()))
+        .await
+        .unwrap();
+    let late = actix_rt::spawn(async move {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        Worker::new(Config::named("add"))
+            .attach(&b)
+            .start(|| Add(counter()))
+            .await
+            .unwrap()
+    });
+
+    let reply = a
+        .request(
+            "entry",
+            Message::request("sqsum", ["3", "4"]),
+            Duration::from_secs(3),
+        )
+        .await;
+
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+    late.await.unwrap();
 }
