@@ -138,12 +138,14 @@ impl Settings {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }
         // The well-known name sits between the file and the DAMREY_* variables.
-        let database_url = env
+        let well_known: HashMap<String, String> = env
             .get("DATABASE_URL")
             .filter(|url| !url.is_empty())
-            .cloned();
+            .map(|url| ("DATABASE_URL".to_owned(), url.clone()))
+            .into_iter()
+            .collect();
         builder = builder
-            .set_override_option("database_url", database_url)?
+            .add_source(Environment::default().source(Some(well_known)))
             .add_source(
                 Environment::with_prefix("DAMREY")
                     .prefix_separator("_")
@@ -265,6 +267,33 @@ mod tests {
         };
         let settings = Settings::load_from(&cli, vars).unwrap();
         assert_eq!(settings.database_url.as_deref(), Some("postgres://db/flag"));
+    }
+
+    #[test]
+    fn database_url_beats_the_file_and_damrey_database_url_beats_it() {
+        let file = temp_file("database_url = \"postgres://db/file\"\n");
+        let cli = Cli {
+            config: Some(file.clone()),
+            ..Cli::default()
+        };
+        let from_file = Settings::load_from(&cli, env(&[])).unwrap();
+        assert_eq!(
+            from_file.database_url.as_deref(),
+            Some("postgres://db/file")
+        );
+        let vars = env(&[("DATABASE_URL", "postgres://db/env")]);
+        let from_env = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!(from_env.database_url.as_deref(), Some("postgres://db/env"));
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://db/env"),
+            ("DAMREY_DATABASE_URL", "postgres://db/damrey"),
+        ]);
+        let from_damrey = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!(
+            from_damrey.database_url.as_deref(),
+            Some("postgres://db/damrey")
+        );
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]
