@@ -66,6 +66,8 @@ pub struct Settings {
     pub feed_poll_ms: u64,
     /// The longest a store connection is waited for before answering 503.
     pub acquire_timeout_ms: u64,
+    /// The longest one store operation may take before the request answers 503.
+    pub query_timeout_ms: u64,
     /// The most store connections.
     pub max_connections: u32,
     /// HTTP worker threads; `0` is one per core.
@@ -85,6 +87,7 @@ impl Default for Settings {
             agent_ttl_ms: 10_000,
             feed_poll_ms: 100,
             acquire_timeout_ms: 2_000,
+            query_timeout_ms: 5_000,
             max_connections: 10,
             http_workers: 0,
             log_format: LogFormat::Text,
@@ -131,6 +134,7 @@ impl Settings {
             .set_default("agent_ttl_ms", defaults.agent_ttl_ms)?
             .set_default("feed_poll_ms", defaults.feed_poll_ms)?
             .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
+            .set_default("query_timeout_ms", defaults.query_timeout_ms)?
             .set_default("max_connections", defaults.max_connections)?
             .set_default("http_workers", defaults.http_workers as u64)?
             .set_default("log_format", "text")?;
@@ -186,6 +190,11 @@ impl Settings {
     /// [`Settings::feed_poll_ms`] as a duration.
     pub fn feed_poll(&self) -> Duration {
         Duration::from_millis(self.feed_poll_ms.max(1))
+    }
+
+    /// [`Settings::query_timeout_ms`] as a duration.
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms)
     }
 
     /// [`Settings::acquire_timeout_ms`] as a duration.
