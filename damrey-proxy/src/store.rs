@@ -269,7 +269,7 @@ impl Store {
             // One statement, so one snapshot on every backend, even at READ COMMITTED.
             let rows = sqlx::query(
                 "SELECT c.version, w.name, w.agent, w.mpu, w.commands \
-             FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
+                 FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
             )
             .fetch_all(&self.pool)
             .await?;
@@ -316,7 +316,7 @@ impl Store {
             let version = bump_version(&mut tx).await?;
             let inserted = sqlx::query(
                 "INSERT INTO workers (name, agent, mpu, commands, version, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
             )
             .bind(&spec.name)
             .bind(&spec.agent)
@@ -352,7 +352,7 @@ impl Store {
             let version = bump_version(&mut tx).await?;
             let row = sqlx::query(&format!(
             "UPDATE workers SET agent = $2, mpu = $3, commands = $4, version = $5, updated_ms = $6 \
-             WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+                 WHERE name = $1 RETURNING {WORKER_COLUMNS}"
         ))
         .bind(&spec.name)
         .bind(&spec.agent)
@@ -418,8 +418,8 @@ impl Store {
                 .await?;
             let row = sqlx::query(
                 "INSERT INTO agents (address, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
-             ON CONFLICT (address) DO UPDATE SET last_seen_ms = excluded.last_seen_ms \
-             RETURNING first_seen_ms",
+                 ON CONFLICT (address) DO UPDATE SET last_seen_ms = excluded.last_seen_ms \
+                 RETURNING first_seen_ms",
             )
             .bind(&heartbeat.agent)
             .bind(now_ms)
@@ -463,8 +463,8 @@ impl Store {
             let oldest = now_ms.saturating_sub(ttl_ms(ttl));
             let rows = sqlx::query(
                 "SELECT a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
-             FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
-             WHERE a.last_seen_ms >= $1",
+                 FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
+                 WHERE a.last_seen_ms >= $1",
             )
             .bind(oldest)
             .fetch_all(&self.pool)
