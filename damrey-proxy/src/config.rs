@@ -66,6 +66,8 @@ pub struct Settings {
     pub feed_poll_ms: u64,
     /// The longest a store connection is waited for before answering 503.
     pub acquire_timeout_ms: u64,
+    /// The longest one store operation may take before the request answers 503.
+    pub query_timeout_ms: u64,
     /// The most store connections.
     pub max_connections: u32,
     /// HTTP worker threads; `0` is one per core.
@@ -85,6 +87,7 @@ impl Default for Settings {
             agent_ttl_ms: 10_000,
             feed_poll_ms: 100,
             acquire_timeout_ms: 2_000,
+            query_timeout_ms: 5_000,
             max_connections: 10,
             http_workers: 0,
             log_format: LogFormat::Text,
@@ -131,6 +134,7 @@ impl Settings {
             .set_default("agent_ttl_ms", defaults.agent_ttl_ms)?
             .set_default("feed_poll_ms", defaults.feed_poll_ms)?
             .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
+            .set_default("query_timeout_ms", defaults.query_timeout_ms)?
             .set_default("max_connections", defaults.max_connections)?
             .set_default("http_workers", defaults.http_workers as u64)?
             .set_default("log_format", "text")?;
@@ -138,12 +142,14 @@ impl Settings {
             builder = builder.add_source(File::from(path.as_path()).required(true));
         }
         // The well-known name sits between the file and the DAMREY_* variables.
-        let database_url = env
+        let well_known: HashMap<String, String> = env
             .get("DATABASE_URL")
             .filter(|url| !url.is_empty())
-            .cloned();
+            .map(|url| ("DATABASE_URL".to_owned(), url.clone()))
+            .into_iter()
+            .collect();
         builder = builder
-            .set_override_option("database_url", database_url)?
+            .add_source(Environment::default().source(Some(well_known)))
             .add_source(
                 Environment::with_prefix("DAMREY")
                     .prefix_separator("_")
@@ -184,6 +190,11 @@ impl Settings {
     /// [`Settings::feed_poll_ms`] as a duration.
     pub fn feed_poll(&self) -> Duration {
         Duration::from_millis(self.feed_poll_ms.max(1))
+    }
+
+    /// [`Settings::query_timeout_ms`] as a duration.
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_timeout_ms)
     }
 
     /// [`Settings::acquire_timeout_ms`] as a duration.
@@ -265,6 +276,33 @@ mod tests {
         };
         let settings = Settings::load_from(&cli, vars).unwrap();
         assert_eq!(settings.database_url.as_deref(), Some("postgres://db/flag"));
+    }
+
+    #[test]
+    fn database_url_beats_the_file_and_damrey_database_url_beats_it() {
+        let file = temp_file("database_url = \"postgres://db/file\"\n");
+        let cli = Cli {
+            config: Some(file.clone()),
+            ..Cli::default()
+        };
+        let from_file = Settings::load_from(&cli, env(&[])).unwrap();
+        assert_eq!(
+            from_file.database_url.as_deref(),
+            Some("postgres://db/file")
+        );
+        let vars = env(&[("DATABASE_URL", "postgres://db/env")]);
+        let from_env = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!(from_env.database_url.as_deref(), Some("postgres://db/env"));
+        let vars = env(&[
+            ("DATABASE_URL", "postgres://db/env"),
+            ("DAMREY_DATABASE_URL", "postgres://db/damrey"),
+        ]);
+        let from_damrey = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!(
+            from_damrey.database_url.as_deref(),
+            Some("postgres://db/damrey")
+        );
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(_) => ApiError::Conflict(error.to_string()),
             StoreError::NotFound(_) => ApiError::NotFound(error.to_string()),
-            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            StoreError::Unavailable(_) | StoreError::TimedOut(_) => ApiError::Unavailable(error),
             _ => ApiError::Internal(error),
         }
     }

@@ -50,6 +50,7 @@ impl Application {
             url: settings.store_url(),
             max_connections: settings.max_connections,
             acquire_timeout: settings.acquire_timeout(),
+            query_timeout: settings.query_timeout(),
         })
         .await?;
         Self::build_with_store(settings, store).await

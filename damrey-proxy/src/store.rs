@@ -59,6 +59,9 @@ pub enum StoreError {
     /// The database cannot be reached or is too busy right now; retrying later may work.
     #[error("the store is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// An operation took longer than the query timeout.
+    #[error("the store did not answer within {0:?}")]
+    TimedOut(Duration),
     /// Any other database failure.
     #[error("a store query failed")]
     Query(#[source] sqlx::Error),
@@ -137,6 +140,7 @@ pub struct Change {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    query_timeout: Duration,
 }
 
 /// How to open a store.
@@ -148,6 +152,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a request waits for a connection before the store counts as unavailable.
     pub acquire_timeout: Duration,
+    /// The longest one store operation may take before it counts as unavailable.
+    pub query_timeout: Duration,
 }
 
 const WORKER_COLUMNS: &str = "name, agent, mpu, commands";
@@ -167,7 +173,11 @@ impl Store {
             // the store recovers by itself when the database is back.
             .test_before_acquire(true)
             .connect_lazy(&options.url)?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            query_timeout: options.query_timeout,
+        })
     }
 
     /// Opens the store and applies the migrations.
@@ -198,6 +208,17 @@ impl Store {
         migrator.run(&self.pool).await.map_err(StoreError::Migrate)
     }
 
+    /// Runs `work`, giving up after the query timeout: a database that stops answering
+    /// mid-query (a network partition rather than a restart) makes a 503, not a hang.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.query_timeout, work)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(self.query_timeout)))
+    }
+
     /// The backend this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -218,8 +239,11 @@ impl Store {
     /// # Errors
     /// [`StoreError::Unavailable`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.bounded(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The current config version.
@@ -227,10 +251,13 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn version(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("version")?)
+        self.bounded(async move {
+            let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get("version")?)
+        })
+        .await
     }
 
     /// Every worker and the version, consistent with each other.
@@ -238,23 +265,26 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        // One statement, so one snapshot on every backend, even at READ COMMITTED.
-        let rows = sqlx::query(
-            "SELECT c.version, w.name, w.agent, w.mpu, w.commands \
-             FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut version = 0;
-        let mut workers = Vec::with_capacity(rows.len());
-        for row in rows {
-            version = row.try_get("version")?;
-            if row.try_get::<Option<String>, _>("name")?.is_some() {
-                workers.push(worker_from_row(&row)?);
+        self.bounded(async move {
+            // One statement, so one snapshot on every backend, even at READ COMMITTED.
+            let rows = sqlx::query(
+                "SELECT c.version, w.name, w.agent, w.mpu, w.commands \
+                 FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            let mut version = 0;
+            let mut workers = Vec::with_capacity(rows.len());
+            for row in rows {
+                version = row.try_get("version")?;
+                if row.try_get::<Option<String>, _>("name")?.is_some() {
+                    workers.push(worker_from_row(&row)?);
+                }
             }
-        }
-        workers.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Snapshot { version, workers })
+            workers.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(Snapshot { version, workers })
+        })
+        .await
     }
 
     /// The worker called `name`, if stored.
@@ -262,13 +292,16 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn worker(&self, name: &str) -> Result<Option<WorkerSpec>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {WORKER_COLUMNS} FROM workers WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(worker_from_row).transpose()
+        self.bounded(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {WORKER_COLUMNS} FROM workers WHERE name = $1"
+            ))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(worker_from_row).transpose()
+        })
+        .await
     }
 
     /// Stores a new worker.
@@ -276,33 +309,36 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] when the name is taken, or a database failure.
     pub async fn add_worker(&self, spec: &WorkerSpec) -> Result<Change, StoreError> {
-        let commands = commands_json(spec);
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let version = bump_version(&mut tx).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO workers (name, agent, mpu, commands, version, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(&spec.name)
-        .bind(&spec.agent)
-        .bind(i64::from(spec.mpu.0))
-        .bind(&commands)
-        .bind(version)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Conflict(spec.name.clone()));
-            }
-            other => other?,
-        };
-        tx.commit().await?;
-        Ok(Change {
-            version,
-            worker: spec.clone(),
+        self.bounded(async move {
+            let commands = commands_json(spec);
+            let now = now_ms();
+            let mut tx = self.pool.begin().await?;
+            let version = bump_version(&mut tx).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO workers (name, agent, mpu, commands, version, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(&spec.name)
+            .bind(&spec.agent)
+            .bind(i64::from(spec.mpu.0))
+            .bind(&commands)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(StoreError::Conflict(spec.name.clone()));
+                }
+                other => other?,
+            };
+            tx.commit().await?;
+            Ok(Change {
+                version,
+                worker: spec.clone(),
+            })
         })
+        .await
     }
 
     /// Replaces a stored worker's configuration.
@@ -310,12 +346,13 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] when no worker has that name, or a database failure.
     pub async fn change_worker(&self, spec: &WorkerSpec) -> Result<Change, StoreError> {
-        let commands = commands_json(spec);
-        let mut tx = self.pool.begin().await?;
-        let version = bump_version(&mut tx).await?;
-        let row = sqlx::query(&format!(
+        self.bounded(async move {
+            let commands = commands_json(spec);
+            let mut tx = self.pool.begin().await?;
+            let version = bump_version(&mut tx).await?;
+            let row = sqlx::query(&format!(
             "UPDATE workers SET agent = $2, mpu = $3, commands = $4, version = $5, updated_ms = $6 \
-             WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+                 WHERE name = $1 RETURNING {WORKER_COLUMNS}"
         ))
         .bind(&spec.name)
         .bind(&spec.agent)
@@ -325,12 +362,14 @@ impl Store {
         .bind(now_ms())
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(spec.name.clone()));
-        };
-        let worker = worker_from_row(&row)?;
-        tx.commit().await?;
-        Ok(Change { version, worker })
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(spec.name.clone()));
+            };
+            let worker = worker_from_row(&row)?;
+            tx.commit().await?;
+            Ok(Change { version, worker })
+        })
+        .await
     }
 
     /// Removes a worker and returns it as it was.
@@ -338,20 +377,23 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`] when no worker has that name, or a database failure.
     pub async fn delete_worker(&self, name: &str) -> Result<Change, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let version = bump_version(&mut tx).await?;
-        let row = sqlx::query(&format!(
-            "DELETE FROM workers WHERE name = $1 RETURNING {WORKER_COLUMNS}"
-        ))
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(name.to_owned()));
-        };
-        let worker = worker_from_row(&row)?;
-        tx.commit().await?;
-        Ok(Change { version, worker })
+        self.bounded(async move {
+            let mut tx = self.pool.begin().await?;
+            let version = bump_version(&mut tx).await?;
+            let row = sqlx::query(&format!(
+                "DELETE FROM workers WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+            ))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(name.to_owned()));
+            };
+            let worker = worker_from_row(&row)?;
+            tx.commit().await?;
+            Ok(Change { version, worker })
+        })
+        .await
     }
 
     /// Records an agent's heartbeat at `now_ms`: its address and the instances attached
@@ -366,45 +408,50 @@ impl Store {
         now_ms: i64,
         ttl: Duration,
     ) -> Result<AgentEntry, StoreError> {
-        let oldest = now_ms.saturating_sub(ttl_ms(ttl));
-        let mut tx = self.pool.begin().await?;
-        // A write first, for SQLite's sake (see the module comment).
-        sqlx::query("DELETE FROM agents WHERE last_seen_ms < $1")
-            .bind(oldest)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(
-            "INSERT INTO agents (address, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
-             ON CONFLICT (address) DO UPDATE SET last_seen_ms = excluded.last_seen_ms \
-             RETURNING first_seen_ms",
-        )
-        .bind(&heartbeat.agent)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let first_seen_ms: i64 = row.try_get("first_seen_ms")?;
-        sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+        self.bounded(async move {
+            let oldest = now_ms.saturating_sub(ttl_ms(ttl));
+            let mut tx = self.pool.begin().await?;
+            // A write first, for SQLite's sake (see the module comment).
+            sqlx::query("DELETE FROM agents WHERE last_seen_ms < $1")
+                .bind(oldest)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(
+                "INSERT INTO agents (address, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
+                 ON CONFLICT (address) DO UPDATE SET last_seen_ms = excluded.last_seen_ms \
+                 RETURNING first_seen_ms",
+            )
             .bind(&heartbeat.agent)
-            .execute(&mut *tx)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
             .await?;
-        for instance in &heartbeat.instances {
-            sqlx::query("INSERT INTO agent_instances (agent, worker, count) VALUES ($1, $2, $3)")
+            let first_seen_ms: i64 = row.try_get("first_seen_ms")?;
+            sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+                .bind(&heartbeat.agent)
+                .execute(&mut *tx)
+                .await?;
+            for instance in &heartbeat.instances {
+                sqlx::query(
+                    "INSERT INTO agent_instances (agent, worker, count) VALUES ($1, $2, $3)",
+                )
                 .bind(&heartbeat.agent)
                 .bind(&instance.worker)
                 .bind(i64::from(instance.count))
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        let mut instances = heartbeat.instances.clone();
-        instances.sort_by(|a, b| a.worker.cmp(&b.worker));
-        Ok(AgentEntry {
-            agent: heartbeat.agent.clone(),
-            instances,
-            first_seen_ms,
-            last_seen_ms: now_ms,
-            age_ms: 0,
+            }
+            tx.commit().await?;
+            let mut instances = heartbeat.instances.clone();
+            instances.sort_by(|a, b| a.worker.cmp(&b.worker));
+            Ok(AgentEntry {
+                agent: heartbeat.agent.clone(),
+                instances,
+                first_seen_ms,
+                last_seen_ms: now_ms,
+                age_ms: 0,
+            })
         })
+        .await
     }
 
     /// The agents heard from within `ttl` before `now_ms`, sorted by address.
@@ -412,42 +459,45 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn agents(&self, now_ms: i64, ttl: Duration) -> Result<Vec<AgentEntry>, StoreError> {
-        let oldest = now_ms.saturating_sub(ttl_ms(ttl));
-        let rows = sqlx::query(
-            "SELECT a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
-             FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
-             WHERE a.last_seen_ms >= $1",
-        )
-        .bind(oldest)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut agents: BTreeMap<String, AgentEntry> = BTreeMap::new();
-        for row in rows {
-            let address: String = row.try_get("address")?;
-            let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
-            let entry = match agents.get_mut(&address) {
-                Some(entry) => entry,
-                None => agents.entry(address.clone()).or_insert(AgentEntry {
-                    agent: address,
-                    instances: Vec::new(),
-                    first_seen_ms: row.try_get("first_seen_ms")?,
-                    last_seen_ms,
-                    age_ms: now_ms.saturating_sub(last_seen_ms).max(0),
-                }),
-            };
-            if let Some(worker) = row.try_get::<Option<String>, _>("worker")? {
-                let count: i64 = row.try_get("count")?;
-                entry.instances.push(Instance {
-                    worker,
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                });
+        self.bounded(async move {
+            let oldest = now_ms.saturating_sub(ttl_ms(ttl));
+            let rows = sqlx::query(
+                "SELECT a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
+                 FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
+                 WHERE a.last_seen_ms >= $1",
+            )
+            .bind(oldest)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut agents: BTreeMap<String, AgentEntry> = BTreeMap::new();
+            for row in rows {
+                let address: String = row.try_get("address")?;
+                let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
+                let entry = match agents.get_mut(&address) {
+                    Some(entry) => entry,
+                    None => agents.entry(address.clone()).or_insert(AgentEntry {
+                        agent: address,
+                        instances: Vec::new(),
+                        first_seen_ms: row.try_get("first_seen_ms")?,
+                        last_seen_ms,
+                        age_ms: now_ms.saturating_sub(last_seen_ms).max(0),
+                    }),
+                };
+                if let Some(worker) = row.try_get::<Option<String>, _>("worker")? {
+                    let count: i64 = row.try_get("count")?;
+                    entry.instances.push(Instance {
+                        worker,
+                        count: u32::try_from(count).unwrap_or(u32::MAX),
+                    });
+                }
             }
-        }
-        let mut agents: Vec<AgentEntry> = agents.into_values().collect();
-        for agent in &mut agents {
-            agent.instances.sort_by(|a, b| a.worker.cmp(&b.worker));
-        }
-        Ok(agents)
+            let mut agents: Vec<AgentEntry> = agents.into_values().collect();
+            for agent in &mut agents {
+                agent.instances.sort_by(|a, b| a.worker.cmp(&b.worker));
+            }
+            Ok(agents)
+        })
+        .await
     }
 }
 

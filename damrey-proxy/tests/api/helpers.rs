@@ -191,6 +191,7 @@ pub async fn open_store(db: &TestDb) -> Store {
         url: db.url.clone(),
         max_connections: 5,
         acquire_timeout: Duration::from_secs(5),
+        query_timeout: Duration::from_secs(10),
     })
     .await
     .expect("opening the test store")
@@ -442,11 +443,13 @@ where
 }
 
 /// A TCP forwarder between the app and Postgres that can cut every connection and
-/// refuse new ones, as a database restart does from the proxy's side.
+/// refuse new ones, as a database restart does from the proxy's side, or stall them,
+/// as a network partition does.
 pub struct Forwarder {
     /// The port to connect to instead of the database's.
     pub port: u16,
     state: Arc<Mutex<ForwarderState>>,
+    stalled: Arc<tokio::sync::watch::Sender<bool>>,
     accept: JoinHandle<()>,
 }
 
@@ -464,7 +467,8 @@ impl Forwarder {
             open: true,
             links: Vec::new(),
         }));
-        let shared = state.clone();
+        let stalled = Arc::new(tokio::sync::watch::Sender::new(false));
+        let (shared, stall) = (state.clone(), stalled.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !shared.lock().unwrap().open {
@@ -472,9 +476,22 @@ impl Forwarder {
                     continue;
                 }
                 let target = target.clone();
+                let mut stalled = stall.subscribe();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let stalled_now = *stalled.borrow();
+                    if stalled_now {
+                        // Hold the connection and never answer.
+                        std::future::pending::<()>().await;
+                    }
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async { stalled.wait_for(|stalled| *stalled).await.is_ok() } => {
+                            // Keep both sockets open and silent until aborted.
+                            std::future::pending::<()>().await;
+                        }
                     }
                 });
                 shared.lock().unwrap().links.push(link);
@@ -483,6 +500,7 @@ impl Forwarder {
         Forwarder {
             port,
             state,
+            stalled,
             accept,
         }
     }
@@ -496,8 +514,19 @@ impl Forwarder {
         }
     }
 
-    /// Accepts and forwards connections again.
+    /// Keeps every connection open but forwards nothing, on old and new connections.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Forwards again; connections that were stalled are closed, as a healed network
+    /// would find them broken.
     pub fn restore(&self) {
+        if self.stalled.send_replace(false) {
+            for link in self.state.lock().unwrap().links.drain(..) {
+                link.abort();
+            }
+        }
         self.state.lock().unwrap().open = true;
     }
 }
