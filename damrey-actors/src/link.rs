@@ -22,9 +22,10 @@ use crate::error::WorkerError;
 use crate::message::Message;
 use crate::worker::Instance;
 
-/// One frame of the worker ⇄ agent protocol, a JSON text frame tagged by `op`.
+/// One frame of the worker ⇄ agent protocol, a JSON text frame named by its one key:
+/// `{"deliver":{"id":7,"ms":1000,"msg":["REQUEST","sqsum","3","4"]}}`, or `"leave"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Frame {
     /// Agent → worker, first frame: accepted, with the worker's configured mpu.
     Welcome {

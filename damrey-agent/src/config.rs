@@ -100,7 +100,10 @@ pub struct Settings {
     pub ping_ms: u64,
     /// The longest a `/call` may wait (its `timeout_ms` is capped to this).
     pub max_call_ms: u64,
-    /// HTTP worker threads; `0` is one per core.
+    /// Threads serving HTTP, attached workers and peer links; `0` is one per core.
+    /// One is the default: the agent switches messages, and on one thread a line never
+    /// waits for another thread (measured faster than one per core on two cores, where
+    /// the worker processes need the other core; see `benches/mesh.rs`).
     pub http_workers: usize,
     /// Log output format.
     pub log_format: LogFormat,
@@ -119,7 +122,7 @@ impl Default for Settings {
             feed_wait_ms: 25_000,
             ping_ms: 1_000,
             max_call_ms: 300_000,
-            http_workers: 0,
+            http_workers: 1,
             log_format: LogFormat::Text,
         }
     }

@@ -1,5 +1,6 @@
-//! Links to other agents: one persistent, authenticated WebSocket per peer, opened on
-//! first use and reopened when lost. Envelopes and terminal replies go out as frames
+//! Links to other agents: one persistent, authenticated WebSocket per peer (and per
+//! agent thread, so that a hand-off never crosses threads), opened on first use and
+//! reopened when lost. Envelopes and terminal replies go out as frames
 //! that the peer acknowledges; an unacknowledged frame is sent again with exponential
 //! backoff and jitter, up to the retries and within the request's deadline. The
 //! receiver remembers the envelope ids it has taken, so a resent envelope never runs a
@@ -8,22 +9,23 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use actix_http::ws;
-use actix_rt::ArbiterHandle;
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::link::{MAX_FRAME, jitter};
 use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
-/// One frame between agents, a JSON text frame tagged by `op`.
+/// One frame between agents, a JSON text frame named by its one key:
+/// `{"forward":{"seq":3,"envelope":{...}}}`, `{"ack":{"seq":3}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PeerFrame {
     /// Continue this line here.
     Forward {
@@ -41,10 +43,10 @@ pub enum PeerFrame {
         /// The terminal reply.
         msg: Message,
     },
-    /// The frame `seq` arrived.
+    /// These frames arrived (acknowledged together, one frame per burst read).
     Ack {
-        /// The acknowledged frame.
-        seq: u64,
+        /// The acknowledged frames.
+        seqs: Vec<u64>,
     },
 }
 
@@ -59,9 +61,9 @@ type Socket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 pub struct PeerLinks {
     token: Option<String>,
     retries: u32,
-    /// Where the links' connections live (awc connections stay on one thread).
-    arbiter: ArbiterHandle,
-    links: Mutex<HashMap<String, Arc<PeerLink>>>,
+    /// Each agent thread has its own link to each peer: awc connections stay on the
+    /// thread that opened them, and a hand-off then never waits for another thread.
+    links: Mutex<HashMap<(ThreadId, String), Arc<PeerLink>>>,
 }
 
 struct PeerLink {
@@ -73,13 +75,12 @@ struct PeerLink {
 }
 
 impl PeerLinks {
-    /// Links that authenticate with `token`, resend up to `retries` times, and keep
-    /// their connections on `arbiter`.
-    pub fn new(token: Option<String>, retries: u32, arbiter: ArbiterHandle) -> Self {
+    /// Links that authenticate with `token` and resend up to `retries` times. They must
+    /// be used from actix arbiters (the agent's HTTP workers), where connections live.
+    pub fn new(token: Option<String>, retries: u32) -> Self {
         PeerLinks {
             token,
             retries,
-            arbiter,
             links: Mutex::default(),
         }
     }
@@ -90,7 +91,7 @@ impl PeerLinks {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         links
-            .entry(agent.to_owned())
+            .entry((std::thread::current().id(), agent.to_owned()))
             .or_insert_with(|| {
                 Arc::new(PeerLink {
                     agent: agent.to_owned(),
@@ -110,7 +111,7 @@ impl PeerLinks {
         frame: impl FnOnce(u64) -> PeerFrame,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let link = self.link(agent);
-        let (token, retries, arbiter) = (self.token.clone(), self.retries, self.arbiter.clone());
+        let (token, retries) = (self.token.clone(), self.retries);
         let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
         let text = serde_json::to_string(&frame(seq)).expect("frames always serialize");
         Box::pin(async move {
@@ -125,7 +126,7 @@ impl PeerLinks {
                     actix_rt::time::sleep(pause).await;
                     backoff *= 2;
                 }
-                match link.send(&text, seq, deadline, &token, &arbiter).await {
+                match link.send(&text, seq, deadline, &token).await {
                     Ok(()) => return Ok(()),
                     Err(why) => {
                         tracing::debug!(agent = %link.agent, attempt, error = %why, "retrying push");
@@ -182,9 +183,8 @@ impl PeerLink {
         seq: u64,
         deadline: Instant,
         token: &Option<String>,
-        arbiter: &ArbiterHandle,
     ) -> Result<(), String> {
-        let writer = self.writer(deadline, token, arbiter).await?;
+        let writer = self.writer(deadline, token).await?;
         let (tx, rx) = oneshot::channel();
         self.acks().insert(seq, tx);
         if writer.send(text.to_owned()).is_err() {
@@ -205,7 +205,6 @@ impl PeerLink {
         self: &Arc<Self>,
         deadline: Instant,
         token: &Option<String>,
-        arbiter: &ArbiterHandle,
     ) -> Result<mpsc::UnboundedSender<String>, String> {
         let mut writer = self.writer.lock().await;
         if let Some(live) = writer.as_ref().filter(|live| !live.is_closed()) {
@@ -213,20 +212,18 @@ impl PeerLink {
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let (link, token) = (self.clone(), token.clone());
-        arbiter.spawn_fn(move || {
-            actix_rt::spawn(async move {
-                match connect(&link.agent, token.as_deref()).await {
-                    Ok(socket) => {
-                        let (out, out_rx) = mpsc::unbounded_channel();
-                        if ready_tx.send(Ok(out)).is_ok() {
-                            link.serve(socket, out_rx).await;
-                        }
-                    }
-                    Err(reason) => {
-                        let _ = ready_tx.send(Err(reason));
+        actix_rt::spawn(async move {
+            match connect(&link.agent, token.as_deref()).await {
+                Ok(socket) => {
+                    let (out, out_rx) = mpsc::unbounded_channel();
+                    if ready_tx.send(Ok(out)).is_ok() {
+                        link.serve(socket, out_rx).await;
                     }
                 }
-            });
+                Err(reason) => {
+                    let _ = ready_tx.send(Err(reason));
+                }
+            }
         });
         let wait = deadline.min(Instant::now() + CONNECT_TIMEOUT);
         let live = match timeout_at(wait, ready_rx).await {
@@ -244,9 +241,12 @@ impl PeerLink {
             tokio::select! {
                 incoming = socket.next() => match incoming {
                     Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<PeerFrame>(&text) {
-                        Ok(PeerFrame::Ack { seq }) => {
-                            if let Some(waiter) = self.acks().remove(&seq) {
-                                let _ = waiter.send(());
+                        Ok(PeerFrame::Ack { seqs }) => {
+                            let mut acks = self.acks();
+                            for seq in seqs {
+                                if let Some(waiter) = acks.remove(&seq) {
+                                    let _ = waiter.send(());
+                                }
                             }
                         }
                         Ok(other) => tracing::warn!(agent = %self.agent, ?other, "unexpected frame on an outgoing link"),
@@ -343,7 +343,8 @@ impl SeenIds {
 }
 
 /// Serves a link another agent opened to this one: acknowledges every frame, runs new
-/// envelopes, and resolves replies to requests that started here.
+/// envelopes, and resolves replies to requests that started here. Acks are gathered
+/// while frames keep arriving and sent as one frame when the link goes quiet.
 pub async fn serve_incoming(
     router: Router,
     seen: Arc<SeenIds>,
@@ -351,27 +352,28 @@ pub async fn serve_incoming(
     stream: actix_ws::MessageStream,
 ) {
     let mut stream = stream.max_frame_size(MAX_FRAME).aggregate_continuations();
-    while let Some(incoming) = stream.recv().await {
-        match incoming {
-            Ok(AggregatedMessage::Text(text)) => {
-                let frame = match serde_json::from_str::<PeerFrame>(&text) {
-                    Ok(frame) => frame,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "unreadable frame from a peer");
-                        continue;
+    let mut unacked = Vec::new();
+    loop {
+        let incoming = match stream.recv().now_or_never() {
+            Some(incoming) => incoming,
+            None => {
+                if !unacked.is_empty() {
+                    let ack = PeerFrame::Ack {
+                        seqs: std::mem::take(&mut unacked),
+                    };
+                    let ack = serde_json::to_string(&ack).expect("frames always serialize");
+                    if session.text(ack).await.is_err() {
+                        break;
                     }
-                };
-                let seq = match &frame {
-                    PeerFrame::Forward { seq, .. } | PeerFrame::Reply { seq, .. } => *seq,
-                    PeerFrame::Ack { .. } => continue,
-                };
-                let ack = serde_json::to_string(&PeerFrame::Ack { seq })
-                    .expect("frames always serialize");
-                if session.text(ack).await.is_err() {
-                    break;
                 }
-                match frame {
-                    PeerFrame::Forward { envelope, .. } => {
+                stream.recv().await
+            }
+        };
+        match incoming {
+            Some(Ok(AggregatedMessage::Text(text))) => {
+                match serde_json::from_str::<PeerFrame>(&text) {
+                    Ok(PeerFrame::Forward { seq, envelope }) => {
+                        unacked.push(seq);
                         if seen.first_time(envelope.id) {
                             let router = router.clone();
                             actix_rt::spawn(async move { router.accept(envelope).await });
@@ -379,19 +381,23 @@ pub async fn serve_incoming(
                             tracing::debug!(message_id = %envelope.id, "dropped a duplicate envelope");
                         }
                     }
-                    PeerFrame::Reply { id, msg, .. } => {
+                    Ok(PeerFrame::Reply { seq, id, msg }) => {
+                        unacked.push(seq);
                         router.complete(id, msg);
                     }
-                    PeerFrame::Ack { .. } => {}
+                    Ok(PeerFrame::Ack { .. }) => {
+                        tracing::warn!("unexpected ack on an incoming link");
+                    }
+                    Err(error) => tracing::warn!(error = %error, "unreadable frame from a peer"),
                 }
             }
-            Ok(AggregatedMessage::Ping(bytes)) => {
+            Some(Ok(AggregatedMessage::Ping(bytes))) => {
                 if session.pong(&bytes).await.is_err() {
                     break;
                 }
             }
-            Ok(AggregatedMessage::Close(_)) | Err(_) => break,
-            Ok(_) => {}
+            Some(Ok(AggregatedMessage::Close(_)) | Err(_)) | None => break,
+            Some(Ok(_)) => {}
         }
     }
     let _ = session.close(None).await;

@@ -59,11 +59,7 @@ impl Application {
             settings.advertise.clone()
         };
 
-        let links = PeerLinks::new(
-            settings.token.clone(),
-            settings.retries,
-            actix_rt::Arbiter::new().handle(),
-        );
+        let links = PeerLinks::new(settings.token.clone(), settings.retries);
         let router = Router::with_remote(me, Some(Arc::new(links)), [])
             .expect("an empty config list is valid");
         router.set_retries(settings.retries);

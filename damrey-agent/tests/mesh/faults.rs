@@ -253,7 +253,7 @@ async fn a_resent_envelope_is_acknowledged_every_time_but_runs_once() {
                 other => panic!("no ack: {other:?}"),
             }
         };
-        assert_eq!(ack, PeerFrame::Ack { seq });
+        assert_eq!(ack, PeerFrame::Ack { seqs: vec![seq] });
     }
     actix_rt::time::sleep(Duration::from_millis(1_000)).await;
 
@@ -291,7 +291,8 @@ impl FakeOrigin {
                                 {
                                     recorded.lock().unwrap().push((id, msg));
                                     let ack =
-                                        serde_json::to_string(&PeerFrame::Ack { seq }).unwrap();
+                                        serde_json::to_string(&PeerFrame::Ack { seqs: vec![seq] })
+                                            .unwrap();
                                     let _ = session.text(ack).await;
                                 }
                             }

@@ -289,7 +289,11 @@ impl Agent {
             }
             actix_rt::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("agent {} never had {instances} instances", self.address);
+        panic!(
+            "agent {} never had {instances} instances (worker binaries stale? \
+             `cargo test --workspace` rebuilds them)",
+            self.address
+        );
     }
 
     /// Starts worker binary `binary` attached here as `name`, with the agent's token.

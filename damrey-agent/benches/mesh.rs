@@ -1,0 +1,331 @@
+//! The 3-worker line (entry => add => square, (a+b)^2) with every worker in its own
+//! process, driven through the agent's HTTP entry (`POST /call/entry`): requests per
+//! second, p50 and p99 with 64 requests in flight, p50 with one in flight; then with
+//! `square` on a second agent; and, in the same run, the in-process line of
+//! `damrey-actors` as the ceiling.
+//!
+//! Build the release binaries first, then run the bench:
+//! `cargo build --release --workspace --bins && cargo bench -p damrey-agent --bench mesh`.
+//! `DAMREY_BENCH_SECONDS` (default 3) and `DAMREY_BENCH_ROUNDS` (default 3) tune it.
+
+#[allow(dead_code)]
+#[path = "../tests/mesh/support.rs"]
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use damrey_actors::{Config, Message, Router, Worker, WorkerSpec};
+use damrey_example::{Add, Entry, Square};
+use serde_json::json;
+use support::{Agent, Proxy, TempDir};
+
+/// What one measured run gives.
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Runs `call` from `in_flight` tasks for `seconds`; every reply must be `expected`.
+async fn drive<F, Fut>(in_flight: usize, seconds: f64, expected: &Message, call: F) -> Figures
+where
+    F: Fn() -> Fut + Clone + 'static,
+    Fut: Future<Output = Message> + 'static,
+{
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let latencies = Rc::new(RefCell::new(Vec::new()));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (call, latencies, expected) = (call.clone(), latencies.clone(), expected.clone());
+            actix_rt::spawn(async move {
+                while Instant::now() < until {
+                    let sent = Instant::now();
+                    let reply = call().await;
+                    latencies.borrow_mut().push(sent.elapsed());
+                    assert_eq!(reply, expected, "wrong answer");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("load task");
+    }
+    let elapsed = started.elapsed();
+    let mut latencies = latencies.take();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Figures {
+        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// The median figures (by rate) of `rounds` runs.
+async fn measure<F, Fut>(
+    rounds: usize,
+    in_flight: usize,
+    seconds: f64,
+    expected: &Message,
+    call: F,
+) -> Figures
+where
+    F: Fn() -> Fut + Clone + 'static,
+    Fut: Future<Output = Message> + 'static,
+{
+    drive(in_flight, seconds / 3.0, expected, call.clone()).await; // warm up
+    let mut runs = Vec::new();
+    for _ in 0..rounds {
+        runs.push(drive(in_flight, seconds, expected, call.clone()).await);
+    }
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    runs.swap_remove(runs.len() / 2)
+}
+
+/// A caller that puts `message` to `worker` through the agent's HTTP entry. Each caller
+/// keeps one HTTP/1.1 keep-alive connection and speaks just enough HTTP, so that the
+/// load generator costs little of the two cores the mesh runs on.
+fn through(
+    agent: &Agent,
+    worker: &str,
+    message: &Message,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Message>>> + Clone + use<> {
+    let address = agent.address.clone();
+    let body = message.to_json();
+    let request: Rc<[u8]> = format!(
+        "POST /call/{worker}?timeout_ms=5000 HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+    .into();
+    move || {
+        let (address, request) = (address.clone(), request.clone());
+        Box::pin(async move {
+            let mut stream = take_connection(&address).await;
+            let reply = match exchange(&mut stream, &request).await {
+                Some(reply) => reply,
+                // An idle connection the agent closed (keep-alive timeout): a fresh one.
+                None => {
+                    stream = connect(&address).await;
+                    exchange(&mut stream, &request)
+                        .await
+                        .expect("a fresh connection answers")
+                }
+            };
+            give_back(&address, stream);
+            reply
+        })
+    }
+}
+
+thread_local! {
+    /// Idle keep-alive connections, by agent address.
+    static CONNECTION: RefCell<Vec<(String, tokio::net::TcpStream)>> = const { RefCell::new(Vec::new()) };
+}
+
+async fn take_connection(address: &str) -> tokio::net::TcpStream {
+    let idle = CONNECTION.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let at = pool.iter().position(|(a, _)| a == address)?;
+        Some(pool.swap_remove(at).1)
+    });
+    match idle {
+        Some(stream) => stream,
+        None => connect(address).await,
+    }
+}
+
+async fn connect(address: &str) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("the agent listens");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+fn give_back(address: &str, stream: tokio::net::TcpStream) {
+    CONNECTION.with(|pool| pool.borrow_mut().push((address.to_owned(), stream)));
+}
+
+/// Writes one request and reads one response (Content-Length bodies only); `None` when
+/// the connection turns out to be closed.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.ok()?;
+    let mut buffer = Vec::with_capacity(512);
+    loop {
+        let mut chunk = [0u8; 512];
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            assert!(
+                buffer.is_empty(),
+                "the agent closed the connection mid-response"
+            );
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        let Some(head_end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = std::str::from_utf8(&buffer[..head_end]).expect("ascii head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .expect("content-length");
+        let body = &buffer[head_end + 4..];
+        if body.len() >= length {
+            return Some(Message::from_json_slice(&body[..length]).expect("a message"));
+        }
+    }
+}
+
+fn forty_nine() -> Message {
+    Message::response("sqsum", ["49"])
+}
+
+fn report(label: &str, figures: &Figures) {
+    println!(
+        "{label:<44} {:>9.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        figures.rate,
+        figures.p50.as_secs_f64() * 1e6,
+        figures.p99.as_secs_f64() * 1e6
+    );
+}
+
+fn env_or(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let seconds = env_or("DAMREY_BENCH_SECONDS", 3.0);
+    let rounds = env_or("DAMREY_BENCH_ROUNDS", 3.0) as usize;
+    actix_rt::System::new().block_on(async move {
+        println!("medians of {rounds} rounds of {seconds} s; (3+4)^2 checked on every reply\n");
+
+        let ceiling = {
+            let router = Router::new([
+                WorkerSpec::new("entry").command("sqsum", "add"),
+                WorkerSpec::new("add").command("sqsum", "square"),
+                WorkerSpec::new("square").command("sqsum", ""),
+            ])
+            .expect("valid specs");
+            let worker = |name| Worker::new(Config::named(name)).attach(&router);
+            worker("entry").start(|| Entry).await.expect("entry");
+            worker("add").start(|| Add).await.expect("add");
+            worker("square").start(|| Square).await.expect("square");
+            let call = move || {
+                let router = router.clone();
+                async move {
+                    router
+                        .request(
+                            "entry",
+                            Message::request("sqsum", ["3", "4"]),
+                            Duration::from_secs(5),
+                        )
+                        .await
+                }
+            };
+            measure(rounds, 64, seconds, &forty_nine(), call).await
+        };
+        report("in-process line (ceiling), 64 in flight", &ceiling);
+
+        let dir = TempDir::new();
+        let proxy = Proxy::start(&dir).await;
+        for (name, next) in [("entry", "add"), ("add", "square"), ("square", "")] {
+            proxy
+                .add(json!({"name": name, "commands": [{"name": "sqsum", "worker": next}]}))
+                .await;
+        }
+        let one = Agent::start(&proxy).await;
+        one.wait_configs(3).await;
+        let _entry = one.worker("entry", "entry");
+        let _add = one.worker("add", "add");
+        let mut square = one.worker("square", "square");
+        one.wait_instances(3).await;
+
+        let sqsum = Message::request("sqsum", ["3", "4"]);
+        let single = measure(
+            rounds,
+            64,
+            seconds,
+            &forty_nine(),
+            through(&one, "entry", &sqsum),
+        )
+        .await;
+        report("one agent, 64 in flight", &single);
+        let serial = measure(
+            rounds,
+            1,
+            seconds,
+            &forty_nine(),
+            through(&one, "entry", &sqsum),
+        )
+        .await;
+        report("one agent, 1 in flight", &serial);
+        let nobody = Message::error("sqsum", "no worker named \"nobody\" is configured");
+        let entry_only =
+            measure(rounds, 1, seconds, &nobody, through(&one, "nobody", &sqsum)).await;
+        report(
+            "  where it goes: HTTP entry alone, 1 in flight",
+            &entry_only,
+        );
+        let seven = Message::request("sqsum", ["7"]);
+        let one_hop = measure(
+            rounds,
+            1,
+            seconds,
+            &forty_nine(),
+            through(&one, "square", &seven),
+        )
+        .await;
+        report("  where it goes: one worker step, 1 in flight", &one_hop);
+
+        let two = Agent::start(&proxy).await;
+        two.wait_configs(3).await;
+        let _square_there = two.worker("square", "square");
+        two.wait_instances(1).await;
+        square.kill();
+        one.wait_instances(2).await;
+        // Agent one learns where square lives from its next heartbeat.
+        for _ in 0..100 {
+            if one
+                .call("entry", &Message::request("sqsum", ["3", "4"]), 2_000)
+                .await
+                .0
+                == 200
+            {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        let split = measure(
+            rounds,
+            64,
+            seconds,
+            &forty_nine(),
+            through(&one, "entry", &sqsum),
+        )
+        .await;
+        report("square on a second agent, 64 in flight", &split);
+
+        println!();
+        println!(
+            "one agent / in-process ceiling: {:>5.1}%",
+            100.0 * single.rate / ceiling.rate
+        );
+        println!(
+            "two agents / one agent:         {:>5.1}%",
+            100.0 * split.rate / single.rate
+        );
+    });
+}
