@@ -2,6 +2,7 @@
 //! (a+b)^2. Each is a plain actix actor handling [`Message`]; the binaries that run them
 //! as processes attached to an agent come with the agent.
 
+pub mod front;
 pub mod process;
 
 use std::time::Duration;
@@ -106,7 +107,10 @@ impl Handler<Message> for Nap {
 }
 
 /// Reads exactly `N` integer args, or says what is wrong with them.
-fn integers<const N: usize>(msg: &Message) -> Result<[i64; N], String> {
+///
+/// # Errors
+/// A reason a person can read: how many arguments were wanted, or which is not an integer.
+pub fn integers<const N: usize>(msg: &Message) -> Result<[i64; N], String> {
     if msg.args.len() != N {
         return Err(format!(
             "{} wants {N} integer argument(s), got {}",

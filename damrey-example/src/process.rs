@@ -9,8 +9,9 @@ use clap::Parser;
 use damrey_actors::prelude::*;
 use tracing_subscriber::EnvFilter;
 
-/// The flags every example worker takes.
-#[derive(Debug, Parser)]
+/// The flags every example worker takes (`add`, `square`, `nap`; `entry` adds `--http`).
+#[derive(Debug, Clone, Parser)]
+#[command(about = "A Damrey example worker, attached to its local agent")]
 pub struct WorkerArgs {
     /// The local agent's `host:port`.
     #[arg(long, default_value = "127.0.0.1:7701")]
@@ -26,6 +27,18 @@ pub struct WorkerArgs {
     pub retries: u32,
 }
 
+/// The flags of `entry`: a worker's, plus the HTTP front door's address.
+#[derive(Debug, Clone, Parser)]
+#[command(about = "The example's front door: HTTP on --http, worker `entry` on the agent")]
+pub struct EntryArgs {
+    /// The worker's flags.
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Where the HTTP front door listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: String,
+}
+
 /// Parses the flags, attaches the worker made by `factory` to the agent, and serves
 /// until SIGINT or SIGTERM; then it leaves the agent, drains and exits.
 ///
@@ -38,31 +51,55 @@ where
     F: Fn() -> A + Send + Sync + 'static,
 {
     let args = WorkerArgs::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    let name = args.name.unwrap_or_else(|| default_name.to_owned());
-    let config = Config {
-        retries: args.retries,
-        name: name.clone(),
-        timeout: Duration::from_millis(args.timeout_ms),
-    };
-    let token = std::env::var("DAMREY_TOKEN").ok();
+    init_logging();
     actix_rt::System::new().block_on(async move {
-        let worker = Worker::new(config)
-            .agent(args.agent.clone())
-            .token(token)
-            .start(factory)
-            .await
-            .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;
-        tracing::info!(worker = %name, agent = %args.agent, "worker attached");
+        let worker = attach(&args, default_name, factory).await?;
         shutdown_signal().await;
-        tracing::info!(worker = %name, "stopping");
+        tracing::info!(worker = %worker.name(), "stopping");
         worker.stop().await;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
+/// Logs to stderr, `RUST_LOG` over a default of `info`.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+/// Attaches the worker made by `factory` to the agent named in `args`, with the token
+/// in `DAMREY_TOKEN` when set.
+///
+/// # Errors
+/// The agent refused the worker or could not be reached.
+pub async fn attach<A, F>(
+    args: &WorkerArgs,
+    default_name: &str,
+    factory: F,
+) -> anyhow::Result<WorkerHandle>
+where
+    A: Actor<Context = Context<A>> + Handler<Message>,
+    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let name = args.name.clone().unwrap_or_else(|| default_name.to_owned());
+    let config = Config {
+        retries: args.retries,
+        name: name.clone(),
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let worker = Worker::new(config)
+        .agent(args.agent.clone())
+        .token(std::env::var("DAMREY_TOKEN").ok())
+        .start(factory)
+        .await
+        .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;
+    tracing::info!(worker = %name, agent = %args.agent, "worker attached");
+    Ok(worker)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let mut terminate =
         actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler can be installed");
