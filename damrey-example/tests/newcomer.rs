@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A fresh directory, removed at the end.
@@ -67,12 +71,16 @@ impl Example {
 
     /// One HTTP/1.1 exchange with the front door: the status and the body.
     fn http(&self, request: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.ports[2])).expect("the front door listens");
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.ports[2])).expect("the front door listens");
         stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         let status = answer[9..12].parse().expect("a status line");
-        let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 }
@@ -85,12 +93,20 @@ impl Drop for Example {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .split_whitespace()
+            .nth(2)
+            .is_some_and(|state| state == "Z")
+    })
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[test]
@@ -99,10 +115,17 @@ fn run_answers_the_front_door_and_stop_leaves_nothing_behind() {
 
     let run = example.script("run");
     assert!(run.status.success(), "run failed: {}", text(&run));
-    assert!(text(&run).contains(&format!("curl 'localhost:{}/sqsum?a=3&b=4'", example.ports[2])));
+    assert!(text(&run).contains(&format!(
+        "curl 'localhost:{}/sqsum?a=3&b=4'",
+        example.ports[2]
+    )));
     let again = example.script("run");
     assert!(!again.status.success());
-    assert!(text(&again).contains("the example is already running"), "{}", text(&again));
+    assert!(
+        text(&again).contains("the example is already running"),
+        "{}",
+        text(&again)
+    );
     let pids = example.pids();
     assert_eq!(pids.len(), 5, "proxy, agent, add, square, entry");
 
@@ -123,6 +146,9 @@ fn run_answers_the_front_door_and_stop_leaves_nothing_behind() {
         assert!(!alive(pid), "pid {pid} is still running");
     }
     for port in example.ports {
-        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port} is still taken");
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is still taken"
+        );
     }
 }

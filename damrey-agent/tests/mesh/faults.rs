@@ -314,3 +314,26 @@ impl FakeOrigin {
         self.replies.lock().unwrap().clone()
     }
 }
+
+#[actix_rt::test]
+async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start(&dir).await;
+    proxy
+        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
+        .await;
+    let mut agent = Agent::start(&proxy).await;
+    agent.wait_configs(1).await;
+    let mut nap = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+
+    nap.signal("TERM");
+    assert_eq!(nap.wait_exit(), Some(0));
+    agent.wait_instances(0).await;
+    agent.process.signal("INT");
+    assert_eq!(agent.process.wait_exit(), Some(0));
+
+    let mut again = Agent::start(&proxy).await;
+    again.process.signal("TERM");
+    assert_eq!(again.process.wait_exit(), Some(0));
+}
