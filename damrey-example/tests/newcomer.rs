@@ -93,12 +93,8 @@ impl Drop for Example {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .split_whitespace()
-            .nth(2)
-            .is_some_and(|state| state == "Z")
-    })
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.split_whitespace().nth(2) != Some("Z"))
 }
 
 fn text(output: &Output) -> String {
