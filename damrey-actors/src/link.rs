@@ -1,5 +1,5 @@
 //! The link between a worker process and its local agent: the frames both sides speak
-//! over one persistent WebSocket, and the worker's side of it (attach, deliveries,
+//! over one persistent WebClientSocket, and the worker's side of it (attach, deliveries,
 //! the outbox, ping/pong, reconnection with backoff).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
@@ -103,7 +103,7 @@ pub(crate) struct AgentAddress {
 
 impl AgentAddress {
     /// Connects and waits for the welcome; returns the socket and the worker's mpu.
-    async fn connect(&self) -> Result<(Socket, u32), WorkerError> {
+    async fn connect(&self) -> Result<(ClientSocket, u32), WorkerError> {
         let refused = |reason: String| WorkerError::Refused {
             agent: self.agent.clone(),
             reason,
@@ -151,15 +151,74 @@ impl AgentAddress {
 /// The largest frame either side accepts (1 MiB).
 pub const MAX_FRAME: usize = 1 << 20;
 
-type Socket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+/// A client WebClientSocket, as awc opens it.
+pub type ClientSocket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
+
+/// Writes `first` and whatever else is already queued as text frames, then flushes
+/// once: under load many frames leave in one write.
+///
+/// # Errors
+/// The socket failed.
+pub async fn write_batch(
+    socket: &mut ClientSocket,
+    first: String,
+    queued: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<(), ws::ProtocolError> {
+    socket.feed(ws::Message::Text(first.into())).await?;
+    while let Ok(text) = queued.try_recv() {
+        socket.feed(ws::Message::Text(text.into())).await?;
+    }
+    socket.flush().await
+}
+
+/// Callers waiting for one message each, by a number handed out here: a step's result,
+/// an outbox request's reply.
+#[derive(Default)]
+pub struct Waiters {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
+}
+
+impl Waiters {
+    /// A new number and the receiver its message will arrive on.
+    pub fn wait(&self) -> (u64, oneshot::Receiver<Message>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting().insert(id, tx);
+        (id, rx)
+    }
+
+    /// Hands `message` to the caller waiting on `id`, if any is still waiting.
+    pub fn resolve(&self, id: u64, message: Message) {
+        if let Some(waiter) = self.waiting().remove(&id) {
+            let _ = waiter.send(message);
+        }
+    }
+
+    /// Stops waiting on `id` (its caller gave up).
+    pub fn forget(&self, id: u64) {
+        self.waiting().remove(&id);
+    }
+
+    /// Drops every waiter: their receivers see the sender gone.
+    pub fn abandon_all(&self) {
+        self.waiting().clear();
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// The worker's side of the link: shared by the handle and the connection task.
 pub(crate) struct AgentLink {
     address: AgentAddress,
     retries: u32,
-    out: mpsc::UnboundedSender<Frame>,
-    outbox: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
-    next_id: AtomicU64,
+    /// Frames to send, as JSON text.
+    out: mpsc::UnboundedSender<String>,
+    outbox: Waiters,
     stopping: AtomicBool,
     connected: AtomicBool,
 }
@@ -178,8 +237,7 @@ impl AgentLink {
             address,
             retries,
             out,
-            outbox: Mutex::default(),
-            next_id: AtomicU64::new(0),
+            outbox: Waiters::default(),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(true),
         });
@@ -194,21 +252,19 @@ impl AgentLink {
     /// Sends a request along the worker's line through the agent; one terminal reply.
     pub(crate) async fn request(&self, message: Message, timeout: Duration) -> Message {
         let deadline = Instant::now() + timeout;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.outbox().insert(id, tx);
+        let (id, rx) = self.outbox.wait();
         let kind = message.kind.clone();
         let frame = Frame::Request {
             id,
             ms: millis_until(deadline),
             msg: message,
         };
-        if self.out.send(frame).is_err() {
-            self.outbox().remove(&id);
+        if self.out.send(frame.to_json()).is_err() {
+            self.outbox.forget(id);
             return Message::error(kind, "the worker's link to its agent is closed");
         }
         let reply = timeout_at(deadline, rx).await;
-        self.outbox().remove(&id);
+        self.outbox.forget(id);
         match reply {
             Ok(Ok(reply)) => reply,
             Ok(Err(_lost)) => Message::error(
@@ -222,33 +278,27 @@ impl AgentLink {
     /// Sends a message along the worker's line through the agent, no reply wanted.
     pub(crate) fn push(&self, message: Message) -> Result<(), WorkerError> {
         self.out
-            .send(Frame::Push { msg: message })
+            .send(Frame::Push { msg: message }.to_json())
             .map_err(|_| WorkerError::Detached(self.address.name.clone()))
     }
 
     /// Tells the agent to stop routing here, and stops reconnecting.
     pub(crate) fn leave(&self) {
         self.stopping.store(true, Ordering::Release);
-        let _ = self.out.send(Frame::Leave);
+        let _ = self.out.send(Frame::Leave.to_json());
     }
 
     /// Whether the connection to the agent is up.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
-
-    fn outbox(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
-        self.outbox
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// Starts serving a freshly attached link once the local instance exists.
 pub(crate) struct LinkStarter {
     link: Arc<AgentLink>,
-    socket: Socket,
-    out_rx: mpsc::UnboundedReceiver<Frame>,
+    socket: ClientSocket,
+    out_rx: mpsc::UnboundedReceiver<String>,
 }
 
 impl LinkStarter {
@@ -261,15 +311,15 @@ impl LinkStarter {
 /// Serves connections one after the other until the worker stops.
 async fn serve_link(
     link: Arc<AgentLink>,
-    mut socket: Socket,
-    mut out_rx: mpsc::UnboundedReceiver<Frame>,
+    mut socket: ClientSocket,
+    mut out_rx: mpsc::UnboundedReceiver<String>,
     instance: Instance,
 ) {
     loop {
         serve_connection(&link, &mut socket, &mut out_rx, &instance).await;
         link.connected.store(false, Ordering::Release);
         // Requests waiting on the lost connection get their one reply now.
-        link.outbox().clear();
+        link.outbox.abandon_all();
         if link.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -284,7 +334,7 @@ async fn serve_link(
 }
 
 /// Reconnects with exponential backoff and jitter until it works or the worker stops.
-async fn reconnect(link: &AgentLink) -> Option<Socket> {
+async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0u32;
     loop {
@@ -306,8 +356,8 @@ async fn reconnect(link: &AgentLink) -> Option<Socket> {
 /// Serves one connection until it closes.
 async fn serve_connection(
     link: &Arc<AgentLink>,
-    socket: &mut Socket,
-    out_rx: &mut mpsc::UnboundedReceiver<Frame>,
+    socket: &mut ClientSocket,
+    out_rx: &mut mpsc::UnboundedReceiver<String>,
     instance: &Instance,
 ) {
     loop {
@@ -319,13 +369,12 @@ async fn serve_connection(
                         actix_rt::spawn(async move {
                             let deadline = Instant::now() + Duration::from_millis(ms);
                             let msg = instance.process(msg, deadline).await;
-                            let _ = out.send(Frame::Result { id, msg: msg.unwrap_or_else(|lost| lost.into_error()) });
+                            let msg = msg.unwrap_or_else(|lost| lost.into_error());
+                            let _ = out.send(Frame::Result { id, msg }.to_json());
                         });
                     }
                     Ok(Frame::Reply { id, msg }) => {
-                        if let Some(waiter) = link.outbox().remove(&id) {
-                            let _ = waiter.send(msg);
-                        }
+                        link.outbox.resolve(id, msg);
                     }
                     Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),
                     Err(error) => tracing::warn!(error = %error, "unreadable frame from the agent"),
@@ -346,21 +395,4 @@ async fn serve_connection(
             }
         }
     }
-}
-
-/// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch(
-    socket: &mut Socket,
-    first: Frame,
-    out_rx: &mut mpsc::UnboundedReceiver<Frame>,
-) -> Result<(), ws::ProtocolError> {
-    socket
-        .feed(ws::Message::Text(first.to_json().into()))
-        .await?;
-    while let Ok(frame) = out_rx.try_recv() {
-        socket
-            .feed(ws::Message::Text(frame.to_json().into()))
-            .await?;
-    }
-    socket.flush().await
 }

@@ -7,44 +7,34 @@
 //! router runs them on another instance while retries and the deadline allow. Workers
 //! are pinged; one that stops answering pings is dropped within three ping periods.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
-use damrey_actors::link::{Frame, millis_until};
+use damrey_actors::link::{Frame, Waiters, millis_until};
 use damrey_actors::routing::MAX_HOPS;
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 /// The agent's side of one attached worker process.
 pub struct WorkerSession {
     worker: String,
     out: mpsc::UnboundedSender<String>,
-    steps: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
-    next_id: AtomicU64,
+    steps: Waiters,
     load: AtomicUsize,
     closed: AtomicBool,
 }
 
 impl WorkerSession {
-    fn steps(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
-        self.steps
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     async fn step(self: Arc<Self>, message: Message, deadline: Instant) -> Result<Message, Lost> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Lost(message));
         }
         self.load.fetch_add(1, Ordering::Relaxed);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.steps().insert(id, tx);
+        let (id, rx) = self.steps.wait();
         let frame = Frame::Deliver {
             id,
             ms: millis_until(deadline),
@@ -64,7 +54,7 @@ impl WorkerSession {
                 Err(_elapsed) => Ok(Message::timeout()),
             }
         };
-        self.steps().remove(&id);
+        self.steps.forget(id);
         self.load.fetch_sub(1, Ordering::Relaxed);
         outcome
     }
@@ -104,8 +94,7 @@ pub async fn serve(
     let endpoint = Arc::new(WorkerSession {
         worker: worker.clone(),
         out: out.clone(),
-        steps: Mutex::default(),
-        next_id: AtomicU64::new(0),
+        steps: Waiters::default(),
         load: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
     });
@@ -178,7 +167,7 @@ pub async fn serve(
     // Out of the rotation first, then hand back what it never answered.
     router.detach(&worker, &instance);
     endpoint.closed.store(true, Ordering::Release);
-    endpoint.steps().clear();
+    endpoint.steps.abandon_all();
     let _ = session.close(None).await;
     tracing::info!(worker = endpoint.worker, "worker detached");
 }
@@ -192,9 +181,7 @@ fn on_frame(
 ) {
     match serde_json::from_slice::<Frame>(text) {
         Ok(Frame::Result { id, msg }) => {
-            if let Some(waiter) = endpoint.steps().remove(&id) {
-                let _ = waiter.send(msg);
-            }
+            endpoint.steps.resolve(id, msg);
         }
         Ok(Frame::Request { id, ms, msg }) => {
             let (router, out, worker) = (router.clone(), out.clone(), endpoint.worker.clone());

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_http::ws;
 use actix_ws::{AggregatedMessage, Session};
-use damrey_actors::link::{MAX_FRAME, jitter};
+use damrey_actors::link::{ClientSocket, MAX_FRAME, jitter, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -54,8 +54,6 @@ pub enum PeerFrame {
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long opening a link may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-type Socket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
@@ -236,7 +234,7 @@ impl PeerLink {
     }
 
     /// Serves one connection: writes frames, reads acks, answers pings.
-    async fn serve(&self, mut socket: Socket, mut out_rx: mpsc::UnboundedReceiver<String>) {
+    async fn serve(&self, mut socket: ClientSocket, mut out_rx: mpsc::UnboundedReceiver<String>) {
         loop {
             tokio::select! {
                 incoming = socket.next() => match incoming {
@@ -272,7 +270,7 @@ impl PeerLink {
     }
 }
 
-async fn connect(agent: &str, token: Option<&str>) -> Result<Socket, String> {
+async fn connect(agent: &str, token: Option<&str>) -> Result<ClientSocket, String> {
     let mut request = awc::Client::builder()
         .timeout(CONNECT_TIMEOUT)
         .finish()
@@ -285,18 +283,6 @@ async fn connect(agent: &str, token: Option<&str>) -> Result<Socket, String> {
         Ok((_, socket)) => Ok(socket),
         Err(error) => Err(format!("cannot open a link: {error}")),
     }
-}
-
-async fn write_batch(
-    socket: &mut Socket,
-    first: String,
-    out_rx: &mut mpsc::UnboundedReceiver<String>,
-) -> Result<(), ws::ProtocolError> {
-    socket.feed(ws::Message::Text(first.into())).await?;
-    while let Ok(text) = out_rx.try_recv() {
-        socket.feed(ws::Message::Text(text.into())).await?;
-    }
-    socket.flush().await
 }
 
 /// Envelope ids taken recently, so that a resent envelope is acknowledged but not run again.

@@ -156,10 +156,7 @@ async fn a_deadline_shorter_than_the_line_is_answered_timeout() {
     .unwrap();
     let second = Sleeper::default();
     mesh.start("first", Sleeper::default).await.unwrap();
-    let factory = {
-        let second = second.clone();
-        move || second.clone()
-    };
+    let factory = second.factory();
     mesh.start("second", factory).await.unwrap();
 
     let started = Instant::now();

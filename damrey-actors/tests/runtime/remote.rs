@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use actix::dev::MessageResponse;
 use damrey_actors::prelude::*;
 use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError};
 use uuid::Uuid;
@@ -59,6 +60,41 @@ impl Remote for Loopback {
     }
 }
 
+/// Routers for agents at `addresses`, joined by one loopback; `add` is pinned to
+/// `add_agent`, and every address not in `addresses` is unreachable.
+fn agents<const N: usize>(addresses: [&str; N], add_agent: &str) -> [Router; N] {
+    let remote = Arc::new(Loopback::default());
+    let routers = addresses.map(|address| {
+        Router::with_remote(
+            address,
+            Some(remote.clone() as Arc<dyn Remote>),
+            specs(add_agent),
+        )
+        .unwrap()
+    });
+    let by_address = addresses
+        .iter()
+        .map(|address| address.to_string())
+        .zip(routers.iter().cloned())
+        .collect();
+    remote.agents.set(by_address).ok().unwrap();
+    routers
+}
+
+/// Starts `factory` as worker `name` on `router`.
+async fn start<A, F>(router: &Router, name: &str, factory: F)
+where
+    A: Actor<Context = Context<A>> + Handler<Message>,
+    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    Worker::new(Config::named(name))
+        .attach(router)
+        .start(factory)
+        .await
+        .unwrap();
+}
+
 fn specs(add_agent: &str) -> Vec<WorkerSpec> {
     vec![
         WorkerSpec::new("entry").command("sqsum", "add"),
@@ -71,61 +107,19 @@ fn specs(add_agent: &str) -> Vec<WorkerSpec> {
 
 #[actix::test]
 async fn a_line_crossing_agents_ends_with_the_reply_at_the_origin() {
-    let remote = Arc::new(Loopback::default());
-    let a = Router::with_remote(
-        "10.0.0.1:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
-    let b = Router::with_remote(
+    let [a, b, c] = agents(
+        ["10.0.0.1:7701", "10.0.0.2:7701", "10.0.0.3:7701"],
         "10.0.0.2:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
+    );
     b.set_remote_instances("square", vec!["10.0.0.3:7701".to_owned()]);
-    let c = Router::with_remote(
-        "10.0.0.3:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
-    remote
-        .agents
-        .set(HashMap::from([
-            ("10.0.0.1:7701".to_owned(), a.clone()),
-            ("10.0.0.2:7701".to_owned(), b.clone()),
-            ("10.0.0.3:7701".to_owned(), c.clone()),
-        ]))
-        .ok()
-        .unwrap();
     let (add_calls, square_calls) = (counter(), counter());
-    Worker::new(Config::named("entry"))
-        .attach(&a)
-        .start(|| Entry(counter()))
-        .await
-        .unwrap();
+    start(&a, "entry", || Entry(counter())).await;
     let add = add_calls.clone();
-    Worker::new(Config::named("add"))
-        .attach(&b)
-        .start(move || Add(add.clone()))
-        .await
-        .unwrap();
+    start(&b, "add", move || Add(add.clone())).await;
     let square = square_calls.clone();
-    Worker::new(Config::named("square"))
-        .attach(&c)
-        .start(move || Square(square.clone()))
-        .await
-        .unwrap();
+    start(&c, "square", move || Square(square.clone())).await;
 
-    let reply = a
-        .request(
-            "entry",
-            Message::request("sqsum", ["3", "4"]),
-            Duration::from_secs(2),
-        )
-        .await;
+    let reply = a.request("entry", sqsum(), Duration::from_secs(2)).await;
 
     assert_eq!(reply, Message::response("sqsum", ["49"]));
     assert_eq!((count(&add_calls), count(&square_calls)), (1, 1));
@@ -134,22 +128,10 @@ async fn a_line_crossing_agents_ends_with_the_reply_at_the_origin() {
 
 #[actix::test]
 async fn an_unreachable_agent_is_answered_with_error() {
-    let remote = Arc::new(Loopback::default());
-    remote.agents.set(HashMap::new()).ok().unwrap();
-    let a = Router::with_remote("10.0.0.1:7701", Some(remote), specs("10.0.0.9:7701")).unwrap();
-    Worker::new(Config::named("entry"))
-        .attach(&a)
-        .start(|| Entry(counter()))
-        .await
-        .unwrap();
+    let [a] = agents(["10.0.0.1:7701"], "10.0.0.9:7701");
+    start(&a, "entry", || Entry(counter())).await;
 
-    let reply = a
-        .request(
-            "entry",
-            Message::request("sqsum", ["3", "4"]),
-            Duration::from_secs(2),
-        )
-        .await;
+    let reply = a.request("entry", sqsum(), Duration::from_secs(2)).await;
 
     assert_eq!(
         reply,
@@ -163,116 +145,41 @@ async fn an_unreachable_agent_is_answered_with_error() {
 
 #[actix::test]
 async fn an_agent_without_instances_answers_error_after_a_grace_and_nothing_stays_pending() {
-    let remote = Arc::new(Loopback::default());
-    let a = Router::with_remote(
-        "10.0.0.1:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
     // Agent b takes the envelope but has no instance of add: it waits a grace period
     // for one to attach, then answers ERROR to a; unless the deadline passed first.
-    let b = Router::with_remote(
-        "10.0.0.2:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
-    remote
-        .agents
-        .set(HashMap::from([
-            ("10.0.0.1:7701".to_owned(), a.clone()),
-            ("10.0.0.2:7701".to_owned(), b),
-        ]))
-        .ok()
-        .unwrap();
-    Worker::new(Config::named("entry"))
-        .attach(&a)
-        .start(|| Entry(counter()))
-        .await
-        .unwrap();
+    let [a, _b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "10.0.0.2:7701");
+    start(&a, "entry", || Entry(counter())).await;
 
-    let reply = a
-        .request(
-            "entry",
-            Message::request("sqsum", ["3", "4"]),
-            Duration::from_secs(5),
-        )
-        .await;
+    let reply = a.request("entry", sqsum(), Duration::from_secs(5)).await;
     assert_eq!(
         reply,
         Message::error("sqsum", "worker add has no live instance")
     );
     let reply = a
-        .request(
-            "entry",
-            Message::request("sqsum", ["3", "4"]),
-            Duration::from_millis(300),
-        )
+        .request("entry", sqsum(), Duration::from_millis(300))
         .await;
     assert_eq!(reply, Message::timeout());
-
-    let reply = a
-        .request(
-            "entry",
-            Message::request("sqsum", ["3", "4"]),
-            Duration::ZERO,
-        )
-        .await;
+    let reply = a.request("entry", sqsum(), Duration::ZERO).await;
     assert_eq!(reply, Message::timeout());
     assert_eq!(a.pending_requests(), 0);
 }
 
 #[actix::test]
 async fn a_handed_over_line_waits_for_an_instance_that_attaches_within_the_grace() {
-    let remote = Arc::new(Loopback::default());
-    let a = Router::with_remote(
-        "10.0.0.1:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
-    let b = Router::with_remote(
-        "10.0.0.2:7701",
-        Some(remote.clone()),
-        specs("10.0.0.2:7701"),
-    )
-    .unwrap();
-    remote
-        .agents
-        .set(HashMap::from([
-            ("10.0.0.1:7701".to_owned(), a.clone()),
-            ("10.0.0.2:7701".to_owned(), b.clone()),
-        ]))
-        .ok()
-        .unwrap();
-    Worker::new(Config::named("entry"))
-        .attach(&a)
-        .start(|| Entry(counter()))
-        .await
-        .unwrap();
-    Worker::new(Config::named("square"))
-        .attach(&b)
-        .start(|| Square(counter()))
-        .await
-        .unwrap();
+    let [a, b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "10.0.0.2:7701");
+    start(&a, "entry", || Entry(counter())).await;
+    start(&b, "square", || Square(counter())).await;
     let late = actix_rt::spawn(async move {
         actix_rt::time::sleep(Duration::from_millis(300)).await;
-        Worker::new(Config::named("add"))
-            .attach(&b)
-            .start(|| Add(counter()))
-            .await
-            .unwrap()
+        start(&b, "add", || Add(counter())).await;
     });
 
-    let reply = a
-        .request(
-            "entry",
-            Message::request("sqsum", ["3", "4"]),
-            Duration::from_secs(3),
-        )
-        .await;
+    let reply = a.request("entry", sqsum(), Duration::from_secs(3)).await;
 
     assert_eq!(reply, Message::response("sqsum", ["49"]));
     late.await.unwrap();
+}
+
+fn sqsum() -> Message {
+    Message::request("sqsum", ["3", "4"])
 }

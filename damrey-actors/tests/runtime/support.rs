@@ -87,6 +87,14 @@ pub struct Sleeper {
     pub most: Arc<AtomicUsize>,
     pub done: Arc<AtomicUsize>,
 }
+impl Sleeper {
+    /// Makes actors that share this sleeper's counters (also after a restart).
+    pub fn factory(&self) -> impl Fn() -> Sleeper + Send + Sync + 'static {
+        let shared = self.clone();
+        move || shared.clone()
+    }
+}
+
 impl Actor for Sleeper {
     type Context = Context<Self>;
 }

@@ -99,10 +99,7 @@ async fn a_step_longer_than_the_worker_timeout_is_answered_timeout() {
 #[actix::test]
 async fn mpu_one_processes_one_message_at_a_time() {
     let sleeper = Sleeper::default();
-    let factory = {
-        let sleeper = sleeper.clone();
-        move || sleeper.clone()
-    };
+    let factory = sleeper.factory();
     let worker = Worker::new(Config::named("sleeper"))
         .mpu(1)
         .start(factory)
@@ -130,10 +127,7 @@ async fn mpu_one_processes_one_message_at_a_time() {
 #[actix::test]
 async fn mpu_caps_concurrency_without_serializing() {
     let sleeper = Sleeper::default();
-    let factory = {
-        let sleeper = sleeper.clone();
-        move || sleeper.clone()
-    };
+    let factory = sleeper.factory();
     let worker = Worker::new(Config::named("sleeper"))
         .mpu(3)
         .start(factory)
@@ -156,10 +150,7 @@ async fn mpu_caps_concurrency_without_serializing() {
 #[actix::test]
 async fn stop_answers_stop_to_queued_messages_and_lets_the_one_in_process_finish() {
     let sleeper = Sleeper::default();
-    let factory = {
-        let sleeper = sleeper.clone();
-        move || sleeper.clone()
-    };
+    let factory = sleeper.factory();
     let worker = Worker::new(Config::named("sleeper"))
         .mpu(1)
         .start(factory)

@@ -18,12 +18,8 @@ use crate::support::{
 #[actix_rt::test]
 async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    proxy
-        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
-        .await;
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(1).await;
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
     let mut doomed = agent.worker("nap", "nap");
     let _survivor = agent.worker("nap", "nap");
     agent.wait_instances(2).await;
@@ -62,22 +58,22 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
     agent.wait_instances(1).await;
 }
 
+/// The `nap` worker's config: it takes type `nap` and ends the line.
+fn nap_spec() -> serde_json::Value {
+    json!({"name": "nap", "commands": [{"name": "nap"}]})
+}
+
 /// A proxy, agent `one` with no workers, and agent `two` holding a `nap` instance,
 /// with agent one knowing where nap lives.
 async fn nap_on_the_second_agent(
     dir: &TempDir,
     options: AgentOptions,
 ) -> (Proxy, Agent, Agent, Process) {
-    let proxy = Proxy::start(dir).await;
-    proxy
-        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
-        .await;
-    let one = Agent::start_with(&proxy, options.clone()).await;
-    let two = Agent::start_with(&proxy, options).await;
-    two.wait_configs(1).await;
+    let proxy = Proxy::with_workers(dir, [nap_spec()]).await;
+    let one = Agent::ready_with(&proxy, options.clone()).await;
+    let two = Agent::ready_with(&proxy, options).await;
     let nap = two.worker("nap", "nap");
     two.wait_instances(1).await;
-    one.wait_configs(1).await;
     wait_until_answered(&one, "0").await;
     (proxy, one, two, nap)
 }
@@ -167,12 +163,8 @@ async fn a_frozen_agent_costs_callers_a_timeout_at_their_deadline_and_nothing_mo
 #[actix_rt::test]
 async fn routing_goes_on_while_the_proxy_is_down_and_catches_up_when_it_returns() {
     let dir = TempDir::new();
-    let mut proxy = Proxy::start(&dir).await;
-    for spec in sqsum_specs() {
-        proxy.add(spec).await;
-    }
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(2).await;
+    let mut proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let agent = Agent::ready(&proxy).await;
     let _add = agent.worker("add", "add");
     let _square = agent.worker("square", "square");
     agent.wait_instances(2).await;
@@ -211,12 +203,8 @@ async fn routing_goes_on_while_the_proxy_is_down_and_catches_up_when_it_returns(
 #[actix_rt::test]
 async fn a_resent_envelope_is_acknowledged_every_time_but_runs_once() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    proxy
-        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
-        .await;
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(1).await;
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
     let _nap = agent.worker("nap", "nap");
     agent.wait_instances(1).await;
     let origin = FakeOrigin::start();
@@ -318,12 +306,8 @@ impl FakeOrigin {
 #[actix_rt::test]
 async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    proxy
-        .add(json!({"name": "nap", "commands": [{"name": "nap"}]}))
-        .await;
-    let mut agent = Agent::start(&proxy).await;
-    agent.wait_configs(1).await;
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let mut agent = Agent::ready(&proxy).await;
     let mut nap = agent.worker("nap", "nap");
     agent.wait_instances(1).await;
 

@@ -13,12 +13,8 @@ use crate::support::{
 #[actix_rt::test]
 async fn a_line_of_worker_processes_on_one_agent_answers_the_square_of_the_sum() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    for spec in sqsum_specs() {
-        proxy.add(spec).await;
-    }
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(2).await;
+    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let agent = Agent::ready(&proxy).await;
     let _add = agent.worker("add", "add");
     let _square = agent.worker("square", "square");
     agent.wait_instances(2).await;
@@ -31,13 +27,8 @@ async fn a_line_of_worker_processes_on_one_agent_answers_the_square_of_the_sum()
 #[actix_rt::test]
 async fn a_line_crossing_agents_answers_at_the_origin() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    for spec in sqsum_specs() {
-        proxy.add(spec).await;
-    }
-    let (one, two) = (Agent::start(&proxy).await, Agent::start(&proxy).await);
-    one.wait_configs(2).await;
-    two.wait_configs(2).await;
+    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let (one, two) = (Agent::ready(&proxy).await, Agent::ready(&proxy).await);
     let _add = one.worker("add", "add");
     let _square = two.worker("square", "square");
     one.wait_instances(1).await;
@@ -61,12 +52,8 @@ async fn a_line_crossing_agents_answers_at_the_origin() {
 #[actix_rt::test]
 async fn bad_requests_get_their_own_clear_answers_at_once() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    for spec in sqsum_specs() {
-        proxy.add(spec).await;
-    }
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(2).await;
+    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let agent = Agent::ready(&proxy).await;
     let _add = agent.worker("add", "add");
     agent.wait_instances(1).await;
 
@@ -118,12 +105,12 @@ async fn bad_requests_get_their_own_clear_answers_at_once() {
 #[actix_rt::test]
 async fn two_instances_of_a_worker_share_the_load() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    proxy
-        .add(json!({"name": "nap", "mpu": 1, "commands": [{"name": "nap"}]}))
-        .await;
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(1).await;
+    let proxy = Proxy::with_workers(
+        &dir,
+        [json!({"name": "nap", "mpu": 1, "commands": [{"name": "nap"}]})],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
     let _one = agent.worker("nap", "nap");
     let _two = agent.worker("nap", "nap");
     agent.wait_instances(2).await;
@@ -159,15 +146,15 @@ async fn two_instances_of_a_worker_share_the_load() {
 #[actix_rt::test]
 async fn a_loop_ends_with_error_and_a_short_deadline_with_timeout() {
     let dir = TempDir::new();
-    let proxy = Proxy::start(&dir).await;
-    proxy
-        .add(json!({"name": "ping", "commands": [{"name": "ball", "worker": "pong"}]}))
-        .await;
-    proxy
-        .add(json!({"name": "pong", "commands": [{"name": "ball", "worker": "ping"}]}))
-        .await;
-    let agent = Agent::start(&proxy).await;
-    agent.wait_configs(2).await;
+    let proxy = Proxy::with_workers(
+        &dir,
+        [
+            json!({"name": "ping", "commands": [{"name": "ball", "worker": "pong"}]}),
+            json!({"name": "pong", "commands": [{"name": "ball", "worker": "ping"}]}),
+        ],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
     let _ping = agent.worker("nap", "ping");
     let _pong = agent.worker("nap", "pong");
     agent.wait_instances(2).await;

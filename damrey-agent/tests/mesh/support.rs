@@ -129,11 +129,22 @@ pub struct Proxy {
     port: u16,
     dir: PathBuf,
     token: Option<String>,
+    /// Worker configs added through this handle.
+    configs: std::cell::Cell<u64>,
 }
 
 impl Proxy {
     pub async fn start(dir: &TempDir) -> Proxy {
         Self::start_on(&dir.0, free_port(), None).await
+    }
+
+    /// A proxy with these worker configs registered.
+    pub async fn with_workers(dir: &TempDir, specs: impl IntoIterator<Item = Value>) -> Proxy {
+        let proxy = Self::start(dir).await;
+        for spec in specs {
+            proxy.add(spec).await;
+        }
+        proxy
     }
 
     /// A proxy that wants `token` from everyone.
@@ -160,6 +171,7 @@ impl Proxy {
             port,
             dir: dir.to_owned(),
             token,
+            configs: std::cell::Cell::new(0),
         }
     }
 
@@ -171,7 +183,9 @@ impl Proxy {
     /// Starts the proxy again on the same port and database.
     pub async fn restart(&mut self) {
         self.process.kill();
+        let configs = self.configs.get();
         *self = Self::start_on(&self.dir.clone(), self.port, self.token.clone()).await;
+        self.configs.set(configs);
     }
 
     fn post(&self, path: &str) -> awc::ClientRequest {
@@ -190,6 +204,7 @@ impl Proxy {
             .await
             .expect("proxy answers");
         assert_eq!(response.status().as_u16(), 201, "adding {spec}");
+        self.configs.set(self.configs.get() + 1);
     }
 
     /// Changes a worker config.
@@ -228,6 +243,18 @@ impl Agent {
 
     pub async fn start_with(proxy: &Proxy, options: AgentOptions) -> Agent {
         Self::start_on(&proxy.address, free_port(), options).await
+    }
+
+    /// An agent that has every config added through `proxy`.
+    pub async fn ready(proxy: &Proxy) -> Agent {
+        Self::ready_with(proxy, AgentOptions::default()).await
+    }
+
+    /// An agent started with `options` that has every config added through `proxy`.
+    pub async fn ready_with(proxy: &Proxy, options: AgentOptions) -> Agent {
+        let agent = Self::start_with(proxy, options).await;
+        agent.wait_configs(proxy.configs.get()).await;
+        agent
     }
 
     async fn start_on(proxy: &str, port: u16, options: AgentOptions) -> Agent {
