@@ -19,8 +19,9 @@ const ENTRY_HTTP_PORT: u16 = 8080;
 /// The ports of Postgres, MariaDB, Redis, RabbitMQ, Mosquitto and NATS, which none of
 /// our services may use (DESIGN.md §1).
 const RESERVED_PORTS: [u16; 6] = [5432, 3306, 6379, 5672, 1883, 4222];
-/// Our binaries and the default worker name of each worker binary.
+/// The worker binaries; each attaches as its own name unless `--name` says otherwise.
 const WORKER_BINARIES: [&str; 4] = ["entry", "add", "square", "nap"];
+/// Every binary of ours whose flags this test knows.
 const OUR_BINARIES: [&str; 6] = [
     "damrey-proxy",
     "damrey-agent",
@@ -325,7 +326,7 @@ fn every_service_of_our_image_runs_one_of_our_binaries_with_flags_it_accepts() {
         let program = service.program().unwrap_or_default();
         assert!(
             OUR_BINARIES.contains(&program.as_str()) || program == "sh",
-            "service {name} runs {program:?}, which the image does not have"
+            "service {name} runs {program:?}, which is none of our binaries"
         );
         if let Some(Err(e)) = parse_command(&command) {
             panic!("service {name}'s command {command:?} does not parse:\n{e}");
