@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# One image for every Damrey service of docker-compose.yml; each service picks its
+# binary with `command`. Build: docker build -t damrey:local .
+
+# Builder: the release binaries. The cargo registry and target directory are cache
+# mounts, so a rebuild after a source change recompiles only what changed; the binaries
+# are copied out of the cache mount to /out.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+        -p damrey-proxy -p damrey-agent -p damrey-example \
+        --bin damrey-proxy --bin damrey-agent --bin entry --bin add --bin square \
+ && mkdir -p /out \
+ && cp target/release/damrey-proxy target/release/damrey-agent \
+       target/release/entry target/release/add target/release/square /out/
+
+# Runtime: the binaries, curl for healthchecks and config registration, and CA
+# certificates; runs as an unprivileged user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --create-home --home-dir /var/lib/damrey --uid 10001 damrey
+COPY --from=build /out/ /usr/local/bin/
+WORKDIR /var/lib/damrey
+USER damrey
+# proxy, agent, entry's HTTP front door (DESIGN.md §1)
+EXPOSE 7700 7701 8080
+CMD ["damrey-proxy"]
