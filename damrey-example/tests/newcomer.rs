@@ -1,4 +1,4 @@
-//! What a newcomer does: `damrey-example/run`, three requests (one of them bad) to the
+//! What a newcomer does: `damrey-example/run`, requests (good, bad, out of time) to the
 //! front door, `damrey-example/stop`; then no process of the example is left and its
 //! ports are free. The scripts run the binaries `cargo test --workspace` built, on
 //! ports the OS hands out, with their state in a fresh directory.
@@ -135,6 +135,9 @@ fn run_answers_the_front_door_and_stop_leaves_nothing_behind() {
         body.len()
     ));
     assert_eq!(json, (200, r#"["RESPONSE","sqsum","121"]"#.to_owned()));
+    let late = example
+        .http("GET /sqsum?a=1&b=2&timeout_ms=0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    assert_eq!(late, (504, "TIMEOUT".to_owned()));
 
     let stop = example.script("stop");
     assert!(stop.status.success(), "stop failed: {}", text(&stop));
