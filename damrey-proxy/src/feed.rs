@@ -65,7 +65,7 @@ impl Feed {
         store: &Store,
         after: i64,
         wait: Duration,
-    ) -> Result<Snapshot, StoreError> {
+    ) -> Result<Arc<Snapshot>, StoreError> {
         let deadline = Instant::now() + wait.min(MAX_WAIT);
         // Subscribe before reading so that a change between the read and the wait wakes us.
         let mut versions = self.version.subscribe();

@@ -8,6 +8,7 @@
 //! that the busy timeout, not an immediate `SQLITE_BUSY`, handles contention.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use damrey_actors::spec::CommandSpec;
@@ -141,6 +142,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     query_timeout: Duration,
+    /// The last snapshot read, served again while the stored version is unchanged.
+    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
 }
 
 /// How to open a store.
@@ -177,6 +180,7 @@ impl Store {
             pool,
             backend,
             query_timeout: options.query_timeout,
+            latest: Arc::default(),
         })
     }
 
@@ -262,9 +266,30 @@ impl Store {
 
     /// Every worker and the version, consistent with each other.
     ///
+    /// Every change bumps the version in its own transaction, so a snapshot read at
+    /// version N holds exactly version N's workers: while the stored version is still
+    /// N, the last snapshot is served again and only the version is read. Several
+    /// proxies on one database stay correct, since each checks the stored version.
+    ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let version = self.version().await?;
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(latest) = latest.filter(|latest| latest.version == version) {
+            return Ok(latest);
+        }
+        let fresh = Arc::new(self.read_snapshot().await?);
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Reads every worker and the version in one statement.
+    async fn read_snapshot(&self) -> Result<Snapshot, StoreError> {
         self.bounded(async move {
             // One statement, so one snapshot on every backend, even at READ COMMITTED.
             let rows = sqlx::query(

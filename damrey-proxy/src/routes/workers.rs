@@ -20,6 +20,13 @@ pub struct WorkerList {
     pub workers: Vec<WorkerSpec>,
 }
 
+/// [`WorkerList`] written from a shared snapshot without copying it.
+#[derive(Serialize)]
+struct WorkerListView<'a> {
+    version: i64,
+    workers: &'a [WorkerSpec],
+}
+
 /// The query of `GET /workers/get`: `?after=N&wait_ms=M`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,9 +100,9 @@ pub async fn list(
                 .await?
         }
     };
-    Ok(HttpResponse::Ok().json(WorkerList {
+    Ok(HttpResponse::Ok().json(WorkerListView {
         version: snapshot.version,
-        workers: snapshot.workers,
+        workers: &snapshot.workers,
     }))
 }
 

@@ -156,3 +156,22 @@ async fn healthz_answers_200_while_the_store_answers_and_503_after_it_closes() {
     assert_eq!(reply.error(), "the store is unavailable; try again shortly");
     assert_eq!(app.api.workers().await.status, 503);
 }
+
+#[actix_web::test]
+async fn a_listing_shows_a_change_made_through_another_proxy_at_once() {
+    let app = spawn_app().await;
+    let other = app.another().await;
+    app.api.add(worker("a", 1)).await;
+    // The first listing is kept by this proxy for as long as the version stands.
+    let before = app.api.workers().await;
+
+    assert_eq!(other.api.chg(worker("a", 7)).await.status, 200);
+    let after = app.api.workers().await;
+
+    assert_eq!(before.body["workers"], serde_json::json!([worker("a", 1)]));
+    assert_eq!(after.body["workers"], serde_json::json!([worker("a", 7)]));
+    assert_eq!(
+        after.body["version"],
+        before.body["version"].as_i64().unwrap() + 1
+    );
+}
