@@ -66,6 +66,9 @@ pub enum Frame {
     },
     /// Worker → agent: a message along the worker's line, no reply wanted.
     Push {
+        /// How long the line may take, in milliseconds (the worker's step timeout
+        /// times the hop limit: every step is bounded, and the line by the hop limit).
+        ms: u64,
         /// The message.
         msg: Message,
     },
@@ -215,7 +218,6 @@ impl Waiters {
 /// The worker's side of the link: shared by the handle and the connection task.
 pub(crate) struct AgentLink {
     address: AgentAddress,
-    retries: u32,
     /// Frames to send, as JSON text.
     out: mpsc::UnboundedSender<String>,
     outbox: Waiters,
@@ -229,13 +231,11 @@ impl AgentLink {
     /// current arbiter, which feeds deliveries to `instance` once it is set.
     pub(crate) async fn attach(
         address: AgentAddress,
-        retries: u32,
     ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
         let (socket, mpu) = address.connect().await?;
         let (out, out_rx) = mpsc::unbounded_channel();
         let link = Arc::new(AgentLink {
             address,
-            retries,
             out,
             outbox: Waiters::default(),
             stopping: AtomicBool::new(false),
@@ -275,10 +275,12 @@ impl AgentLink {
         }
     }
 
-    /// Sends a message along the worker's line through the agent, no reply wanted.
-    pub(crate) fn push(&self, message: Message) -> Result<(), WorkerError> {
+    /// Sends a message along the worker's line through the agent, no reply wanted; the
+    /// line may take up to `budget`.
+    pub(crate) fn push(&self, message: Message, budget: Duration) -> Result<(), WorkerError> {
+        let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
         self.out
-            .send(Frame::Push { msg: message }.to_json())
+            .send(Frame::Push { ms, msg: message }.to_json())
             .map_err(|_| WorkerError::Detached(self.address.name.clone()))
     }
 
@@ -346,7 +348,7 @@ async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
         match link.address.connect().await {
             Ok((socket, _mpu)) => return Some(socket),
             Err(error) => {
-                tracing::debug!(attempt, retries = link.retries, error = %error, "reconnect failed");
+                tracing::debug!(attempt, error = %error, "reconnect failed");
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }

@@ -166,7 +166,7 @@ impl Worker {
                     token: self.token,
                     name: name.clone(),
                 };
-                let (link, mpu, starter) = AgentLink::attach(address, self.config.retries).await?;
+                let (link, mpu, starter) = AgentLink::attach(address).await?;
                 (Outbox::Agent(link), Mpu(mpu), Some(starter))
             }
         };
@@ -232,17 +232,17 @@ impl WorkerHandle {
     /// # Errors
     /// [`WorkerError::Detached`] when the worker is not attached anywhere.
     pub async fn push(&self, message: Message) -> Result<(), WorkerError> {
+        let budget = self.config.timeout.saturating_mul(MAX_HOPS);
         match &self.outbox {
             Outbox::Router(router) => {
                 let (router, name) = (router.clone(), self.config.name.clone());
-                let budget = self.config.timeout.saturating_mul(MAX_HOPS);
                 tokio::spawn(async move {
                     let reply = router.request_from(&name, message, budget).await;
                     tracing::debug!(worker = %name, %reply, "pushed line ended");
                 });
                 Ok(())
             }
-            Outbox::Agent(link) => link.push(message),
+            Outbox::Agent(link) => link.push(message, budget),
             Outbox::Detached => Err(WorkerError::Detached(self.config.name.clone())),
         }
     }

@@ -13,16 +13,21 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::link::{Frame, Waiters, millis_until};
-use damrey_actors::routing::MAX_HOPS;
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
+/// What the session loop writes: a frame, or the agent's own request to close.
+enum Outgoing {
+    Frame(String),
+    Close,
+}
+
 /// The agent's side of one attached worker process.
 pub struct WorkerSession {
     worker: String,
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::UnboundedSender<Outgoing>,
     steps: Waiters,
     load: AtomicUsize,
     closed: AtomicBool,
@@ -44,7 +49,7 @@ impl WorkerSession {
         let Frame::Deliver { msg: message, .. } = frame else {
             unreachable!("built as a delivery just above")
         };
-        let outcome = if self.out.send(text).is_err() {
+        let outcome = if self.out.send(Outgoing::Frame(text)).is_err() {
             Err(Lost(message))
         } else {
             match timeout_at(deadline, rx).await {
@@ -71,7 +76,7 @@ impl Endpoint for WorkerSession {
 
     fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let _ = self.out.send(String::new());
+            let _ = self.out.send(Outgoing::Close);
         })
     }
 
@@ -90,7 +95,7 @@ pub async fn serve(
     stream: actix_ws::MessageStream,
     ping_every: Duration,
 ) {
-    let (out, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let endpoint = Arc::new(WorkerSession {
         worker: worker.clone(),
         out: out.clone(),
@@ -121,7 +126,7 @@ pub async fn serve(
     // missed periods against the worker.
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unanswered_pings = 0u32;
-    loop {
+    'serve: loop {
         tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(AggregatedMessage::Text(text))) => {
@@ -138,19 +143,23 @@ pub async fn serve(
                 Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(AggregatedMessage::Binary(_))) => {}
             },
-            outgoing = out_rx.recv() => match outgoing {
-                // An empty string is the agent's own request to close the session.
-                Some(text) if !text.is_empty() => {
-                    if session.text(text).await.is_err() {
-                        break;
-                    }
-                    while let Ok(text) = out_rx.try_recv() {
-                        if text.is_empty() || session.text(text).await.is_err() {
-                            break;
+            outgoing = out_rx.recv() => {
+                let Some(mut next) = outgoing else { break };
+                // Write everything already queued before going back to waiting.
+                loop {
+                    match next {
+                        Outgoing::Frame(text) => {
+                            if session.text(text).await.is_err() {
+                                break 'serve;
+                            }
                         }
+                        Outgoing::Close => break 'serve,
+                    }
+                    match out_rx.try_recv() {
+                        Ok(more) => next = more,
+                        Err(_) => break,
                     }
                 }
-                _ => break,
             },
             _ = ping.tick() => {
                 if unanswered_pings >= 3 {
@@ -176,7 +185,7 @@ fn on_frame(
     router: &Router,
     endpoint: &Arc<WorkerSession>,
     instance: &Instance,
-    out: &mpsc::UnboundedSender<String>,
+    out: &mpsc::UnboundedSender<Outgoing>,
     text: &[u8],
 ) {
     match serde_json::from_slice::<Frame>(text) {
@@ -189,15 +198,15 @@ fn on_frame(
                 let reply = router
                     .request_from(&worker, msg, Duration::from_millis(ms))
                     .await;
-                let _ = out.send(Frame::Reply { id, msg: reply }.to_json());
+                let _ = out.send(Outgoing::Frame(Frame::Reply { id, msg: reply }.to_json()));
             });
         }
-        Ok(Frame::Push { msg }) => {
+        Ok(Frame::Push { ms, msg }) => {
             let (router, worker) = (router.clone(), endpoint.worker.clone());
             actix_rt::spawn(async move {
-                // No reply is wanted; each step is still bounded, and the line by the hop limit.
-                let budget = Duration::from_secs(5).saturating_mul(MAX_HOPS);
-                let reply = router.request_from(&worker, msg, budget).await;
+                let reply = router
+                    .request_from(&worker, msg, Duration::from_millis(ms))
+                    .await;
                 tracing::debug!(worker, %reply, "pushed line ended");
             });
         }

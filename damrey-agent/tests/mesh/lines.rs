@@ -1,9 +1,12 @@
 //! Lines through worker processes: on one agent, across agents, and the answers to bad
 //! requests.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use damrey_actors::Message;
+use actix::{Actor, Context, Handler};
+use damrey_actors::{Config, Message, Worker};
 use serde_json::json;
 
 use crate::support::{
@@ -228,4 +231,69 @@ async fn with_a_token_everything_but_healthz_wants_it() {
         agent.call("add", &sqsum(3, 4), 2_000).await,
         (200, Message::response("sqsum", ["49"]))
     );
+}
+
+/// Counts the messages it is given; a worker that lives in the test process.
+struct Tally(Arc<AtomicUsize>);
+
+impl Actor for Tally {
+    type Context = Context<Self>;
+}
+
+impl Handler<Message> for Tally {
+    type Result = Message;
+
+    fn handle(&mut self, msg: Message, _: &mut Context<Self>) -> Message {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Message::response(msg.kind, msg.args)
+    }
+}
+
+#[actix_rt::test]
+async fn a_worker_process_requests_and_pushes_along_its_line_through_the_agent() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        [
+            json!({"name": "asker", "commands": [{"name": "sqsum", "worker": "add"}, {"name": "note", "worker": "tally"}]}),
+            json!({"name": "tally", "commands": [{"name": "note"}]}),
+            sqsum_specs()[0].clone(),
+            sqsum_specs()[1].clone(),
+        ],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
+    let _add = agent.worker("add", "add");
+    let _square = agent.worker("square", "square");
+    // This test's own process is the third and fourth worker process.
+    let tallied = Arc::new(AtomicUsize::new(0));
+    let counter = tallied.clone();
+    let _tally = Worker::new(Config::named("tally"))
+        .agent(agent.address.clone())
+        .start(move || Tally(counter.clone()))
+        .await
+        .unwrap();
+    let asker = Worker::new(Config::named("asker"))
+        .agent(agent.address.clone())
+        .start(|| Tally(Arc::new(AtomicUsize::new(0))))
+        .await
+        .unwrap();
+    agent.wait_instances(4).await;
+
+    let reply = asker.request(sqsum(3, 4), Duration::from_secs(2)).await;
+    asker
+        .push(Message::request("note", ["hello"]))
+        .await
+        .unwrap();
+
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+    for _ in 0..100 {
+        if tallied.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tallied.load(Ordering::SeqCst), 1);
+    asker.stop().await;
+    agent.wait_instances(3).await;
 }
