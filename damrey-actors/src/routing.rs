@@ -667,7 +667,9 @@ fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Message> {
     }
 }
 
+/// Time left, rounded up to the millisecond: whoever carries the envelope never gives up
+/// before the origin's own deadline, so running out of time reads as `TIMEOUT` there.
 fn remaining_ms(deadline: Instant) -> u64 {
     let left = deadline.saturating_duration_since(Instant::now());
-    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(left.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX)
 }

@@ -8,7 +8,7 @@
 //! are pinged; one that stops answering pings is dropped within three ping periods.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
@@ -17,6 +17,19 @@ use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
+
+use crate::stats::{InstanceStats, Registry};
+
+/// What a worker session takes from the agent's settings.
+#[derive(Clone)]
+pub struct SessionSettings {
+    /// How often the worker is pinged.
+    pub ping_every: Duration,
+    /// Where the instance's stats are listed.
+    pub registry: Arc<Registry>,
+    /// Whether steps are counted.
+    pub counting: bool,
+}
 
 /// What the session loop writes: a frame, or the agent's own request to close.
 enum Outgoing {
@@ -29,7 +42,10 @@ pub struct WorkerSession {
     worker: String,
     out: mpsc::UnboundedSender<Outgoing>,
     steps: Waiters,
-    load: AtomicUsize,
+    /// What the agent counts for this instance (its in-flight count is the load).
+    stats: Arc<InstanceStats>,
+    /// Whether steps are counted (the in-flight count always is).
+    counting: bool,
     closed: AtomicBool,
 }
 
@@ -38,7 +54,11 @@ impl WorkerSession {
         if self.closed.load(Ordering::Acquire) {
             return Err(Lost(message));
         }
-        self.load.fetch_add(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let delivered = Instant::now();
+        if self.counting {
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+        }
         let (id, rx) = self.steps.wait();
         let frame = Frame::Deliver {
             id,
@@ -60,7 +80,15 @@ impl WorkerSession {
             }
         };
         self.steps.forget(id);
-        self.load.fetch_sub(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.counting {
+            match &outcome {
+                Ok(answer) => self.stats.answered(answer.tag, delivered.elapsed()),
+                Err(_lost) => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         outcome
     }
 }
@@ -81,7 +109,7 @@ impl Endpoint for WorkerSession {
     }
 
     fn load(&self) -> usize {
-        self.load.load(Ordering::Relaxed)
+        self.stats.in_flight.load(Ordering::Relaxed)
     }
 }
 
@@ -93,14 +121,17 @@ pub async fn serve(
     mpu: u32,
     mut session: Session,
     stream: actix_ws::MessageStream,
-    ping_every: Duration,
+    settings: SessionSettings,
 ) {
+    let ping_every = settings.ping_every;
     let (out, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let stats = settings.registry.register(&worker);
     let endpoint = Arc::new(WorkerSession {
         worker: worker.clone(),
         out: out.clone(),
         steps: Waiters::default(),
-        load: AtomicUsize::new(0),
+        stats: stats.clone(),
+        counting: settings.counting,
         closed: AtomicBool::new(false),
     });
     let instance = Instance::new(endpoint.clone());
@@ -109,10 +140,12 @@ pub async fn serve(
         .await
         .is_err()
     {
+        settings.registry.unregister(&stats);
         return;
     }
     if let Err(error) = router.attach(&worker, instance.clone()) {
         tracing::warn!(worker, error = %error, "attach refused after the handshake");
+        settings.registry.unregister(&stats);
         let _ = session.close(None).await;
         return;
     }
@@ -175,6 +208,7 @@ pub async fn serve(
     }
     // Out of the rotation first, then hand back what it never answered.
     router.detach(&worker, &instance);
+    settings.registry.unregister(&stats);
     endpoint.closed.store(true, Ordering::Release);
     endpoint.steps.abandon_all();
     let _ = session.close(None).await;

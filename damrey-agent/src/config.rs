@@ -100,6 +100,8 @@ pub struct Settings {
     pub ping_ms: u64,
     /// The longest a `/call` may wait (its `timeout_ms` is capped to this).
     pub max_call_ms: u64,
+    /// Whether steps are counted for `/metrics` (`false` only to measure what counting costs).
+    pub stats: bool,
     /// Threads serving HTTP, attached workers and peer links; `0` is one per core.
     /// One is the default: the agent switches messages, and on one thread a line never
     /// waits for another thread (measured faster than one per core on two cores, where
@@ -122,6 +124,7 @@ impl Default for Settings {
             feed_wait_ms: 25_000,
             ping_ms: 1_000,
             max_call_ms: 300_000,
+            stats: true,
             http_workers: 1,
             log_format: LogFormat::Text,
         }
@@ -163,6 +166,7 @@ impl Settings {
             .set_default("feed_wait_ms", defaults.feed_wait_ms)?
             .set_default("ping_ms", defaults.ping_ms)?
             .set_default("max_call_ms", defaults.max_call_ms)?
+            .set_default("stats", defaults.stats)?
             .set_default("http_workers", defaults.http_workers as u64)?
             .set_default("log_format", "text")?;
         if let Some(path) = &cli.config {

@@ -10,6 +10,7 @@ pub mod peers;
 pub mod proxy_client;
 pub mod routes;
 pub mod startup;
+pub mod stats;
 pub mod telemetry;
 
 pub use config::{Cli, Settings};

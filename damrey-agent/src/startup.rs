@@ -8,10 +8,12 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
 
+use crate::attach::SessionSettings;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
 use crate::proxy_client::{self, ProxyClient};
 use crate::routes::{self, AppState};
+use crate::stats::Registry;
 
 /// How long envelope ids are remembered; longer than any envelope's retries.
 const SEEN_TTL: Duration = Duration::from_secs(120);
@@ -84,7 +86,11 @@ impl Application {
             router: router.clone(),
             seen: Arc::new(SeenIds::new(SEEN_TTL)),
             token: settings.token.clone(),
-            ping_every: Duration::from_millis(settings.ping_ms),
+            sessions: SessionSettings {
+                ping_every: Duration::from_millis(settings.ping_ms),
+                registry: Arc::new(Registry::default()),
+                counting: settings.stats,
+            },
             max_call: Duration::from_millis(settings.max_call_ms),
         };
         let mut server = HttpServer::new(move || {

@@ -29,7 +29,7 @@ pub async fn attach(
         spec.mpu.0,
         session,
         stream,
-        state.ping_every,
+        state.sessions.clone(),
     ));
     Ok(response)
 }

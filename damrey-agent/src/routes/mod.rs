@@ -1,9 +1,10 @@
-//! The agent's HTTP surface: `/healthz`, `/call/{worker}` for curl, `/attach/{worker}`
+//! The agent's HTTP surface: `/healthz` and `/metrics`, `/call/{worker}` for curl, `/attach/{worker}`
 //! for worker processes and `/peer` for other agents.
 
 pub mod attach;
 pub mod call;
 pub mod health;
+pub mod metrics;
 pub mod peer;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use damrey_actors::Router;
 
+use crate::attach::SessionSettings;
 use crate::error::ApiError;
 use crate::peers::SeenIds;
 
@@ -22,10 +24,10 @@ pub struct AppState {
     pub router: Router,
     /// Envelope ids taken recently from other agents.
     pub seen: Arc<SeenIds>,
-    /// The bearer token everything but `/healthz` wants, when set.
+    /// The bearer token everything but `/healthz` and `/metrics` wants, when set.
     pub token: Option<String>,
-    /// How often attached workers are pinged.
-    pub ping_every: Duration,
+    /// What worker sessions take from the settings (pings, stats).
+    pub sessions: SessionSettings,
     /// The longest a `/call` may wait.
     pub max_call: Duration,
 }
@@ -65,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/call/{worker}", web::post().to(call::call))
         .route("/attach/{worker}", web::get().to(attach::attach))
         .route("/peer", web::get().to(peer::peer))
+        .route("/metrics", web::get().to(metrics::metrics))
         .default_service(web::to(not_found));
 }
 

@@ -7,4 +7,5 @@
 
 mod faults;
 mod lines;
+mod stats;
 mod support;
