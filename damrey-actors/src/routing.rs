@@ -125,6 +125,14 @@ struct Route {
     remote: Vec<String>,
 }
 
+/// How a hand-off to another agent went.
+enum HandOff {
+    /// Taken: the reply (at the origin), or `None` when another agent answers the origin.
+    Done(Option<Message>),
+    /// The agent could not be reached within the retries; why.
+    Unreachable(String),
+}
+
 /// Why a step cannot be routed.
 enum NoRoute {
     /// The worker is unknown or does not take the type: a final `ERROR`.
@@ -150,6 +158,10 @@ struct Line {
     handed_over: bool,
     /// When the line arrived here.
     arrived: Instant,
+    /// Agents this line could not reach; not tried again.
+    unreachable: Vec<String>,
+    /// Why the last of them could not be reached.
+    last_failure: Option<String>,
     id: Option<Uuid>,
     to: String,
     origin: String,
@@ -337,6 +349,8 @@ impl Router {
         let line = Line {
             handed_over: false,
             arrived: Instant::now(),
+            unreachable: Vec::new(),
+            last_failure: None,
             id: None,
             to: to.to_owned(),
             origin: self.inner.me.clone(),
@@ -373,6 +387,8 @@ impl Router {
         let line = Line {
             handed_over: true,
             arrived: Instant::now(),
+            unreachable: Vec::new(),
+            last_failure: None,
             id: Some(id),
             to: envelope.to,
             origin: envelope.origin,
@@ -427,23 +443,37 @@ impl Router {
                     ),
                 ));
             }
-            let (spec, destination) = match self.choose(&line.to, &line.message.kind) {
-                Ok(found) => found,
-                Err(NoRoute::NoInstance(_))
-                    if line.handed_over && Instant::now() < line.grace_until() =>
-                {
-                    // Another agent sent this line here because instances were attached
-                    // here; they may be reconnecting (say, after this agent restarted).
-                    tokio::time::sleep(ATTACH_POLL).await;
-                    continue;
-                }
-                Err(NoRoute::NoInstance(reason) | NoRoute::Invalid(reason)) => {
-                    return Some(Message::error(line.message.kind, reason));
-                }
-            };
+            let (spec, destination) =
+                match self.choose(&line.to, &line.message.kind, &line.unreachable) {
+                    Ok(found) => found,
+                    // Every agent holding the worker was tried and could not be reached.
+                    Err(NoRoute::NoInstance(_)) if !line.unreachable.is_empty() => {
+                        let reason = line.last_failure.take().unwrap_or_default();
+                        return Some(Message::error(line.message.kind, reason));
+                    }
+                    Err(NoRoute::NoInstance(_))
+                        if line.handed_over && Instant::now() < line.grace_until() =>
+                    {
+                        // Another agent sent this line here because instances were attached
+                        // here; they may be reconnecting (say, after this agent restarted).
+                        tokio::time::sleep(ATTACH_POLL).await;
+                        continue;
+                    }
+                    Err(NoRoute::NoInstance(reason) | NoRoute::Invalid(reason)) => {
+                        return Some(Message::error(line.message.kind, reason));
+                    }
+                };
             let instance = match destination {
                 Destination::Local(instance) => instance,
-                Destination::Remote(agent) => return self.hand_off(agent, line).await,
+                Destination::Remote(agent) => match self.hand_off(&agent, &mut line).await {
+                    HandOff::Done(reply) => return reply,
+                    HandOff::Unreachable(reason) => {
+                        // Try another agent holding the worker, if there is one.
+                        line.unreachable.push(agent);
+                        line.last_failure = Some(reason);
+                        continue;
+                    }
+                },
             };
             let span = tracing::debug_span!("step", worker = %line.to, kind = %line.message.kind);
             let result = match instance
@@ -474,7 +504,12 @@ impl Router {
     }
 
     /// Finds worker `to`'s config and the instance or agent for this step.
-    fn choose(&self, to: &str, kind: &str) -> Result<(Arc<WorkerSpec>, Destination), NoRoute> {
+    fn choose(
+        &self,
+        to: &str,
+        kind: &str,
+        unreachable: &[String],
+    ) -> Result<(Arc<WorkerSpec>, Destination), NoRoute> {
         let table = self.table();
         let Some((route, spec)) = table
             .routes
@@ -493,11 +528,15 @@ impl Router {
         let me = &self.inner.me;
         let pinned_elsewhere = !spec.agent.is_empty() && spec.agent != *me;
         let destination = if pinned_elsewhere {
-            Some(Destination::Remote(spec.agent.clone()))
+            (!unreachable.contains(&spec.agent)).then(|| Destination::Remote(spec.agent.clone()))
         } else if let Some(instance) = self.least_loaded(&route.local) {
             Some(Destination::Local(instance))
         } else if spec.agent.is_empty() {
-            let others: Vec<&String> = route.remote.iter().filter(|agent| *agent != me).collect();
+            let others: Vec<&String> = route
+                .remote
+                .iter()
+                .filter(|agent| *agent != me && !unreachable.contains(agent))
+                .collect();
             let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
             (!others.is_empty()).then(|| Destination::Remote(others[turn % others.len()].clone()))
         } else {
@@ -526,18 +565,19 @@ impl Router {
     }
 
     /// Hands the line to `agent`. At the origin, waits for the reply that will come back.
-    async fn hand_off(&self, agent: String, line: Line) -> Option<Message> {
-        let kind = line.message.kind.clone();
+    async fn hand_off(&self, agent: &str, line: &mut Line) -> HandOff {
+        let kind = &line.message.kind;
         let Some(remote) = self.inner.remote.clone() else {
-            return Some(Message::error(
-                kind,
+            return HandOff::Done(Some(Message::error(
+                kind.clone(),
                 format!(
                     "worker {} lives on agent {agent}, and this router reaches no other agent",
                     line.to
                 ),
-            ));
+            )));
         };
-        let id = line.id.unwrap_or_else(Uuid::new_v4);
+        // One id for every attempt, so that a receiver can tell a resend.
+        let id = *line.id.get_or_insert_with(Uuid::new_v4);
         let at_origin = line.origin == self.inner.me;
         let waiting = at_origin.then(|| {
             let (tx, rx) = oneshot::channel();
@@ -550,24 +590,23 @@ impl Router {
         });
         let envelope = Envelope {
             id,
-            to: line.to,
-            origin: line.origin,
+            to: line.to.clone(),
+            origin: line.origin.clone(),
             remaining_ms: remaining_ms(line.deadline),
             hops: line.hops,
-            message: line.message,
+            message: line.message.clone(),
         };
-        let deadline = line.deadline;
-        if let Err(error) = remote.forward(&agent, envelope).await {
+        if let Err(error) = remote.forward(agent, envelope).await {
             // Retrying until the deadline ran out of time, not out of options.
-            if Instant::now() >= deadline {
-                return Some(Message::timeout());
+            if Instant::now() >= line.deadline {
+                return HandOff::Done(Some(Message::timeout()));
             }
-            return Some(Message::error(kind, error.to_string()));
+            return HandOff::Unreachable(error.to_string());
         }
-        match waiting {
+        HandOff::Done(match waiting {
             Some(mut waiting) => Some((&mut waiting.rx).await.unwrap_or_else(|_| Message::stop())),
             None => None,
-        }
+        })
     }
 
     async fn send_reply(&self, origin: &str, id: Uuid, reply: Message) {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use damrey_actors::{Config, Message, Router, Worker, WorkerSpec};
 use damrey_example::{Add, Entry, Square};
 use serde_json::json;
-use support::{Agent, Proxy, TempDir};
+use support::{Agent, AgentOptions, Proxy, TempDir};
 
 /// What one measured run gives.
 struct Figures {
@@ -186,6 +186,11 @@ async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<
     }
 }
 
+fn median(rates: &mut [f64]) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
 fn forty_nine() -> Message {
     Message::response("sqsum", ["49"])
 }
@@ -290,6 +295,42 @@ fn main() {
         .await;
         report("  where it goes: one worker step, 1 in flight", &one_hop);
 
+        // Counting on (agent one) against counting off, alternating rounds.
+        let uncounted = Agent::ready_with(
+            &proxy,
+            AgentOptions {
+                stats: Some(false),
+                ..AgentOptions::default()
+            },
+        )
+        .await;
+        let _uncounted_workers =
+            ["entry", "add", "square"].map(|name| uncounted.worker(name, name));
+        uncounted.wait_instances(3).await;
+        let (counted_call, uncounted_call) = (
+            through(&one, "entry", &sqsum),
+            through(&uncounted, "entry", &sqsum),
+        );
+        drive(64, seconds / 3.0, &forty_nine(), uncounted_call.clone()).await;
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            on.push(
+                drive(64, seconds, &forty_nine(), counted_call.clone())
+                    .await
+                    .rate,
+            );
+            off.push(
+                drive(64, seconds, &forty_nine(), uncounted_call.clone())
+                    .await
+                    .rate,
+            );
+        }
+        let (on, off) = (median(&mut on), median(&mut off));
+        println!("{:<44} {on:>9.0} req/s", "counting on, 64 in flight");
+        println!("{:<44} {off:>9.0} req/s", "counting off, 64 in flight");
+        drop(_uncounted_workers);
+        drop(uncounted);
+
         let two = Agent::start(&proxy).await;
         two.wait_configs(3).await;
         let _square_there = two.worker("square", "square");
@@ -327,5 +368,6 @@ fn main() {
             "two agents / one agent:         {:>5.1}%",
             100.0 * split.rate / single.rate
         );
+        println!("counting on / counting off:     {:>5.1}%", 100.0 * on / off);
     });
 }

@@ -183,3 +183,21 @@ async fn a_handed_over_line_waits_for_an_instance_that_attaches_within_the_grace
 fn sqsum() -> Message {
     Message::request("sqsum", ["3", "4"])
 }
+
+#[actix::test]
+async fn an_unreachable_holder_is_skipped_for_another_agent_holding_the_worker() {
+    let [a, b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "");
+    a.set_remote_instances(
+        "add",
+        vec!["10.0.0.9:7701".to_owned(), "10.0.0.2:7701".to_owned()],
+    );
+    start(&a, "entry", || Entry(counter())).await;
+    start(&b, "add", || Add(counter())).await;
+    start(&b, "square", || Square(counter())).await;
+
+    for _ in 0..4 {
+        let reply = a.request("entry", sqsum(), Duration::from_secs(3)).await;
+        assert_eq!(reply, Message::response("sqsum", ["49"]));
+    }
+    assert_eq!(a.pending_requests(), 0);
+}

@@ -225,6 +225,8 @@ pub struct AgentOptions {
     pub retries: Option<u32>,
     /// `DAMREY_TOKEN`.
     pub token: Option<String>,
+    /// `DAMREY_STATS`: whether steps are counted; on when `None`.
+    pub stats: Option<bool>,
 }
 
 /// A running agent.
@@ -267,6 +269,9 @@ impl Agent {
             .env_remove("DAMREY_TOKEN");
         if let Some(token) = &options.token {
             command.env("DAMREY_TOKEN", token);
+        }
+        if let Some(stats) = options.stats {
+            command.env("DAMREY_STATS", stats.to_string());
         }
         let process = Process::spawn("damrey-agent", &mut command);
         wait_healthy(&address).await;
@@ -325,7 +330,13 @@ impl Agent {
 
     /// Starts worker binary `binary` attached here as `name`, with the agent's token.
     pub fn worker(&self, binary: &str, name: &str) -> Process {
-        self.worker_with(binary, name, self.options.token.as_deref(), &[])
+        // entry also opens the example's front door: on a port of the OS's choosing.
+        let flags: &[&str] = if binary == "entry" {
+            &["--http", "127.0.0.1:0"]
+        } else {
+            &[]
+        };
+        self.worker_with(binary, name, self.options.token.as_deref(), flags)
     }
 
     /// Starts worker binary `binary` as `name` with a given token and extra flags.
