@@ -110,6 +110,9 @@ struct RouterInner {
     turn: AtomicUsize,
     /// Extra attempts at a step whose instance was lost.
     retries: AtomicU32,
+    /// Agents that could not be reached lately, and until when other holders of a
+    /// worker are preferred to them.
+    suspects: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Clone, Default)]
@@ -140,6 +143,9 @@ enum NoRoute {
     /// The worker has no instance now; one may attach soon.
     NoInstance(String),
 }
+
+/// How long an agent that could not be reached is passed over while others hold the worker.
+const SUSPECT_FOR: Duration = Duration::from_secs(1);
 
 /// How long a line handed over by another agent waits for an instance to (re)attach.
 const ATTACH_GRACE: Duration = Duration::from_secs(2);
@@ -196,6 +202,7 @@ impl Router {
                 pending: Mutex::default(),
                 turn: AtomicUsize::new(0),
                 retries: AtomicU32::new(DEFAULT_RETRIES),
+                suspects: Mutex::default(),
             }),
         };
         router.set_specs(specs)?;
@@ -468,7 +475,9 @@ impl Router {
                 Destination::Remote(agent) => match self.hand_off(&agent, &mut line).await {
                     HandOff::Done(reply) => return reply,
                     HandOff::Unreachable(reason) => {
-                        // Try another agent holding the worker, if there is one.
+                        // Try another agent holding the worker, if there is one, and
+                        // let other lines prefer the others for a while.
+                        self.suspect(&agent);
                         line.unreachable.push(agent);
                         line.last_failure = Some(reason);
                         continue;
@@ -532,11 +541,23 @@ impl Router {
         } else if let Some(instance) = self.least_loaded(&route.local) {
             Some(Destination::Local(instance))
         } else if spec.agent.is_empty() {
-            let others: Vec<&String> = route
+            let reachable: Vec<&String> = route
                 .remote
                 .iter()
                 .filter(|agent| *agent != me && !unreachable.contains(agent))
                 .collect();
+            let trusted: Vec<&String> = {
+                let suspects = self.suspects();
+                let now = Instant::now();
+                let trusted =
+                    |agent: &&String| suspects.get(*agent).is_none_or(|until| *until <= now);
+                reachable.iter().copied().filter(trusted).collect()
+            };
+            let others = if trusted.is_empty() {
+                reachable
+            } else {
+                trusted
+            };
             let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
             (!others.is_empty()).then(|| Destination::Remote(others[turn % others.len()].clone()))
         } else {
@@ -643,6 +664,21 @@ impl Router {
         let mut table = Table::clone(&guard);
         change(&mut table);
         *guard = Arc::new(table);
+    }
+
+    /// Marks `agent` as unreachable for a second.
+    fn suspect(&self, agent: &str) {
+        let mut suspects = self.suspects();
+        let now = Instant::now();
+        suspects.retain(|_, until| *until > now);
+        suspects.insert(agent.to_owned(), now + SUSPECT_FOR);
+    }
+
+    fn suspects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.inner
+            .suspects
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Message>>> {

@@ -1,6 +1,7 @@
 //! Lines that cross routers through the `Remote` trait, the seam the agent implements.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use crate::support::{Add, Entry, Square, count, counter};
 #[derive(Default)]
 struct Loopback {
     agents: OnceLock<HashMap<String, Router>>,
+    /// Hand-offs tried to agents that are not there.
+    refused: AtomicUsize,
 }
 
 impl Loopback {
@@ -22,9 +25,12 @@ impl Loopback {
         self.agents
             .get()
             .and_then(|agents| agents.get(address).cloned())
-            .ok_or_else(|| RemoteError::Unreachable {
-                agent: address.to_owned(),
-                reason: "connection refused".to_owned(),
+            .ok_or_else(|| {
+                self.refused.fetch_add(1, Ordering::SeqCst);
+                RemoteError::Unreachable {
+                    agent: address.to_owned(),
+                    reason: "connection refused".to_owned(),
+                }
             })
     }
 }
@@ -63,7 +69,15 @@ impl Remote for Loopback {
 /// Routers for agents at `addresses`, joined by one loopback; `add` is pinned to
 /// `add_agent`, and every address not in `addresses` is unreachable.
 fn agents<const N: usize>(addresses: [&str; N], add_agent: &str) -> [Router; N] {
-    let remote = Arc::new(Loopback::default());
+    agents_on(Arc::new(Loopback::default()), addresses, add_agent)
+}
+
+/// As [`agents`], on a given loopback.
+fn agents_on<const N: usize>(
+    remote: Arc<Loopback>,
+    addresses: [&str; N],
+    add_agent: &str,
+) -> [Router; N] {
     let routers = addresses.map(|address| {
         Router::with_remote(
             address,
@@ -186,7 +200,8 @@ fn sqsum() -> Message {
 
 #[actix::test]
 async fn an_unreachable_holder_is_skipped_for_another_agent_holding_the_worker() {
-    let [a, b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "");
+    let remote = Arc::new(Loopback::default());
+    let [a, b] = agents_on(remote.clone(), ["10.0.0.1:7701", "10.0.0.2:7701"], "");
     a.set_remote_instances(
         "add",
         vec!["10.0.0.9:7701".to_owned(), "10.0.0.2:7701".to_owned()],
@@ -195,9 +210,11 @@ async fn an_unreachable_holder_is_skipped_for_another_agent_holding_the_worker()
     start(&b, "add", || Add(counter())).await;
     start(&b, "square", || Square(counter())).await;
 
-    for _ in 0..4 {
+    for _ in 0..6 {
         let reply = a.request("entry", sqsum(), Duration::from_secs(3)).await;
         assert_eq!(reply, Message::response("sqsum", ["49"]));
     }
     assert_eq!(a.pending_requests(), 0);
+    // Once refused, the missing agent is passed over by the lines that follow.
+    assert!(remote.refused.load(Ordering::SeqCst) <= 1);
 }
