@@ -72,6 +72,12 @@ pub enum Frame {
         /// The message.
         msg: Message,
     },
+    /// Worker → agent: the actor has been restarted after panics this many times in all
+    /// (sent after a step whenever the count has grown).
+    Restarts {
+        /// Restarts since the worker started.
+        total: u64,
+    },
     /// Worker → agent: stop routing to this instance; it is about to stop.
     Leave,
 }
@@ -370,9 +376,14 @@ async fn serve_connection(
                         let (instance, out) = (instance.clone(), link.out.clone());
                         actix_rt::spawn(async move {
                             let deadline = Instant::now() + Duration::from_millis(ms);
+                            let restarts_before = instance.restarts();
                             let msg = instance.process(msg, deadline).await;
                             let msg = msg.unwrap_or_else(|lost| lost.into_error());
                             let _ = out.send(Frame::Result { id, msg }.to_json());
+                            let total = instance.restarts();
+                            if total != restarts_before {
+                                let _ = out.send(Frame::Restarts { total }.to_json());
+                            }
                         });
                     }
                     Ok(Frame::Reply { id, msg }) => {

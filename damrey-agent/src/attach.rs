@@ -244,6 +244,9 @@ fn on_frame(
                 tracing::debug!(worker, %reply, "pushed line ended");
             });
         }
+        Ok(Frame::Restarts { total }) => {
+            endpoint.stats.restarts.store(total, Ordering::Relaxed);
+        }
         Ok(Frame::Leave) => router.detach(&endpoint.worker, instance),
         Ok(other) => tracing::warn!(
             worker = endpoint.worker,

@@ -80,6 +80,8 @@ pub struct InstanceStats {
     pub stops: AtomicU64,
     /// Steps the instance lost by disappearing; the router retries them elsewhere.
     pub retries: AtomicU64,
+    /// Times the worker process restarted its actor after a panic (as it reports).
+    pub restarts: AtomicU64,
     /// Steps delivered and not answered yet.
     pub in_flight: AtomicUsize,
     /// How long answered steps took, delivery to answer.
@@ -127,6 +129,7 @@ impl Registry {
             timeouts: AtomicU64::new(0),
             stops: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             latency: Histogram::default(),
         });
@@ -154,45 +157,49 @@ impl Registry {
     pub fn prometheus(&self) -> String {
         let instances = self.instances();
         let mut out = String::new();
-        let counters: [Counter; 7] = [
-            ("received", "Steps delivered to a worker instance.", |s| {
-                s.received.load(Ordering::Relaxed)
-            }),
+        let counters: [Counter; 8] = [
             (
-                "processed",
+                "damrey_steps_received_total",
+                "Steps delivered to a worker instance.",
+                |s| s.received.load(Ordering::Relaxed),
+            ),
+            (
+                "damrey_steps_processed_total",
                 "Steps a worker instance answered.",
                 InstanceStats::processed,
             ),
             (
-                "responses",
+                "damrey_steps_responses_total",
                 "Steps answered RESPONSE (or REQUEST on down the line).",
                 |s| s.responses.load(Ordering::Relaxed),
             ),
-            ("errors", "Steps answered ERROR.", |s| {
+            ("damrey_steps_errors_total", "Steps answered ERROR.", |s| {
                 s.errors.load(Ordering::Relaxed)
             }),
-            ("timeouts", "Steps that ran out of time.", |s| {
-                s.timeouts.load(Ordering::Relaxed)
-            }),
-            ("stops", "Steps answered STOP.", |s| {
+            (
+                "damrey_steps_timeouts_total",
+                "Steps that ran out of time.",
+                |s| s.timeouts.load(Ordering::Relaxed),
+            ),
+            ("damrey_steps_stops_total", "Steps answered STOP.", |s| {
                 s.stops.load(Ordering::Relaxed)
             }),
             (
-                "retries",
+                "damrey_worker_restarts_total",
+                "Times the worker restarted its actor after a panic.",
+                |s| s.restarts.load(Ordering::Relaxed),
+            ),
+            (
+                "damrey_steps_retries_total",
                 "Steps lost with their instance and retried elsewhere.",
                 |s| s.retries.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP damrey_steps_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE damrey_steps_{name}_total counter");
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
             for stats in &instances {
-                let _ = writeln!(
-                    out,
-                    "damrey_steps_{name}_total{{{}}} {}",
-                    labels(stats),
-                    value(stats)
-                );
+                let _ = writeln!(out, "{name}{{{}}} {}", labels(stats), value(stats));
             }
         }
         let _ = writeln!(
@@ -238,7 +245,7 @@ impl Registry {
     }
 }
 
-/// A counter's name (between `damrey_steps_` and `_total`), help text, and value.
+/// A counter's metric name, help text, and value.
 type Counter = (&'static str, &'static str, fn(&InstanceStats) -> u64);
 
 /// `worker="add",instance="3"`; worker names are validated, so nothing needs escaping.

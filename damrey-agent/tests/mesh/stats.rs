@@ -1,6 +1,10 @@
 //! The agent's counting, read back from `GET /metrics`.
 
-use damrey_actors::Message;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler};
+use damrey_actors::{Config, Message, Worker};
+use serde_json::json;
 
 use crate::support::{Agent, Proxy, TempDir, client, sqsum, sqsum_specs};
 
@@ -35,13 +39,13 @@ async fn the_counters_equal_a_known_load_exactly() {
         let bad = Message::request("sqsum", ["1", "x"]);
         assert_eq!(agent.call("add", &bad, 2_000).await.0, 422);
     }
-    let mut response = client()
+    let response = client()
         .get(format!("http://{}/metrics", agent.address))
         .send()
         .await
         .expect("the agent answers");
     let content_type = response.headers().get("content-type").cloned();
-    let text = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    let text = metrics(&agent).await;
 
     assert!(content_type.is_some_and(|value| {
         value
@@ -60,4 +64,76 @@ async fn the_counters_equal_a_known_load_exactly() {
     assert_eq!(count("damrey_steps_in_flight", "add"), 0);
     assert_eq!(count("damrey_step_duration_seconds_count", "add"), 23);
     assert_eq!(count("damrey_step_duration_seconds_count", "square"), 20);
+}
+
+/// Echoes, and panics when asked to; a worker that lives in the test process.
+struct Fragile;
+
+impl Actor for Fragile {
+    type Context = Context<Self>;
+}
+
+impl Handler<Message> for Fragile {
+    type Result = Message;
+
+    fn handle(&mut self, msg: Message, _: &mut Context<Self>) -> Message {
+        assert_ne!(
+            msg.args.first().map(String::as_str),
+            Some("panic"),
+            "asked to panic"
+        );
+        Message::response(msg.kind, msg.args)
+    }
+}
+
+async fn metrics(agent: &Agent) -> String {
+    let mut response = client()
+        .get(format!("http://{}/metrics", agent.address))
+        .send()
+        .await
+        .expect("the agent answers");
+    String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
+}
+
+#[actix_rt::test]
+async fn restarts_after_a_panic_are_reported_by_the_worker_and_counted() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        [json!({"name": "fragile", "commands": [{"name": "echo"}]})],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
+    let _fragile = Worker::new(Config::named("fragile"))
+        .agent(agent.address.clone())
+        .start(|| Fragile)
+        .await
+        .unwrap();
+    agent.wait_instances(1).await;
+
+    let (status, _) = agent
+        .call("fragile", &Message::request("echo", ["panic"]), 2_000)
+        .await;
+    assert_eq!(status, 422);
+    let (status, reply) = agent
+        .call("fragile", &Message::request("echo", ["fine"]), 2_000)
+        .await;
+    assert_eq!((status, reply), (200, Message::response("echo", ["fine"])));
+
+    let mut restarts = 0;
+    for _ in 0..50 {
+        restarts = sample(
+            &metrics(&agent).await,
+            "damrey_worker_restarts_total",
+            "fragile",
+        );
+        if restarts == 1 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(restarts, 1);
+    let text = metrics(&agent).await;
+    assert_eq!(sample(&text, "damrey_steps_errors_total", "fragile"), 1);
+    assert_eq!(sample(&text, "damrey_steps_responses_total", "fragile"), 1);
 }
