@@ -11,7 +11,7 @@ use damrey_actors::Router;
 use crate::attach::SessionSettings;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
-use crate::proxy_client::{self, ProxyClient};
+use crate::proxy_client::{self, Heartbeat, ProxyClient};
 use crate::routes::{self, AppState};
 use crate::stats::Registry;
 
@@ -23,6 +23,8 @@ pub struct Application {
     port: u16,
     router: Router,
     server: Server,
+    /// For the last heartbeat, which tells the proxy this agent holds nothing any more.
+    proxy: ProxyClient,
 }
 
 /// An agent that could not start.
@@ -111,10 +113,16 @@ impl Application {
             })?
             .run();
         tracing::info!(port, agent = router.me(), proxy = %settings.proxy, "agent listening");
+        let proxy = ProxyClient::new(
+            &settings.proxy,
+            settings.token.clone(),
+            Duration::from_secs(2),
+        );
         Ok(Application {
             port,
             router,
             server,
+            proxy,
         })
     }
 
@@ -128,11 +136,21 @@ impl Application {
         &self.router
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains and returns.
+    /// Serves until SIGINT/SIGTERM, then drains, tells the proxy this agent holds no
+    /// instances any more (so other agents stop sending it lines at once, not when its
+    /// entry expires), and returns.
     ///
     /// # Errors
     /// The server's I/O failure.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let farewell = Heartbeat {
+            agent: self.router.me().to_owned(),
+            instances: Vec::new(),
+        };
+        if let Err(error) = self.proxy.heartbeat(&farewell).await {
+            tracing::warn!(error = %error, "could not tell the proxy this agent stopped");
+        }
+        served
     }
 }

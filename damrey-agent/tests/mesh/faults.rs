@@ -317,7 +317,19 @@ async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
     agent.process.signal("INT");
     assert_eq!(agent.process.wait_exit(), Some(0));
 
-    let mut again = Agent::start(&proxy).await;
+    // An agent that stops tells the proxy it holds nothing any more.
+    let mut again = Agent::ready(&proxy).await;
+    let _nap = again.worker("nap", "nap");
+    again.wait_instances(1).await;
+    let holding = json!([{"worker": "nap", "count": 1}]);
+    for _ in 0..100 {
+        if proxy.instances_of(&again.address).await == Some(holding.clone()) {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(proxy.instances_of(&again.address).await, Some(holding));
     again.process.signal("TERM");
     assert_eq!(again.process.wait_exit(), Some(0));
+    assert_eq!(proxy.instances_of(&again.address).await, Some(json!([])));
 }

@@ -207,6 +207,31 @@ impl Proxy {
         self.configs.set(self.configs.get() + 1);
     }
 
+    /// `GET /agents`: the live agents and their instances.
+    pub async fn agents(&self) -> Value {
+        let mut request = client().get(format!("http://{}/agents", self.address));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .expect("proxy answers")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The instances the proxy lists for the agent at `agent`, `None` when not listed.
+    pub async fn instances_of(&self, agent: &str) -> Option<Value> {
+        let agents = self.agents().await;
+        agents["agents"]
+            .as_array()?
+            .iter()
+            .find(|entry| entry["agent"] == agent)
+            .map(|entry| entry["instances"].clone())
+    }
+
     /// Changes a worker config.
     pub async fn change(&self, spec: Value) {
         let response = self
