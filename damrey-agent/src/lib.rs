@@ -1,7 +1,8 @@
 //! Damrey's per-machine agent (DESIGN §7): worker processes attach to it over one
 //! WebSocket each ([`attach`]); it routes lines with `damrey_actors::Router`, hands
 //! lines to other agents over persistent links ([`peers`]), follows the proxy's
-//! configs ([`proxy_client`]), and lets curl put requests to any worker (`/call`).
+//! configs ([`proxy_client`]), counts every step ([`stats`], served at `/metrics`), and
+//! lets curl put requests to any worker (`/call`).
 
 pub mod attach;
 pub mod config;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use damrey_actors::Tag;
+use serde::Serialize;
 
 /// Upper bounds of the latency buckets, in microseconds (Prometheus `le`).
 const BOUNDS_MICROS: [u64; 16] = [
@@ -110,6 +111,63 @@ impl InstanceStats {
     }
 }
 
+/// One instance's counters and latency quantiles, as `GET /stats` lists them (and as
+/// the agent will report them to the proxy).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceReport {
+    /// The worker's name.
+    pub worker: String,
+    /// The instance's number on this agent.
+    pub instance: u64,
+    /// Steps delivered.
+    pub received: u64,
+    /// Steps answered.
+    pub processed: u64,
+    /// Steps answered `RESPONSE`.
+    pub responses: u64,
+    /// Steps answered `ERROR`.
+    pub errors: u64,
+    /// Steps out of time.
+    pub timeouts: u64,
+    /// Steps answered `STOP`.
+    pub stops: u64,
+    /// Steps lost with the instance and retried elsewhere.
+    pub retries: u64,
+    /// Restarts after panics.
+    pub restarts: u64,
+    /// Steps in flight now.
+    pub in_flight: usize,
+    /// Step latency quantiles in milliseconds (bucket upper bounds); `None` before any step.
+    pub p50_ms: Option<f64>,
+    /// See `p50_ms`.
+    pub p90_ms: Option<f64>,
+    /// See `p50_ms`.
+    pub p99_ms: Option<f64>,
+}
+
+impl InstanceStats {
+    /// A snapshot of the counters and quantiles.
+    pub fn report(&self) -> InstanceReport {
+        let quantile = |q| self.latency.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+        InstanceReport {
+            worker: self.worker.clone(),
+            instance: self.instance,
+            received: self.received.load(Ordering::Relaxed),
+            processed: self.processed(),
+            responses: self.responses.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            stops: self.stops.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            p50_ms: quantile(0.50),
+            p90_ms: quantile(0.90),
+            p99_ms: quantile(0.99),
+        }
+    }
+}
+
 /// The stats of every instance attached to this agent.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -151,6 +209,14 @@ impl Registry {
         self.live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A snapshot of every attached instance.
+    pub fn reports(&self) -> Vec<InstanceReport> {
+        self.instances()
+            .iter()
+            .map(|stats| stats.report())
+            .collect()
     }
 
     /// Every instance's stats in the Prometheus text exposition format.

@@ -64,6 +64,27 @@ async fn the_counters_equal_a_known_load_exactly() {
     assert_eq!(count("damrey_steps_in_flight", "add"), 0);
     assert_eq!(count("damrey_step_duration_seconds_count", "add"), 23);
     assert_eq!(count("damrey_step_duration_seconds_count", "square"), 20);
+
+    let stats: serde_json::Value = client()
+        .get(format!("http://{}/stats", agent.address))
+        .send()
+        .await
+        .expect("the agent answers")
+        .json()
+        .await
+        .expect("json");
+    let add = stats["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|instance| instance["worker"] == "add")
+        .expect("add is listed");
+    assert_eq!(
+        (add["received"].as_u64(), add["errors"].as_u64()),
+        (Some(23), Some(3))
+    );
+    assert!(add["p50_ms"].as_f64().is_some_and(|p50| p50 > 0.0));
+    assert!(add["p99_ms"].as_f64() >= add["p50_ms"].as_f64());
 }
 
 /// Echoes, and panics when asked to; a worker that lives in the test process.
