@@ -240,28 +240,6 @@ impl Router {
         Ok(())
     }
 
-    /// Adds or replaces one worker config.
-    ///
-    /// # Errors
-    /// The config is invalid; then nothing changes.
-    pub fn upsert_spec(&self, spec: WorkerSpec) -> Result<(), SpecError> {
-        spec.validate()?;
-        self.update(|table| {
-            let name = spec.name.clone();
-            table.routes.entry(name).or_default().spec = Some(Arc::new(spec));
-        });
-        Ok(())
-    }
-
-    /// Removes one worker config; its instances stay attached but receive nothing.
-    pub fn remove_spec(&self, name: &str) {
-        self.update(|table| {
-            if let Some(route) = table.routes.get_mut(name) {
-                route.spec = None;
-            }
-        });
-    }
-
     /// The config of worker `name`.
     pub fn spec(&self, name: &str) -> Option<Arc<WorkerSpec>> {
         self.table().routes.get(name)?.spec.clone()
@@ -339,14 +317,6 @@ impl Router {
                 route.local.retain(|attached| !attached.same(instance));
             }
         });
-    }
-
-    /// The local instances of worker `name`.
-    pub fn local_instances(&self, name: &str) -> usize {
-        self.table()
-            .routes
-            .get(name)
-            .map_or(0, |route| route.local.len())
     }
 
     /// Puts a request to worker `to` and waits for the line's one terminal reply, or

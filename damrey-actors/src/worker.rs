@@ -262,11 +262,6 @@ impl WorkerHandle {
         self.instance.restarts()
     }
 
-    /// Messages queued or in process at this instance.
-    pub fn load(&self) -> usize {
-        self.instance.load()
-    }
-
     /// Whether the worker is attached to an agent with its connection up.
     pub fn is_connected(&self) -> bool {
         match &self.outbox {

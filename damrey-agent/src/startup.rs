@@ -131,11 +131,6 @@ impl Application {
         self.port
     }
 
-    /// The router, to inspect in tests.
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
-
     /// Serves until SIGINT/SIGTERM, then drains, tells the proxy this agent holds no
     /// instances any more (so other agents stop sending it lines at once, not when its
     /// entry expires), and returns.
