@@ -170,7 +170,8 @@ struct Line {
     last_failure: Option<String>,
     id: Option<Uuid>,
     to: String,
-    origin: String,
+    /// The agent waiting for the terminal reply; `None` when the request started here.
+    origin: Option<String>,
     hops: u32,
     deadline: Instant,
     message: Message,
@@ -330,7 +331,7 @@ impl Router {
             last_failure: None,
             id: None,
             to: to.to_owned(),
-            origin: self.inner.me.clone(),
+            origin: None,
             hops: 0,
             deadline,
             message,
@@ -368,7 +369,7 @@ impl Router {
             last_failure: None,
             id: Some(id),
             to: envelope.to,
-            origin: envelope.origin,
+            origin: Some(envelope.origin).filter(|origin| *origin != self.inner.me),
             hops: envelope.hops,
             deadline: Instant::now() + Duration::from_millis(envelope.remaining_ms),
             message: envelope.message,
@@ -569,7 +570,7 @@ impl Router {
         };
         // One id for every attempt, so that a receiver can tell a resend.
         let id = *line.id.get_or_insert_with(Uuid::new_v4);
-        let at_origin = line.origin == self.inner.me;
+        let at_origin = line.origin.is_none();
         let waiting = at_origin.then(|| {
             let (tx, rx) = oneshot::channel();
             self.pending().insert(id, tx);
@@ -582,7 +583,7 @@ impl Router {
         let envelope = Envelope {
             id,
             to: line.to.clone(),
-            origin: line.origin.clone(),
+            origin: line.origin.clone().unwrap_or_else(|| self.inner.me.clone()),
             remaining_ms: remaining_ms(line.deadline),
             hops: line.hops,
             message: line.message.clone(),
