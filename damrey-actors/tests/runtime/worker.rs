@@ -98,23 +98,9 @@ async fn a_step_longer_than_the_worker_timeout_is_answered_timeout() {
 
 #[actix::test]
 async fn mpu_one_processes_one_message_at_a_time() {
-    let sleeper = Sleeper::default();
-    let factory = sleeper.factory();
-    let worker = Worker::new(Config::named("sleeper"))
-        .mpu(1)
-        .start(factory)
-        .await
-        .unwrap();
+    let (sleeper, worker) = sleeper_with_mpu(1).await;
 
-    let replies = join_all((0..8).map(|_| {
-        let worker = worker.clone();
-        async move {
-            worker
-                .call(Message::request("nap", ["10"]), 5 * SECOND)
-                .await
-        }
-    }))
-    .await;
+    let replies = naps(&worker, 8, "10").await;
 
     assert!(
         replies
@@ -126,36 +112,16 @@ async fn mpu_one_processes_one_message_at_a_time() {
 
 #[actix::test]
 async fn mpu_caps_concurrency_without_serializing() {
-    let sleeper = Sleeper::default();
-    let factory = sleeper.factory();
-    let worker = Worker::new(Config::named("sleeper"))
-        .mpu(3)
-        .start(factory)
-        .await
-        .unwrap();
+    let (sleeper, worker) = sleeper_with_mpu(3).await;
 
-    join_all((0..12).map(|_| {
-        let worker = worker.clone();
-        async move {
-            worker
-                .call(Message::request("nap", ["20"]), 5 * SECOND)
-                .await
-        }
-    }))
-    .await;
+    naps(&worker, 12, "20").await;
 
     assert_eq!(count(&sleeper.most), 3);
 }
 
 #[actix::test]
 async fn stop_answers_stop_to_queued_messages_and_lets_the_one_in_process_finish() {
-    let sleeper = Sleeper::default();
-    let factory = sleeper.factory();
-    let worker = Worker::new(Config::named("sleeper"))
-        .mpu(1)
-        .start(factory)
-        .await
-        .unwrap();
+    let (sleeper, worker) = sleeper_with_mpu(1).await;
     let calls: Vec<_> = (0..4)
         .map(|_| {
             let worker = worker.clone();
@@ -188,4 +154,24 @@ async fn stop_answers_stop_to_queued_messages_and_lets_the_one_in_process_finish
 async fn the_test_kit_calls_one_worker() {
     let reply = testkit::call(|| Panicky, Message::request("echo", ["x", "y"])).await;
     assert_eq!(reply, Message::response("echo", ["x", "y"]));
+}
+
+/// A `Sleeper` worker capped at `mpu`, and the sleeper to read its counters from.
+async fn sleeper_with_mpu(mpu: u32) -> (Sleeper, WorkerHandle) {
+    let sleeper = Sleeper::default();
+    let worker = Worker::new(Config::named("sleeper"))
+        .mpu(mpu)
+        .start(sleeper.factory())
+        .await
+        .unwrap();
+    (sleeper, worker)
+}
+
+/// Puts `calls` naps of `ms` milliseconds to `worker` at once; their replies in order.
+async fn naps(worker: &WorkerHandle, calls: usize, ms: &'static str) -> Vec<Message> {
+    join_all((0..calls).map(|_| {
+        let worker = worker.clone();
+        async move { worker.call(Message::request("nap", [ms]), 5 * SECOND).await }
+    }))
+    .await
 }
