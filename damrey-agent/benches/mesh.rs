@@ -304,9 +304,9 @@ fn main() {
             },
         )
         .await;
-        let _uncounted_workers =
-            ["entry", "add", "square"].map(|name| uncounted.worker(name, name));
-        uncounted.wait_instances(3).await;
+        let uncounted_workers = uncounted
+            .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
+            .await;
         let (counted_call, uncounted_call) = (
             through(&one, "entry", &sqsum),
             through(&uncounted, "entry", &sqsum),
@@ -328,7 +328,7 @@ fn main() {
         let (on, off) = (median(&mut on), median(&mut off));
         println!("{:<44} {on:>9.0} req/s", "counting on, 64 in flight");
         println!("{:<44} {off:>9.0} req/s", "counting off, 64 in flight");
-        drop(_uncounted_workers);
+        drop(uncounted_workers);
         drop(uncounted);
 
         let two = Agent::start(&proxy).await;

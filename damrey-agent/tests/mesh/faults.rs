@@ -165,9 +165,9 @@ async fn routing_goes_on_while_the_proxy_is_down_and_catches_up_when_it_returns(
     let dir = TempDir::new();
     let mut proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
     let agent = Agent::ready(&proxy).await;
-    let _add = agent.worker("add", "add");
-    let _square = agent.worker("square", "square");
-    agent.wait_instances(2).await;
+    let _workers = agent
+        .start_workers(&[("add", "add"), ("square", "square")])
+        .await;
 
     proxy.kill();
     assert_eq!(

@@ -18,9 +18,9 @@ async fn a_line_of_worker_processes_on_one_agent_answers_the_square_of_the_sum()
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
     let agent = Agent::ready(&proxy).await;
-    let _add = agent.worker("add", "add");
-    let _square = agent.worker("square", "square");
-    agent.wait_instances(2).await;
+    let _workers = agent
+        .start_workers(&[("add", "add"), ("square", "square")])
+        .await;
 
     let (status, reply) = agent.call("add", &sqsum(3, 4), 2_000).await;
 

@@ -27,9 +27,9 @@ async fn the_counters_equal_a_known_load_exactly() {
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
     let agent = Agent::ready(&proxy).await;
-    let _add = agent.worker("add", "add");
-    let _square = agent.worker("square", "square");
-    agent.wait_instances(2).await;
+    let _workers = agent
+        .start_workers(&[("add", "add"), ("square", "square")])
+        .await;
 
     for i in 0..20 {
         let (status, _) = agent.call("add", &sqsum(i, 1), 2_000).await;

@@ -353,6 +353,17 @@ impl Agent {
         );
     }
 
+    /// Starts worker processes (binary, name) and waits until they are all attached.
+    pub async fn start_workers(&self, workers: &[(&str, &str)]) -> Vec<Process> {
+        let before = self.health().await["instances"].as_u64().unwrap_or(0);
+        let started = workers
+            .iter()
+            .map(|(binary, name)| self.worker(binary, name))
+            .collect();
+        self.wait_instances(before + workers.len() as u64).await;
+        started
+    }
+
     /// Starts worker binary `binary` attached here as `name`, with the agent's token.
     pub fn worker(&self, binary: &str, name: &str) -> Process {
         // entry also opens the example's front door: on a port of the OS's choosing.
