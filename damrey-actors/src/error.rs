@@ -42,6 +42,14 @@ pub enum SpecError {
     /// Two commands share a name.
     #[error("command {0:?} is listed twice")]
     DuplicateCommand(String),
+    /// An alarm threshold is out of its range.
+    #[error("alarms.{field} {problem}")]
+    InvalidAlarm {
+        /// Which threshold.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// A worker that could not start or could not reach its routing.

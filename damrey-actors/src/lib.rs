@@ -9,6 +9,7 @@
 pub mod error;
 pub mod link;
 pub mod message;
+pub mod report;
 pub mod routing;
 pub mod spec;
 pub mod testkit;
@@ -20,7 +21,7 @@ use std::pin::Pin;
 pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use message::{Message, Tag};
 pub use routing::{Envelope, MAX_HOPS, Remote, Router};
-pub use spec::{CommandSpec, Mpu, WorkerSpec};
+pub use spec::{AlarmRules, CommandSpec, Mpu, WorkerSpec};
 pub use worker::{Config, Endpoint, Instance, Lost, Worker, WorkerHandle};
 
 /// A boxed future that can move between threads, as the [`Remote`] trait returns.

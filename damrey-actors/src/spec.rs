@@ -130,7 +130,7 @@ pub struct CommandSpec {
 /// assert_eq!(spec.next_worker("sqsum"), Some("square"));
 /// assert_eq!(spec, WorkerSpec::new("add").mpu(100).command("sqsum", "square").command_mpu(1));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawWorkerSpec")]
 pub struct WorkerSpec {
     /// The worker's name.
@@ -141,6 +141,9 @@ pub struct WorkerSpec {
     pub mpu: Mpu,
     /// The message types the worker accepts.
     pub commands: Vec<CommandSpec>,
+    /// Alarm thresholds for this worker; `None` uses [`AlarmRules::default`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<AlarmRules>,
 }
 
 /// The worker JSON as written, before validation.
@@ -154,6 +157,8 @@ struct RawWorkerSpec {
     mpu: Mpu,
     #[serde(default)]
     commands: Vec<CommandSpec>,
+    #[serde(default)]
+    alarms: Option<AlarmRules>,
 }
 
 impl TryFrom<RawWorkerSpec> for WorkerSpec {
@@ -165,6 +170,7 @@ impl TryFrom<RawWorkerSpec> for WorkerSpec {
             agent: raw.agent,
             mpu: raw.mpu,
             commands: raw.commands,
+            alarms: raw.alarms,
         };
         spec.validate()?;
         Ok(spec)
@@ -179,6 +185,7 @@ impl WorkerSpec {
             agent: String::new(),
             mpu: Mpu::UNLIMITED,
             commands: Vec::new(),
+            alarms: None,
         }
     }
 
@@ -242,6 +249,85 @@ impl WorkerSpec {
             if !seen.insert(command.name.as_str()) {
                 return Err(SpecError::DuplicateCommand(command.name.clone()));
             }
+        }
+        if let Some(alarms) = &self.alarms {
+            alarms.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Sets the worker's alarm thresholds.
+    pub fn alarms(mut self, alarms: AlarmRules) -> Self {
+        self.alarms = Some(alarms);
+        self
+    }
+
+    /// The alarm thresholds that apply: the worker's own or the defaults.
+    pub fn alarm_rules(&self) -> AlarmRules {
+        self.alarms.unwrap_or_default()
+    }
+}
+
+/// When the proxy raises an alarm for a worker; the optional `alarms` object of the
+/// worker JSON, every field optional:
+/// `{"no_instance":true,"window_ms":60000,"min_messages":20,"error_rate":0.05,"timeout_rate":0.05,"p99_ms":1000}`.
+///
+/// Rates are shares of the steps processed within the window, and apply only once the
+/// window holds at least `min_messages` steps. A rate of `1` or a very large `p99_ms`
+/// turns that rule off in effect; `no_instance: false` turns the instance rule off.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmRules {
+    /// Alarm when the worker has no live instance anywhere.
+    pub no_instance: bool,
+    /// The window rates and latencies are measured over, 1 s to 1 h.
+    pub window_ms: u64,
+    /// The fewest steps in the window for the rate rules to apply.
+    pub min_messages: u64,
+    /// Alarm when more than this share of steps answer `ERROR` (0 < rate ≤ 1).
+    pub error_rate: f64,
+    /// Alarm when more than this share of steps run out of time (0 < rate ≤ 1).
+    pub timeout_rate: f64,
+    /// Alarm when the 99th percentile step latency is over this many milliseconds.
+    pub p99_ms: f64,
+}
+
+impl Default for AlarmRules {
+    fn default() -> Self {
+        AlarmRules {
+            no_instance: true,
+            window_ms: 60_000,
+            min_messages: 20,
+            error_rate: 0.05,
+            timeout_rate: 0.05,
+            p99_ms: 1_000.0,
+        }
+    }
+}
+
+impl AlarmRules {
+    /// Checks every threshold's range.
+    ///
+    /// # Errors
+    /// [`SpecError::InvalidAlarm`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |field, problem: String| Err(SpecError::InvalidAlarm { field, problem });
+        if !(1_000..=3_600_000).contains(&self.window_ms) {
+            return invalid(
+                "window_ms",
+                format!("{} must be from 1000 to 3600000", self.window_ms),
+            );
+        }
+        for (field, rate) in [
+            ("error_rate", self.error_rate),
+            ("timeout_rate", self.timeout_rate),
+        ] {
+            if !(rate > 0.0 && rate <= 1.0) {
+                return invalid(field, format!("{rate} must be over 0 and at most 1"));
+            }
+        }
+        if !(self.p99_ms > 0.0 && self.p99_ms.is_finite()) {
+            return invalid("p99_ms", format!("{} must be over 0", self.p99_ms));
         }
         Ok(())
     }
@@ -346,6 +432,43 @@ mod tests {
         let error = parse(r#"{"name":"a","commands":[{"name":"t"},{"name":"t","worker":"b"}]}"#)
             .unwrap_err();
         assert!(error.contains("command \"t\" is listed twice"), "{error}");
+    }
+
+    #[test]
+    fn alarms_override_some_defaults_and_are_validated() {
+        let spec = parse(r#"{"name":"a","alarms":{"window_ms":5000,"error_rate":0.5}}"#).unwrap();
+        let rules = spec.alarm_rules();
+        assert_eq!((rules.window_ms, rules.error_rate), (5_000, 0.5));
+        assert_eq!(rules.p99_ms, AlarmRules::default().p99_ms);
+        assert!(
+            serde_json::to_string(&spec)
+                .unwrap()
+                .contains(r#""window_ms":5000"#)
+        );
+        let plain = parse(r#"{"name":"a"}"#).unwrap();
+        assert_eq!(plain.alarm_rules(), AlarmRules::default());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("alarms"));
+        let cases = [
+            (
+                r#"{"window_ms":10}"#,
+                "alarms.window_ms 10 must be from 1000",
+            ),
+            (r#"{"error_rate":0}"#, "alarms.error_rate 0 must be over 0"),
+            (
+                r#"{"timeout_rate":1.5}"#,
+                "alarms.timeout_rate 1.5 must be over 0",
+            ),
+            (r#"{"p99_ms":-1}"#, "alarms.p99_ms -1 must be over 0"),
+            (r#"{"p99":5}"#, "unknown field `p99`"),
+            (r#"{"min_messages":-1}"#, "invalid value"),
+        ];
+        for (alarms, expected) in cases {
+            let error = parse(&format!(r#"{{"name":"a","alarms":{alarms}}}"#)).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{alarms}: `{error}` lacks `{expected}`"
+            );
+        }
     }
 
     #[test]

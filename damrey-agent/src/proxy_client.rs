@@ -6,10 +6,14 @@
 //! the last configs, and the agent catches up as soon as the proxy answers again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_actors::{Router, WorkerSpec};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::stats::Registry;
 
 /// `GET /workers/get`: every worker and the config version.
 #[derive(Debug, Deserialize)]
@@ -18,24 +22,6 @@ pub struct WorkerList {
     pub version: i64,
     /// Every worker's config.
     pub workers: Vec<WorkerSpec>,
-}
-
-/// `POST /agents/heartbeat`.
-#[derive(Debug, Serialize)]
-pub struct Heartbeat {
-    /// This agent's advertised `host:port`.
-    pub agent: String,
-    /// The worker instances attached here.
-    pub instances: Vec<InstanceCount>,
-}
-
-/// How many instances of one worker an agent holds.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InstanceCount {
-    /// The worker.
-    pub worker: String,
-    /// Its instances on that agent.
-    pub count: u32,
 }
 
 /// `GET /agents`: the live agents.
@@ -179,22 +165,35 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64) {
     }
 }
 
-/// Every `every`: tells the proxy this agent's instances and learns the other agents'.
-pub async fn heartbeat(router: Router, client: ProxyClient, every: Duration) {
+/// This agent's heartbeat now: its instances and, when it counts, their counters.
+fn current_heartbeat(router: &Router, registry: Option<&Registry>) -> Heartbeat {
+    Heartbeat {
+        agent: router.me().to_owned(),
+        instances: router
+            .local_counts()
+            .into_iter()
+            .map(|(worker, count)| InstanceCount {
+                worker,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            })
+            .collect(),
+        stats: registry.map(Registry::reports).unwrap_or_default(),
+        leaving: false,
+    }
+}
+
+/// Every `every`: tells the proxy this agent's instances and their counters (one
+/// request), and learns the other agents' instances.
+pub async fn heartbeat(
+    router: Router,
+    registry: Option<Arc<Registry>>,
+    client: ProxyClient,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let heartbeat = Heartbeat {
-            agent: router.me().to_owned(),
-            instances: router
-                .local_counts()
-                .into_iter()
-                .map(|(worker, count)| InstanceCount {
-                    worker,
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                })
-                .collect(),
-        };
+        let heartbeat = current_heartbeat(&router, registry.as_deref());
         if let Err(error) = client.heartbeat(&heartbeat).await {
             tracing::debug!(error = %error, "heartbeat failed");
             continue;

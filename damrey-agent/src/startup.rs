@@ -11,7 +11,9 @@ use damrey_actors::Router;
 use crate::attach::SessionSettings;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
-use crate::proxy_client::{self, Heartbeat, ProxyClient};
+use damrey_actors::report::Heartbeat;
+
+use crate::proxy_client::{self, ProxyClient};
 use crate::routes::{self, AppState};
 use crate::stats::Registry;
 
@@ -74,8 +76,10 @@ impl Application {
             ProxyClient::new(&settings.proxy, settings.token.clone(), proxy_timeout),
             settings.feed_wait_ms,
         ));
+        let registry = Arc::new(Registry::default());
         actix_rt::spawn(proxy_client::heartbeat(
             router.clone(),
+            settings.stats.then(|| registry.clone()),
             ProxyClient::new(
                 &settings.proxy,
                 settings.token.clone(),
@@ -90,7 +94,7 @@ impl Application {
             token: settings.token.clone(),
             sessions: SessionSettings {
                 ping_every: Duration::from_millis(settings.ping_ms),
-                registry: Arc::new(Registry::default()),
+                registry,
                 counting: settings.stats,
             },
             max_call: Duration::from_millis(settings.max_call_ms),
@@ -142,6 +146,8 @@ impl Application {
         let farewell = Heartbeat {
             agent: self.router.me().to_owned(),
             instances: Vec::new(),
+            stats: Vec::new(),
+            leaving: true,
         };
         if let Err(error) = self.proxy.heartbeat(&farewell).await {
             tracing::warn!(error = %error, "could not tell the proxy this agent stopped");

@@ -9,13 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use damrey_actors::Tag;
+use damrey_actors::report::{self, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency};
 use serde::Serialize;
-
-/// Upper bounds of the latency buckets, in microseconds (Prometheus `le`).
-const BOUNDS_MICROS: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 10_000_000,
-];
 
 /// A latency histogram with fixed buckets.
 #[derive(Debug, Default)]
@@ -34,31 +29,16 @@ impl Histogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// How many durations were recorded.
-    pub fn count(&self) -> u64 {
-        self.counts
-            .iter()
-            .map(|count| count.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    /// The upper bound of the bucket holding the `q` quantile (0 < q ≤ 1); `None`
-    /// before anything was recorded, and the largest bound for the overflow bucket.
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let total = self.count();
-        if total == 0 {
-            return None;
+    /// The counts and sum as they are now.
+    pub fn snapshot(&self) -> Latency {
+        Latency {
+            sum_us: self.sum_micros.load(Ordering::Relaxed),
+            counts: self
+                .counts
+                .iter()
+                .map(|count| count.load(Ordering::Relaxed))
+                .collect(),
         }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (bucket, count) in self.counts.iter().enumerate() {
-            seen += count.load(Ordering::Relaxed);
-            if seen >= rank {
-                let bound = BOUNDS_MICROS[bucket.min(BOUNDS_MICROS.len() - 1)];
-                return Some(Duration::from_micros(bound));
-            }
-        }
-        None
     }
 }
 
@@ -111,10 +91,9 @@ impl InstanceStats {
     }
 }
 
-/// One instance's counters and latency quantiles, as `GET /stats` lists them (and as
-/// the agent will report them to the proxy).
+/// One instance's counters and latency quantiles, as `GET /stats` lists them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InstanceReport {
+pub struct InstanceSummary {
     /// The worker's name.
     pub worker: String,
     /// The instance's number on this agent.
@@ -136,7 +115,7 @@ pub struct InstanceReport {
     /// Restarts after panics.
     pub restarts: u64,
     /// Steps in flight now.
-    pub in_flight: usize,
+    pub in_flight: u64,
     /// Step latency quantiles in milliseconds (bucket upper bounds); `None` before any step.
     pub p50_ms: Option<f64>,
     /// See `p50_ms`.
@@ -146,24 +125,41 @@ pub struct InstanceReport {
 }
 
 impl InstanceStats {
-    /// A snapshot of the counters and quantiles.
-    pub fn report(&self) -> InstanceReport {
-        let quantile = |q| self.latency.quantile(q).map(|d| d.as_secs_f64() * 1e3);
-        InstanceReport {
+    /// The counters and histogram as the heartbeat reports them to the proxy.
+    pub fn report(&self) -> report::InstanceReport {
+        report::InstanceReport {
             worker: self.worker.clone(),
             instance: self.instance,
             received: self.received.load(Ordering::Relaxed),
-            processed: self.processed(),
             responses: self.responses.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             stops: self.stops.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            p50_ms: quantile(0.50),
-            p90_ms: quantile(0.90),
-            p99_ms: quantile(0.99),
+            in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
+            latency: self.latency.snapshot(),
+        }
+    }
+
+    /// A snapshot of the counters and quantiles, for `GET /stats`.
+    pub fn summary(&self) -> InstanceSummary {
+        let report = self.report();
+        InstanceSummary {
+            processed: report.processed(),
+            p50_ms: report.latency.quantile_ms(0.50),
+            p90_ms: report.latency.quantile_ms(0.90),
+            p99_ms: report.latency.quantile_ms(0.99),
+            worker: report.worker,
+            instance: report.instance,
+            received: report.received,
+            responses: report.responses,
+            errors: report.errors,
+            timeouts: report.timeouts,
+            stops: report.stops,
+            retries: report.retries,
+            restarts: report.restarts,
+            in_flight: report.in_flight,
         }
     }
 }
@@ -211,11 +207,19 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A snapshot of every attached instance.
-    pub fn reports(&self) -> Vec<InstanceReport> {
+    /// Every attached instance's counters, as the heartbeat reports them.
+    pub fn reports(&self) -> Vec<report::InstanceReport> {
         self.instances()
             .iter()
             .map(|stats| stats.report())
+            .collect()
+    }
+
+    /// Every attached instance's counters and quantiles, for `GET /stats`.
+    pub fn summaries(&self) -> Vec<InstanceSummary> {
+        self.instances()
+            .iter()
+            .map(|stats| stats.summary())
             .collect()
     }
 
@@ -327,20 +331,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_come_from_the_bucket_bounds() {
+    fn the_histogram_records_into_the_shared_buckets() {
         let histogram = Histogram::default();
-        assert_eq!(histogram.quantile(0.5), None);
         for micros in [40, 60, 70, 80, 90, 200, 300, 400, 900, 20_000_000] {
             histogram.record(Duration::from_micros(micros));
         }
-        assert_eq!(histogram.count(), 10);
-        assert_eq!(histogram.quantile(0.1), Some(Duration::from_micros(50)));
-        assert_eq!(histogram.quantile(0.5), Some(Duration::from_micros(100)));
-        assert_eq!(histogram.quantile(0.9), Some(Duration::from_micros(1_000)));
-        assert_eq!(
-            histogram.quantile(1.0),
-            Some(Duration::from_micros(10_000_000))
-        );
+        let latency = histogram.snapshot();
+        assert_eq!(latency.count(), 10);
+        assert_eq!(latency.sum_us, 20_002_140);
+        assert_eq!(&latency.counts[..5], [1, 4, 1, 2, 1]);
+        assert_eq!(latency.counts[16], 1);
+        assert_eq!(latency.quantile_ms(0.5), Some(0.1));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use crate::registry::{AgentEntry, Heartbeat, Instance};
+use damrey_actors::report::{Heartbeat, InstanceCount};
+
+use crate::registry::AgentEntry;
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -119,7 +121,7 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 }
 
 /// Every stored worker and the config version they belong to, read in one statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// The config version; it grows by one with every change.
     pub version: i64,
@@ -128,7 +130,7 @@ pub struct Snapshot {
 }
 
 /// The result of a change: the worker as stored (or as removed) and the new version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     /// The config version this change created.
     pub version: i64,
@@ -510,7 +512,7 @@ impl Store {
                 };
                 if let Some(worker) = row.try_get::<Option<String>, _>("worker")? {
                     let count: i64 = row.try_get("count")?;
-                    entry.instances.push(Instance {
+                    entry.instances.push(InstanceCount {
                         worker,
                         count: u32::try_from(count).unwrap_or(u32::MAX),
                     });
@@ -554,6 +556,8 @@ fn worker_from_row(row: &AnyRow) -> Result<WorkerSpec, StoreError> {
         agent: row.try_get("agent")?,
         mpu: Mpu(u32::try_from(mpu).unwrap_or(u32::MAX)),
         commands,
+        // TODO(issue 6): stored in a column of its own.
+        alarms: None,
     })
 }
 

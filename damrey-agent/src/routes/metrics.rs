@@ -23,6 +23,6 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     state.authorize(&req)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "agent": state.router.me(),
-        "instances": state.sessions.registry.reports(),
+        "instances": state.sessions.registry.summaries(),
     })))
 }

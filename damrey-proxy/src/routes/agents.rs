@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::registry::{AgentEntry, Heartbeat};
+use damrey_actors::report::Heartbeat;
+
+use crate::registry::AgentEntry;
 use crate::store::now_ms;
 
 /// The answer of `GET /agents`.

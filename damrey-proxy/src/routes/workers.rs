@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::feed::MAX_WAIT;
 
 /// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerList {
     /// The config version the list belongs to.
     pub version: i64,

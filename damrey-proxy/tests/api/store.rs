@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use damrey_actors::WorkerSpec;
-use damrey_proxy::registry::{Heartbeat, Instance};
+use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_proxy::store::StoreError;
 
 use crate::helpers::{fresh_database, open_store};
@@ -103,10 +103,12 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
     let ttl = Duration::from_secs(10);
     let heartbeat = Heartbeat {
         agent: "127.0.0.1:7701".to_owned(),
-        instances: vec![Instance {
+        instances: vec![InstanceCount {
             worker: "add".to_owned(),
             count: 2,
         }],
+        stats: vec![],
+        leaving: false,
     };
 
     let entry = store.heartbeat(&heartbeat, 1_000_000, ttl).await.unwrap();
@@ -124,6 +126,8 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
     let other = Heartbeat {
         agent: "h:2".to_owned(),
         instances: vec![],
+        stats: vec![],
+        leaving: false,
     };
     store.heartbeat(&other, 1_020_001, ttl).await.unwrap();
     let back = store.heartbeat(&heartbeat, 1_020_002, ttl).await.unwrap();
