@@ -7,5 +7,6 @@
 
 mod faults;
 mod lines;
+mod monitoring;
 mod stats;
 mod support;

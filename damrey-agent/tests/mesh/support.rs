@@ -129,13 +129,23 @@ pub struct Proxy {
     port: u16,
     dir: PathBuf,
     token: Option<String>,
+    env: Vec<(String, String)>,
     /// Worker configs added through this handle.
     configs: std::cell::Cell<u64>,
 }
 
 impl Proxy {
     pub async fn start(dir: &TempDir) -> Proxy {
-        Self::start_on(&dir.0, free_port(), None).await
+        Self::start_on(&dir.0, free_port(), None, Vec::new()).await
+    }
+
+    /// A proxy with extra `DAMREY_*` settings in its environment.
+    pub async fn start_with_env(dir: &TempDir, env: &[(&str, &str)]) -> Proxy {
+        let env = env
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        Self::start_on(&dir.0, free_port(), None, env).await
     }
 
     /// A proxy with these worker configs registered.
@@ -149,10 +159,15 @@ impl Proxy {
 
     /// A proxy that wants `token` from everyone.
     pub async fn start_with_token(dir: &TempDir, token: &str) -> Proxy {
-        Self::start_on(&dir.0, free_port(), Some(token.to_owned())).await
+        Self::start_on(&dir.0, free_port(), Some(token.to_owned()), Vec::new()).await
     }
 
-    async fn start_on(dir: &Path, port: u16, token: Option<String>) -> Proxy {
+    async fn start_on(
+        dir: &Path,
+        port: u16,
+        token: Option<String>,
+        env: Vec<(String, String)>,
+    ) -> Proxy {
         let mut command = Command::new(sibling("damrey-proxy"));
         command
             .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
@@ -162,6 +177,7 @@ impl Proxy {
         if let Some(token) = &token {
             command.env("DAMREY_TOKEN", token);
         }
+        command.envs(env.iter().map(|(key, value)| (key, value)));
         let process = Process::spawn("damrey-proxy", &mut command);
         let address = format!("127.0.0.1:{port}");
         wait_healthy(&address).await;
@@ -171,6 +187,7 @@ impl Proxy {
             port,
             dir: dir.to_owned(),
             token,
+            env,
             configs: std::cell::Cell::new(0),
         }
     }
@@ -184,7 +201,13 @@ impl Proxy {
     pub async fn restart(&mut self) {
         self.process.kill();
         let configs = self.configs.get();
-        *self = Self::start_on(&self.dir.clone(), self.port, self.token.clone()).await;
+        *self = Self::start_on(
+            &self.dir.clone(),
+            self.port,
+            self.token.clone(),
+            self.env.clone(),
+        )
+        .await;
         self.configs.set(configs);
     }
 
@@ -209,7 +232,12 @@ impl Proxy {
 
     /// `GET /agents`: the live agents and their instances.
     pub async fn agents(&self) -> Value {
-        let mut request = client().get(format!("http://{}/agents", self.address));
+        self.get_json("/agents").await
+    }
+
+    /// `GET path` as JSON, with the token when there is one.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let mut request = client().get(format!("http://{}{path}", self.address));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

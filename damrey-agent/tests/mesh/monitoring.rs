@@ -1,0 +1,178 @@
+//! What the proxy learns from the agents' reports: counters summed per worker, and the
+//! alarm for a worker whose only instance was killed, posted to a webhook.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use damrey_actors::Message;
+use serde_json::Value;
+
+use crate::support::{Agent, Proxy, TempDir, sqsum, sqsum_specs};
+
+/// Polls `probe` every 50 ms until it gives `Some`, for at most `limit`.
+async fn poll<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The entry for `worker` in `GET /workers/stats`.
+async fn worker_stats(proxy: &Proxy, worker: &str) -> Value {
+    let stats = proxy.get_json("/workers/stats").await;
+    stats["workers"]
+        .as_array()
+        .expect("a workers list")
+        .iter()
+        .find(|entry| entry["worker"] == worker)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[actix_rt::test]
+async fn the_proxy_sums_what_the_agent_counted_exactly() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let agent = Agent::ready(&proxy).await;
+    let _workers = agent
+        .start_workers(&[("add", "add"), ("square", "square")])
+        .await;
+
+    for i in 0..20 {
+        assert_eq!(agent.call("add", &sqsum(i, 1), 2_000).await.0, 200);
+    }
+    for _ in 0..3 {
+        let bad = Message::request("sqsum", ["1", "x"]);
+        assert_eq!(agent.call("add", &bad, 2_000).await.0, 422);
+    }
+
+    let add = poll(Duration::from_secs(5), "add's counts at the proxy", || async {
+        let add = worker_stats(&proxy, "add").await;
+        (add["totals"]["processed"] == 23).then_some(add)
+    })
+    .await;
+    let totals = &add["totals"];
+    assert_eq!(totals["received"], 23, "{add}");
+    assert_eq!(totals["responses"], 20);
+    assert_eq!(totals["errors"], 3);
+    assert_eq!(totals["timeouts"], 0);
+    assert_eq!(totals["in_flight"], 0);
+    assert_eq!(add["live_instances"], 1);
+    assert_eq!(add["instances"][0]["agent"], agent.address.as_str());
+    assert!(add["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+    let square = worker_stats(&proxy, "square").await;
+    assert_eq!(square["totals"]["received"], 20, "{square}");
+    assert_eq!(square["totals"]["responses"], 20);
+}
+
+/// A webhook receiver on a port of the OS's choosing; keeps every JSON body posted.
+struct Webhook {
+    url: String,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let kept = web::Data::new(events.clone());
+        let server = HttpServer::new(move || {
+            App::new().app_data(kept.clone()).route(
+                "/hook",
+                web::post().to(
+                    |kept: web::Data<Arc<Mutex<Vec<Value>>>>, event: web::Json<Value>| async move {
+                        kept.lock().unwrap().push(event.into_inner());
+                        HttpResponse::Ok().finish()
+                    },
+                ),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_rt::spawn(server);
+        Webhook { url, events }
+    }
+
+    /// The events posted about `rule` for `worker`, in order: `fire`, `resolve`, ...
+    fn events_for(&self, rule: &str, worker: &str) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event["alarm"]["rule"] == rule && event["alarm"]["worker"] == worker)
+            .map(|event| event["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// The alarm about `rule` for `worker` in `GET /alarms` (active) or `?all=true`.
+async fn alarm(proxy: &Proxy, all: bool, rule: &str, worker: &str) -> Option<Value> {
+    let path = if all { "/alarms?all=true" } else { "/alarms" };
+    proxy.get_json(path).await["alarms"]
+        .as_array()?
+        .iter()
+        .find(|alarm| alarm["rule"] == rule && alarm["worker"] == worker)
+        .cloned()
+}
+
+#[actix_rt::test]
+async fn killing_the_only_instance_fires_an_alarm_that_resolves_when_it_is_back() {
+    let webhook = Webhook::start();
+    let dir = TempDir::new();
+    let proxy = Proxy::start_with_env(&dir, &[("DAMREY_ALARM_WEBHOOK", &webhook.url)]).await;
+    for spec in sqsum_specs() {
+        proxy.add(spec).await;
+    }
+    let agent = Agent::ready(&proxy).await;
+    let mut square = agent.worker("square", "square");
+    agent.wait_instances(1).await;
+    // Reported as live before the kill.
+    poll(Duration::from_secs(5), "square reported live", || async {
+        (worker_stats(&proxy, "square").await["live_instances"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(alarm(&proxy, false, "no_instance", "square").await, None);
+
+    square.kill();
+    let killed = Instant::now();
+    let fired = poll(Duration::from_secs(5), "the no_instance alarm", || {
+        alarm(&proxy, false, "no_instance", "square")
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(5), "fired after {took:?}");
+    assert_eq!(fired["resolved_ms"], Value::Null, "{fired}");
+
+    let _square = agent.worker("square", "square");
+    agent.wait_instances(1).await;
+    let resolved = poll(Duration::from_secs(10), "the alarm resolved", || async {
+        let alarm = alarm(&proxy, true, "no_instance", "square").await?;
+        alarm["resolved_ms"].is_i64().then_some(alarm)
+    })
+    .await;
+    assert_eq!(resolved["id"], fired["id"]);
+    assert_eq!(alarm(&proxy, false, "no_instance", "square").await, None);
+    poll(Duration::from_secs(10), "both webhook events", || async {
+        (webhook.events_for("no_instance", "square").len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        webhook.events_for("no_instance", "square"),
+        ["fire", "resolve"],
+        "fired once, resolved once"
+    );
+}
