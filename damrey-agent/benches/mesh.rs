@@ -2,7 +2,9 @@
 //! process, driven through the agent's HTTP entry (`POST /call/entry`): requests per
 //! second, p50 and p99 with 64 requests in flight, p50 with one in flight; then with
 //! `square` on a second agent; and, in the same run, the in-process line of
-//! `damrey-actors` as the ceiling.
+//! `damrey-actors` as the ceiling, and the floor of one request in flight: one bare HTTP
+//! round trip plus three bare WebSocket round trips to another process (this bench
+//! binary run again as an echo server), the least a line through one agent can take.
 //!
 //! Build the release binaries first, then run the bench:
 //! `cargo build --release --workspace --bins && cargo bench -p damrey-agent --bench mesh`.
@@ -13,13 +15,18 @@
 mod support;
 
 use std::cell::RefCell;
+use std::net::TcpListener;
+use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures_util::{SinkExt, StreamExt};
 
 use damrey_actors::{Config, Message, Router, Worker, WorkerSpec};
 use damrey_example::{Add, Entry, Square};
 use serde_json::json;
-use support::{Agent, AgentOptions, Proxy, TempDir};
+use support::{Agent, AgentOptions, Process, Proxy, TempDir};
 
 /// What one measured run gives.
 struct Figures {
@@ -93,10 +100,23 @@ fn through(
     worker: &str,
     message: &Message,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Message>>> + Clone + use<> {
-    let address = agent.address.clone();
+    post_to(
+        &agent.address,
+        &format!("/call/{worker}?timeout_ms=5000"),
+        message,
+    )
+}
+
+/// A caller that posts `message` to `path` at `address`, as [`through`] does.
+fn post_to(
+    address: &str,
+    path: &str,
+    message: &Message,
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Message>>> + Clone + use<> {
+    let address = address.to_owned();
     let body = message.to_json();
     let request: Rc<[u8]> = format!(
-        "POST /call/{worker}?timeout_ms=5000 HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -211,7 +231,97 @@ fn env_or(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
+/// Set in the echo server's environment: the port it listens on.
+const ECHO_PORT: &str = "DAMREY_BENCH_ECHO_PORT";
+
+/// The echo server: `POST /echo` answers its body, `GET /ws` echoes text frames,
+/// `GET /healthz` says it is up; one thread, as the agent runs.
+fn serve_echo(port: &str) -> std::io::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        HttpServer::new(|| {
+            App::new()
+                .route(
+                    "/echo",
+                    web::post().to(|body: web::Bytes| async move { HttpResponse::Ok().body(body) }),
+                )
+                .route("/ws", web::get().to(echo_socket))
+                .route("/healthz", web::get().to(HttpResponse::Ok))
+        })
+        .workers(1)
+        .bind(("127.0.0.1", port.parse::<u16>().expect("a port")))?
+        .run()
+        .await
+    })
+}
+
+async fn echo_socket(
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, mut session, mut stream) = actix_ws::handle(&request, body)?;
+    actix_rt::spawn(async move {
+        while let Some(Ok(actix_ws::Message::Text(text))) = stream.next().await {
+            if session.text(text).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(response)
+}
+
+/// The floor of a 3-step line at one request in flight: one bare HTTP round trip and
+/// three bare WebSocket round trips to another process.
+async fn floor(rounds: usize, seconds: f64) -> (Figures, Figures) {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("an address").port()
+    };
+    let mut command = Command::new(std::env::current_exe().expect("this bench"));
+    command.env(ECHO_PORT, port.to_string());
+    let _echo = Process::spawn("echo", &mut command);
+    let address = format!("127.0.0.1:{port}");
+    support::wait_healthy(&address).await;
+    let message = Message::request("sqsum", ["3", "4"]);
+    let http = measure(
+        rounds,
+        1,
+        seconds,
+        &message,
+        post_to(&address, "/echo", &message),
+    )
+    .await;
+    let (_, socket) = awc::Client::new()
+        .ws(format!("ws://{address}/ws"))
+        .connect()
+        .await
+        .expect("the echo socket");
+    let socket = Rc::new(tokio::sync::Mutex::new(socket));
+    let text = message.to_json();
+    let ws = measure(rounds, 1, seconds, &message, move || {
+        let (socket, text) = (socket.clone(), text.clone());
+        async move {
+            let mut socket = socket.lock().await;
+            socket
+                .send(awc::ws::Message::Text(text.into()))
+                .await
+                .expect("sent");
+            match socket.next().await {
+                Some(Ok(awc::ws::Frame::Text(bytes))) => {
+                    Message::from_json_slice(&bytes).expect("a message")
+                }
+                other => panic!("the echo answered {other:?}"),
+            }
+        }
+    })
+    .await;
+    (http, ws)
+}
+
 fn main() {
+    if let Ok(port) = std::env::var(ECHO_PORT) {
+        serve_echo(&port).expect("the echo server");
+        return;
+    }
     let seconds = env_or("DAMREY_BENCH_SECONDS", 3.0);
     let rounds = env_or("DAMREY_BENCH_ROUNDS", 3.0) as usize;
     actix_rt::System::new().block_on(async move {
@@ -294,6 +404,10 @@ fn main() {
         )
         .await;
         report("  where it goes: one worker step, 1 in flight", &one_hop);
+        let (bare_http, bare_ws) = floor(rounds, seconds).await;
+        report("  floor: bare HTTP round trip", &bare_http);
+        report("  floor: bare WebSocket round trip", &bare_ws);
+        let floor_p50 = bare_http.p50 + 3 * bare_ws.p50;
 
         // Counting on (agent one) against counting off, alternating rounds.
         let uncounted = Agent::ready_with(
@@ -369,5 +483,10 @@ fn main() {
             100.0 * split.rate / single.rate
         );
         println!("counting on / counting off:     {:>5.1}%", 100.0 * on / off);
+        println!(
+            "one agent, 1 in flight p50 / floor ({:.0} µs): {:.2}",
+            floor_p50.as_secs_f64() * 1e6,
+            serial.p50.as_secs_f64() / floor_p50.as_secs_f64()
+        );
     });
 }

@@ -56,10 +56,14 @@ async fn the_proxy_sums_what_the_agent_counted_exactly() {
         assert_eq!(agent.call("add", &bad, 2_000).await.0, 422);
     }
 
-    let add = poll(Duration::from_secs(5), "add's counts at the proxy", || async {
-        let add = worker_stats(&proxy, "add").await;
-        (add["totals"]["processed"] == 23).then_some(add)
-    })
+    let add = poll(
+        Duration::from_secs(5),
+        "add's counts at the proxy",
+        || async {
+            let add = worker_stats(&proxy, "add").await;
+            (add["totals"]["processed"] == 23).then_some(add)
+        },
+    )
     .await;
     let totals = &add["totals"];
     assert_eq!(totals["received"], 23, "{add}");
@@ -69,7 +73,11 @@ async fn the_proxy_sums_what_the_agent_counted_exactly() {
     assert_eq!(totals["in_flight"], 0);
     assert_eq!(add["live_instances"], 1);
     assert_eq!(add["instances"][0]["agent"], agent.address.as_str());
-    assert!(add["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+    assert!(
+        add["latency_ms"]["p99"]
+            .as_f64()
+            .is_some_and(|p99| p99 > 0.0)
+    );
     let square = worker_stats(&proxy, "square").await;
     assert_eq!(square["totals"]["received"], 20, "{square}");
     assert_eq!(square["totals"]["responses"], 20);

@@ -15,7 +15,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &str, command: &mut Command) -> Process {
+    /// Starts `command`, its output dropped unless `DAMREY_TEST_LOGS` is set.
+    pub fn spawn(name: &str, command: &mut Command) -> Process {
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
