@@ -1,4 +1,5 @@
-//! Bearer-token auth: with a token configured, every path but `/healthz` requires it.
+//! Bearer-token auth: with a token configured, every path but `/healthz` and the
+//! dashboard page `/` (which carries no data) requires it.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -8,8 +9,9 @@ use actix_web::{ResponseError, web};
 
 use crate::error::ApiError;
 
-/// Paths open without a token.
-pub const OPEN_PATHS: &[&str] = &["/healthz"];
+/// Paths open without a token: `/` is the dashboard page, which holds no data and sends
+/// the token itself on its API calls.
+pub const OPEN_PATHS: &[&str] = &["/", "/healthz"];
 
 /// The configured token, if any; held as app data.
 #[derive(Debug, Clone, Default)]

@@ -1,6 +1,7 @@
 //! The REST API of DESIGN §6: route table, extractor settings and the JSON 404/405 answers.
 
 pub mod agents;
+pub mod dashboard;
 pub mod health;
 pub mod workers;
 
@@ -65,6 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ))
         .service(resource("/agents", "GET", web::get().to(agents::list)))
         .service(resource("/healthz", "GET", web::get().to(health::healthz)))
+        .service(resource("/", "GET", web::get().to(dashboard::page)))
         .default_service(web::to(not_found));
 }
 

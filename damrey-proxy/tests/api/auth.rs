@@ -1,4 +1,4 @@
-//! `DAMREY_TOKEN`: a bearer token on every endpoint but `/healthz`.
+//! `DAMREY_TOKEN`: a bearer token on every endpoint but `/healthz` and the dashboard page.
 
 use crate::helpers::{Api, SEED, TestApp, spawn_app_with};
 
@@ -31,6 +31,7 @@ async fn without_a_token_every_endpoint_but_healthz_answers_401() {
         assert_eq!(reply.headers.get("www-authenticate").unwrap(), "Bearer");
     }
     assert_eq!(anonymous.healthz().await.status, 200);
+    assert_eq!(anonymous.probe("/").await, Some(200));
 }
 
 #[actix_web::test]

@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod binary;
 mod consistency;
+mod dashboard;
 mod feed;
 mod outage;
 mod routes;

@@ -9,7 +9,7 @@ use crate::helpers::spawn_app;
 async fn unknown_paths_answer_404_as_json() {
     let app = spawn_app().await;
 
-    for path in ["/", "/nope", "/worker/get", "/workers", "/worker/add/x"] {
+    for path in ["/nope", "/worker/get", "/workers", "/worker/add/x"] {
         let reply = app.api.get(path).await;
         assert_eq!(reply.status, 404, "{path}");
         assert_eq!(reply.error(), format!("no route for GET {path}"));
