@@ -1,4 +1,5 @@
-//! Bearer-token auth: with a token configured, every path but `/healthz` requires it.
+//! Bearer-token auth: with a token configured, every path but `/healthz` and `/metrics`
+//! requires it (DESIGN §8: scrapers and probes carry no token).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -9,7 +10,7 @@ use actix_web::{ResponseError, web};
 use crate::error::ApiError;
 
 /// Paths open without a token.
-pub const OPEN_PATHS: &[&str] = &["/healthz"];
+pub const OPEN_PATHS: &[&str] = &["/healthz", "/metrics"];
 
 /// The configured token, if any; held as app data.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,10 @@
 //! The REST API of DESIGN §6: route table, extractor settings and the JSON 404/405 answers.
 
 pub mod agents;
+pub mod alarms;
 pub mod health;
+pub mod metrics;
+pub mod stats;
 pub mod workers;
 
 use std::time::Duration;
@@ -11,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, Route, web};
 
 use crate::error::ApiError;
 use crate::feed::Feed;
+use crate::monitor::Monitor;
 use crate::store::Store;
 
 /// The largest request body accepted (64 KiB).
@@ -25,6 +29,8 @@ pub struct AppState {
     pub feed: Feed,
     /// How long an agent stays listed without a heartbeat.
     pub agent_ttl: Duration,
+    /// Reads the monitoring reports.
+    pub monitor: Monitor,
 }
 
 /// Registers every route, with a JSON 405 for wrong methods and a JSON 404 elsewhere.
@@ -47,11 +53,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "POST",
             web::post().to(workers::change),
         ))
-        // Before `/workers/{name}`, so that `get` is the listing, not a worker.
+        // Before `/workers/{name}`, so that `get` and `stats` are not workers.
         .service(resource(
             "/workers/get",
             "GET",
             web::get().to(workers::list),
+        ))
+        .service(resource(
+            "/workers/stats",
+            "GET",
+            web::get().to(stats::stats),
         ))
         .service(resource(
             "/workers/{name}",
@@ -64,6 +75,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(agents::heartbeat),
         ))
         .service(resource("/agents", "GET", web::get().to(agents::list)))
+        .service(resource(
+            "/agents/forget",
+            "POST",
+            web::post().to(agents::forget),
+        ))
+        .service(resource("/alarms", "GET", web::get().to(alarms::list)))
+        .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET", web::get().to(health::healthz)))
         .default_service(web::to(not_found));
 }

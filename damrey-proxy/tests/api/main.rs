@@ -4,12 +4,15 @@
 mod helpers;
 
 mod agents;
+mod alarms;
 mod auth;
 mod binary;
 mod consistency;
 mod feed;
+mod metrics;
 mod outage;
 mod routes;
+mod stats;
 mod store;
 mod validation;
 mod workers;
