@@ -342,3 +342,39 @@ async fn a_receiver_that_fails_at_first_still_gets_the_alarm() {
     assert_eq!(events, [json!({"event": "fire", "alarm": alarm})]);
     assert_eq!(*attempts.lock().unwrap(), 3);
 }
+
+#[actix_web::test]
+async fn timeout_rate_and_p99_latency_fire_over_their_thresholds() {
+    let app = spawn_app_with(fast).await;
+    let slow = json!({"name": "slow", "agent": "", "mpu": "0", "commands": [],
+        "alarms": {"no_instance": false, "window_ms": 60000, "min_messages": 1,
+                   "timeout_rate": 0.1, "p99_ms": 10}});
+    assert_eq!(app.api.add(&slow).await.status, 201);
+    let first = instance_report("slow", 1, [0; 8], &[], 0);
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("slow", 1)], vec![first]))
+        .await;
+    pause(5).await;
+    // 10 steps, 5 of them out of time; the answered ones took up to 500 ms.
+    let later = instance_report("slow", 1, [10, 5, 0, 5, 0, 0, 0, 0], &[(12, 5)], 2_000_000);
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("slow", 1)], vec![later]))
+        .await;
+
+    let timeouts = fired(&app, "timeout_rate", "slow").await;
+    let latency = fired(&app, "p99_latency", "slow").await;
+
+    assert_eq!(
+        (timeouts["value"].as_f64(), timeouts["threshold"].as_f64()),
+        (Some(0.5), Some(0.1))
+    );
+    assert_eq!(
+        (latency["value"].as_f64(), latency["threshold"].as_f64()),
+        (Some(500.0), Some(10.0))
+    );
+    assert_eq!(
+        latency["message"],
+        "worker slow: p99 latency 500 ms over 60000 ms > 10 ms"
+    );
+    assert_eq!(alarms(&app, false).await.len(), 2);
+}
