@@ -272,8 +272,9 @@ impl WorkerSpec {
 /// worker JSON, every field optional:
 /// `{"no_instance":true,"window_ms":60000,"min_messages":20,"error_rate":0.05,"timeout_rate":0.05,"p99_ms":1000}`.
 ///
-/// Rates are shares of the steps processed within the window, and apply only once the
-/// window holds at least `min_messages` steps. A rate of `1` or a very large `p99_ms`
+/// Rates are shares of the steps processed within the window; the rate and p99 rules
+/// apply only once the window holds at least `min_messages` steps. A window longer than
+/// the proxy keeps samples (`stats_retention_ms`, 10 minutes by default) is cut to it. A rate of `1` or a very large `p99_ms`
 /// turns that rule off in effect; `no_instance: false` turns the instance rule off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -282,7 +283,7 @@ pub struct AlarmRules {
     pub no_instance: bool,
     /// The window rates and latencies are measured over, 1 s to 1 h.
     pub window_ms: u64,
-    /// The fewest steps in the window for the rate rules to apply.
+    /// The fewest steps in the window for the rate and latency rules to apply.
     pub min_messages: u64,
     /// Alarm when more than this share of steps answer `ERROR` (0 < rate ≤ 1).
     pub error_rate: f64,

@@ -8,6 +8,8 @@ use clap::{Parser, ValueEnum};
 use config::{Config, Environment, File};
 use serde::Deserialize;
 
+use crate::alarms::EvaluatorSettings;
+
 /// The command line of `damrey-proxy`.
 ///
 /// Every field is optional so that an absent flag leaves the lower layers' value alone.
@@ -33,6 +35,9 @@ pub struct Cli {
     /// Log output: human-readable text or one JSON object per line.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// An `http://` URL that each alarm fire and resolve is POSTed to.
+    #[arg(long, value_name = "URL")]
+    pub alarm_webhook: Option<String>,
 }
 
 /// How log lines are written.
@@ -59,8 +64,20 @@ pub struct Settings {
     pub sqlite_path: String,
     /// With a token, every endpoint but `/healthz` wants `Authorization: Bearer <token>`.
     pub token: Option<String>,
-    /// Agents silent for longer than this are expired.
+    /// Agents silent for longer than this are not listed and their instances not live.
     pub agent_ttl_ms: u64,
+    /// How long instance samples (the counters agents report) are kept.
+    pub stats_retention_ms: u64,
+    /// How long a configured worker may be without a live instance before `no_instance`
+    /// fires, counted from its last sighting, its config change or the proxy's start.
+    pub no_instance_grace_ms: u64,
+    /// How long an agent may be silent, without having said it leaves, before
+    /// `agent_silent` fires.
+    pub agent_silent_ms: u64,
+    /// How often the alarm rules are evaluated.
+    pub alarm_eval_ms: u64,
+    /// An `http://` URL that each alarm fire and resolve is POSTed to.
+    pub alarm_webhook: Option<String>,
     /// How often a waiting `GET /workers/get` looks at the stored version, to see
     /// changes made through other proxies.
     pub feed_poll_ms: u64,
@@ -85,6 +102,11 @@ impl Default for Settings {
             sqlite_path: "damrey-proxy.db".to_owned(),
             token: None,
             agent_ttl_ms: 10_000,
+            stats_retention_ms: 600_000,
+            no_instance_grace_ms: 3_000,
+            agent_silent_ms: 5_000,
+            alarm_eval_ms: 500,
+            alarm_webhook: None,
             feed_poll_ms: 100,
             acquire_timeout_ms: 2_000,
             query_timeout_ms: 5_000,
@@ -132,6 +154,10 @@ impl Settings {
             .set_default("port", defaults.port)?
             .set_default("sqlite_path", defaults.sqlite_path)?
             .set_default("agent_ttl_ms", defaults.agent_ttl_ms)?
+            .set_default("stats_retention_ms", defaults.stats_retention_ms)?
+            .set_default("no_instance_grace_ms", defaults.no_instance_grace_ms)?
+            .set_default("agent_silent_ms", defaults.agent_silent_ms)?
+            .set_default("alarm_eval_ms", defaults.alarm_eval_ms)?
             .set_default("feed_poll_ms", defaults.feed_poll_ms)?
             .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
             .set_default("query_timeout_ms", defaults.query_timeout_ms)?
@@ -160,6 +186,7 @@ impl Settings {
             .set_override_option("port", cli.port)?
             .set_override_option("host", cli.host.clone())?
             .set_override_option("database_url", cli.database_url.clone())?
+            .set_override_option("alarm_webhook", cli.alarm_webhook.clone())?
             .set_override_option(
                 "log_format",
                 cli.log_format.map(|format| match format {
@@ -171,6 +198,7 @@ impl Settings {
         // An empty variable means "not set", as shells write it.
         settings.token = settings.token.filter(|token| !token.is_empty());
         settings.database_url = settings.database_url.filter(|url| !url.is_empty());
+        settings.alarm_webhook = settings.alarm_webhook.filter(|url| !url.is_empty());
         Ok(settings)
     }
 
@@ -185,6 +213,21 @@ impl Settings {
     /// [`Settings::agent_ttl_ms`] as a duration.
     pub fn agent_ttl(&self) -> Duration {
         Duration::from_millis(self.agent_ttl_ms)
+    }
+
+    /// [`Settings::stats_retention_ms`] as a duration.
+    pub fn stats_retention(&self) -> Duration {
+        Duration::from_millis(self.stats_retention_ms)
+    }
+
+    /// The alarm evaluator's timings.
+    pub fn evaluator(&self) -> EvaluatorSettings {
+        EvaluatorSettings {
+            every: Duration::from_millis(self.alarm_eval_ms.max(1)),
+            no_instance_grace: Duration::from_millis(self.no_instance_grace_ms),
+            agent_silent: Duration::from_millis(self.agent_silent_ms),
+            retention: self.stats_retention(),
+        }
     }
 
     /// [`Settings::feed_poll_ms`] as a duration.
@@ -232,6 +275,16 @@ mod tests {
         assert_eq!(settings.database_url, None);
         assert_eq!(settings.token, None);
         assert_eq!(settings.agent_ttl_ms, 10_000);
+        assert_eq!(
+            (
+                settings.stats_retention_ms,
+                settings.no_instance_grace_ms,
+                settings.agent_silent_ms,
+                settings.alarm_eval_ms,
+            ),
+            (600_000, 3_000, 5_000, 500)
+        );
+        assert_eq!(settings.alarm_webhook, None);
         assert_eq!(settings.store_url(), "sqlite://damrey-proxy.db?mode=rwc");
     }
 
@@ -310,6 +363,30 @@ mod tests {
         let vars = env(&[("DATABASE_URL", ""), ("DAMREY_TOKEN", "")]);
         let settings = Settings::load_from(&Cli::default(), vars).unwrap();
         assert_eq!((settings.database_url, settings.token), (None, None));
+    }
+
+    #[test]
+    fn the_alarm_webhook_comes_from_the_file_env_or_flag() {
+        let file = temp_file("alarm_webhook = \"http://file/hook\"\nagent_silent_ms = 9000\n");
+        let cli = Cli {
+            config: Some(file.clone()),
+            ..Cli::default()
+        };
+        let from_file = Settings::load_from(&cli, env(&[])).unwrap();
+        assert_eq!(from_file.alarm_webhook.as_deref(), Some("http://file/hook"));
+        assert_eq!(from_file.agent_silent_ms, 9_000);
+        let vars = env(&[("DAMREY_ALARM_WEBHOOK", "http://env/hook")]);
+        let from_env = Settings::load_from(&cli, vars.clone()).unwrap();
+        assert_eq!(from_env.alarm_webhook.as_deref(), Some("http://env/hook"));
+        let cli =
+            Cli::try_parse_from(["damrey-proxy", "--alarm-webhook", "http://flag/hook"]).unwrap();
+        let cli = Cli {
+            config: Some(file.clone()),
+            ..cli
+        };
+        let from_flag = Settings::load_from(&cli, vars).unwrap();
+        assert_eq!(from_flag.alarm_webhook.as_deref(), Some("http://flag/hook"));
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

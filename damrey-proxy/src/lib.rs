@@ -1,18 +1,22 @@
 //! Damrey's proxy: worker configurations in Postgres or embedded SQLite behind the seed's
-//! REST API, a change feed agents wait on, and the registry of live agents.
+//! REST API, a change feed agents wait on, the registry of live agents, monitoring of
+//! the counters they report, and alarms (stored, listed, posted to a webhook).
 //!
 //! `main.rs` only parses flags, loads [`config::Settings`], starts [`telemetry`] and runs
 //! [`startup::Application`]; everything else lives here so that tests reach it.
 
+pub mod alarms;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod feed;
+pub mod monitor;
 pub mod registry;
 pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 
 pub use config::{Cli, Settings};
 pub use error::ApiError;

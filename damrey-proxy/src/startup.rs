@@ -7,12 +7,15 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::alarms::{Evaluator, EvaluatorSettings};
 use crate::auth::{self, Auth};
 use crate::config::Settings;
 use crate::feed::Feed;
+use crate::monitor::Monitor;
 use crate::routes::{self, AppState};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry;
+use crate::webhook::{RetryPolicy, Webhook};
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,9 @@ pub struct Application {
     store: Store,
     feed: Feed,
     feed_poll: Duration,
+    monitor: Monitor,
+    evaluator: EvaluatorSettings,
+    alarm_webhook: Option<String>,
 }
 
 impl Application {
@@ -77,10 +83,16 @@ impl Application {
                 source,
             })?
             .port();
+        let monitor = Monitor {
+            store: store.clone(),
+            agent_ttl: settings.agent_ttl(),
+            retention: settings.stats_retention(),
+        };
         let state = web::Data::new(AppState {
             store: store.clone(),
             feed: feed.clone(),
             agent_ttl: settings.agent_ttl(),
+            monitor: monitor.clone(),
         });
         let auth = web::Data::new(Auth {
             token: settings.token.clone(),
@@ -110,6 +122,9 @@ impl Application {
             store,
             feed,
             feed_poll: settings.feed_poll(),
+            monitor,
+            evaluator: settings.evaluator(),
+            alarm_webhook: settings.alarm_webhook.clone(),
         })
     }
 
@@ -129,11 +144,16 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, then lets requests finish and closes the store.
+    /// Meanwhile the alarm evaluator runs, posting to the webhook if one is set.
     ///
     /// # Errors
     /// The server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let poller = tokio::spawn(self.feed.clone().poll(self.store.clone(), self.feed_poll));
+        let webhook = self
+            .alarm_webhook
+            .map(|url| Webhook::start(url, RetryPolicy::default()));
+        let evaluator = tokio::spawn(Evaluator::new(self.monitor, self.evaluator, webhook).run());
         let handle = self.server.handle();
         let feed = self.feed.clone();
         let signals = tokio::spawn(async move {
@@ -144,6 +164,7 @@ impl Application {
         });
         let result = self.server.await;
         poller.abort();
+        evaluator.abort();
         signals.abort();
         self.store.close().await;
         tracing::info!("stopped");

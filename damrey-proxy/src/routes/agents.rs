@@ -1,4 +1,5 @@
-//! `/agents/heartbeat` and `/agents`: the registry of live agents and their instances.
+//! `/agents/heartbeat`, `/agents` and `/agents/forget`: the registry of live agents,
+//! their instances and the counters they report.
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -6,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use crate::error::ApiError;
 use damrey_actors::report::Heartbeat;
+use damrey_actors::spec::validate_agent;
 
 use crate::registry::AgentEntry;
 use crate::store::now_ms;
@@ -19,7 +21,16 @@ pub struct AgentList {
     pub agents: Vec<AgentEntry>,
 }
 
-/// `POST /agents/heartbeat`: records the agent and its instances; 200 and its entry.
+/// The body of `POST /agents/forget`: `{"agent":"host:port"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetAgent {
+    /// The agent's address.
+    pub agent: String,
+}
+
+/// `POST /agents/heartbeat`: records the agent, its instances and their counters; 200
+/// and its entry. With `leaving: true`, removes the agent at once.
 ///
 /// # Errors
 /// [`ApiError`] for an invalid heartbeat or a store failure.
@@ -30,9 +41,15 @@ pub async fn heartbeat(
     heartbeat
         .validate()
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    crate::monitor::check_storable(&heartbeat).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let entry = state
         .store
-        .heartbeat(&heartbeat, now_ms(), state.agent_ttl)
+        .heartbeat(
+            &heartbeat,
+            now_ms(),
+            state.agent_ttl,
+            state.monitor.retention,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(entry))
 }
@@ -47,4 +64,21 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
         ttl_ms: u64::try_from(state.agent_ttl.as_millis()).unwrap_or(u64::MAX),
         agents,
     }))
+}
+
+/// `POST /agents/forget`: forgets an agent that will not come back (its entry, instances
+/// and samples), which resolves its `agent_silent` alarm; 200, or 404 when unknown.
+///
+/// # Errors
+/// [`ApiError`] for an invalid address, an unknown agent or a store failure.
+pub async fn forget(
+    state: web::Data<AppState>,
+    body: web::Json<ForgetAgent>,
+) -> Result<HttpResponse, ApiError> {
+    validate_agent(&body.agent).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    if state.store.forget_agent(&body.agent).await? {
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "agent": body.agent, "forgotten": true })))
+    } else {
+        Err(ApiError::NotFound(format!("no agent {:?}", body.agent)))
+    }
 }

@@ -1,8 +1,11 @@
 //! The REST API of DESIGN §6: route table, extractor settings and the JSON 404/405 answers.
 
 pub mod agents;
+pub mod alarms;
 pub mod dashboard;
 pub mod health;
+pub mod metrics;
+pub mod stats;
 pub mod workers;
 
 use std::time::Duration;
@@ -12,10 +15,15 @@ use actix_web::{HttpRequest, HttpResponse, Route, web};
 
 use crate::error::ApiError;
 use crate::feed::Feed;
+use crate::monitor::Monitor;
 use crate::store::Store;
 
 /// The largest request body accepted (64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The largest heartbeat accepted (4 MiB): room for the counters of
+/// [`damrey_actors::report::MAX_REPORTED_INSTANCES`] instances.
+pub const HEARTBEAT_LIMIT: usize = 4 * 1024 * 1024;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -26,11 +34,13 @@ pub struct AppState {
     pub feed: Feed,
     /// How long an agent stays listed without a heartbeat.
     pub agent_ttl: Duration,
+    /// Reads the monitoring reports.
+    pub monitor: Monitor,
 }
 
 /// Registers every route, with a JSON 405 for wrong methods and a JSON 404 elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(json_config())
+    cfg.app_data(json_config(BODY_LIMIT))
         .app_data(query_config())
         .app_data(path_config())
         .service(resource(
@@ -48,23 +58,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "POST",
             web::post().to(workers::change),
         ))
-        // Before `/workers/{name}`, so that `get` is the listing, not a worker.
+        // Before `/workers/{name}`, so that `get` and `stats` are not workers.
         .service(resource(
             "/workers/get",
             "GET",
             web::get().to(workers::list),
         ))
         .service(resource(
+            "/workers/stats",
+            "GET",
+            web::get().to(stats::stats),
+        ))
+        .service(resource(
             "/workers/{name}",
             "GET",
             web::get().to(workers::get),
         ))
-        .service(resource(
-            "/agents/heartbeat",
-            "POST",
-            web::post().to(agents::heartbeat),
-        ))
+        .service(
+            resource(
+                "/agents/heartbeat",
+                "POST",
+                web::post().to(agents::heartbeat),
+            )
+            .app_data(json_config(HEARTBEAT_LIMIT)),
+        )
         .service(resource("/agents", "GET", web::get().to(agents::list)))
+        .service(resource(
+            "/agents/forget",
+            "POST",
+            web::post().to(agents::forget),
+        ))
+        .service(resource("/alarms", "GET", web::get().to(alarms::list)))
+        .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET", web::get().to(health::healthz)))
         .service(resource("/", "GET", web::get().to(dashboard::page)))
         .default_service(web::to(not_found));
@@ -90,15 +115,15 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-fn json_config() -> web::JsonConfig {
+fn json_config(body_limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(BODY_LIMIT)
-        .error_handler(|error, _req| {
+        .limit(body_limit)
+        .error_handler(move |error, _req| {
             let error = match error {
                 JsonPayloadError::OverflowKnownLength { limit, .. }
                 | JsonPayloadError::Overflow { limit } => ApiError::TooLarge { limit },
                 JsonPayloadError::Payload(PayloadError::Overflow) => {
-                    ApiError::TooLarge { limit: BODY_LIMIT }
+                    ApiError::TooLarge { limit: body_limit }
                 }
                 JsonPayloadError::ContentType => {
                     ApiError::Invalid("content type must be application/json".to_owned())

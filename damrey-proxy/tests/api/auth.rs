@@ -19,6 +19,9 @@ async fn without_a_token_every_endpoint_but_healthz_answers_401() {
         anonymous.worker("entry").await,
         anonymous.heartbeat(r#"{"agent":"h:1"}"#).await,
         anonymous.agents().await,
+        anonymous.forget("h:1").await,
+        anonymous.stats(None).await,
+        anonymous.alarms(true).await,
         anonymous.get("/nope").await,
     ];
 

@@ -220,6 +220,11 @@ impl TestApp {
     pub async fn another(&self) -> TestApp {
         spawn_on(self.db.clone(), |_| {}).await
     }
+
+    /// Another app on the same database with settings changed by `tweak`.
+    pub async fn another_with(&self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        spawn_on(self.db.clone(), tweak).await
+    }
 }
 
 /// A proxy on a fresh database, default test settings.
@@ -410,6 +415,56 @@ impl Api {
         self.get("/agents").await
     }
 
+    /// `POST /agents/forget`.
+    pub async fn forget(&self, agent: &str) -> Reply {
+        self.post(
+            "/agents/forget",
+            serde_json::json!({ "agent": agent }).to_string(),
+        )
+        .await
+    }
+
+    /// `GET /workers/stats`, with `?window_ms=N` when given.
+    pub async fn stats(&self, window_ms: Option<u64>) -> Reply {
+        match window_ms {
+            Some(window_ms) => {
+                self.get(&format!("/workers/stats?window_ms={window_ms}"))
+                    .await
+            }
+            None => self.get("/workers/stats").await,
+        }
+    }
+
+    /// `GET /alarms` (active) or `GET /alarms?all=true` (history).
+    pub async fn alarms(&self, all: bool) -> Reply {
+        self.get(if all { "/alarms?all=true" } else { "/alarms" })
+            .await
+    }
+
+    /// `GET path` of an answer that is text, not JSON: its status, content type and text.
+    pub async fn get_text(&self, path: &str) -> (u16, String, String) {
+        let mut request = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.expect("the proxy answers");
+        let body = response
+            .body()
+            .limit(1 << 20)
+            .await
+            .expect("reading the body");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (
+            response.status().as_u16(),
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
     /// The current config version.
     pub async fn version(&self) -> i64 {
         let reply = self.workers().await;
@@ -545,4 +600,60 @@ pub fn free_port() -> u16 {
         unreachable!("bound to IPv4")
     };
     address.port()
+}
+
+/// One instance's stats for a heartbeat: `counters` are received, responses, errors,
+/// timeouts, stops, retries, restarts and in_flight; `buckets` are (index, count) pairs.
+pub fn instance_report(
+    worker: &str,
+    instance: u64,
+    counters: [u64; 8],
+    buckets: &[(usize, u64)],
+    sum_us: u64,
+) -> Value {
+    let mut counts = vec![0u64; damrey_actors::report::LATENCY_BUCKETS];
+    for (bucket, count) in buckets {
+        counts[*bucket] = *count;
+    }
+    let [
+        received,
+        responses,
+        errors,
+        timeouts,
+        stops,
+        retries,
+        restarts,
+        in_flight,
+    ] = counters;
+    serde_json::json!({
+        "worker": worker, "instance": instance, "received": received, "responses": responses,
+        "errors": errors, "timeouts": timeouts, "stops": stops, "retries": retries,
+        "restarts": restarts, "in_flight": in_flight,
+        "latency": {"sum_us": sum_us, "counts": counts}
+    })
+}
+
+/// A heartbeat of `agent` with `instances` as (worker, count) and `stats`.
+pub fn heartbeat_json(agent: &str, instances: &[(&str, u32)], stats: Vec<Value>) -> String {
+    let instances: Vec<Value> = instances
+        .iter()
+        .map(|(worker, count)| serde_json::json!({"worker": worker, "count": count}))
+        .collect();
+    serde_json::json!({"agent": agent, "instances": instances, "stats": stats}).to_string()
+}
+
+/// Polls `check` every 50 ms until it gives `Some`, failing after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -4,13 +4,16 @@
 mod helpers;
 
 mod agents;
+mod alarms;
 mod auth;
 mod binary;
 mod consistency;
 mod dashboard;
 mod feed;
+mod metrics;
 mod outage;
 mod routes;
+mod stats;
 mod store;
 mod validation;
 mod workers;

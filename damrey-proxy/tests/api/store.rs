@@ -111,7 +111,10 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         leaving: false,
     };
 
-    let entry = store.heartbeat(&heartbeat, 1_000_000, ttl).await.unwrap();
+    let entry = store
+        .heartbeat(&heartbeat, 1_000_000, ttl, ttl)
+        .await
+        .unwrap();
 
     assert_eq!(entry.first_seen_ms, 1_000_000);
     assert_eq!(
@@ -129,8 +132,11 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         stats: vec![],
         leaving: false,
     };
-    store.heartbeat(&other, 1_020_001, ttl).await.unwrap();
-    let back = store.heartbeat(&heartbeat, 1_020_002, ttl).await.unwrap();
+    store.heartbeat(&other, 1_020_001, ttl, ttl).await.unwrap();
+    let back = store
+        .heartbeat(&heartbeat, 1_020_002, ttl, ttl)
+        .await
+        .unwrap();
     assert_eq!(back.first_seen_ms, 1_020_002);
     assert_eq!(store.agents(1_020_002, ttl).await.unwrap().len(), 2);
 }

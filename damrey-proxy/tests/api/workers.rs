@@ -175,3 +175,69 @@ async fn a_listing_shows_a_change_made_through_another_proxy_at_once() {
         before.body["version"].as_i64().unwrap() + 1
     );
 }
+
+#[actix_web::test]
+async fn a_workers_alarms_are_stored_listed_and_changed() {
+    let app = spawn_app().await;
+    let with_alarms = serde_json::json!({"name":"add","agent":"","mpu":"0","commands":[],
+        "alarms":{"window_ms":5000,"error_rate":0.5}});
+    let stored_alarms = serde_json::json!({"no_instance":true,"window_ms":5000,"min_messages":20,
+        "error_rate":0.5,"timeout_rate":0.05,"p99_ms":1000.0});
+
+    let reply = app.api.add(&with_alarms).await;
+
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.body["alarms"], stored_alarms);
+    assert_eq!(app.api.worker("add").await.body["alarms"], stored_alarms);
+    assert_eq!(
+        app.api.workers().await.body["workers"][0]["alarms"],
+        stored_alarms
+    );
+    // A change without `alarms` drops them; one with them stores the new ones.
+    let plain = app.api.chg(worker("add", 0)).await;
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert!(plain.body.get("alarms").is_none(), "{plain:?}");
+    assert!(app.api.worker("add").await.body.get("alarms").is_none());
+    let again = serde_json::json!({"name":"add","alarms":{"no_instance":false}});
+    assert_eq!(app.api.chg(&again).await.status, 200);
+    assert_eq!(
+        app.api.worker("add").await.body["alarms"]["no_instance"],
+        false
+    );
+}
+
+#[actix_web::test]
+async fn bad_alarms_are_answered_400_naming_the_field_and_change_nothing() {
+    let app = spawn_app().await;
+    app.api.add(worker("add", 0)).await;
+    let version = app.api.version().await;
+    let cases = [
+        (
+            r#"{"window_ms":10}"#,
+            "alarms.window_ms 10 must be from 1000",
+        ),
+        (r#"{"error_rate":0}"#, "alarms.error_rate 0 must be over 0"),
+        (
+            r#"{"timeout_rate":2}"#,
+            "alarms.timeout_rate 2 must be over 0",
+        ),
+        (r#"{"p99_ms":-1}"#, "alarms.p99_ms -1 must be over 0"),
+        (r#"{"colour":1}"#, "unknown field `colour`"),
+    ];
+    for (alarms, expected) in cases {
+        for (name, send) in [("new", "add"), ("add", "chg")] {
+            let body = format!(r#"{{"name":"{name}","alarms":{alarms}}}"#);
+            let reply = if send == "add" {
+                app.api.add(&body).await
+            } else {
+                app.api.chg(&body).await
+            };
+            assert_eq!(reply.status, 400, "{body}: {reply:?}");
+            assert!(reply.error().contains(expected), "{body}: {reply:?}");
+        }
+    }
+
+    assert_eq!(app.api.version().await, version);
+    assert_eq!(app.api.worker("new").await.status, 404);
+    assert_eq!(app.api.worker("add").await.body, worker("add", 0));
+}

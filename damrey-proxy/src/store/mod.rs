@@ -6,12 +6,17 @@
 //! transaction, and the bump is the transaction's first statement: on Postgres it
 //! serializes writers on one row lock, and on SQLite it takes the write lock up front so
 //! that the busy timeout, not an immediate `SQLITE_BUSY`, handles contention.
+//!
+//! Monitoring lives in [`stats`] (the samples agents report) and alarms in [`alarms`].
+
+pub mod alarms;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use damrey_actors::spec::CommandSpec;
+use damrey_actors::spec::{AlarmRules, CommandSpec};
 use damrey_actors::{Mpu, WorkerSpec};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
@@ -73,9 +78,28 @@ pub enum StoreError {
     Corrupt {
         /// The worker's name.
         name: String,
-        /// Why its commands do not parse.
+        /// Why its commands or alarms do not parse.
         #[source]
         source: serde_json::Error,
+    },
+    /// A stored sample's latency histogram could not be read back.
+    #[error("stored sample of instance {instance} of agent {agent:?} is unreadable")]
+    CorruptSample {
+        /// The reporting agent.
+        agent: String,
+        /// The instance's number.
+        instance: i64,
+        /// Why its buckets do not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored alarm names a rule this proxy does not know.
+    #[error("stored alarm {id} has the unknown rule {rule:?}")]
+    UnknownRule {
+        /// The alarm's id.
+        id: i64,
+        /// The rule as stored.
+        rule: String,
     },
     /// The migrations could not be applied.
     #[error("applying the migrations failed")]
@@ -106,12 +130,12 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(e) => match e.code().as_deref() {
             // Postgres: connection exceptions, shutdown, starting up, too many
-            // connections, serialization failures. SQLite: busy, locked.
+            // connections, serialization failures, deadlocks. SQLite: busy, locked.
             Some(code) => {
                 code.starts_with("08")
                     || matches!(
                         code,
-                        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "5" | "6"
+                        "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6"
                     )
             }
             None => false,
@@ -138,6 +162,17 @@ pub struct Change {
     pub worker: WorkerSpec,
 }
 
+/// A worker's alarm thresholds as the alarm evaluator needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerAlarmRules {
+    /// The worker's name.
+    pub worker: String,
+    /// Its own thresholds, or the defaults.
+    pub rules: AlarmRules,
+    /// When its config was last added or changed (ms since the Unix epoch).
+    pub updated_ms: i64,
+}
+
 /// The worker configurations and the agent registry, in Postgres or SQLite.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -161,7 +196,7 @@ pub struct StoreOptions {
     pub query_timeout: Duration,
 }
 
-const WORKER_COLUMNS: &str = "name, agent, mpu, commands";
+const WORKER_COLUMNS: &str = "name, agent, mpu, commands, alarms";
 
 impl Store {
     /// Opens a pool on `options.url` (connections are made when first needed).
@@ -295,7 +330,7 @@ impl Store {
         self.bounded(async move {
             // One statement, so one snapshot on every backend, even at READ COMMITTED.
             let rows = sqlx::query(
-                "SELECT c.version, w.name, w.agent, w.mpu, w.commands \
+                "SELECT c.version, w.name, w.agent, w.mpu, w.commands, w.alarms \
                  FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
             )
             .fetch_all(&self.pool)
@@ -342,13 +377,15 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let version = bump_version(&mut tx).await?;
             let inserted = sqlx::query(
-                "INSERT INTO workers (name, agent, mpu, commands, version, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                "INSERT INTO workers \
+                 (name, agent, mpu, commands, alarms, version, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
             )
             .bind(&spec.name)
             .bind(&spec.agent)
             .bind(i64::from(spec.mpu.0))
             .bind(&commands)
+            .bind(alarms_json(spec))
             .bind(version)
             .bind(now)
             .execute(&mut *tx)
@@ -378,17 +415,18 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let version = bump_version(&mut tx).await?;
             let row = sqlx::query(&format!(
-            "UPDATE workers SET agent = $2, mpu = $3, commands = $4, version = $5, updated_ms = $6 \
-                 WHERE name = $1 RETURNING {WORKER_COLUMNS}"
-        ))
-        .bind(&spec.name)
-        .bind(&spec.agent)
-        .bind(i64::from(spec.mpu.0))
-        .bind(&commands)
-        .bind(version)
-        .bind(now_ms())
-        .fetch_optional(&mut *tx)
-        .await?;
+                "UPDATE workers SET agent = $2, mpu = $3, commands = $4, alarms = $5, \
+                 version = $6, updated_ms = $7 WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+            ))
+            .bind(&spec.name)
+            .bind(&spec.agent)
+            .bind(i64::from(spec.mpu.0))
+            .bind(&commands)
+            .bind(alarms_json(spec))
+            .bind(version)
+            .bind(now_ms())
+            .fetch_optional(&mut *tx)
+            .await?;
             let Some(row) = row else {
                 return Err(StoreError::NotFound(spec.name.clone()));
             };
@@ -423,9 +461,13 @@ impl Store {
         .await
     }
 
-    /// Records an agent's heartbeat at `now_ms`: its address and the instances attached
-    /// to it now, replacing what it reported before. Agents silent for longer than `ttl`
-    /// are removed on the way.
+    /// Records an agent's heartbeat at `now_ms`: its address, the instances attached to it
+    /// now (replacing what it reported before) and one sample per reported instance;
+    /// its samples older than `retention` are pruned on the way. An agent heard again
+    /// after more than `ttl` of silence counts as first seen now.
+    ///
+    /// A `leaving` heartbeat removes the agent and its instances at once (its samples
+    /// stay until the retention prunes them), so that no alarm fires for it.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -434,22 +476,43 @@ impl Store {
         heartbeat: &Heartbeat,
         now_ms: i64,
         ttl: Duration,
+        retention: Duration,
     ) -> Result<AgentEntry, StoreError> {
         self.bounded(async move {
-            let oldest = now_ms.saturating_sub(ttl_ms(ttl));
             let mut tx = self.pool.begin().await?;
-            // A write first, for SQLite's sake (see the module comment).
-            sqlx::query("DELETE FROM agents WHERE last_seen_ms < $1")
-                .bind(oldest)
-                .execute(&mut *tx)
-                .await?;
+            if heartbeat.leaving {
+                // Explicit rather than relying on ON DELETE CASCADE being switched on.
+                sqlx::query("DELETE FROM agents WHERE address = $1")
+                    .bind(&heartbeat.agent)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+                    .bind(&heartbeat.agent)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(AgentEntry {
+                    agent: heartbeat.agent.clone(),
+                    instances: Vec::new(),
+                    first_seen_ms: now_ms,
+                    last_seen_ms: now_ms,
+                    age_ms: 0,
+                });
+            }
+            // A write first, for SQLite's sake (see the module comment). Silent agents
+            // are kept (the `agent_silent` alarm watches them); `first_seen_ms` starts
+            // over when the agent had been silent for longer than the TTL.
             let row = sqlx::query(
                 "INSERT INTO agents (address, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
-                 ON CONFLICT (address) DO UPDATE SET last_seen_ms = excluded.last_seen_ms \
+                 ON CONFLICT (address) DO UPDATE SET \
+                 first_seen_ms = CASE WHEN agents.last_seen_ms < $3 \
+                 THEN excluded.first_seen_ms ELSE agents.first_seen_ms END, \
+                 last_seen_ms = excluded.last_seen_ms \
                  RETURNING first_seen_ms",
             )
             .bind(&heartbeat.agent)
             .bind(now_ms)
+            .bind(now_ms.saturating_sub(ms(ttl)))
             .fetch_one(&mut *tx)
             .await?;
             let first_seen_ms: i64 = row.try_get("first_seen_ms")?;
@@ -467,6 +530,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            stats::insert_samples(&mut tx, heartbeat, now_ms).await?;
+            stats::prune_agent_samples(
+                &mut tx,
+                &heartbeat.agent,
+                now_ms.saturating_sub(ms(retention)),
+            )
+            .await?;
             tx.commit().await?;
             let mut instances = heartbeat.instances.clone();
             instances.sort_by(|a, b| a.worker.cmp(&b.worker));
@@ -481,13 +551,82 @@ impl Store {
         .await
     }
 
+    /// Forgets an agent: its registry entry, its instances and its samples, so that a
+    /// machine that will not come back stops raising `agent_silent`. Whether it was known.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn forget_agent(&self, agent: &str) -> Result<bool, StoreError> {
+        self.bounded(async move {
+            let mut tx = self.pool.begin().await?;
+            let removed = sqlx::query("DELETE FROM agents WHERE address = $1")
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?;
+            let samples = sqlx::query("DELETE FROM instance_samples WHERE agent = $1")
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(removed + samples > 0)
+        })
+        .await
+    }
+
+    /// Every agent in the registry, silent ones too, with when it was last heard from:
+    /// `(address, last_seen_ms)`, sorted by address.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn agents_last_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.bounded(async move {
+            let rows = sqlx::query("SELECT address, last_seen_ms FROM agents ORDER BY address")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("address")?, row.try_get("last_seen_ms")?)))
+                .collect()
+        })
+        .await
+    }
+
+    /// Every stored worker's alarm thresholds and when its config last changed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or a stored `alarms` object is unreadable.
+    pub async fn worker_alarm_rules(&self) -> Result<Vec<WorkerAlarmRules>, StoreError> {
+        self.bounded(async move {
+            let rows = sqlx::query("SELECT name, alarms, updated_ms FROM workers ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let worker: String = row.try_get("name")?;
+                    let rules = alarms_from_column(&worker, row.try_get("alarms")?)?;
+                    Ok(WorkerAlarmRules {
+                        rules: rules.unwrap_or_default(),
+                        updated_ms: row.try_get("updated_ms")?,
+                        worker,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The agents heard from within `ttl` before `now_ms`, sorted by address.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn agents(&self, now_ms: i64, ttl: Duration) -> Result<Vec<AgentEntry>, StoreError> {
         self.bounded(async move {
-            let oldest = now_ms.saturating_sub(ttl_ms(ttl));
+            let oldest = now_ms.saturating_sub(ms(ttl));
             let rows = sqlx::query(
                 "SELECT a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
                  FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
@@ -542,6 +681,27 @@ fn commands_json(spec: &WorkerSpec) -> String {
     serde_json::to_string(&spec.commands).expect("commands are plain strings and always serialize")
 }
 
+/// The worker's `alarms` object as JSON, or `None` (SQL NULL) when it has none.
+fn alarms_json(spec: &WorkerSpec) -> Option<String> {
+    spec.alarms.map(|alarms| {
+        serde_json::to_string(&alarms).expect("alarm rules are numbers and always serialize")
+    })
+}
+
+/// The stored `alarms` column read back; `name` names the row in errors.
+fn alarms_from_column(
+    name: &str,
+    alarms: Option<String>,
+) -> Result<Option<AlarmRules>, StoreError> {
+    alarms
+        .map(|alarms| serde_json::from_str(&alarms))
+        .transpose()
+        .map_err(|source| StoreError::Corrupt {
+            name: name.to_owned(),
+            source,
+        })
+}
+
 fn worker_from_row(row: &AnyRow) -> Result<WorkerSpec, StoreError> {
     let name: String = row.try_get("name")?;
     let commands: String = row.try_get("commands")?;
@@ -551,18 +711,19 @@ fn worker_from_row(row: &AnyRow) -> Result<WorkerSpec, StoreError> {
             source,
         })?;
     let mpu: i64 = row.try_get("mpu")?;
+    let alarms = alarms_from_column(&name, row.try_get("alarms")?)?;
     Ok(WorkerSpec {
         name,
         agent: row.try_get("agent")?,
         mpu: Mpu(u32::try_from(mpu).unwrap_or(u32::MAX)),
         commands,
-        // TODO(issue 6): stored in a column of its own.
-        alarms: None,
+        alarms,
     })
 }
 
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+/// A duration in whole milliseconds, as the store keeps times.
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock.

@@ -1,0 +1,448 @@
+//! Alarms: the rules, what they fire on, and the evaluator task that fires and resolves
+//! them in the store every `alarm_eval_ms` (several proxies may run one each; the store
+//! makes every transition happen once) and hands its own transitions to the webhook.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::{Monitor, StatsReport};
+use crate::store::{StoreError, WorkerAlarmRules, now_ms};
+use crate::webhook::Webhook;
+
+/// How often samples of agents that stopped reporting are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// What an alarm watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A configured worker has no live instance.
+    NoInstance,
+    /// A worker's share of `ERROR` answers is over its threshold.
+    ErrorRate,
+    /// A worker's share of timeouts is over its threshold.
+    TimeoutRate,
+    /// A worker's 99th percentile latency is over its threshold.
+    P99Latency,
+    /// An agent has not been heard from and did not say it was leaving.
+    AgentSilent,
+}
+
+impl Rule {
+    /// Every rule.
+    pub const ALL: [Rule; 5] = [
+        Rule::NoInstance,
+        Rule::ErrorRate,
+        Rule::TimeoutRate,
+        Rule::P99Latency,
+        Rule::AgentSilent,
+    ];
+
+    /// The rule's name in JSON, the store and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::NoInstance => "no_instance",
+            Rule::ErrorRate => "error_rate",
+            Rule::TimeoutRate => "timeout_rate",
+            Rule::P99Latency => "p99_latency",
+            Rule::AgentSilent => "agent_silent",
+        }
+    }
+
+    /// The rule named `name`.
+    pub fn parse(name: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|rule| rule.as_str() == name)
+    }
+}
+
+/// An alarm as stored and listed by `GET /alarms`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    /// The alarm's id.
+    pub id: i64,
+    /// The rule that fired it.
+    pub rule: Rule,
+    /// The worker it is about, for worker rules.
+    pub worker: Option<String>,
+    /// The agent it is about, for `agent_silent`.
+    pub agent: Option<String>,
+    /// What happened, for people.
+    pub message: String,
+    /// The measured value when it fired.
+    pub value: Option<f64>,
+    /// The threshold it crossed.
+    pub threshold: Option<f64>,
+    /// When it fired (ms since the Unix epoch).
+    pub fired_ms: i64,
+    /// When it resolved; `null` while active.
+    pub resolved_ms: Option<i64>,
+    /// The key at most one active alarm has: the rule and its worker or agent (not in the JSON).
+    #[serde(skip)]
+    pub key: String,
+}
+
+/// A condition that holds now and should have an active alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// `rule:worker` or `agent_silent:agent`.
+    pub key: String,
+    /// The rule.
+    pub rule: Rule,
+    /// The worker, for worker rules.
+    pub worker: Option<String>,
+    /// The agent, for `agent_silent`.
+    pub agent: Option<String>,
+    /// What happened, for people.
+    pub message: String,
+    /// The measured value.
+    pub value: Option<f64>,
+    /// The threshold crossed.
+    pub threshold: Option<f64>,
+}
+
+impl Condition {
+    fn worker(rule: Rule, worker: &str, message: String, value: f64, threshold: f64) -> Self {
+        Condition {
+            key: format!("{}:{worker}", rule.as_str()),
+            rule,
+            worker: Some(worker.to_owned()),
+            agent: None,
+            message,
+            value: Some(value),
+            threshold: Some(threshold),
+        }
+    }
+}
+
+/// Fire or resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// The alarm fired.
+    Fire,
+    /// The alarm resolved.
+    Resolve,
+}
+
+/// A transition this proxy made; the webhook's payload: `{"event":"fire","alarm":{...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    /// Fire or resolve.
+    pub event: Event,
+    /// The alarm after the transition.
+    pub alarm: Alarm,
+}
+
+/// The evaluator's timings.
+#[derive(Debug, Clone, Copy)]
+pub struct EvaluatorSettings {
+    /// How often the rules are evaluated.
+    pub every: Duration,
+    /// How long a worker may be without a live instance before `no_instance` fires,
+    /// counted from the latest of its last sighting, its config change and the
+    /// evaluator's start.
+    pub no_instance_grace: Duration,
+    /// How long an agent may be silent before `agent_silent` fires.
+    pub agent_silent: Duration,
+    /// How long samples are kept.
+    pub retention: Duration,
+}
+
+/// Everything the rules look at, read at one moment.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// When the inputs were read (ms since the Unix epoch).
+    pub now_ms: i64,
+    /// Every configured worker's thresholds.
+    pub rules: Vec<WorkerAlarmRules>,
+    /// The stats over each window some worker's rules use, by window.
+    pub reports: BTreeMap<u64, StatsReport>,
+    /// Every agent in the registry and when it was last heard from.
+    pub agents: Vec<(String, i64)>,
+}
+
+/// The conditions that hold in `inputs`, by key. `grace_from_ms` is the earliest time
+/// the `no_instance` grace may count from (the evaluator's start).
+pub fn conditions(
+    inputs: &Inputs,
+    settings: &EvaluatorSettings,
+    grace_from_ms: i64,
+) -> BTreeMap<String, Condition> {
+    let now = inputs.now_ms;
+    let grace = millis(settings.no_instance_grace);
+    let mut found = Vec::new();
+    for config in &inputs.rules {
+        let rules = &config.rules;
+        let Some(stats) = inputs.reports.get(&rules.window_ms).and_then(|report| {
+            report
+                .workers
+                .iter()
+                .find(|stats| stats.worker == config.worker)
+        }) else {
+            continue;
+        };
+        let name = config.worker.as_str();
+        if rules.no_instance && stats.live_instances == 0 {
+            let since = stats
+                .last_seen_ms
+                .unwrap_or(i64::MIN)
+                .max(config.updated_ms)
+                .max(grace_from_ms);
+            if now.saturating_sub(since) >= grace {
+                let seen = match stats.last_seen_ms {
+                    Some(seen) => format!("last seen {} ms ago", now.saturating_sub(seen)),
+                    None => format!("none reported within {} ms", millis(settings.retention)),
+                };
+                found.push(Condition::worker(
+                    Rule::NoInstance,
+                    name,
+                    format!("worker {name} has no live instance ({seen})"),
+                    0.0,
+                    1.0,
+                ));
+            }
+        }
+        let processed = stats.window.processed;
+        if processed > 0 && processed >= rules.min_messages {
+            for (rule, count, threshold, what) in [
+                (
+                    Rule::ErrorRate,
+                    stats.window.errors,
+                    rules.error_rate,
+                    "errors",
+                ),
+                (
+                    Rule::TimeoutRate,
+                    stats.window.timeouts,
+                    rules.timeout_rate,
+                    "timeouts",
+                ),
+            ] {
+                let share = count as f64 / processed as f64;
+                if share > threshold {
+                    found.push(Condition::worker(
+                        rule,
+                        name,
+                        format!(
+                            "worker {name}: {count} {what} in {processed} steps over {} ms \
+                             ({share:.3} > {threshold})",
+                            rules.window_ms
+                        ),
+                        share,
+                        threshold,
+                    ));
+                }
+            }
+            if let Some(p99) = stats.latency_ms.p99.filter(|p99| *p99 > rules.p99_ms) {
+                found.push(Condition::worker(
+                    Rule::P99Latency,
+                    name,
+                    format!(
+                        "worker {name}: p99 latency {p99} ms over {} ms > {} ms",
+                        rules.window_ms, rules.p99_ms
+                    ),
+                    p99,
+                    rules.p99_ms,
+                ));
+            }
+        }
+    }
+    let silent = millis(settings.agent_silent);
+    for (agent, last_seen_ms) in &inputs.agents {
+        let quiet = now.saturating_sub(*last_seen_ms);
+        if quiet > silent {
+            found.push(Condition {
+                key: format!("{}:{agent}", Rule::AgentSilent.as_str()),
+                rule: Rule::AgentSilent,
+                worker: None,
+                agent: Some(agent.clone()),
+                message: format!("agent {agent} has not been heard from for {quiet} ms"),
+                value: Some(quiet as f64),
+                threshold: Some(silent as f64),
+            });
+        }
+    }
+    found
+        .into_iter()
+        .map(|condition| (condition.key.clone(), condition))
+        .collect()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The task that evaluates the rules and makes the transitions.
+#[derive(Debug)]
+pub struct Evaluator {
+    monitor: Monitor,
+    settings: EvaluatorSettings,
+    webhook: Option<Webhook>,
+    started_ms: i64,
+}
+
+impl Evaluator {
+    /// An evaluator reading through `monitor`, posting its transitions to `webhook`.
+    pub fn new(monitor: Monitor, settings: EvaluatorSettings, webhook: Option<Webhook>) -> Self {
+        Evaluator {
+            monitor,
+            settings,
+            webhook,
+            started_ms: now_ms(),
+        }
+    }
+
+    /// Evaluates every `every` until dropped; failures are logged and retried next time.
+    pub async fn run(self) {
+        let mut ticks = tokio::time::interval(self.settings.every.max(Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune: Option<tokio::time::Instant> = None;
+        loop {
+            ticks.tick().await;
+            if let Err(error) = self.evaluate(now_ms()).await {
+                tracing::warn!(error = %crate::error::error_chain(&error), "evaluating alarms failed");
+            }
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(tokio::time::Instant::now());
+                let oldest = now_ms().saturating_sub(millis(self.settings.retention));
+                if let Err(error) = self.monitor.store.prune_samples(oldest).await {
+                    tracing::warn!(error = %crate::error::error_chain(&error), "pruning samples failed");
+                }
+            }
+        }
+    }
+
+    /// Reads the inputs at `now_ms`, fires the alarms whose condition holds and that are
+    /// not active, resolves the active ones whose condition does not hold, and returns
+    /// the transitions this call made (each also sent to the webhook).
+    ///
+    /// The active alarms are read before the inputs: a condition that another proxy saw
+    /// end, and resolved, is then seen ended here too, so it does not fire again.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails; transitions made before stay made.
+    pub async fn evaluate(&self, now_ms: i64) -> Result<Vec<Transition>, StoreError> {
+        let store = &self.monitor.store;
+        let active = store.active_alarms().await?;
+        let rules = store.worker_alarm_rules().await?;
+        let agents = store.agents_last_seen().await?;
+        let live_agents = self.monitor.live_agents(now_ms).await?;
+        let configured: BTreeSet<String> = rules.iter().map(|r| r.worker.clone()).collect();
+        let windows: BTreeSet<u64> = rules.iter().map(|r| r.rules.window_ms).collect();
+        let mut reports = BTreeMap::new();
+        for window_ms in windows {
+            let report = self
+                .monitor
+                .report_with(now_ms, window_ms, &configured, &live_agents)
+                .await?;
+            reports.insert(window_ms, report);
+        }
+        let inputs = Inputs {
+            now_ms,
+            rules,
+            reports,
+            agents,
+        };
+        let holding = conditions(&inputs, &self.settings, self.started_ms);
+        let active_keys: HashSet<&str> = active.iter().map(|alarm| alarm.key.as_str()).collect();
+        let mut transitions = Vec::new();
+        for (key, condition) in &holding {
+            if active_keys.contains(key.as_str()) {
+                continue;
+            }
+            if let Some(alarm) = store.fire_alarm(condition, now_ms).await? {
+                tracing::warn!(rule = alarm.rule.as_str(), key = %alarm.key, message = %alarm.message, "alarm fired");
+                transitions.push(self.announce(Event::Fire, alarm));
+            }
+        }
+        for alarm in &active {
+            if holding.contains_key(&alarm.key) {
+                continue;
+            }
+            if let Some(alarm) = store.resolve_alarm(&alarm.key, now_ms).await? {
+                tracing::info!(rule = alarm.rule.as_str(), key = %alarm.key, "alarm resolved");
+                transitions.push(self.announce(Event::Resolve, alarm));
+            }
+        }
+        Ok(transitions)
+    }
+
+    /// Queues the transition for the webhook, if any, and returns it.
+    fn announce(&self, event: Event, alarm: Alarm) -> Transition {
+        let transition = Transition { event, alarm };
+        if let Some(webhook) = &self.webhook {
+            webhook.send(transition.clone());
+        }
+        transition
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damrey_actors::spec::AlarmRules;
+
+    fn settings() -> EvaluatorSettings {
+        EvaluatorSettings {
+            every: Duration::from_millis(500),
+            no_instance_grace: Duration::from_secs(3),
+            agent_silent: Duration::from_secs(5),
+            retention: Duration::from_secs(600),
+        }
+    }
+
+    fn inputs(now_ms: i64, updated_ms: i64, last_seen_ms: Option<i64>) -> Inputs {
+        let mut report = StatsReport::build(now_ms, 60_000, ["add".to_owned()], &[], Vec::new());
+        report.workers[0].last_seen_ms = last_seen_ms;
+        Inputs {
+            now_ms,
+            rules: vec![WorkerAlarmRules {
+                worker: "add".to_owned(),
+                rules: AlarmRules::default(),
+                updated_ms,
+            }],
+            reports: BTreeMap::from([(60_000, report)]),
+            agents: vec![
+                ("h:1".to_owned(), now_ms - 5_000),
+                ("h:2".to_owned(), now_ms - 5_001),
+            ],
+        }
+    }
+
+    #[test]
+    fn no_instance_waits_for_the_grace_from_the_latest_sighting_change_or_start() {
+        let keys = |inputs: &Inputs, started: i64| -> Vec<String> {
+            conditions(inputs, &settings(), started)
+                .into_keys()
+                .collect()
+        };
+        let now = 100_000;
+        assert_eq!(
+            keys(&inputs(now, now - 2_999, None), 0),
+            ["agent_silent:h:2"]
+        );
+        assert_eq!(
+            keys(&inputs(now, now - 3_000, None), 0),
+            ["agent_silent:h:2", "no_instance:add"]
+        );
+        assert_eq!(
+            keys(&inputs(now, 0, Some(now - 1_000)), 0),
+            ["agent_silent:h:2"]
+        );
+        assert_eq!(keys(&inputs(now, 0, None), now - 10), ["agent_silent:h:2"]);
+    }
+
+    #[test]
+    fn rules_round_trip_their_names() {
+        for rule in Rule::ALL {
+            assert_eq!(Rule::parse(rule.as_str()), Some(rule));
+            assert_eq!(
+                serde_json::to_value(rule).unwrap(),
+                serde_json::json!(rule.as_str())
+            );
+        }
+        assert_eq!(Rule::parse("nope"), None);
+    }
+}

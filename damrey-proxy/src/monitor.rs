@@ -1,0 +1,529 @@
+//! Monitoring: per-instance and per-worker counters, rates and window latencies, made
+//! from the samples agents report (two per instance) and the live agents' instances.
+//! `GET /workers/stats`, `GET /metrics` and the alarm rules read [`StatsReport`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use damrey_actors::report::{Heartbeat, InstanceReport, Latency};
+use serde::Serialize;
+
+use crate::registry::AgentEntry;
+use crate::store::stats::{Sample, SamplePair};
+use crate::store::{Store, StoreError};
+
+/// The shortest window of `GET /workers/stats`, in ms.
+pub const MIN_WINDOW_MS: u64 = 1_000;
+/// The longest window of `GET /workers/stats`, in ms (one hour).
+pub const MAX_WINDOW_MS: u64 = 3_600_000;
+/// The window of `GET /workers/stats` when none is asked for, in ms.
+pub const DEFAULT_WINDOW_MS: u64 = 10_000;
+
+/// A report the store cannot keep.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// A counter or an instance number is over what a BIGINT holds.
+    #[error("stats of instance {instance}: {field} {value} is over the largest storable {max}", max = i64::MAX)]
+    TooLarge {
+        /// The instance's number.
+        instance: u64,
+        /// The field's name.
+        field: &'static str,
+        /// The value sent.
+        value: u64,
+    },
+}
+
+/// Checks that every number of `heartbeat`'s stats fits the store.
+///
+/// # Errors
+/// [`ReportError::TooLarge`] naming the first number that does not.
+pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
+    for report in &heartbeat.stats {
+        let fields = [
+            ("instance", report.instance),
+            ("received", report.received),
+            ("responses", report.responses),
+            ("errors", report.errors),
+            ("timeouts", report.timeouts),
+            ("stops", report.stops),
+            ("retries", report.retries),
+            ("restarts", report.restarts),
+            ("in_flight", report.in_flight),
+            ("latency.sum_us", report.latency.sum_us),
+        ];
+        for (field, value) in fields {
+            if i64::try_from(value).is_err() {
+                return Err(ReportError::TooLarge {
+                    instance: report.instance,
+                    field,
+                    value,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Step counters: cumulative in `totals`, or what happened within a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Steps delivered.
+    pub received: u64,
+    /// Steps answered, whatever the answer.
+    pub processed: u64,
+    /// Steps answered `RESPONSE`.
+    pub responses: u64,
+    /// Steps answered `ERROR`.
+    pub errors: u64,
+    /// Steps out of time.
+    pub timeouts: u64,
+    /// Steps answered `STOP`.
+    pub stops: u64,
+    /// Steps retried elsewhere after their instance was lost.
+    pub retries: u64,
+    /// Restarts after panics.
+    pub restarts: u64,
+    /// Steps delivered and not answered yet (a gauge: the latest value, never a delta).
+    pub in_flight: u64,
+}
+
+impl Counters {
+    /// The counters of one instance's report.
+    pub fn of(report: &InstanceReport) -> Counters {
+        Counters {
+            received: report.received,
+            processed: report.processed(),
+            responses: report.responses,
+            errors: report.errors,
+            timeouts: report.timeouts,
+            stops: report.stops,
+            retries: report.retries,
+            restarts: report.restarts,
+            in_flight: report.in_flight,
+        }
+    }
+
+    fn cumulative(&self) -> [u64; 7] {
+        [
+            self.received,
+            self.responses,
+            self.errors,
+            self.timeouts,
+            self.stops,
+            self.retries,
+            self.restarts,
+        ]
+    }
+
+    /// Whether a cumulative counter is lower than in `earlier`.
+    fn dropped_since(&self, earlier: &Counters) -> bool {
+        self.cumulative()
+            .iter()
+            .zip(earlier.cumulative())
+            .any(|(now, then)| *now < then)
+    }
+
+    /// What happened after `earlier`; `in_flight` stays the latest value.
+    fn minus(&self, earlier: &Counters) -> Counters {
+        Counters {
+            received: self.received - earlier.received,
+            processed: self.processed.saturating_sub(earlier.processed),
+            responses: self.responses - earlier.responses,
+            errors: self.errors - earlier.errors,
+            timeouts: self.timeouts - earlier.timeouts,
+            stops: self.stops - earlier.stops,
+            retries: self.retries - earlier.retries,
+            restarts: self.restarts - earlier.restarts,
+            in_flight: self.in_flight,
+        }
+    }
+
+    fn add(&mut self, other: &Counters) {
+        self.received = self.received.saturating_add(other.received);
+        self.processed = self.processed.saturating_add(other.processed);
+        self.responses = self.responses.saturating_add(other.responses);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.timeouts = self.timeouts.saturating_add(other.timeouts);
+        self.stops = self.stops.saturating_add(other.stops);
+        self.retries = self.retries.saturating_add(other.retries);
+        self.restarts = self.restarts.saturating_add(other.restarts);
+        self.in_flight = self.in_flight.saturating_add(other.in_flight);
+    }
+}
+
+/// Per-second rates over a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rates {
+    /// Steps delivered per second.
+    pub received: f64,
+    /// Steps answered per second.
+    pub processed: f64,
+    /// `ERROR` answers per second.
+    pub errors: f64,
+    /// Timeouts per second.
+    pub timeouts: f64,
+}
+
+impl Rates {
+    /// `window`'s counts divided by its length.
+    fn over(window: &Counters, window_ms: u64) -> Rates {
+        let seconds = window_ms as f64 / 1e3;
+        Rates {
+            received: window.received as f64 / seconds,
+            processed: window.processed as f64 / seconds,
+            errors: window.errors as f64 / seconds,
+            timeouts: window.timeouts as f64 / seconds,
+        }
+    }
+}
+
+/// Latency quantiles in ms (bucket upper bounds); `null` when nothing was answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    /// The median.
+    pub p50: Option<f64>,
+    /// The 90th percentile.
+    pub p90: Option<f64>,
+    /// The 99th percentile.
+    pub p99: Option<f64>,
+}
+
+impl Quantiles {
+    /// The quantiles of `latency`.
+    fn of(latency: &Latency) -> Quantiles {
+        Quantiles {
+            p50: latency.quantile_ms(0.5),
+            p90: latency.quantile_ms(0.9),
+            p99: latency.quantile_ms(0.99),
+        }
+    }
+}
+
+/// One instance in `GET /workers/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceStats {
+    /// The agent it is attached to.
+    pub agent: String,
+    /// Its number on that agent.
+    pub instance: u64,
+    /// Whether its agent is live and listed it in its latest heartbeat.
+    pub live: bool,
+    /// When it was last reported (ms since the Unix epoch).
+    pub last_seen_ms: i64,
+    /// Its counters in the latest report.
+    pub totals: Counters,
+    /// Its rates over the window.
+    pub rates: Rates,
+    /// Its latency over the window.
+    pub latency_ms: Quantiles,
+    /// What it did within the window (not in the JSON).
+    #[serde(skip)]
+    pub window: Counters,
+    /// Its latency histogram within the window (not in the JSON).
+    #[serde(skip)]
+    pub window_latency: Latency,
+    /// Its cumulative latency histogram (not in the JSON).
+    #[serde(skip)]
+    pub latency: Latency,
+}
+
+impl InstanceStats {
+    /// The instance's stats from its two samples; a counter that went down between them
+    /// means its agent restarted, so everything since counts.
+    fn of(pair: SamplePair, window_ms: u64, live: bool) -> InstanceStats {
+        let SamplePair { latest, baseline } = pair;
+        let reset = latest.counters.dropped_since(&baseline.counters)
+            || latest.latency.sum_us < baseline.latency.sum_us
+            || latest
+                .latency
+                .counts
+                .iter()
+                .zip(&baseline.latency.counts)
+                .any(|(now, then)| now < then);
+        let (window, window_latency) = if reset {
+            (latest.counters, latest.latency.clone())
+        } else {
+            (
+                latest.counters.minus(&baseline.counters),
+                latest.latency.since(&baseline.latency),
+            )
+        };
+        let Sample {
+            agent,
+            instance,
+            at_ms,
+            counters,
+            latency,
+            ..
+        } = latest;
+        InstanceStats {
+            agent,
+            instance,
+            live,
+            last_seen_ms: at_ms,
+            totals: counters,
+            rates: Rates::over(&window, window_ms),
+            latency_ms: Quantiles::of(&window_latency),
+            window,
+            window_latency,
+            latency,
+        }
+    }
+}
+
+/// One worker in `GET /workers/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerStats {
+    /// The worker's name.
+    pub worker: String,
+    /// Its instances in the live agents' latest heartbeats.
+    pub live_instances: u64,
+    /// The newest report of any of its instances.
+    pub last_seen_ms: Option<i64>,
+    /// Its instances' latest counters, summed.
+    pub totals: Counters,
+    /// Its instances' rates, summed.
+    pub rates: Rates,
+    /// Its latency over the window, all instances merged.
+    pub latency_ms: Quantiles,
+    /// Its instances with a sample within the retention, by agent and number.
+    pub instances: Vec<InstanceStats>,
+    /// What its instances did within the window (not in the JSON).
+    #[serde(skip)]
+    pub window: Counters,
+    /// Its latency histogram within the window (not in the JSON).
+    #[serde(skip)]
+    pub window_latency: Latency,
+    /// Its instances' cumulative latency histograms, summed (not in the JSON).
+    #[serde(skip)]
+    pub latency: Latency,
+}
+
+impl WorkerStats {
+    fn new(worker: String) -> WorkerStats {
+        WorkerStats {
+            worker,
+            live_instances: 0,
+            last_seen_ms: None,
+            totals: Counters::default(),
+            rates: Rates::default(),
+            latency_ms: Quantiles::default(),
+            instances: Vec::new(),
+            window: Counters::default(),
+            window_latency: Latency::default(),
+            latency: Latency::default(),
+        }
+    }
+
+    fn seen(&mut self, at_ms: i64) {
+        self.last_seen_ms = Some(self.last_seen_ms.map_or(at_ms, |seen| seen.max(at_ms)));
+    }
+}
+
+/// The entry of `name` in `workers`, made when missing.
+fn worker<'a>(workers: &'a mut BTreeMap<String, WorkerStats>, name: &str) -> &'a mut WorkerStats {
+    workers
+        .entry(name.to_owned())
+        .or_insert_with(|| WorkerStats::new(name.to_owned()))
+}
+
+/// The answer of `GET /workers/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsReport {
+    /// When it was made (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// The window rates and latencies are measured over.
+    pub window_ms: u64,
+    /// Every configured worker and any reported one, sorted by name.
+    pub workers: Vec<WorkerStats>,
+}
+
+impl StatsReport {
+    /// The report at `now_ms` for `configured` workers, from the live agents' entries
+    /// and the samples' pairs. Rates are the window's counts over `window_ms`.
+    pub fn build(
+        now_ms: i64,
+        window_ms: u64,
+        configured: impl IntoIterator<Item = String>,
+        live_agents: &[AgentEntry],
+        pairs: Vec<SamplePair>,
+    ) -> StatsReport {
+        let mut workers: BTreeMap<String, WorkerStats> = configured
+            .into_iter()
+            .map(|name| (name.clone(), WorkerStats::new(name)))
+            .collect();
+        let agents_seen: BTreeMap<&str, i64> = live_agents
+            .iter()
+            .map(|agent| (agent.agent.as_str(), agent.last_seen_ms))
+            .collect();
+        for agent in live_agents {
+            for instance in &agent.instances {
+                let stats = worker(&mut workers, &instance.worker);
+                stats.live_instances += u64::from(instance.count);
+                stats.seen(agent.last_seen_ms);
+            }
+        }
+        for pair in pairs {
+            // Live: in its agent's latest heartbeat (the agents were read first, so a
+            // newer sample than the agent's entry is live too).
+            let live = agents_seen
+                .get(pair.latest.agent.as_str())
+                .is_some_and(|seen| pair.latest.at_ms >= *seen);
+            let stats = worker(&mut workers, &pair.latest.worker);
+            let instance = InstanceStats::of(pair, window_ms, live);
+            stats.seen(instance.last_seen_ms);
+            stats.totals.add(&instance.totals);
+            stats.window.add(&instance.window);
+            stats.window_latency.add(&instance.window_latency);
+            stats.latency.add(&instance.latency);
+            stats.instances.push(instance);
+        }
+        let workers = workers
+            .into_values()
+            .map(|mut stats| {
+                stats.rates = Rates::over(&stats.window, window_ms);
+                stats.latency_ms = Quantiles::of(&stats.window_latency);
+                stats
+            })
+            .collect();
+        StatsReport {
+            at_ms: now_ms,
+            window_ms,
+            workers,
+        }
+    }
+}
+
+/// Where reports are read from, and how long agents and samples count.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    /// The store.
+    pub store: Store,
+    /// Agents heard from within this long are live.
+    pub agent_ttl: Duration,
+    /// Samples are kept this long.
+    pub retention: Duration,
+}
+
+impl Monitor {
+    /// The live agents at `now_ms`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn live_agents(&self, now_ms: i64) -> Result<Vec<AgentEntry>, StoreError> {
+        self.store.agents(now_ms, self.agent_ttl).await
+    }
+
+    /// The stats at `now_ms` over `window_ms` (at most the retention) of `configured`
+    /// workers, given the live agents read just before.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn report_with(
+        &self,
+        now_ms: i64,
+        window_ms: u64,
+        configured: &BTreeSet<String>,
+        live_agents: &[AgentEntry],
+    ) -> Result<StatsReport, StoreError> {
+        let retention_ms = u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX);
+        let window_ms = window_ms.min(retention_ms);
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+        let pairs = self
+            .store
+            .sample_pairs(
+                now_ms.saturating_sub(window),
+                now_ms.saturating_sub(retention),
+            )
+            .await?;
+        Ok(StatsReport::build(
+            now_ms,
+            window_ms,
+            configured.iter().cloned(),
+            live_agents,
+            pairs,
+        ))
+    }
+
+    /// The stats at `now_ms` over `window_ms` of every configured worker.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn report(&self, now_ms: i64, window_ms: u64) -> Result<StatsReport, StoreError> {
+        let snapshot = self.store.snapshot().await?;
+        let configured = snapshot.workers.iter().map(|w| w.name.clone()).collect();
+        let live_agents = self.live_agents(now_ms).await?;
+        self.report_with(now_ms, window_ms, &configured, &live_agents)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_ms: i64, received: u64, errors: u64, bucket: u64) -> Sample {
+        let mut latency = Latency::default();
+        latency.counts[4] = bucket;
+        latency.sum_us = bucket * 1_000;
+        Sample {
+            agent: "h:1".to_owned(),
+            instance: 1,
+            worker: "add".to_owned(),
+            at_ms,
+            counters: Counters {
+                received,
+                processed: received,
+                responses: received - errors,
+                errors,
+                ..Counters::default()
+            },
+            latency,
+        }
+    }
+
+    #[test]
+    fn window_counts_are_deltas_and_a_drop_counts_everything_since() {
+        let pair = SamplePair {
+            baseline: sample(1_000, 10, 1, 10),
+            latest: sample(3_000, 30, 5, 30),
+        };
+        let stats = InstanceStats::of(pair, 10_000, true);
+        assert_eq!((stats.window.received, stats.window.errors), (20, 4));
+        assert_eq!(stats.rates.received, 2.0);
+        assert_eq!(stats.window_latency.count(), 20);
+        assert_eq!(stats.totals.received, 30);
+
+        let restarted = SamplePair {
+            baseline: sample(1_000, 10, 1, 10),
+            latest: sample(3_000, 4, 0, 4),
+        };
+        let stats = InstanceStats::of(restarted, 1_000, false);
+        assert_eq!(
+            (stats.window.received, stats.window_latency.count()),
+            (4, 4)
+        );
+        assert_eq!(stats.rates.processed, 4.0);
+    }
+
+    #[test]
+    fn counters_over_what_a_bigint_holds_are_refused() {
+        let json = format!(
+            r#"{{"agent":"h:1","stats":[{{"worker":"add","instance":2,"received":{},"responses":0,
+            "errors":0,"timeouts":0,"stops":0,"retries":0,"restarts":0,"in_flight":0,
+            "latency":{{"sum_us":0,"counts":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}}}}]}}"#,
+            u64::MAX
+        );
+        let heartbeat: Heartbeat = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            check_storable(&heartbeat).unwrap_err().to_string(),
+            format!(
+                "stats of instance 2: received {} is over the largest storable {}",
+                u64::MAX,
+                i64::MAX
+            )
+        );
+    }
+}

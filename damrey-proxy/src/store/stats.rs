@@ -1,0 +1,239 @@
+//! Instance samples: the counters agents report each heartbeat, stored one row per
+//! instance per heartbeat, pruned after the retention, and read back two per instance
+//! (the newest and the window's baseline) so that rates come from two reports.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use damrey_actors::report::{Heartbeat, InstanceReport, Latency};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Store, StoreError};
+use crate::monitor::Counters;
+
+/// The most sample rows one INSERT carries (14 parameters each).
+const ROWS_PER_INSERT: usize = 64;
+
+const SAMPLE_COLUMNS: &str = "agent, instance, worker, at_ms, received, responses, errors, \
+     timeouts, stops, retries, restarts, in_flight, latency_sum_us, latency_counts";
+
+/// A series of samples: agent, instance and worker.
+type SeriesKey = (String, u64, String);
+
+/// One instance's report as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The agent that reported it.
+    pub agent: String,
+    /// The instance's number on that agent.
+    pub instance: u64,
+    /// The instance's worker.
+    pub worker: String,
+    /// When the proxy received it (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// Its cumulative counters.
+    pub counters: Counters,
+    /// Its cumulative latency histogram.
+    pub latency: Latency,
+}
+
+/// The two samples of one instance that a window needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplePair {
+    /// The newest sample.
+    pub latest: Sample,
+    /// The newest sample at or before the window's start; when the instance has none
+    /// that old, it attached within the window (counters count from its attach, and the
+    /// window is never longer than the retention), so the baseline is all zeros.
+    pub baseline: Sample,
+}
+
+/// Stores one sample per instance of `heartbeat`, taken at `now_ms`.
+pub(super) async fn insert_samples(
+    tx: &mut Transaction<'_, Any>,
+    heartbeat: &Heartbeat,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in heartbeat.stats.chunks(ROWS_PER_INSERT) {
+        let mut sql = format!("INSERT INTO instance_samples ({SAMPLE_COLUMNS}) VALUES ");
+        for row in 0..chunk.len() {
+            let first = row * 14;
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 1..=14 {
+                let separator = if column == 14 { ")" } else { ", " };
+                let _ = write!(sql, "${}{separator}", first + column);
+            }
+        }
+        // Two heartbeats of one agent within one millisecond: the first one stands.
+        sql.push_str(" ON CONFLICT (agent, instance, at_ms) DO NOTHING");
+        let mut query = sqlx::query(&sql);
+        for report in chunk {
+            query = query
+                .bind(&heartbeat.agent)
+                .bind(stored(report.instance))
+                .bind(&report.worker)
+                .bind(now_ms)
+                .bind(stored(report.received))
+                .bind(stored(report.responses))
+                .bind(stored(report.errors))
+                .bind(stored(report.timeouts))
+                .bind(stored(report.stops))
+                .bind(stored(report.retries))
+                .bind(stored(report.restarts))
+                .bind(stored(report.in_flight))
+                .bind(stored(report.latency.sum_us))
+                .bind(
+                    serde_json::to_string(&report.latency.counts)
+                        .expect("a list of numbers always serializes"),
+                );
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Removes `agent`'s samples taken before `oldest_ms`.
+pub(super) async fn prune_agent_samples(
+    tx: &mut Transaction<'_, Any>,
+    agent: &str,
+    oldest_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM instance_samples WHERE agent = $1 AND at_ms < $2")
+        .bind(agent)
+        .bind(oldest_ms)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A counter as stored: BIGINT holds up to `i64::MAX`, which the API checks for.
+fn stored(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored BIGINT read back as a counter.
+fn counter(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
+    let value: i64 = row.try_get(column)?;
+    Ok(u64::try_from(value).unwrap_or_default())
+}
+
+fn sample_from_row(row: &AnyRow) -> Result<Sample, StoreError> {
+    let agent: String = row.try_get("agent")?;
+    let instance: i64 = row.try_get("instance")?;
+    let counts: String = row.try_get("latency_counts")?;
+    let counts: Vec<u64> =
+        serde_json::from_str(&counts).map_err(|source| StoreError::CorruptSample {
+            agent: agent.clone(),
+            instance,
+            source,
+        })?;
+    let report = InstanceReport {
+        worker: row.try_get("worker")?,
+        instance: u64::try_from(instance).unwrap_or_default(),
+        received: counter(row, "received")?,
+        responses: counter(row, "responses")?,
+        errors: counter(row, "errors")?,
+        timeouts: counter(row, "timeouts")?,
+        stops: counter(row, "stops")?,
+        retries: counter(row, "retries")?,
+        restarts: counter(row, "restarts")?,
+        in_flight: counter(row, "in_flight")?,
+        latency: Latency {
+            sum_us: counter(row, "latency_sum_us")?,
+            counts,
+        },
+    };
+    Ok(Sample {
+        agent,
+        at_ms: row.try_get("at_ms")?,
+        counters: Counters::of(&report),
+        instance: report.instance,
+        worker: report.worker,
+        latency: report.latency,
+    })
+}
+
+impl Store {
+    /// For every instance with a sample at or after `oldest_ms`, its newest sample and
+    /// the window's baseline: the newest at or before `window_start_ms`, else zeros (see
+    /// [`SamplePair::baseline`]). Two rows per instance at most cross the wire, whatever
+    /// the window.
+    /// Sorted by agent, instance and worker.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or a sample is unreadable.
+    pub async fn sample_pairs(
+        &self,
+        window_start_ms: i64,
+        oldest_ms: i64,
+    ) -> Result<Vec<SamplePair>, StoreError> {
+        self.bounded(async move {
+            let rows = sqlx::query(
+                "SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
+                 s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
+                 s.latency_sum_us, s.latency_counts, k.latest_ms, k.base_ms \
+                 FROM instance_samples s JOIN ( \
+                   SELECT agent, instance, worker, MAX(at_ms) AS latest_ms, \
+                   MAX(CASE WHEN at_ms <= $1 THEN at_ms END) AS base_ms \
+                   FROM instance_samples WHERE at_ms >= $2 GROUP BY agent, instance, worker \
+                 ) k ON s.agent = k.agent AND s.instance = k.instance AND s.worker = k.worker \
+                 AND (s.at_ms = k.latest_ms OR s.at_ms = k.base_ms)",
+            )
+            .bind(window_start_ms)
+            .bind(oldest_ms)
+            .fetch_all(&self.pool)
+            .await?;
+            // Per series: the newest sample, the baseline, and whether the baseline is
+            // the newest itself (no report since the window started).
+            let mut pairs: BTreeMap<SeriesKey, (Option<Sample>, Option<Sample>, bool)> =
+                BTreeMap::new();
+            for row in &rows {
+                let latest_ms: i64 = row.try_get("latest_ms")?;
+                let base_ms: Option<i64> = row.try_get("base_ms")?;
+                let sample = sample_from_row(row)?;
+                let key = (sample.agent.clone(), sample.instance, sample.worker.clone());
+                let slot = pairs.entry(key).or_default();
+                slot.2 = base_ms == Some(latest_ms);
+                if sample.at_ms == latest_ms {
+                    slot.0 = Some(sample);
+                } else {
+                    slot.1 = Some(sample);
+                }
+            }
+            Ok(pairs
+                .into_values()
+                .filter_map(|(latest, baseline, baseline_is_latest)| {
+                    let latest = latest?;
+                    let baseline = match baseline {
+                        Some(baseline) => baseline,
+                        None if baseline_is_latest => latest.clone(),
+                        None => Sample {
+                            counters: Counters::default(),
+                            latency: Latency::default(),
+                            ..latest.clone()
+                        },
+                    };
+                    Some(SamplePair { latest, baseline })
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Removes every sample taken before `oldest_ms`, those of agents that no longer
+    /// report included. Returns how many went.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn prune_samples(&self, oldest_ms: i64) -> Result<u64, StoreError> {
+        self.bounded(async move {
+            let done = sqlx::query("DELETE FROM instance_samples WHERE at_ms < $1")
+                .bind(oldest_ms)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+}

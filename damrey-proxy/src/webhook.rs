@@ -1,0 +1,156 @@
+//! The alarm webhook: POSTs `{"event":"fire"|"resolve","alarm":{...}}` for each
+//! transition this proxy made, in order, from a bounded queue so that the evaluator
+//! never waits; each post is retried with doubling, jittered backoff.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use crate::alarms::Transition;
+
+/// How many transitions may wait for the webhook; more are dropped and logged.
+pub const QUEUE_CAPACITY: usize = 1_024;
+
+/// How a post is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The wait after the first failure; it doubles after each further one.
+    pub first_backoff: Duration,
+    /// The longest one attempt may take.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_backoff: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (1-based): the first backoff doubled per
+    /// earlier failure, plus up to a quarter more by `jitter` (0 to 1), so that proxies
+    /// that failed together do not retry together.
+    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+        let base = self
+            .first_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        base + base.mul_f64(jitter.clamp(0.0, 1.0) / 4.0)
+    }
+}
+
+/// A webhook post that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The request could not be sent or got no answer.
+    #[error("posting to the webhook failed: {0}")]
+    Send(String),
+    /// The receiver answered with a status other than 2xx.
+    #[error("the webhook answered {0}")]
+    Status(u16),
+}
+
+/// The sending end of the webhook's queue.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    queue: mpsc::Sender<Transition>,
+}
+
+impl Webhook {
+    /// Starts the task that posts to `url`; it must be called on an actix system (awc's
+    /// client lives on the current thread). The task ends when every `Webhook` is dropped.
+    pub fn start(url: String, policy: RetryPolicy) -> Webhook {
+        let (queue, mut transitions) = mpsc::channel::<Transition>(QUEUE_CAPACITY);
+        actix_web::rt::spawn(async move {
+            let client = awc::Client::builder().timeout(policy.timeout).finish();
+            while let Some(transition) = transitions.recv().await {
+                deliver(&client, &url, &policy, &transition).await;
+            }
+        });
+        Webhook { queue }
+    }
+
+    /// Queues `transition` without waiting; when the queue is full it is dropped and logged.
+    pub fn send(&self, transition: Transition) {
+        if let Err(error) = self.queue.try_send(transition) {
+            let transition = match &error {
+                mpsc::error::TrySendError::Full(t) | mpsc::error::TrySendError::Closed(t) => t,
+            };
+            tracing::error!(
+                alarm = transition.alarm.id,
+                event = ?transition.event,
+                "webhook queue full or closed; transition not posted"
+            );
+        }
+    }
+}
+
+/// Posts `transition` until it is accepted or the attempts run out.
+async fn deliver(client: &awc::Client, url: &str, policy: &RetryPolicy, transition: &Transition) {
+    for attempt in 1..=policy.attempts.max(1) {
+        match post(client, url, transition).await {
+            Ok(()) => return,
+            Err(error) if attempt < policy.attempts => {
+                tracing::debug!(attempt, error = %error, "webhook post failed; retrying");
+                tokio::time::sleep(policy.backoff(attempt, jitter())).await;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    attempt,
+                    alarm = transition.alarm.id,
+                    error = %error,
+                    "webhook post failed; giving up"
+                );
+            }
+        }
+    }
+}
+
+async fn post(
+    client: &awc::Client,
+    url: &str,
+    transition: &Transition,
+) -> Result<(), WebhookError> {
+    let mut response = client
+        .post(url)
+        .send_json(transition)
+        .await
+        .map_err(|e| WebhookError::Send(e.to_string()))?;
+    // Read the body so that the connection can be reused.
+    let _ = response.body().await;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(WebhookError::Status(response.status().as_u16()))
+    }
+}
+
+/// A number from 0 to 1 that differs between calls and proxies; enough to spread retries.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    f64::from(nanos % 1_000) / 1_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_jitter_adds_at_most_a_quarter() {
+        let policy = RetryPolicy::default();
+        let waits: Vec<u128> = (1..=4)
+            .map(|attempt| policy.backoff(attempt, 0.0).as_millis())
+            .collect();
+        assert_eq!(waits, [200, 400, 800, 1_600]);
+        assert_eq!(policy.backoff(2, 1.0), Duration::from_millis(500));
+        assert_eq!(policy.backoff(2, 7.0), Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,272 @@
+//! Stats ingestion and `GET /workers/stats`: counters, rates and window latencies from
+//! the heartbeats' reports, on both backends.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{heartbeat_json, instance_report, spawn_app, spawn_on, worker};
+
+const AGENT: &str = "127.0.0.1:7701";
+
+fn find<'a>(stats: &'a Value, name: &str) -> &'a Value {
+    stats["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker"] == name)
+        .unwrap_or_else(|| panic!("no worker {name} in {stats}"))
+}
+
+#[actix_web::test]
+async fn counters_at_workers_stats_equal_what_the_heartbeats_reported() {
+    let app = spawn_app().await;
+    app.api.add(worker("add", 0)).await;
+    app.api.add(worker("square", 0)).await;
+    let first = instance_report(
+        "add",
+        1,
+        [10, 6, 2, 1, 1, 3, 1, 2],
+        &[(4, 7), (9, 3)],
+        9_000,
+    );
+    let second = instance_report("add", 2, [5, 4, 1, 0, 0, 0, 0, 1], &[(2, 5)], 1_000);
+    let ghost = instance_report("ghost", 3, [1, 1, 0, 0, 0, 0, 0, 0], &[(0, 1)], 10);
+
+    let beat = app
+        .api
+        .heartbeat(heartbeat_json(
+            AGENT,
+            &[("add", 2), ("ghost", 1)],
+            vec![first, second, ghost],
+        ))
+        .await;
+    assert_eq!(beat.status, 200, "{beat:?}");
+    let seen = beat.body["last_seen_ms"].as_i64().unwrap();
+
+    let reply = app.api.stats(None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["window_ms"], 10_000);
+    assert!(reply.body["at_ms"].as_i64().unwrap() >= seen);
+    let names: Vec<&str> = reply.body["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["add", "ghost", "square"]);
+    let add = find(&reply.body, "add");
+    assert_eq!(add["live_instances"], 2);
+    assert_eq!(add["last_seen_ms"], seen);
+    assert_eq!(
+        add["totals"],
+        json!({"received":15,"processed":15,"responses":10,"errors":3,"timeouts":1,"stops":1,
+               "retries":3,"restarts":1,"in_flight":3})
+    );
+    // One report per instance: they attached within the window, so all they counted
+    // (from zero at their attach) happened within it: 15 steps, 3 errors over 10 s.
+    assert_eq!(
+        add["rates"],
+        json!({"received":1.5,"processed":1.5,"errors":0.3,"timeouts":0.1})
+    );
+    assert_eq!(add["latency_ms"], json!({"p50":1.0,"p90":50.0,"p99":50.0}));
+    assert_eq!(
+        add["instances"],
+        json!([
+            {"agent":AGENT,"instance":1,"live":true,"last_seen_ms":seen,
+             "totals":{"received":10,"processed":10,"responses":6,"errors":2,"timeouts":1,
+                       "stops":1,"retries":3,"restarts":1,"in_flight":2},
+             "rates":{"received":1.0,"processed":1.0,"errors":0.2,"timeouts":0.1},
+             "latency_ms":{"p50":1.0,"p90":50.0,"p99":50.0}},
+            {"agent":AGENT,"instance":2,"live":true,"last_seen_ms":seen,
+             "totals":{"received":5,"processed":5,"responses":4,"errors":1,"timeouts":0,
+                       "stops":0,"retries":0,"restarts":0,"in_flight":1},
+             "rates":{"received":0.5,"processed":0.5,"errors":0.1,"timeouts":0.0},
+             "latency_ms":{"p50":0.25,"p90":0.25,"p99":0.25}}
+        ])
+    );
+    assert_eq!(find(&reply.body, "ghost")["live_instances"], 1);
+    let square = find(&reply.body, "square");
+    assert_eq!(square["live_instances"], 0);
+    assert_eq!(square["last_seen_ms"], Value::Null);
+    assert_eq!(square["totals"]["received"], 0);
+    assert_eq!(square["instances"], json!([]));
+}
+
+#[actix_web::test]
+async fn rates_and_window_latency_come_from_two_reports() {
+    let app = spawn_app().await;
+    app.api.add(worker("add", 0)).await;
+    // Ten slow steps before, then 90 fast and 10 at 50 ms within the window.
+    let before = instance_report("add", 1, [10, 10, 0, 0, 0, 0, 0, 0], &[(12, 10)], 5_000_000);
+    let after = instance_report(
+        "add",
+        1,
+        [110, 100, 8, 2, 0, 0, 0, 0],
+        &[(12, 10), (4, 90), (9, 10)],
+        5_590_000,
+    );
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![before]))
+        .await;
+    // The first report falls before the shortest window, the second within it.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![after]))
+        .await;
+
+    let reply = app.api.stats(Some(1_000)).await;
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["window_ms"], 1_000);
+    let add = find(&reply.body, "add");
+    // 100 received, 100 processed, 8 errors and 2 timeouts over 1 s.
+    assert_eq!(
+        add["rates"],
+        json!({"received":100.0,"processed":100.0,"errors":8.0,"timeouts":2.0})
+    );
+    assert_eq!(add["latency_ms"], json!({"p50":1.0,"p90":1.0,"p99":50.0}));
+    assert_eq!(add["instances"][0]["rates"], add["rates"]);
+    assert_eq!(add["instances"][0]["latency_ms"], add["latency_ms"]);
+    assert_eq!(add["totals"]["received"], 110);
+    assert_eq!(add["totals"]["processed"], 110);
+}
+
+#[actix_web::test]
+async fn a_counter_that_goes_down_counts_as_a_restart() {
+    let app = spawn_app().await;
+    let before = instance_report("add", 1, [100, 100, 0, 0, 0, 0, 0, 0], &[(4, 100)], 100_000);
+    let restarted = instance_report("add", 1, [5, 4, 0, 0, 0, 0, 0, 1], &[(9, 4)], 200_000);
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![before]))
+        .await;
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![restarted]))
+        .await;
+
+    let reply = app.api.stats(Some(10_000)).await;
+
+    let add = find(&reply.body, "add");
+    assert_eq!(
+        add["rates"],
+        json!({"received":0.5,"processed":0.4,"errors":0.0,"timeouts":0.0})
+    );
+    assert_eq!(add["latency_ms"], json!({"p50":50.0,"p90":50.0,"p99":50.0}));
+    assert_eq!(add["totals"]["received"], 5);
+    assert_eq!(add["totals"]["in_flight"], 1);
+}
+
+#[actix_web::test]
+async fn bad_heartbeat_stats_are_answered_400_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let good = instance_report("add", 1, [1, 1, 0, 0, 0, 0, 0, 0], &[], 0);
+    let mut short = good.clone();
+    short["latency"]["counts"] = json!([1, 2, 3]);
+    let mut huge = instance_report("add", 2, [0; 8], &[], 0);
+    huge["errors"] = json!(u64::MAX);
+    let mut unknown = good.clone();
+    unknown["colour"] = json!("red");
+    let cases = [
+        (
+            vec![short],
+            "instance 1 has 3 latency buckets, expected 17".to_owned(),
+        ),
+        (
+            vec![good.clone(), good.clone()],
+            "instance 1 is listed twice in stats".to_owned(),
+        ),
+        (
+            vec![good.clone(), huge],
+            format!(
+                "stats of instance 2: errors {} is over the largest storable {}",
+                u64::MAX,
+                i64::MAX
+            ),
+        ),
+        (vec![unknown], "unknown field `colour`".to_owned()),
+    ];
+    for (stats, expected) in cases {
+        let reply = app
+            .api
+            .heartbeat(heartbeat_json(AGENT, &[("add", 1)], stats))
+            .await;
+        assert_eq!(reply.status, 400, "{reply:?}");
+        assert!(
+            reply.error().contains(&expected),
+            "`{}` lacks `{expected}`",
+            reply.error()
+        );
+    }
+
+    assert_eq!(app.api.agents().await.body["agents"], json!([]));
+    assert_eq!(app.api.stats(None).await.body["workers"], json!([]));
+}
+
+#[actix_web::test]
+async fn the_window_must_be_from_one_second_to_one_hour() {
+    let app = spawn_app().await;
+    for (query, expected) in [
+        (
+            "window_ms=999",
+            "window_ms 999 must be from 1000 to 3600000",
+        ),
+        (
+            "window_ms=3600001",
+            "window_ms 3600001 must be from 1000 to 3600000",
+        ),
+        ("window_ms=soon", "invalid query string"),
+        ("window=5", "unknown field `window`"),
+    ] {
+        let reply = app.api.get(&format!("/workers/stats?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {reply:?}");
+        assert!(reply.error().contains(expected), "{query}: {reply:?}");
+    }
+    assert_eq!(app.api.stats(Some(1_000)).await.status, 200);
+    // A window longer than the samples are kept is cut to the retention (10 minutes).
+    let longest = app.api.stats(Some(3_600_000)).await;
+    assert_eq!(longest.status, 200);
+    assert_eq!(longest.body["window_ms"], 600_000);
+}
+
+#[actix_web::test]
+async fn stats_survive_a_proxy_restart() {
+    let app = spawn_app().await;
+    app.api.add(worker("add", 0)).await;
+    let report = instance_report("add", 1, [7, 7, 0, 0, 0, 0, 0, 0], &[(3, 7)], 700);
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![report]))
+        .await;
+    let before = app.api.stats(None).await;
+    app.stop().await;
+
+    let again = spawn_on(app.db.clone(), |_| {}).await;
+    let after = again.api.stats(None).await;
+
+    assert_eq!(after.status, 200, "{after:?}");
+    assert_eq!(find(&after.body, "add")["totals"]["received"], 7);
+    assert_eq!(
+        find(&after.body, "add")["instances"],
+        find(&before.body, "add")["instances"]
+    );
+}
+
+#[actix_web::test]
+async fn a_leaving_agent_is_removed_at_once_and_its_instances_are_not_live() {
+    let app = spawn_app().await;
+    let report = instance_report("add", 1, [3, 3, 0, 0, 0, 0, 0, 0], &[], 0);
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![report]))
+        .await;
+
+    let reply = app
+        .api
+        .heartbeat(json!({"agent": AGENT, "leaving": true}))
+        .await;
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(app.api.agents().await.body["agents"], json!([]));
+    let stats = app.api.stats(None).await;
+    let add = find(&stats.body, "add");
+    assert_eq!(add["live_instances"], 0);
+    assert_eq!(add["instances"][0]["live"], false);
+    assert_eq!(add["totals"]["received"], 3);
+}
