@@ -123,6 +123,11 @@ pub enum SettingsError {
     /// The file, an environment variable or a flag holds a value of the wrong kind.
     #[error("invalid settings")]
     Config(#[source] config::ConfigError),
+    /// The alarm webhook is not a plain `http://` URL (the proxy is built without TLS).
+    #[error(
+        "alarm_webhook {0:?} must be an http:// URL (put a TLS-terminating proxy in front of an https receiver)"
+    )]
+    Webhook(String),
 }
 
 impl From<config::ConfigError> for SettingsError {
@@ -199,6 +204,11 @@ impl Settings {
         settings.token = settings.token.filter(|token| !token.is_empty());
         settings.database_url = settings.database_url.filter(|url| !url.is_empty());
         settings.alarm_webhook = settings.alarm_webhook.filter(|url| !url.is_empty());
+        if let Some(url) = &settings.alarm_webhook
+            && !(url.starts_with("http://") && url.len() > "http://".len())
+        {
+            return Err(SettingsError::Webhook(url.clone()));
+        }
         Ok(settings)
     }
 
@@ -386,6 +396,14 @@ mod tests {
         };
         let from_flag = Settings::load_from(&cli, vars).unwrap();
         assert_eq!(from_flag.alarm_webhook.as_deref(), Some("http://flag/hook"));
+        for url in ["https://tls/hook", "hook.example.com", "http://"] {
+            let loaded =
+                Settings::load_from(&Cli::default(), env(&[("DAMREY_ALARM_WEBHOOK", url)]));
+            assert!(
+                matches!(loaded, Err(SettingsError::Webhook(ref bad)) if bad == url),
+                "{url}: {loaded:?}"
+            );
+        }
         std::fs::remove_file(file).unwrap();
     }
 

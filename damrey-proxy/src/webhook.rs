@@ -2,8 +2,9 @@
 //! transition this proxy made, in order, from a bounded queue so that the evaluator
 //! never waits; each post is retried with doubling, jittered backoff.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use damrey_actors::link::jitter;
 use tokio::sync::mpsc;
 
 use crate::alarms::Transition;
@@ -34,13 +35,13 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The wait after failed attempt `attempt` (1-based): the first backoff doubled per
-    /// earlier failure, plus up to a quarter more by `jitter` (0 to 1), so that proxies
-    /// that failed together do not retry together.
-    pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {
+    /// earlier failure, plus a random part of up to a quarter more, so that proxies that
+    /// failed together do not retry together.
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self
             .first_backoff
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-        base + base.mul_f64(jitter.clamp(0.0, 1.0) / 4.0)
+        base + jitter(base / 4)
     }
 }
 
@@ -97,7 +98,7 @@ async fn deliver(client: &awc::Client, url: &str, policy: &RetryPolicy, transiti
             Ok(()) => return,
             Err(error) if attempt < policy.attempts => {
                 tracing::debug!(attempt, error = %error, "webhook post failed; retrying");
-                tokio::time::sleep(policy.backoff(attempt, jitter())).await;
+                tokio::time::sleep(policy.backoff(attempt)).await;
             }
             Err(error) => {
                 tracing::warn!(
@@ -130,15 +131,6 @@ async fn post(
     }
 }
 
-/// A number from 0 to 1 that differs between calls and proxies; enough to spread retries.
-fn jitter() -> f64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    f64::from(nanos % 1_000) / 1_000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,11 +138,12 @@ mod tests {
     #[test]
     fn backoff_doubles_and_jitter_adds_at_most_a_quarter() {
         let policy = RetryPolicy::default();
-        let waits: Vec<u128> = (1..=4)
-            .map(|attempt| policy.backoff(attempt, 0.0).as_millis())
-            .collect();
-        assert_eq!(waits, [200, 400, 800, 1_600]);
-        assert_eq!(policy.backoff(2, 1.0), Duration::from_millis(500));
-        assert_eq!(policy.backoff(2, 7.0), Duration::from_millis(500));
+        for (attempt, base) in [(1, 200), (2, 400), (3, 800), (4, 1_600)] {
+            let wait = policy.backoff(attempt).as_millis();
+            assert!(
+                (base..base + base / 4).contains(&wait),
+                "attempt {attempt}: {wait} ms"
+            );
+        }
     }
 }
