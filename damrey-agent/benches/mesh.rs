@@ -8,7 +8,8 @@
 //!
 //! Build the release binaries first, then run the bench:
 //! `cargo build --release --workspace --bins && cargo bench -p damrey-agent --bench mesh`.
-//! `DAMREY_BENCH_SECONDS` (default 3) and `DAMREY_BENCH_ROUNDS` (default 3) tune it.
+//! `DAMREY_BENCH_SECONDS` (default 3), `DAMREY_BENCH_ROUNDS` (default 3) and
+//! `DAMREY_BENCH_IN_FLIGHT` (default 64, the through-agent loads) tune it.
 
 #[allow(dead_code)]
 #[path = "../tests/mesh/support.rs"]
@@ -324,6 +325,7 @@ fn main() {
     }
     let seconds = env_or("DAMREY_BENCH_SECONDS", 3.0);
     let rounds = env_or("DAMREY_BENCH_ROUNDS", 3.0) as usize;
+    let in_flight = env_or("DAMREY_BENCH_IN_FLIGHT", 64.0) as usize;
     actix_rt::System::new().block_on(async move {
         println!("medians of {rounds} rounds of {seconds} s; (3+4)^2 checked on every reply\n");
 
@@ -371,13 +373,13 @@ fn main() {
         let sqsum = Message::request("sqsum", ["3", "4"]);
         let single = measure(
             rounds,
-            64,
+            in_flight,
             seconds,
             &forty_nine(),
             through(&one, "entry", &sqsum),
         )
         .await;
-        report("one agent, 64 in flight", &single);
+        report(&format!("one agent, {in_flight} in flight"), &single);
         let serial = measure(
             rounds,
             1,
@@ -425,23 +427,35 @@ fn main() {
             through(&one, "entry", &sqsum),
             through(&uncounted, "entry", &sqsum),
         );
-        drive(64, seconds / 3.0, &forty_nine(), uncounted_call.clone()).await;
+        drive(
+            in_flight,
+            seconds / 3.0,
+            &forty_nine(),
+            uncounted_call.clone(),
+        )
+        .await;
         let (mut on, mut off) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             on.push(
-                drive(64, seconds, &forty_nine(), counted_call.clone())
+                drive(in_flight, seconds, &forty_nine(), counted_call.clone())
                     .await
                     .rate,
             );
             off.push(
-                drive(64, seconds, &forty_nine(), uncounted_call.clone())
+                drive(in_flight, seconds, &forty_nine(), uncounted_call.clone())
                     .await
                     .rate,
             );
         }
         let (on, off) = (median(&mut on), median(&mut off));
-        println!("{:<44} {on:>9.0} req/s", "counting on, 64 in flight");
-        println!("{:<44} {off:>9.0} req/s", "counting off, 64 in flight");
+        println!(
+            "{:<44} {on:>9.0} req/s",
+            format!("counting on, {in_flight} in flight")
+        );
+        println!(
+            "{:<44} {off:>9.0} req/s",
+            format!("counting off, {in_flight} in flight")
+        );
         drop(uncounted_workers);
         drop(uncounted);
 
@@ -465,13 +479,16 @@ fn main() {
         }
         let split = measure(
             rounds,
-            64,
+            in_flight,
             seconds,
             &forty_nine(),
             through(&one, "entry", &sqsum),
         )
         .await;
-        report("square on a second agent, 64 in flight", &split);
+        report(
+            &format!("square on a second agent, {in_flight} in flight"),
+            &split,
+        );
 
         println!();
         println!(

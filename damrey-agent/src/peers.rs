@@ -61,7 +61,8 @@ pub struct PeerLinks {
     retries: u32,
     /// Each agent thread has its own link to each peer: awc connections stay on the
     /// thread that opened them, and a hand-off then never waits for another thread.
-    links: Mutex<HashMap<(ThreadId, String), Arc<PeerLink>>>,
+    /// By thread, then by peer, so that finding a link allocates nothing.
+    links: Mutex<HashMap<ThreadId, HashMap<String, Arc<PeerLink>>>>,
 }
 
 struct PeerLink {
@@ -88,17 +89,18 @@ impl PeerLinks {
             .links
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        links
-            .entry((std::thread::current().id(), agent.to_owned()))
-            .or_insert_with(|| {
-                Arc::new(PeerLink {
-                    agent: agent.to_owned(),
-                    writer: tokio::sync::Mutex::new(None),
-                    acks: Mutex::default(),
-                    next_seq: AtomicU64::new(0),
-                })
-            })
-            .clone()
+        let mine = links.entry(std::thread::current().id()).or_default();
+        if let Some(link) = mine.get(agent) {
+            return link.clone();
+        }
+        let link = Arc::new(PeerLink {
+            agent: agent.to_owned(),
+            writer: tokio::sync::Mutex::new(None),
+            acks: Mutex::default(),
+            next_seq: AtomicU64::new(0),
+        });
+        mine.insert(agent.to_owned(), link.clone());
+        link
     }
 
     /// Sends the frame made by `frame` over the link to `agent` until it is acknowledged.
