@@ -81,6 +81,9 @@ pub struct Alarm {
     /// The key at most one active alarm has: the rule and its worker or agent (not in the JSON).
     #[serde(skip)]
     pub key: String,
+    /// Since when an active alarm's condition has stayed away (not in the JSON).
+    #[serde(skip)]
+    pub clear_since_ms: Option<i64>,
 }
 
 /// A condition that holds now and should have an active alarm.
@@ -146,6 +149,8 @@ pub struct EvaluatorSettings {
     pub no_instance_grace: Duration,
     /// How long an agent may be silent before `agent_silent` fires.
     pub agent_silent: Duration,
+    /// How long an active alarm's condition must stay away before it resolves.
+    pub resolve_after: Duration,
     /// How long samples are kept.
     pub retention: Duration,
 }
@@ -339,6 +344,7 @@ impl Evaluator {
                 .await?;
             reports.insert(window_ms, report);
         }
+        let known_agents: HashSet<String> = agents.iter().map(|(agent, _)| agent.clone()).collect();
         let inputs = Inputs {
             now_ms,
             rules,
@@ -357,9 +363,33 @@ impl Evaluator {
                 transitions.push(self.announce(Event::Fire, alarm));
             }
         }
+        let resolve_after = millis(self.settings.resolve_after);
         for alarm in &active {
             if holding.contains_key(&alarm.key) {
+                if alarm.clear_since_ms.is_some() {
+                    store.alarm_holds_again(&alarm.key).await?;
+                }
                 continue;
+            }
+            // Resolved only once the condition has stayed away for a while: one alarm
+            // for a condition that comes and goes, not a storm of them. An alarm about a
+            // worker deleted or an agent forgotten resolves at once.
+            let gone = alarm
+                .worker
+                .as_ref()
+                .is_some_and(|w| !configured.contains(w))
+                || alarm
+                    .agent
+                    .as_ref()
+                    .is_some_and(|a| !known_agents.contains(a));
+            if !gone {
+                let clear_since = match alarm.clear_since_ms {
+                    Some(since) => since,
+                    None => store.alarm_clear_since(&alarm.key, now_ms).await?,
+                };
+                if now_ms.saturating_sub(clear_since) < resolve_after {
+                    continue;
+                }
             }
             if let Some(alarm) = store.resolve_alarm(&alarm.key, now_ms).await? {
                 tracing::info!(rule = alarm.rule.as_str(), key = %alarm.key, "alarm resolved");
@@ -389,6 +419,7 @@ mod tests {
             every: Duration::from_millis(500),
             no_instance_grace: Duration::from_secs(3),
             agent_silent: Duration::from_secs(5),
+            resolve_after: Duration::from_secs(5),
             retention: Duration::from_secs(600),
         }
     }

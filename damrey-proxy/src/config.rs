@@ -76,6 +76,9 @@ pub struct Settings {
     pub agent_silent_ms: u64,
     /// How often the alarm rules are evaluated.
     pub alarm_eval_ms: u64,
+    /// How long an active alarm's condition must stay away before it resolves, so that
+    /// a condition that comes and goes keeps one alarm open.
+    pub alarm_resolve_ms: u64,
     /// An `http://` URL that each alarm fire and resolve is POSTed to.
     pub alarm_webhook: Option<String>,
     /// How often a waiting `GET /workers/get` looks at the stored version, to see
@@ -106,6 +109,7 @@ impl Default for Settings {
             no_instance_grace_ms: 3_000,
             agent_silent_ms: 5_000,
             alarm_eval_ms: 500,
+            alarm_resolve_ms: 5_000,
             alarm_webhook: None,
             feed_poll_ms: 100,
             acquire_timeout_ms: 2_000,
@@ -163,6 +167,7 @@ impl Settings {
             .set_default("no_instance_grace_ms", defaults.no_instance_grace_ms)?
             .set_default("agent_silent_ms", defaults.agent_silent_ms)?
             .set_default("alarm_eval_ms", defaults.alarm_eval_ms)?
+            .set_default("alarm_resolve_ms", defaults.alarm_resolve_ms)?
             .set_default("feed_poll_ms", defaults.feed_poll_ms)?
             .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
             .set_default("query_timeout_ms", defaults.query_timeout_ms)?
@@ -236,6 +241,7 @@ impl Settings {
             every: Duration::from_millis(self.alarm_eval_ms.max(1)),
             no_instance_grace: Duration::from_millis(self.no_instance_grace_ms),
             agent_silent: Duration::from_millis(self.agent_silent_ms),
+            resolve_after: Duration::from_millis(self.alarm_resolve_ms),
             retention: self.stats_retention(),
         }
     }
@@ -291,8 +297,9 @@ mod tests {
                 settings.no_instance_grace_ms,
                 settings.agent_silent_ms,
                 settings.alarm_eval_ms,
+                settings.alarm_resolve_ms,
             ),
-            (600_000, 3_000, 5_000, 500)
+            (600_000, 3_000, 5_000, 500, 5_000)
         );
         assert_eq!(settings.alarm_webhook, None);
         assert_eq!(settings.store_url(), "sqlite://damrey-proxy.db?mode=rwc");

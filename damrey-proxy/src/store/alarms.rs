@@ -11,8 +11,8 @@ use sqlx::any::AnyRow;
 use super::{Store, StoreError};
 use crate::alarms::{Alarm, Condition, Rule};
 
-const ALARM_COLUMNS: &str =
-    "id, key, rule, worker, agent, message, value, threshold, fired_ms, resolved_ms";
+const ALARM_COLUMNS: &str = "id, key, rule, worker, agent, message, value, threshold, \
+     fired_ms, resolved_ms, clear_since_ms";
 
 fn alarm_from_row(row: &AnyRow) -> Result<Alarm, StoreError> {
     let id: i64 = row.try_get("id")?;
@@ -28,6 +28,7 @@ fn alarm_from_row(row: &AnyRow) -> Result<Alarm, StoreError> {
         fired_ms: row.try_get("fired_ms")?,
         resolved_ms: row.try_get("resolved_ms")?,
         key: row.try_get("key")?,
+        clear_since_ms: row.try_get("clear_since_ms")?,
     })
 }
 
@@ -79,6 +80,49 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
             row.as_ref().map(alarm_from_row).transpose()
+        })
+        .await
+    }
+
+    /// Notes that the condition of the active alarm with `key` stopped holding at
+    /// `now_ms`, unless an earlier time is noted already; returns the time noted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn alarm_clear_since(&self, key: &str, now_ms: i64) -> Result<i64, StoreError> {
+        self.bounded(async move {
+            let row = sqlx::query(
+                "UPDATE alarms SET clear_since_ms = COALESCE(clear_since_ms, $2) \
+                 WHERE key = $1 AND resolved_ms IS NULL RETURNING clear_since_ms",
+            )
+            .bind(key)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row {
+                Some(row) => Ok(row
+                    .try_get::<Option<i64>, _>("clear_since_ms")?
+                    .unwrap_or(now_ms)),
+                // Resolved by another proxy meanwhile: nothing is left to wait for.
+                None => Ok(now_ms),
+            }
+        })
+        .await
+    }
+
+    /// Notes that the condition of the active alarm with `key` holds again.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn alarm_holds_again(&self, key: &str) -> Result<(), StoreError> {
+        self.bounded(async move {
+            sqlx::query(
+                "UPDATE alarms SET clear_since_ms = NULL WHERE key = $1 AND resolved_ms IS NULL",
+            )
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
         })
         .await
     }

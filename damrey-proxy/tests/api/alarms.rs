@@ -18,6 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// Fast evaluation, a short grace, and agents that may stay silent for a minute.
 fn fast(settings: &mut Settings) {
     settings.alarm_eval_ms = 100;
+    settings.alarm_resolve_ms = 0;
     settings.no_instance_grace_ms = 500;
     settings.agent_silent_ms = 60_000;
 }
@@ -95,6 +96,46 @@ async fn no_instance_fires_once_after_the_grace_and_resolves_once_with_two_proxi
     assert_eq!(history[0]["fired_ms"], alarm["fired_ms"]);
     assert!(history[0]["resolved_ms"].as_i64().unwrap() >= alarm["fired_ms"].as_i64().unwrap());
     assert_eq!(alarms(&app, false).await, Vec::<Value>::new());
+}
+
+#[actix_web::test]
+async fn a_condition_that_comes_and_goes_keeps_one_alarm_until_it_stays_away() {
+    let app = spawn_app_with(|settings| {
+        fast(settings);
+        settings.alarm_resolve_ms = 1_500;
+    })
+    .await;
+    app.api.add(worker("add", 0)).await;
+    let alarm = fired(&app, "no_instance", "add").await;
+    let (up, down) = (
+        heartbeat_json(AGENT, &[("add", 1)], vec![]),
+        heartbeat_json(AGENT, &[], vec![]),
+    );
+
+    // A crash loop: the instance comes back and goes again, faster than the alarm resolves.
+    for _ in 0..3 {
+        app.api.heartbeat(up.clone()).await;
+        pause(500).await;
+        app.api.heartbeat(down.clone()).await;
+        pause(300).await;
+        assert_eq!(alarms(&app, false).await, std::slice::from_ref(&alarm));
+    }
+    // Back for good: resolved once the condition stayed away 1.5 s.
+    app.api.heartbeat(up.clone()).await;
+    let back = std::time::Instant::now();
+    resolved(&app, "no_instance", "add").await;
+    assert!(
+        back.elapsed() >= Duration::from_millis(1_400),
+        "{:?}",
+        back.elapsed()
+    );
+    let history = alarms(&app, true).await;
+    assert_eq!(
+        history.len(),
+        1,
+        "one alarm for the whole episode: {history:?}"
+    );
+    assert_eq!(history[0]["id"], alarm["id"]);
 }
 
 #[actix_web::test]
