@@ -153,6 +153,8 @@ pub struct EvaluatorSettings {
     pub resolve_after: Duration,
     /// How long samples are kept.
     pub retention: Duration,
+    /// How long resolved alarms are kept.
+    pub history: Duration,
 }
 
 /// Everything the rules look at, read at one moment.
@@ -311,9 +313,14 @@ impl Evaluator {
             }
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(tokio::time::Instant::now());
-                let oldest = now_ms().saturating_sub(millis(self.settings.retention));
+                let now = now_ms();
+                let oldest = now.saturating_sub(millis(self.settings.retention));
                 if let Err(error) = self.monitor.store.prune_samples(oldest).await {
                     tracing::warn!(error = %crate::error::error_chain(&error), "pruning samples failed");
+                }
+                let oldest = now.saturating_sub(millis(self.settings.history));
+                if let Err(error) = self.monitor.store.prune_alarms(oldest).await {
+                    tracing::warn!(error = %crate::error::error_chain(&error), "pruning alarms failed");
                 }
             }
         }
@@ -421,6 +428,7 @@ mod tests {
             agent_silent: Duration::from_secs(5),
             resolve_after: Duration::from_secs(5),
             retention: Duration::from_secs(600),
+            history: Duration::from_secs(86_400),
         }
     }
 

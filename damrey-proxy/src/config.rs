@@ -79,6 +79,8 @@ pub struct Settings {
     /// How long an active alarm's condition must stay away before it resolves, so that
     /// a condition that comes and goes keeps one alarm open.
     pub alarm_resolve_ms: u64,
+    /// How long resolved alarms are kept in the history.
+    pub alarm_history_ms: u64,
     /// An `http://` URL that each alarm fire and resolve is POSTed to.
     pub alarm_webhook: Option<String>,
     /// How often a waiting `GET /workers/get` looks at the stored version, to see
@@ -110,6 +112,7 @@ impl Default for Settings {
             agent_silent_ms: 5_000,
             alarm_eval_ms: 500,
             alarm_resolve_ms: 5_000,
+            alarm_history_ms: 30 * 86_400_000,
             alarm_webhook: None,
             feed_poll_ms: 100,
             acquire_timeout_ms: 2_000,
@@ -168,6 +171,7 @@ impl Settings {
             .set_default("agent_silent_ms", defaults.agent_silent_ms)?
             .set_default("alarm_eval_ms", defaults.alarm_eval_ms)?
             .set_default("alarm_resolve_ms", defaults.alarm_resolve_ms)?
+            .set_default("alarm_history_ms", defaults.alarm_history_ms)?
             .set_default("feed_poll_ms", defaults.feed_poll_ms)?
             .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
             .set_default("query_timeout_ms", defaults.query_timeout_ms)?
@@ -243,6 +247,7 @@ impl Settings {
             agent_silent: Duration::from_millis(self.agent_silent_ms),
             resolve_after: Duration::from_millis(self.alarm_resolve_ms),
             retention: self.stats_retention(),
+            history: Duration::from_millis(self.alarm_history_ms),
         }
     }
 
@@ -298,8 +303,9 @@ mod tests {
                 settings.agent_silent_ms,
                 settings.alarm_eval_ms,
                 settings.alarm_resolve_ms,
+                settings.alarm_history_ms,
             ),
-            (600_000, 3_000, 5_000, 500, 5_000)
+            (600_000, 3_000, 5_000, 500, 5_000, 2_592_000_000)
         );
         assert_eq!(settings.alarm_webhook, None);
         assert_eq!(settings.store_url(), "sqlite://damrey-proxy.db?mode=rwc");

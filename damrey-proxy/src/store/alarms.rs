@@ -127,6 +127,22 @@ impl Store {
         .await
     }
 
+    /// Removes the alarms resolved before `oldest_ms` (active ones stay, however old).
+    /// Returns how many went.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn prune_alarms(&self, oldest_ms: i64) -> Result<u64, StoreError> {
+        self.bounded(async move {
+            let done = sqlx::query("DELETE FROM alarms WHERE resolved_ms < $1")
+                .bind(oldest_ms)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
     /// The active alarms, newest first.
     ///
     /// # Errors

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use damrey_actors::WorkerSpec;
 use damrey_actors::report::{Heartbeat, InstanceCount};
+use damrey_proxy::alarms::{Condition, Rule};
 use damrey_proxy::store::StoreError;
 
 use crate::helpers::{fresh_database, open_store};
@@ -139,4 +140,35 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         .unwrap();
     assert_eq!(back.first_seen_ms, 1_020_002);
     assert_eq!(store.agents(1_020_002, ttl).await.unwrap().len(), 2);
+}
+
+#[actix_web::test]
+async fn resolved_alarms_are_pruned_by_age_and_active_ones_stay() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let condition = |worker: &str| Condition {
+        key: format!("no_instance:{worker}"),
+        rule: Rule::NoInstance,
+        worker: Some(worker.to_owned()),
+        agent: None,
+        message: format!("worker {worker} has no live instance"),
+        value: Some(0.0),
+        threshold: Some(1.0),
+    };
+    store.fire_alarm(&condition("old"), 1_000).await.unwrap();
+    store.resolve_alarm("no_instance:old", 2_000).await.unwrap();
+    store.fire_alarm(&condition("new"), 1_500).await.unwrap();
+    store.resolve_alarm("no_instance:new", 5_000).await.unwrap();
+    store.fire_alarm(&condition("open"), 500).await.unwrap();
+
+    assert_eq!(store.prune_alarms(3_000).await.unwrap(), 1);
+
+    let left: Vec<_> = store
+        .alarm_history(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|alarm| alarm.key)
+        .collect();
+    assert_eq!(left, ["no_instance:new", "no_instance:open"]);
 }
