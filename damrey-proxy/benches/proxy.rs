@@ -1,6 +1,8 @@
-//! Requests per second for `GET /workers/get` with 100 workers stored and for
-//! `POST /worker/chg`, over loopback with 32 requests in flight, on SQLite and (when
-//! `DATABASE_URL` names one) Postgres. Prints the median of several timed rounds.
+//! Requests per second for `GET /workers/get` with 100 workers stored, for
+//! `POST /worker/chg`, for agents' heartbeats carrying the stats of 10 instances (an
+//! agent sends one a second) and for `GET /workers/stats` over the samples they left
+//! (one in flight), over loopback with 32 requests in flight otherwise, on SQLite and (when `DATABASE_URL` names
+//! one) Postgres. Prints the median of several timed rounds.
 //!
 //! `cargo bench -p damrey-proxy` (set `DATABASE_URL=postgres://...` for Postgres too).
 
@@ -9,12 +11,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use damrey_actors::WorkerSpec;
+use damrey_actors::report::{Heartbeat, InstanceCount, InstanceReport, Latency};
 use damrey_proxy::{Application, Settings};
 use futures_util::future::join_all;
 use sqlx::{Connection, Executor};
 
 const WORKERS: usize = 100;
 const IN_FLIGHT: usize = 32;
+const STATS_IN_FLIGHT: usize = 1;
 const ROUNDS: usize = 5;
 const ROUND: Duration = Duration::from_secs(2);
 
@@ -94,25 +98,84 @@ async fn bench_backend(label: &str, url: &str) {
         .timeout(Duration::from_secs(30))
         .finish();
 
-    let get = measure(&client, |client, _| {
+    let get = measure(&client, IN_FLIGHT, |client, _| {
         let request = client.get(format!("{address}/workers/get"));
         async move { request.send().await.map(|r| r.status().as_u16()) }
     })
     .await;
     println!("{label:>8}  GET /workers/get   {get:>9.0} req/s");
 
-    let chg = measure(&client, |client, n| {
+    let chg = measure(&client, IN_FLIGHT, |client, n| {
         let body = format!(r#"{{"name":"worker-{:03}","agent":"","mpu":"{}","commands":[{{"name":"test","worker":"testWorker","mpu":"1"}}]}}"#, n % WORKERS, n % 1000);
         let request = client.post(format!("{address}/worker/chg")).insert_header(("content-type", "application/json"));
         async move { request.send_body(body).await.map(|r| r.status().as_u16()) }
     })
     .await;
     println!("{label:>8}  POST /worker/chg   {chg:>9.0} req/s");
+
+    let heartbeat = measure(&client, IN_FLIGHT, |client, n| {
+        let body = heartbeat(n % IN_FLIGHT, n);
+        let request = client
+            .post(format!("{address}/agents/heartbeat"))
+            .insert_header(("content-type", "application/json"));
+        async move { request.send_body(body).await.map(|r| r.status().as_u16()) }
+    })
+    .await;
+    println!("{label:>8}  POST /agents/heartbeat, 10 instances {heartbeat:>9.0} req/s");
+
+    // Read by dashboards and the alarm evaluator, one at a time.
+    let stats = measure(&client, STATS_IN_FLIGHT, |client, _| {
+        let request = client.get(format!("{address}/workers/stats"));
+        async move {
+            let mut response = request.send().await?;
+            let _ = response.body().limit(16 << 20).await;
+            Ok(response.status().as_u16())
+        }
+    })
+    .await;
+    println!("{label:>8}  GET /workers/stats, {STATS_IN_FLIGHT} in flight {stats:>9.0} req/s");
     handle.stop(true).await;
 }
 
+/// The heartbeat agent `agent` sends the `n`th time: 10 instances, counters growing.
+fn heartbeat(agent: usize, n: usize) -> String {
+    let count = n as u64;
+    let stats = (0..10)
+        .map(|i| InstanceReport {
+            worker: format!("worker-{:03}", (agent * 10 + i) % WORKERS),
+            instance: i as u64 + 1,
+            received: count * 7,
+            responses: count * 6,
+            errors: count,
+            timeouts: 0,
+            stops: 0,
+            retries: 0,
+            restarts: 0,
+            in_flight: 1,
+            latency: Latency {
+                sum_us: count * 700,
+                counts: (0..17).map(|bucket| count * (bucket % 3)).collect(),
+            },
+        })
+        .collect::<Vec<_>>();
+    let instances = stats
+        .iter()
+        .map(|report| InstanceCount {
+            worker: report.worker.clone(),
+            count: 1,
+        })
+        .collect();
+    serde_json::to_string(&Heartbeat {
+        agent: format!("10.0.{agent}.1:7701"),
+        instances,
+        stats,
+        leaving: false,
+    })
+    .expect("a heartbeat serializes")
+}
+
 /// Median requests/s over the rounds, after one warm-up round.
-async fn measure<F, Fut>(client: &awc::Client, request: F) -> f64
+async fn measure<F, Fut>(client: &awc::Client, in_flight: usize, request: F) -> f64
 where
     F: Fn(&awc::Client, usize) -> Fut,
     Fut: Future<Output = Result<u16, awc::error::SendRequestError>>,
@@ -121,7 +184,7 @@ where
     for round in 0..=ROUNDS {
         let done = Rc::new(Cell::new(0usize));
         let started = Instant::now();
-        let loops = (0..IN_FLIGHT).map(|lane| {
+        let loops = (0..in_flight).map(|lane| {
             let (done, request) = (done.clone(), &request);
             async move {
                 let mut n = lane;
@@ -129,7 +192,7 @@ where
                     let status = request(client, n).await.expect("the proxy answers");
                     assert_eq!(status, 200, "unexpected status");
                     done.set(done.get() + 1);
-                    n += IN_FLIGHT;
+                    n += in_flight;
                 }
             }
         });

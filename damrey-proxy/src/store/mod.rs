@@ -573,6 +573,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            sqlx::query("DELETE FROM instance_series WHERE agent = $1")
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(removed + samples > 0)
         })

@@ -89,6 +89,33 @@ pub(super) async fn insert_samples(
                 );
         }
         query.execute(&mut **tx).await?;
+        let mut sql = String::from(
+            "INSERT INTO instance_series (agent, instance, worker, latest_ms) VALUES ",
+        );
+        for row in 0..chunk.len() {
+            let first = row * 4;
+            let _ = write!(
+                sql,
+                "{}(${}, ${}, ${}, ${})",
+                if row == 0 { "" } else { ", " },
+                first + 1,
+                first + 2,
+                first + 3,
+                first + 4
+            );
+        }
+        sql.push_str(
+            " ON CONFLICT (agent, instance, worker) DO UPDATE SET latest_ms = excluded.latest_ms",
+        );
+        let mut query = sqlx::query(&sql);
+        for report in chunk {
+            query = query
+                .bind(&heartbeat.agent)
+                .bind(stored(report.instance))
+                .bind(&report.worker)
+                .bind(now_ms);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -100,6 +127,11 @@ pub(super) async fn prune_agent_samples(
     oldest_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM instance_samples WHERE agent = $1 AND at_ms < $2")
+        .bind(agent)
+        .bind(oldest_ms)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM instance_series WHERE agent = $1 AND latest_ms < $2")
         .bind(agent)
         .bind(oldest_ms)
         .execute(&mut **tx)
@@ -169,33 +201,41 @@ impl Store {
         oldest_ms: i64,
     ) -> Result<Vec<SamplePair>, StoreError> {
         self.bounded(async move {
+            // Per instance: its newest sample's time from the series table, and the
+            // newest at or before the window's start by an index seek; then the two
+            // samples by primary key. Nothing scans the samples kept.
             let rows = sqlx::query(
-                "SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
+                "WITH k AS ( \
+                   SELECT r.agent, r.instance, r.worker, r.latest_ms, \
+                   (SELECT MAX(b.at_ms) FROM instance_samples b WHERE b.agent = r.agent \
+                    AND b.instance = r.instance AND b.at_ms <= $1) AS base_ms \
+                   FROM instance_series r WHERE r.latest_ms >= $2 \
+                 ) \
+                 SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
                  s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
-                 s.latency_sum_us, s.latency_counts, k.latest_ms, k.base_ms \
-                 FROM instance_samples s JOIN ( \
-                   SELECT agent, instance, worker, MAX(at_ms) AS latest_ms, \
-                   MAX(CASE WHEN at_ms <= $1 THEN at_ms END) AS base_ms \
-                   FROM instance_samples WHERE at_ms >= $2 GROUP BY agent, instance, worker \
-                 ) k ON s.agent = k.agent AND s.instance = k.instance AND s.worker = k.worker \
-                 AND (s.at_ms = k.latest_ms OR s.at_ms = k.base_ms)",
+                 s.latency_sum_us, s.latency_counts, 1 AS newest \
+                 FROM k JOIN instance_samples s ON s.agent = k.agent \
+                 AND s.instance = k.instance AND s.at_ms = k.latest_ms AND s.worker = k.worker \
+                 UNION ALL \
+                 SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
+                 s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
+                 s.latency_sum_us, s.latency_counts, 0 AS newest \
+                 FROM k JOIN instance_samples s ON s.agent = k.agent \
+                 AND s.instance = k.instance AND s.at_ms = k.base_ms AND s.worker = k.worker",
             )
             .bind(window_start_ms)
             .bind(oldest_ms)
             .fetch_all(&self.pool)
             .await?;
-            // Per series: the newest sample, the baseline, and whether the baseline is
-            // the newest itself (no report since the window started).
-            let mut pairs: BTreeMap<SeriesKey, (Option<Sample>, Option<Sample>, bool)> =
-                BTreeMap::new();
+            // Per series: the newest sample and the baseline (absent: the instance
+            // attached within the window, see `SamplePair::baseline`).
+            let mut pairs: BTreeMap<SeriesKey, (Option<Sample>, Option<Sample>)> = BTreeMap::new();
             for row in &rows {
-                let latest_ms: i64 = row.try_get("latest_ms")?;
-                let base_ms: Option<i64> = row.try_get("base_ms")?;
+                let newest: i32 = row.try_get("newest")?;
                 let sample = sample_from_row(row)?;
                 let key = (sample.agent.clone(), sample.instance, sample.worker.clone());
                 let slot = pairs.entry(key).or_default();
-                slot.2 = base_ms == Some(latest_ms);
-                if sample.at_ms == latest_ms {
+                if newest == 1 {
                     slot.0 = Some(sample);
                 } else {
                     slot.1 = Some(sample);
@@ -203,17 +243,13 @@ impl Store {
             }
             Ok(pairs
                 .into_values()
-                .filter_map(|(latest, baseline, baseline_is_latest)| {
+                .filter_map(|(latest, baseline)| {
                     let latest = latest?;
-                    let baseline = match baseline {
-                        Some(baseline) => baseline,
-                        None if baseline_is_latest => latest.clone(),
-                        None => Sample {
-                            counters: Counters::default(),
-                            latency: Latency::default(),
-                            ..latest.clone()
-                        },
-                    };
+                    let baseline = baseline.unwrap_or_else(|| Sample {
+                        counters: Counters::default(),
+                        latency: Latency::default(),
+                        ..latest.clone()
+                    });
                     Some(SamplePair { latest, baseline })
                 })
                 .collect())
@@ -229,6 +265,10 @@ impl Store {
     pub async fn prune_samples(&self, oldest_ms: i64) -> Result<u64, StoreError> {
         self.bounded(async move {
             let done = sqlx::query("DELETE FROM instance_samples WHERE at_ms < $1")
+                .bind(oldest_ms)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query("DELETE FROM instance_series WHERE latest_ms < $1")
                 .bind(oldest_ms)
                 .execute(&self.pool)
                 .await?;
