@@ -559,26 +559,21 @@ impl Store {
     pub async fn forget_agent(&self, agent: &str) -> Result<bool, StoreError> {
         self.bounded(async move {
             let mut tx = self.pool.begin().await?;
-            let removed = sqlx::query("DELETE FROM agents WHERE address = $1")
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?;
-            let samples = sqlx::query("DELETE FROM instance_samples WHERE agent = $1")
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            sqlx::query("DELETE FROM instance_series WHERE agent = $1")
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?;
+            let mut removed = 0;
+            for statement in [
+                "DELETE FROM agents WHERE address = $1",
+                "DELETE FROM agent_instances WHERE agent = $1",
+                "DELETE FROM instance_samples WHERE agent = $1",
+                "DELETE FROM instance_series WHERE agent = $1",
+            ] {
+                removed += sqlx::query(statement)
+                    .bind(agent)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
             tx.commit().await?;
-            Ok(removed + samples > 0)
+            Ok(removed > 0)
         })
         .await
     }

@@ -56,15 +56,10 @@ pub(super) async fn insert_samples(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     for chunk in heartbeat.stats.chunks(ROWS_PER_INSERT) {
-        let mut sql = format!("INSERT INTO instance_samples ({SAMPLE_COLUMNS}) VALUES ");
-        for row in 0..chunk.len() {
-            let first = row * 14;
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 1..=14 {
-                let separator = if column == 14 { ")" } else { ", " };
-                let _ = write!(sql, "${}{separator}", first + column);
-            }
-        }
+        let mut sql = format!(
+            "INSERT INTO instance_samples ({SAMPLE_COLUMNS}) VALUES {}",
+            placeholders(chunk.len(), 14)
+        );
         // Two heartbeats of one agent within one millisecond: the first one stands.
         sql.push_str(" ON CONFLICT (agent, instance, at_ms) DO NOTHING");
         let mut query = sqlx::query(&sql);
@@ -89,21 +84,10 @@ pub(super) async fn insert_samples(
                 );
         }
         query.execute(&mut **tx).await?;
-        let mut sql = String::from(
-            "INSERT INTO instance_series (agent, instance, worker, latest_ms) VALUES ",
+        let mut sql = format!(
+            "INSERT INTO instance_series (agent, instance, worker, latest_ms) VALUES {}",
+            placeholders(chunk.len(), 4)
         );
-        for row in 0..chunk.len() {
-            let first = row * 4;
-            let _ = write!(
-                sql,
-                "{}(${}, ${}, ${}, ${})",
-                if row == 0 { "" } else { ", " },
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4
-            );
-        }
         sql.push_str(
             " ON CONFLICT (agent, instance, worker) DO UPDATE SET latest_ms = excluded.latest_ms",
         );
@@ -118,6 +102,19 @@ pub(super) async fn insert_samples(
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters each.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::new();
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=columns {
+            let separator = if column == columns { ")" } else { ", " };
+            let _ = write!(sql, "${}{separator}", row * columns + column);
+        }
+    }
+    sql
 }
 
 /// Removes `agent`'s samples taken before `oldest_ms`.
