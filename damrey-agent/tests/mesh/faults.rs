@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::{
-    Agent, AgentAddress, AgentOptions, Process, Proxy, TempDir, join_all, sqsum, sqsum_specs,
+    Agent, AgentAddress, AgentOptions, Process, Proxy, TempDir, join_all, sqsum, sqsum_mesh,
 };
 
 #[actix_rt::test]
@@ -163,11 +163,7 @@ async fn a_frozen_agent_costs_callers_a_timeout_at_their_deadline_and_nothing_mo
 #[actix_rt::test]
 async fn routing_goes_on_while_the_proxy_is_down_and_catches_up_when_it_returns() {
     let dir = TempDir::new();
-    let mut proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
-    let agent = Agent::ready(&proxy).await;
-    let _workers = agent
-        .start_workers(&[("add", "add"), ("square", "square")])
-        .await;
+    let (mut proxy, agent, _workers) = sqsum_mesh(&dir).await;
 
     proxy.kill();
     assert_eq!(

@@ -10,17 +10,13 @@ use damrey_actors::{Config, Message, Worker};
 use serde_json::json;
 
 use crate::support::{
-    Agent, AgentAddress, AgentOptions, Proxy, TempDir, join_all, sqsum, sqsum_specs,
+    Agent, AgentAddress, AgentOptions, Proxy, TempDir, join_all, sqsum, sqsum_mesh, sqsum_specs,
 };
 
 #[actix_rt::test]
 async fn a_line_of_worker_processes_on_one_agent_answers_the_square_of_the_sum() {
     let dir = TempDir::new();
-    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
-    let agent = Agent::ready(&proxy).await;
-    let _workers = agent
-        .start_workers(&[("add", "add"), ("square", "square")])
-        .await;
+    let (_proxy, agent, _workers) = sqsum_mesh(&dir).await;
 
     let (status, reply) = agent.call("add", &sqsum(3, 4), 2_000).await;
 

@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use damrey_actors::Message;
 use serde_json::Value;
 
-use crate::support::{Agent, Proxy, TempDir, sqsum, sqsum_specs};
+use crate::support::{Agent, Proxy, TempDir, known_load, sqsum_mesh, sqsum_specs};
 
 /// Polls `probe` every 50 ms until it gives `Some`, for at most `limit`.
 async fn poll<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
@@ -42,19 +41,9 @@ async fn worker_stats(proxy: &Proxy, worker: &str) -> Value {
 #[actix_rt::test]
 async fn the_proxy_sums_what_the_agent_counted_exactly() {
     let dir = TempDir::new();
-    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
-    let agent = Agent::ready(&proxy).await;
-    let _workers = agent
-        .start_workers(&[("add", "add"), ("square", "square")])
-        .await;
+    let (proxy, agent, _workers) = sqsum_mesh(&dir).await;
 
-    for i in 0..20 {
-        assert_eq!(agent.call("add", &sqsum(i, 1), 2_000).await.0, 200);
-    }
-    for _ in 0..3 {
-        let bad = Message::request("sqsum", ["1", "x"]);
-        assert_eq!(agent.call("add", &bad, 2_000).await.0, 422);
-    }
+    known_load(&agent).await;
 
     let add = poll(
         Duration::from_secs(5),

@@ -6,7 +6,7 @@ use actix::{Actor, Context, Handler};
 use damrey_actors::{Config, Message, Worker};
 use serde_json::json;
 
-use crate::support::{Agent, Proxy, TempDir, client, sqsum, sqsum_specs};
+use crate::support::{Agent, Proxy, TempDir, client, known_load, sqsum_mesh};
 
 /// The sum over instances of `worker` of the sample `name` in Prometheus text.
 fn sample(text: &str, name: &str, worker: &str) -> u64 {
@@ -25,20 +25,9 @@ fn sample(text: &str, name: &str, worker: &str) -> u64 {
 #[actix_rt::test]
 async fn the_counters_equal_a_known_load_exactly() {
     let dir = TempDir::new();
-    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
-    let agent = Agent::ready(&proxy).await;
-    let _workers = agent
-        .start_workers(&[("add", "add"), ("square", "square")])
-        .await;
+    let (_proxy, agent, _workers) = sqsum_mesh(&dir).await;
 
-    for i in 0..20 {
-        let (status, _) = agent.call("add", &sqsum(i, 1), 2_000).await;
-        assert_eq!(status, 200);
-    }
-    for _ in 0..3 {
-        let bad = Message::request("sqsum", ["1", "x"]);
-        assert_eq!(agent.call("add", &bad, 2_000).await.0, 422);
-    }
+    known_load(&agent).await;
     let response = client()
         .get(format!("http://{}/metrics", agent.address))
         .send()

@@ -489,6 +489,29 @@ pub fn sqsum_specs() -> [Value; 2] {
     ]
 }
 
+/// A proxy with [`sqsum_specs`], an agent that has them, and the `add` and `square`
+/// worker processes attached to it.
+pub async fn sqsum_mesh(dir: &TempDir) -> (Proxy, Agent, Vec<Process>) {
+    let proxy = Proxy::with_workers(dir, sqsum_specs()).await;
+    let agent = Agent::ready(&proxy).await;
+    let workers = agent
+        .start_workers(&[("add", "add"), ("square", "square")])
+        .await;
+    (proxy, agent, workers)
+}
+
+/// Puts a known load through `add => square` at `agent`: 20 good requests (200) and 3
+/// whose argument add refuses (422).
+pub async fn known_load(agent: &Agent) {
+    for i in 0..20 {
+        assert_eq!(agent.call("add", &sqsum(i, 1), 2_000).await.0, 200);
+    }
+    for _ in 0..3 {
+        let bad = Message::request("sqsum", ["1", "x"]);
+        assert_eq!(agent.call("add", &bad, 2_000).await.0, 422);
+    }
+}
+
 /// `["REQUEST","sqsum",a,b]`.
 pub fn sqsum(a: i64, b: i64) -> Message {
     Message::request("sqsum", [a.to_string(), b.to_string()])
