@@ -7,15 +7,18 @@
 //! says it is skipped and passes, so that `cargo test --workspace` works with only Rust;
 //! with `DAMREY_REQUIRE_BROWSER=1` (as in CI) a missing Chromium fails it.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use support::{Example, TempDir, text};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How much of the page's own time one Chromium run lets pass before dumping the DOM:
@@ -43,91 +46,6 @@ fn chromium() -> Option<PathBuf> {
          to run it; DAMREY_REQUIRE_BROWSER=1 makes its absence a failure"
     );
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A fresh directory, removed at the end.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The example's scripts with this test's ports and state directory; stopped on drop.
-struct Example {
-    ports: [u16; 3],
-    state: TempDir,
-}
-
-impl Example {
-    fn new() -> Example {
-        let state = std::env::temp_dir().join(format!("damrey-dashboard-{}", std::process::id()));
-        Example {
-            ports: [free_port(), free_port(), free_port()],
-            state: TempDir(state),
-        }
-    }
-
-    fn script(&self, name: &str) -> Output {
-        let scripts = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let binaries = Path::new(env!("CARGO_BIN_EXE_entry")).parent().unwrap();
-        for needed in ["damrey-proxy", "damrey-agent", "add", "square"] {
-            assert!(
-                binaries.join(needed).exists(),
-                "{needed} is missing: run `cargo test --workspace`, which builds every binary"
-            );
-        }
-        Command::new(scripts.join(name))
-            .env("DAMREY_BIN_DIR", binaries)
-            .env("DAMREY_RUN_DIR", &self.state.0)
-            .env("DAMREY_PROXY_PORT", self.ports[0].to_string())
-            .env("DAMREY_AGENT_PORT", self.ports[1].to_string())
-            .env("DAMREY_HTTP_PORT", self.ports[2].to_string())
-            .env_remove("DAMREY_TOKEN")
-            .env_remove("DATABASE_URL")
-            .output()
-            .expect("the script runs")
-    }
-
-    /// The pid `run` recorded for `name`.
-    fn pid(&self, name: &str) -> u32 {
-        std::fs::read_to_string(self.state.0.join("pids"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| {
-                let (pid, who) = line.split_once(' ')?;
-                (who == name).then(|| pid.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("run recorded no pid for {name}"))
-    }
-
-    fn dashboard(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.ports[0])
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        // Whatever happened, leave nothing running.
-        let _ = self.script("stop");
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// One headless Chromium run in its own process group, killed as a group when done.
@@ -336,10 +254,10 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
     let Some(chromium) = chromium() else {
         return;
     };
-    let example = Example::new();
+    let example = Example::new("dashboard");
     let run = example.script("run");
     assert!(run.status.success(), "run failed: {}", text(&run));
-    let url = example.dashboard();
+    let url = format!("http://127.0.0.1:{}/", example.ports[0]);
 
     let dom = wait_for_dom(
         &chromium,
@@ -370,7 +288,11 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
         "the line does not end after square:\n{dom}"
     );
 
-    let square = example.pid("square");
+    let square = example
+        .pids()
+        .into_iter()
+        .find_map(|(pid, name)| (name == "square").then_some(pid))
+        .expect("run recorded square's pid");
     let kill = Command::new("kill")
         .args(["-KILL", &square.to_string()])
         .status()
