@@ -88,6 +88,95 @@ impl InstanceReport {
     }
 }
 
+/// Step counters: cumulative in `totals`, or what happened within a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Steps delivered.
+    pub received: u64,
+    /// Steps answered, whatever the answer.
+    pub processed: u64,
+    /// Steps answered `RESPONSE`.
+    pub responses: u64,
+    /// Steps answered `ERROR`.
+    pub errors: u64,
+    /// Steps out of time.
+    pub timeouts: u64,
+    /// Steps answered `STOP`.
+    pub stops: u64,
+    /// Steps retried elsewhere after their instance was lost.
+    pub retries: u64,
+    /// Restarts after panics.
+    pub restarts: u64,
+    /// Steps delivered and not answered yet (a gauge: the latest value, never a delta).
+    pub in_flight: u64,
+}
+
+impl Counters {
+    /// The counters of one instance's report.
+    pub fn of(report: &InstanceReport) -> Counters {
+        Counters {
+            received: report.received,
+            processed: report.processed(),
+            responses: report.responses,
+            errors: report.errors,
+            timeouts: report.timeouts,
+            stops: report.stops,
+            retries: report.retries,
+            restarts: report.restarts,
+            in_flight: report.in_flight,
+        }
+    }
+
+    /// The counters that only grow while the instance's agent runs.
+    fn cumulative(&self) -> [u64; 7] {
+        [
+            self.received,
+            self.responses,
+            self.errors,
+            self.timeouts,
+            self.stops,
+            self.retries,
+            self.restarts,
+        ]
+    }
+
+    /// Whether a cumulative counter is lower than in `earlier` (its agent restarted).
+    pub fn dropped_since(&self, earlier: &Counters) -> bool {
+        self.cumulative()
+            .iter()
+            .zip(earlier.cumulative())
+            .any(|(now, then)| *now < then)
+    }
+
+    /// What happened after `earlier`; `in_flight` stays the latest value.
+    pub fn minus(&self, earlier: &Counters) -> Counters {
+        Counters {
+            received: self.received - earlier.received,
+            processed: self.processed.saturating_sub(earlier.processed),
+            responses: self.responses - earlier.responses,
+            errors: self.errors - earlier.errors,
+            timeouts: self.timeouts - earlier.timeouts,
+            stops: self.stops - earlier.stops,
+            retries: self.retries - earlier.retries,
+            restarts: self.restarts - earlier.restarts,
+            in_flight: self.in_flight,
+        }
+    }
+
+    /// Adds `other`'s counts to these (to sum instances of one worker).
+    pub fn add(&mut self, other: &Counters) {
+        self.received = self.received.saturating_add(other.received);
+        self.processed = self.processed.saturating_add(other.processed);
+        self.responses = self.responses.saturating_add(other.responses);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.timeouts = self.timeouts.saturating_add(other.timeouts);
+        self.stops = self.stops.saturating_add(other.stops);
+        self.retries = self.retries.saturating_add(other.retries);
+        self.restarts = self.restarts.saturating_add(other.restarts);
+        self.in_flight = self.in_flight.saturating_add(other.in_flight);
+    }
+}
+
 /// A latency histogram: counts per bucket of [`LATENCY_BOUNDS_MICROS`] (not cumulative)
 /// and the sum of all durations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,16 +222,20 @@ impl Latency {
         None
     }
 
+    /// Whether a count or the sum is lower than in `earlier` (its agent restarted).
+    pub fn dropped_since(&self, earlier: &Latency) -> bool {
+        self.sum_us < earlier.sum_us
+            || self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .any(|(now, then)| now < then)
+    }
+
     /// What was recorded after `earlier` was taken; all of `self` when a count went
     /// down (the instance's agent restarted in between).
     pub fn since(&self, earlier: &Latency) -> Latency {
-        let went_down = self
-            .counts
-            .iter()
-            .zip(&earlier.counts)
-            .any(|(now, then)| now < then)
-            || self.sum_us < earlier.sum_us;
-        if went_down {
+        if self.dropped_since(earlier) {
             return self.clone();
         }
         Latency {

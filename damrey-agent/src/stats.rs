@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use damrey_actors::Tag;
-use damrey_actors::report::{self, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency};
+use damrey_actors::report::{self, Counters, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency};
 use serde::Serialize;
 
 /// A latency histogram with fixed buckets.
@@ -98,24 +98,9 @@ pub struct InstanceSummary {
     pub worker: String,
     /// The instance's number on this agent.
     pub instance: u64,
-    /// Steps delivered.
-    pub received: u64,
-    /// Steps answered.
-    pub processed: u64,
-    /// Steps answered `RESPONSE`.
-    pub responses: u64,
-    /// Steps answered `ERROR`.
-    pub errors: u64,
-    /// Steps out of time.
-    pub timeouts: u64,
-    /// Steps answered `STOP`.
-    pub stops: u64,
-    /// Steps lost with the instance and retried elsewhere.
-    pub retries: u64,
-    /// Restarts after panics.
-    pub restarts: u64,
-    /// Steps in flight now.
-    pub in_flight: u64,
+    /// Its counters (flattened into the JSON object).
+    #[serde(flatten)]
+    pub counters: Counters,
     /// Step latency quantiles in milliseconds (bucket upper bounds); `None` before any step.
     pub p50_ms: Option<f64>,
     /// See `p50_ms`.
@@ -146,20 +131,12 @@ impl InstanceStats {
     pub fn summary(&self) -> InstanceSummary {
         let report = self.report();
         InstanceSummary {
-            processed: report.processed(),
+            counters: Counters::of(&report),
             p50_ms: report.latency.quantile_ms(0.50),
             p90_ms: report.latency.quantile_ms(0.90),
             p99_ms: report.latency.quantile_ms(0.99),
             worker: report.worker,
             instance: report.instance,
-            received: report.received,
-            responses: report.responses,
-            errors: report.errors,
-            timeouts: report.timeouts,
-            stops: report.stops,
-            retries: report.retries,
-            restarts: report.restarts,
-            in_flight: report.in_flight,
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use damrey_actors::report::{Heartbeat, InstanceReport, Latency};
+use damrey_actors::report::{Counters, Heartbeat, Latency};
 use serde::Serialize;
 
 use crate::registry::AgentEntry;
@@ -63,93 +63,6 @@ pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
         }
     }
     Ok(())
-}
-
-/// Step counters: cumulative in `totals`, or what happened within a window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Steps delivered.
-    pub received: u64,
-    /// Steps answered, whatever the answer.
-    pub processed: u64,
-    /// Steps answered `RESPONSE`.
-    pub responses: u64,
-    /// Steps answered `ERROR`.
-    pub errors: u64,
-    /// Steps out of time.
-    pub timeouts: u64,
-    /// Steps answered `STOP`.
-    pub stops: u64,
-    /// Steps retried elsewhere after their instance was lost.
-    pub retries: u64,
-    /// Restarts after panics.
-    pub restarts: u64,
-    /// Steps delivered and not answered yet (a gauge: the latest value, never a delta).
-    pub in_flight: u64,
-}
-
-impl Counters {
-    /// The counters of one instance's report.
-    pub fn of(report: &InstanceReport) -> Counters {
-        Counters {
-            received: report.received,
-            processed: report.processed(),
-            responses: report.responses,
-            errors: report.errors,
-            timeouts: report.timeouts,
-            stops: report.stops,
-            retries: report.retries,
-            restarts: report.restarts,
-            in_flight: report.in_flight,
-        }
-    }
-
-    fn cumulative(&self) -> [u64; 7] {
-        [
-            self.received,
-            self.responses,
-            self.errors,
-            self.timeouts,
-            self.stops,
-            self.retries,
-            self.restarts,
-        ]
-    }
-
-    /// Whether a cumulative counter is lower than in `earlier`.
-    fn dropped_since(&self, earlier: &Counters) -> bool {
-        self.cumulative()
-            .iter()
-            .zip(earlier.cumulative())
-            .any(|(now, then)| *now < then)
-    }
-
-    /// What happened after `earlier`; `in_flight` stays the latest value.
-    fn minus(&self, earlier: &Counters) -> Counters {
-        Counters {
-            received: self.received - earlier.received,
-            processed: self.processed.saturating_sub(earlier.processed),
-            responses: self.responses - earlier.responses,
-            errors: self.errors - earlier.errors,
-            timeouts: self.timeouts - earlier.timeouts,
-            stops: self.stops - earlier.stops,
-            retries: self.retries - earlier.retries,
-            restarts: self.restarts - earlier.restarts,
-            in_flight: self.in_flight,
-        }
-    }
-
-    fn add(&mut self, other: &Counters) {
-        self.received = self.received.saturating_add(other.received);
-        self.processed = self.processed.saturating_add(other.processed);
-        self.responses = self.responses.saturating_add(other.responses);
-        self.errors = self.errors.saturating_add(other.errors);
-        self.timeouts = self.timeouts.saturating_add(other.timeouts);
-        self.stops = self.stops.saturating_add(other.stops);
-        self.retries = self.retries.saturating_add(other.retries);
-        self.restarts = self.restarts.saturating_add(other.restarts);
-        self.in_flight = self.in_flight.saturating_add(other.in_flight);
-    }
 }
 
 /// Per-second rates over a window.
@@ -234,13 +147,7 @@ impl InstanceStats {
     fn of(pair: SamplePair, window_ms: u64, live: bool) -> InstanceStats {
         let SamplePair { latest, baseline } = pair;
         let reset = latest.counters.dropped_since(&baseline.counters)
-            || latest.latency.sum_us < baseline.latency.sum_us
-            || latest
-                .latency
-                .counts
-                .iter()
-                .zip(&baseline.latency.counts)
-                .any(|(now, then)| now < then);
+            || latest.latency.dropped_since(&baseline.latency);
         let (window, window_latency) = if reset {
             (latest.counters, latest.latency.clone())
         } else {

@@ -4,12 +4,12 @@
 use std::fmt::Write as _;
 
 use actix_web::{HttpResponse, web};
-use damrey_actors::report::LATENCY_BOUNDS_MICROS;
+use damrey_actors::report::{Counters, LATENCY_BOUNDS_MICROS};
 
 use super::AppState;
 use crate::alarms::{Alarm, Rule};
 use crate::error::ApiError;
-use crate::monitor::{Counters, DEFAULT_WINDOW_MS, StatsReport};
+use crate::monitor::{DEFAULT_WINDOW_MS, StatsReport};
 use crate::store::now_ms;
 
 /// The content type of Prometheus' text format.

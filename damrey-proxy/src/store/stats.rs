@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use damrey_actors::report::{Heartbeat, InstanceReport, Latency};
+use damrey_actors::report::{Counters, Heartbeat, InstanceReport, Latency};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError};
-use crate::monitor::Counters;
 
 /// The most sample rows one INSERT carries (14 parameters each).
 const ROWS_PER_INSERT: usize = 64;
