@@ -62,34 +62,24 @@ impl Rule {
 pub struct Alarm {
     /// The alarm's id.
     pub id: i64,
-    /// The rule that fired it.
-    pub rule: Rule,
-    /// The worker it is about, for worker rules.
-    pub worker: Option<String>,
-    /// The agent it is about, for `agent_silent`.
-    pub agent: Option<String>,
-    /// What happened, for people.
-    pub message: String,
-    /// The measured value when it fired.
-    pub value: Option<f64>,
-    /// The threshold it crossed.
-    pub threshold: Option<f64>,
+    /// The condition that fired it, as it was then (flattened into the JSON object).
+    #[serde(flatten)]
+    pub condition: Condition,
     /// When it fired (ms since the Unix epoch).
     pub fired_ms: i64,
     /// When it resolved; `null` while active.
     pub resolved_ms: Option<i64>,
-    /// The key at most one active alarm has: the rule and its worker or agent (not in the JSON).
-    #[serde(skip)]
-    pub key: String,
     /// Since when an active alarm's condition has stayed away (not in the JSON).
     #[serde(skip)]
     pub clear_since_ms: Option<i64>,
 }
 
-/// A condition that holds now and should have an active alarm.
-#[derive(Debug, Clone, PartialEq)]
+/// A condition that holds and should have an active alarm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Condition {
-    /// `rule:worker` or `agent_silent:agent`.
+    /// `rule:worker` or `agent_silent:agent`: at most one active alarm has a key (not in
+    /// the JSON).
+    #[serde(skip)]
     pub key: String,
     /// The rule.
     pub rule: Rule,
@@ -359,22 +349,26 @@ impl Evaluator {
             agents,
         };
         let holding = conditions(&inputs, &self.settings, self.started_ms);
-        let active_keys: HashSet<&str> = active.iter().map(|alarm| alarm.key.as_str()).collect();
+        let active_keys: HashSet<&str> = active
+            .iter()
+            .map(|alarm| alarm.condition.key.as_str())
+            .collect();
         let mut transitions = Vec::new();
         for (key, condition) in &holding {
             if active_keys.contains(key.as_str()) {
                 continue;
             }
             if let Some(alarm) = store.fire_alarm(condition, now_ms).await? {
-                tracing::warn!(rule = alarm.rule.as_str(), key = %alarm.key, message = %alarm.message, "alarm fired");
+                tracing::warn!(rule = alarm.condition.rule.as_str(), key = %alarm.condition.key, message = %alarm.condition.message, "alarm fired");
                 transitions.push(self.announce(Event::Fire, alarm));
             }
         }
         let resolve_after = millis(self.settings.resolve_after);
         for alarm in &active {
-            if holding.contains_key(&alarm.key) {
+            let key = &alarm.condition.key;
+            if holding.contains_key(key) {
                 if alarm.clear_since_ms.is_some() {
-                    store.alarm_holds_again(&alarm.key).await?;
+                    store.alarm_holds_again(key).await?;
                 }
                 continue;
             }
@@ -382,24 +376,26 @@ impl Evaluator {
             // for a condition that comes and goes, not a storm of them. An alarm about a
             // worker deleted or an agent forgotten resolves at once.
             let gone = alarm
+                .condition
                 .worker
                 .as_ref()
                 .is_some_and(|w| !configured.contains(w))
                 || alarm
+                    .condition
                     .agent
                     .as_ref()
                     .is_some_and(|a| !known_agents.contains(a));
             if !gone {
                 let clear_since = match alarm.clear_since_ms {
                     Some(since) => since,
-                    None => store.alarm_clear_since(&alarm.key, now_ms).await?,
+                    None => store.alarm_clear_since(key, now_ms).await?,
                 };
                 if now_ms.saturating_sub(clear_since) < resolve_after {
                     continue;
                 }
             }
-            if let Some(alarm) = store.resolve_alarm(&alarm.key, now_ms).await? {
-                tracing::info!(rule = alarm.rule.as_str(), key = %alarm.key, "alarm resolved");
+            if let Some(alarm) = store.resolve_alarm(key, now_ms).await? {
+                tracing::info!(rule = alarm.condition.rule.as_str(), key = %alarm.condition.key, "alarm resolved");
                 transitions.push(self.announce(Event::Resolve, alarm));
             }
         }

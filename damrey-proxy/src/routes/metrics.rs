@@ -175,7 +175,10 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
         "Active alarms by rule.",
     );
     for rule in Rule::ALL {
-        let count = active.iter().filter(|alarm| alarm.rule == rule).count();
+        let count = active
+            .iter()
+            .filter(|alarm| alarm.condition.rule == rule)
+            .count();
         let _ = writeln!(
             out,
             "damrey_alarms_active{{rule=\"{}\"}} {count}",

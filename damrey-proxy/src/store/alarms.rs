@@ -19,15 +19,17 @@ fn alarm_from_row(row: &AnyRow) -> Result<Alarm, StoreError> {
     let rule: String = row.try_get("rule")?;
     Ok(Alarm {
         id,
-        rule: Rule::parse(&rule).ok_or(StoreError::UnknownRule { id, rule })?,
-        worker: row.try_get("worker")?,
-        agent: row.try_get("agent")?,
-        message: row.try_get("message")?,
-        value: row.try_get("value")?,
-        threshold: row.try_get("threshold")?,
+        condition: Condition {
+            key: row.try_get("key")?,
+            rule: Rule::parse(&rule).ok_or(StoreError::UnknownRule { id, rule })?,
+            worker: row.try_get("worker")?,
+            agent: row.try_get("agent")?,
+            message: row.try_get("message")?,
+            value: row.try_get("value")?,
+            threshold: row.try_get("threshold")?,
+        },
         fired_ms: row.try_get("fired_ms")?,
         resolved_ms: row.try_get("resolved_ms")?,
-        key: row.try_get("key")?,
         clear_since_ms: row.try_get("clear_since_ms")?,
     })
 }

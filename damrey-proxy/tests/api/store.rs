@@ -168,7 +168,7 @@ async fn resolved_alarms_are_pruned_by_age_and_active_ones_stay() {
         .await
         .unwrap()
         .into_iter()
-        .map(|alarm| alarm.key)
+        .map(|alarm| alarm.condition.key)
         .collect();
     assert_eq!(left, ["no_instance:new", "no_instance:open"]);
 }
