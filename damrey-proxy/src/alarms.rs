@@ -201,18 +201,18 @@ pub fn conditions(
                 ));
             }
         }
-        let processed = stats.window.processed;
+        let processed = stats.usage.window.processed;
         if processed > 0 && processed >= rules.min_messages {
             for (rule, count, threshold, what) in [
                 (
                     Rule::ErrorRate,
-                    stats.window.errors,
+                    stats.usage.window.errors,
                     rules.error_rate,
                     "errors",
                 ),
                 (
                     Rule::TimeoutRate,
-                    stats.window.timeouts,
+                    stats.usage.window.timeouts,
                     rules.timeout_rate,
                     "timeouts",
                 ),
@@ -232,7 +232,7 @@ pub fn conditions(
                     ));
                 }
             }
-            if let Some(p99) = stats.latency_ms.p99.filter(|p99| *p99 > rules.p99_ms) {
+            if let Some(p99) = stats.usage.latency_ms.p99.filter(|p99| *p99 > rules.p99_ms) {
                 found.push(Condition::worker(
                     Rule::P99Latency,
                     name,

@@ -124,21 +124,65 @@ pub struct InstanceStats {
     pub live: bool,
     /// When it was last reported (ms since the Unix epoch).
     pub last_seen_ms: i64,
-    /// Its counters in the latest report.
+    /// Its counters, rates and latency (flattened into the JSON object).
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// What an instance, or a worker's instances together, did: the latest counters, and
+/// rates and latency over the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// The counters in the latest reports.
     pub totals: Counters,
-    /// Its rates over the window.
+    /// Rates over the window.
     pub rates: Rates,
-    /// Its latency over the window.
+    /// Latency over the window.
     pub latency_ms: Quantiles,
-    /// What it did within the window (not in the JSON).
+    /// What happened within the window (not in the JSON).
     #[serde(skip)]
     pub window: Counters,
-    /// Its latency histogram within the window (not in the JSON).
+    /// The latency histogram within the window (not in the JSON).
     #[serde(skip)]
     pub window_latency: Latency,
-    /// Its cumulative latency histogram (not in the JSON).
+    /// The cumulative latency histogram (not in the JSON).
     #[serde(skip)]
     pub latency: Latency,
+}
+
+impl Usage {
+    /// From the counts; the rates and quantiles follow from the window's.
+    fn new(
+        totals: Counters,
+        window: Counters,
+        window_latency: Latency,
+        latency: Latency,
+        window_ms: u64,
+    ) -> Usage {
+        let mut usage = Usage {
+            totals,
+            window,
+            window_latency,
+            latency,
+            ..Usage::default()
+        };
+        usage.derive(window_ms);
+        usage
+    }
+
+    /// Adds `other`'s counts to these; [`Usage::derive`] then updates the rates.
+    fn add(&mut self, other: &Usage) {
+        self.totals.add(&other.totals);
+        self.window.add(&other.window);
+        self.window_latency.add(&other.window_latency);
+        self.latency.add(&other.latency);
+    }
+
+    /// The rates and quantiles of the window's counts.
+    fn derive(&mut self, window_ms: u64) {
+        self.rates = Rates::over(&self.window, window_ms);
+        self.latency_ms = Quantiles::of(&self.window_latency);
+    }
 }
 
 impl InstanceStats {
@@ -169,12 +213,7 @@ impl InstanceStats {
             instance,
             live,
             last_seen_ms: at_ms,
-            totals: counters,
-            rates: Rates::over(&window, window_ms),
-            latency_ms: Quantiles::of(&window_latency),
-            window,
-            window_latency,
-            latency,
+            usage: Usage::new(counters, window, window_latency, latency, window_ms),
         }
     }
 }
@@ -188,23 +227,11 @@ pub struct WorkerStats {
     pub live_instances: u64,
     /// The newest report of any of its instances.
     pub last_seen_ms: Option<i64>,
-    /// Its instances' latest counters, summed.
-    pub totals: Counters,
-    /// Its instances' rates, summed.
-    pub rates: Rates,
-    /// Its latency over the window, all instances merged.
-    pub latency_ms: Quantiles,
+    /// Its instances' counters summed, rates summed, latency merged (flattened).
+    #[serde(flatten)]
+    pub usage: Usage,
     /// Its instances with a sample within the retention, by agent and number.
     pub instances: Vec<InstanceStats>,
-    /// What its instances did within the window (not in the JSON).
-    #[serde(skip)]
-    pub window: Counters,
-    /// Its latency histogram within the window (not in the JSON).
-    #[serde(skip)]
-    pub window_latency: Latency,
-    /// Its instances' cumulative latency histograms, summed (not in the JSON).
-    #[serde(skip)]
-    pub latency: Latency,
 }
 
 impl WorkerStats {
@@ -213,13 +240,8 @@ impl WorkerStats {
             worker,
             live_instances: 0,
             last_seen_ms: None,
-            totals: Counters::default(),
-            rates: Rates::default(),
-            latency_ms: Quantiles::default(),
+            usage: Usage::default(),
             instances: Vec::new(),
-            window: Counters::default(),
-            window_latency: Latency::default(),
-            latency: Latency::default(),
         }
     }
 
@@ -280,17 +302,13 @@ impl StatsReport {
             let stats = worker(&mut workers, &pair.latest.worker);
             let instance = InstanceStats::of(pair, window_ms, live);
             stats.seen(instance.last_seen_ms);
-            stats.totals.add(&instance.totals);
-            stats.window.add(&instance.window);
-            stats.window_latency.add(&instance.window_latency);
-            stats.latency.add(&instance.latency);
+            stats.usage.add(&instance.usage);
             stats.instances.push(instance);
         }
         let workers = workers
             .into_values()
             .map(|mut stats| {
-                stats.rates = Rates::over(&stats.window, window_ms);
-                stats.latency_ms = Quantiles::of(&stats.window_latency);
+                stats.usage.derive(window_ms);
                 stats
             })
             .collect();
@@ -397,7 +415,7 @@ mod tests {
             baseline: sample(1_000, 10, 1, 10),
             latest: sample(3_000, 30, 5, 30),
         };
-        let stats = InstanceStats::of(pair, 10_000, true);
+        let stats = InstanceStats::of(pair, 10_000, true).usage;
         assert_eq!((stats.window.received, stats.window.errors), (20, 4));
         assert_eq!(stats.rates.received, 2.0);
         assert_eq!(stats.window_latency.count(), 20);
@@ -407,7 +425,7 @@ mod tests {
             baseline: sample(1_000, 10, 1, 10),
             latest: sample(3_000, 4, 0, 4),
         };
-        let stats = InstanceStats::of(restarted, 1_000, false);
+        let stats = InstanceStats::of(restarted, 1_000, false).usage;
         assert_eq!(
             (stats.window.received, stats.window_latency.count()),
             (4, 4)

@@ -137,7 +137,7 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
                 out,
                 "{name}{{worker=\"{}\"}} {}",
                 worker.worker,
-                value(&worker.totals)
+                value(&worker.usage.totals)
             );
         }
     }
@@ -151,7 +151,10 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
     for worker in &report.workers {
         let label = &worker.worker;
         let mut cumulative = 0u64;
-        for (bound, count) in LATENCY_BOUNDS_MICROS.iter().zip(&worker.latency.counts) {
+        for (bound, count) in LATENCY_BOUNDS_MICROS
+            .iter()
+            .zip(&worker.usage.latency.counts)
+        {
             cumulative += count;
             let le = *bound as f64 / 1e6;
             let _ = writeln!(
@@ -159,8 +162,8 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
                 "{name}_bucket{{worker=\"{label}\",le=\"{le}\"}} {cumulative}"
             );
         }
-        let count = worker.latency.count();
-        let sum = worker.latency.sum_us as f64 / 1e6;
+        let count = worker.usage.latency.count();
+        let sum = worker.usage.latency.sum_us as f64 / 1e6;
         let _ = writeln!(
             out,
             "{name}_bucket{{worker=\"{label}\",le=\"+Inf\"}} {count}"
