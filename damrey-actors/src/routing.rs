@@ -9,12 +9,12 @@
 //! to the origin, whose router resolves the waiting request ([`Router::complete`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -113,6 +113,15 @@ struct RouterInner {
     /// Agents that could not be reached lately, and until when other holders of a
     /// worker are preferred to them.
     suspects: Mutex<HashMap<String, Instant>>,
+    /// Whether configs were ever set (from the proxy or a cache): until then the router
+    /// knows nothing, and must not answer as if a worker were not configured.
+    loaded: AtomicBool,
+    /// Lines being driven here (requests started here, and lines handed over).
+    active: AtomicUsize,
+    /// Told when `active` drops to zero.
+    idle: Notify,
+    /// Set by [`Router::close`]: every line still driven here ends with `STOP`.
+    closed: watch::Sender<bool>,
 }
 
 #[derive(Clone, Default)]
@@ -195,7 +204,16 @@ impl Router {
         remote: Option<Arc<dyn Remote>>,
         specs: impl IntoIterator<Item = WorkerSpec>,
     ) -> Result<Self, SpecError> {
-        let router = Router {
+        let router = Router::unloaded(me, remote);
+        router.set_specs(specs)?;
+        Ok(router)
+    }
+
+    /// A router for the agent at `me` that has no configs yet (it waits for the proxy
+    /// or its disk cache): until [`Router::set_specs`] is first called, lines wait for
+    /// configs within their deadline rather than call a worker unconfigured.
+    pub fn unloaded(me: impl Into<String>, remote: Option<Arc<dyn Remote>>) -> Self {
+        Router {
             inner: Arc::new(RouterInner {
                 me: me.into(),
                 remote,
@@ -204,10 +222,12 @@ impl Router {
                 turn: AtomicUsize::new(0),
                 retries: AtomicU32::new(DEFAULT_RETRIES),
                 suspects: Mutex::default(),
+                loaded: AtomicBool::new(false),
+                active: AtomicUsize::new(0),
+                idle: Notify::new(),
+                closed: watch::Sender::new(false),
             }),
-        };
-        router.set_specs(specs)?;
-        Ok(router)
+        }
     }
 
     /// Sets how many more times a step is tried on another instance when its instance
@@ -238,7 +258,41 @@ impl Router {
                 table.routes.entry(name).or_default().spec = Some(Arc::new(spec));
             }
         });
+        self.inner.loaded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Whether the router has configs (set at least once, possibly to none): an agent
+    /// is ready once it has them, from the proxy or from its disk cache.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.loaded.load(Ordering::Acquire)
+    }
+
+    /// Lines being driven here now: requests put to this router and lines handed over
+    /// by other agents, until each one's terminal reply is sent or it is handed on.
+    pub fn active_lines(&self) -> usize {
+        self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no line is being driven here.
+    pub async fn idle(&self) {
+        loop {
+            let idle = self.inner.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.active_lines() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Ends every line still driven here with `STOP` now, and every later one at once:
+    /// a request put here gets `STOP`, a line handed over sends `STOP` to its origin.
+    /// An agent calls it when its drain time is over, so that no caller is left
+    /// without a terminal reply.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
     }
 
     /// The config of worker `name`.
@@ -374,12 +428,10 @@ impl Router {
             deadline: Instant::now() + Duration::from_millis(envelope.remaining_ms),
             message: envelope.message,
         };
-        let deadline = line.deadline;
-        let reply = match timeout_at(deadline, self.drive(line)).await {
-            Ok(Some(reply)) => reply,
+        let reply = match self.drive_guarded(line).await {
+            Some(reply) => reply,
             // Handed on to another agent, which will answer the origin.
-            Ok(None) => return,
-            Err(_elapsed) => Message::timeout(),
+            None => return,
         };
         self.send_reply(&origin, id, reply).await;
     }
@@ -397,10 +449,24 @@ impl Router {
     }
 
     async fn drive_until(&self, line: Line) -> Message {
+        self.drive_guarded(line)
+            .await
+            .unwrap_or_else(Message::timeout)
+    }
+
+    /// Drives a line, counted as active, until its deadline (`TIMEOUT`) or until the
+    /// router closes (`STOP`); `None` when it was handed on to another agent.
+    async fn drive_guarded(&self, line: Line) -> Option<Message> {
+        let _active = ActiveLine::new(&self.inner);
         let deadline = line.deadline;
-        match timeout_at(deadline, self.drive(line)).await {
-            Ok(Some(reply)) => reply,
-            Ok(None) | Err(_) => Message::timeout(),
+        let mut closed = self.inner.closed.subscribe();
+        tokio::select! {
+            biased;
+            driven = timeout_at(deadline, self.drive(line)) => match driven {
+                Ok(reply) => reply,
+                Err(_elapsed) => Some(Message::timeout()),
+            },
+            _ = closed.wait_for(|closed| *closed) => Some(Message::stop()),
         }
     }
 
@@ -657,6 +723,24 @@ impl Router {
             .pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Counts one line as active for as long as it lives.
+struct ActiveLine<'a>(&'a RouterInner);
+
+impl<'a> ActiveLine<'a> {
+    fn new(inner: &'a RouterInner) -> Self {
+        inner.active.fetch_add(1, Ordering::AcqRel);
+        ActiveLine(inner)
+    }
+}
+
+impl Drop for ActiveLine<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 

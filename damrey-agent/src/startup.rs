@@ -66,8 +66,7 @@ impl Application {
         };
 
         let links = PeerLinks::new(settings.token.clone(), settings.retries);
-        let router = Router::with_remote(me, Some(Arc::new(links)), [])
-            .expect("an empty config list is valid");
+        let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
 
         let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
