@@ -77,15 +77,33 @@ pub enum WorkerError {
     NoSystem,
 }
 
-/// Another agent could not be reached.
+/// A hand-off to another agent (or a reply to one) did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    /// Every attempt to reach the agent failed.
+    /// The agent certainly did not take the frame: it could not be reached, or the
+    /// link closed before the frame was written.
     #[error("agent {agent} could not be reached: {reason}")]
     Unreachable {
         /// The agent's `host:port`.
         agent: String,
-        /// The last failure.
+        /// Why.
         reason: String,
     },
+    /// The frame was written but not acknowledged: the agent may have taken it (it is
+    /// frozen, slow, or the link broke after the write), so only a resend to the same
+    /// agent is safe — its duplicate suppression keeps the frame once.
+    #[error("agent {agent} did not acknowledge: {reason}")]
+    Unacknowledged {
+        /// The agent's `host:port`.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RemoteError {
+    /// Whether the agent may have taken the frame.
+    pub fn maybe_taken(&self) -> bool {
+        matches!(self, RemoteError::Unacknowledged { .. })
+    }
 }

@@ -7,7 +7,6 @@
 //! the upgrade, or accepts and sends [`Frame::Welcome`] first.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,12 +94,7 @@ pub fn millis_until(deadline: Instant) -> u64 {
     u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A random delay in `[0, max)`, to spread retries (no RNG crate needed: std's
-/// `RandomState` is seeded randomly).
-pub fn jitter(max: Duration) -> Duration {
-    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
-    Duration::from_nanos(RandomState::new().hash_one(Instant::now()) % nanos)
-}
+pub use crate::backoff::jitter;
 
 /// Where and how a worker attaches.
 #[derive(Clone)]

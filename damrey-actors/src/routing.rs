@@ -20,10 +20,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::BoxFuture;
+use crate::backoff::Backoff;
 use crate::error::{RemoteError, SpecError, WorkerError};
 use crate::message::{Message, Tag};
 use crate::spec::{WorkerSpec, validate_name};
-use crate::worker::{Instance, Lost};
+use crate::worker::Instance;
 
 /// The most worker steps one line may take; a longer line ends with `ERROR`.
 pub const MAX_HOPS: u32 = 64;
@@ -35,8 +36,12 @@ pub const DEFAULT_RETRIES: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
-    /// Identifies the request end to end; receivers drop ids they have seen.
+    /// Identifies the request end to end.
     pub id: Uuid,
+    /// Which hand-off of the line this is (1 for the first): a line may pass the same
+    /// agent several times, so receivers drop an `(id, leg)` they have seen — a resend
+    /// of one hand-off — and take every new leg.
+    pub leg: u32,
     /// The worker the message goes to.
     pub to: String,
     /// The agent (`host:port`) that waits for the terminal reply.
@@ -49,18 +54,20 @@ pub struct Envelope {
     pub message: Message,
 }
 
-/// How a router reaches other agents. The agent implements it over its persistent
-/// connections, with retries, backoff and duplicate suppression by envelope id.
+/// How a router reaches other agents: one attempt per call. The agent implements it
+/// over its persistent connections and suppresses duplicates by `(id, leg)` on the
+/// receiving side; the router decides when to resend, to whom, and how long to wait.
 pub trait Remote: Send + Sync + 'static {
     /// Hands `envelope` to the agent at `agent`, which continues the line there.
-    /// Resolves once that agent has taken it.
+    /// Resolves once that agent has acknowledged it, or with why not
+    /// ([`RemoteError::maybe_taken`] tells whether it may have arrived anyway).
     fn forward(
         &self,
         agent: &str,
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<(), RemoteError>>;
 
-    /// Sends the terminal `reply` of request `id` to its `origin` agent.
+    /// Sends the terminal `reply` of request `id` to its `origin` agent, once.
     fn reply(
         &self,
         origin: &str,
@@ -122,11 +129,16 @@ struct RouterInner {
     idle: Notify,
     /// Set by [`Router::close`]: every line still driven here ends with `STOP`.
     closed: watch::Sender<bool>,
+    /// Bumped by every change of the table, so that lines waiting for an instance or
+    /// for configs look again at once.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Clone, Default)]
 struct Table {
     routes: HashMap<String, Route>,
+    /// When configs were first set.
+    loaded_at: Option<Instant>,
 }
 
 #[derive(Clone, Default)]
@@ -135,13 +147,21 @@ struct Route {
     local: Vec<Instance>,
     /// Agents known to hold instances of this worker.
     remote: Vec<String>,
+    /// When the worker last went from some instances (here or elsewhere) to none.
+    emptied_at: Option<Instant>,
+}
+
+impl Route {
+    fn has_instances(&self) -> bool {
+        !self.local.is_empty() || !self.remote.is_empty()
+    }
 }
 
 /// How a hand-off to another agent went.
 enum HandOff {
     /// Taken: the reply (at the origin), or `None` when another agent answers the origin.
     Done(Option<Message>),
-    /// The agent could not be reached within the retries; why.
+    /// The agent certainly did not take the line, and another agent holds the worker; why.
     Unreachable(String),
 }
 
@@ -149,17 +169,38 @@ enum HandOff {
 enum NoRoute {
     /// The worker is unknown or does not take the type: a final `ERROR`.
     Invalid(String),
+    /// No configs were loaded yet: nothing is known, so the line waits for them.
+    NotLoaded,
     /// The worker has no instance now; one may attach soon.
-    NoInstance(String),
+    NoInstance {
+        /// When the worker lost its last instance, if it had any.
+        emptied_at: Option<Instant>,
+    },
 }
 
 /// How long an agent that could not be reached is passed over while others hold the worker.
 const SUSPECT_FOR: Duration = Duration::from_secs(1);
 
-/// How long a line handed over by another agent waits for an instance to (re)attach.
+/// How long a line handed over by another agent waits for an instance to (re)attach:
+/// the sender chose this agent because instances were attached here.
 const ATTACH_GRACE: Duration = Duration::from_secs(2);
-/// How often it looks while it waits.
-const ATTACH_POLL: Duration = Duration::from_millis(25);
+
+/// How long after a worker lost its last instance a line waits, within its deadline,
+/// for an instance to (re)appear rather than answer `no live instance` at once: a
+/// worker process or an agent restarting, or a link healing, takes about this long.
+const INSTANCE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long after an agent's router first got configs a line waits for an instance:
+/// the agent learns where other agents' instances are from the proxy within a heartbeat.
+const STARTUP_GRACE: Duration = Duration::from_secs(3);
+
+/// The first pause between two attempts at a hand-off or a reply, and the longest.
+const RESEND_FIRST: Duration = Duration::from_millis(25);
+const RESEND_CAP: Duration = Duration::from_millis(500);
+
+/// How long after its deadline a terminal reply is still resent to the origin (the
+/// origin's clock may run a little behind this agent's view of the deadline).
+const REPLY_SLACK: Duration = Duration::from_secs(1);
 
 /// Where the current step goes.
 enum Destination {
@@ -173,17 +214,35 @@ struct Line {
     handed_over: bool,
     /// When the line arrived here.
     arrived: Instant,
-    /// Agents this line could not reach; not tried again.
+    /// Agents this line could not reach; not tried again while others hold the worker.
     unreachable: Vec<String>,
-    /// Why the last of them could not be reached.
-    last_failure: Option<String>,
     id: Option<Uuid>,
+    /// Hand-offs so far (see [`Envelope::leg`]).
+    leg: u32,
     to: String,
-    /// The agent waiting for the terminal reply; `None` when the request started here.
+    /// The agent waiting for the terminal reply; `None` when the request started here
+    /// and this very drive waits for it.
     origin: Option<String>,
     hops: u32,
     deadline: Instant,
     message: Message,
+}
+
+impl Line {
+    fn new(to: &str, message: Message, deadline: Instant) -> Self {
+        Line {
+            handed_over: false,
+            arrived: Instant::now(),
+            unreachable: Vec::new(),
+            id: None,
+            leg: 0,
+            to: to.to_owned(),
+            origin: None,
+            hops: 0,
+            deadline,
+            message,
+        }
+    }
 }
 
 impl Router {
@@ -226,6 +285,7 @@ impl Router {
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
                 closed: watch::Sender::new(false),
+                changes: watch::Sender::new(0),
             }),
         }
     }
@@ -257,6 +317,7 @@ impl Router {
                 let name = spec.name.clone();
                 table.routes.entry(name).or_default().spec = Some(Arc::new(spec));
             }
+            table.loaded_at.get_or_insert_with(Instant::now);
         });
         self.inner.loaded.store(true, Ordering::Release);
         Ok(())
@@ -377,19 +438,7 @@ impl Router {
     /// Puts a request to worker `to` and waits for the line's one terminal reply, or
     /// `TIMEOUT` when `timeout` passes first.
     pub async fn request(&self, to: &str, message: Message, timeout: Duration) -> Message {
-        let deadline = Instant::now() + timeout;
-        let line = Line {
-            handed_over: false,
-            arrived: Instant::now(),
-            unreachable: Vec::new(),
-            last_failure: None,
-            id: None,
-            to: to.to_owned(),
-            origin: None,
-            hops: 0,
-            deadline,
-            message,
-        };
+        let line = Line::new(to, message, Instant::now() + timeout);
         self.drive_until(line).await
     }
 
@@ -416,24 +465,24 @@ impl Router {
     pub async fn accept(&self, envelope: Envelope) {
         let origin = envelope.origin.clone();
         let id = envelope.id;
+        let deadline = Instant::now() + Duration::from_millis(envelope.remaining_ms);
         let line = Line {
             handed_over: true,
-            arrived: Instant::now(),
-            unreachable: Vec::new(),
-            last_failure: None,
             id: Some(id),
-            to: envelope.to,
-            origin: Some(envelope.origin).filter(|origin| *origin != self.inner.me),
+            leg: envelope.leg,
+            // Even when the line came back to the agent it started at: the drive that
+            // waits for the reply is the one that handed it off first, not this one.
+            origin: Some(envelope.origin),
             hops: envelope.hops,
-            deadline: Instant::now() + Duration::from_millis(envelope.remaining_ms),
-            message: envelope.message,
+            ..Line::new(&envelope.to, envelope.message, deadline)
         };
         let reply = match self.drive_guarded(line).await {
             Some(reply) => reply,
             // Handed on to another agent, which will answer the origin.
             None => return,
         };
-        self.send_reply(&origin, id, reply).await;
+        self.send_reply(&origin, id, reply, deadline + REPLY_SLACK)
+            .await;
     }
 
     /// Resolves request `id` that started here with its terminal reply; a reply for a
@@ -474,6 +523,7 @@ impl Router {
     /// an origin elsewhere (`None`). The origin's router waits for the reply itself.
     async fn drive(&self, mut line: Line) -> Option<Message> {
         let mut attempts = 0;
+        let mut changes = self.inner.changes.subscribe();
         loop {
             if Instant::now() >= line.deadline {
                 return Some(Message::timeout());
@@ -487,24 +537,39 @@ impl Router {
                     ),
                 ));
             }
+            // Seen before looking, so that a change made after the look wakes the wait.
+            changes.borrow_and_update();
             let (spec, destination) =
                 match self.choose(&line.to, &line.message.kind, &line.unreachable) {
                     Ok(found) => found,
-                    // Every agent holding the worker was tried and could not be reached.
-                    Err(NoRoute::NoInstance(_)) if !line.unreachable.is_empty() => {
-                        let reason = line.last_failure.take().unwrap_or_default();
+                    Err(NoRoute::Invalid(reason)) => {
                         return Some(Message::error(line.message.kind, reason));
                     }
-                    Err(NoRoute::NoInstance(_))
-                        if line.handed_over && Instant::now() < line.grace_until() =>
-                    {
-                        // Another agent sent this line here because instances were attached
-                        // here; they may be reconnecting (say, after this agent restarted).
-                        tokio::time::sleep(ATTACH_POLL).await;
+                    Err(NoRoute::NotLoaded) => {
+                        // Until the first configs arrive nothing is known; the deadline
+                        // bounds the wait.
+                        let _ = changes.changed().await;
                         continue;
                     }
-                    Err(NoRoute::NoInstance(reason) | NoRoute::Invalid(reason)) => {
-                        return Some(Message::error(line.message.kind, reason));
+                    Err(NoRoute::NoInstance { emptied_at }) => {
+                        let until = self.instance_wait_until(&line, emptied_at);
+                        if Instant::now() >= until {
+                            // The lines handed off from here failed for agents that
+                            // are gone from the table now: start afresh with them.
+                            if !line.unreachable.is_empty() {
+                                line.unreachable.clear();
+                                continue;
+                            }
+                            return Some(Message::error(
+                                line.message.kind,
+                                format!("worker {} has no live instance", line.to),
+                            ));
+                        }
+                        tokio::select! {
+                            _ = changes.changed() => {}
+                            () = tokio::time::sleep_until(until) => {}
+                        }
+                        continue;
                     }
                 };
             let instance = match destination {
@@ -512,11 +577,11 @@ impl Router {
                 Destination::Remote(agent) => match self.hand_off(&agent, &mut line).await {
                     HandOff::Done(reply) => return reply,
                     HandOff::Unreachable(reason) => {
-                        // Try another agent holding the worker, if there is one, and
-                        // let other lines prefer the others for a while.
+                        // Another agent holds the worker: go there, and let other lines
+                        // prefer the others for a while.
+                        tracing::debug!(worker = %line.to, agent, reason, "hand-off failed over to another agent");
                         self.suspect(&agent);
                         line.unreachable.push(agent);
-                        line.last_failure = Some(reason);
                         continue;
                     }
                 },
@@ -528,11 +593,12 @@ impl Router {
                 .await
             {
                 Ok(result) => result,
-                Err(Lost(message)) if attempts < self.retries() => {
-                    // The instance died before answering: run the step elsewhere.
+                Err(lost) if attempts < self.retries() => {
+                    // The instance died before answering, or was stopping and never
+                    // started the step: run it elsewhere.
                     attempts += 1;
-                    tracing::debug!(worker = %line.to, attempts, "instance lost; retrying the step");
-                    line.message = message;
+                    tracing::debug!(worker = %line.to, attempts, stopped = lost.stopped, "instance lost; retrying the step");
+                    line.message = lost.message;
                     continue;
                 }
                 Err(lost) => lost.into_error(),
@@ -543,10 +609,33 @@ impl Router {
                 Ok(Next::Deliver(to, message)) => {
                     line.to = to;
                     line.message = message;
+                    line.unreachable.clear();
                 }
                 Ok(Next::End(reply)) | Err(reply) => return Some(reply),
             }
         }
+    }
+
+    /// Until when a line waits for an instance of a worker that has none: a while after
+    /// the worker lost its last one, after the configs were loaded, or after another
+    /// agent handed the line here — never past the line's deadline.
+    fn instance_wait_until(&self, line: &Line, emptied_at: Option<Instant>) -> Instant {
+        let mut until = line.arrived;
+        if line.handed_over {
+            until = until.max(line.arrived + ATTACH_GRACE);
+        }
+        if let Some(emptied_at) = emptied_at {
+            until = until.max(emptied_at + INSTANCE_GRACE);
+        }
+        // A router in one process has no other agents to learn about.
+        if let Some(loaded_at) = self
+            .table()
+            .loaded_at
+            .filter(|_| self.inner.remote.is_some())
+        {
+            until = until.max(loaded_at + STARTUP_GRACE);
+        }
+        until.min(line.deadline)
     }
 
     /// Finds worker `to`'s config and the instance or agent for this step.
@@ -556,6 +645,9 @@ impl Router {
         kind: &str,
         unreachable: &[String],
     ) -> Result<(Arc<WorkerSpec>, Destination), NoRoute> {
+        if !self.is_loaded() {
+            return Err(NoRoute::NotLoaded);
+        }
         let table = self.table();
         let Some((route, spec)) = table
             .routes
@@ -602,10 +694,27 @@ impl Router {
         };
         match destination {
             Some(destination) => Ok((spec, destination)),
-            None => Err(NoRoute::NoInstance(format!(
-                "worker {to} has no live instance"
-            ))),
+            None => Err(NoRoute::NoInstance {
+                emptied_at: route.emptied_at,
+            }),
         }
+    }
+
+    /// Whether an agent other than `agent` (and those this line could not reach) is
+    /// known to hold worker `to`, so that a hand-off may go there instead.
+    fn another_holder(&self, to: &str, agent: &str, unreachable: &[String]) -> bool {
+        let table = self.table();
+        let Some(route) = table.routes.get(to) else {
+            return false;
+        };
+        let pinned = route
+            .spec
+            .as_ref()
+            .is_some_and(|spec| !spec.agent.is_empty());
+        !pinned
+            && route.remote.iter().any(|other| {
+                other != agent && *other != self.inner.me && !unreachable.contains(other)
+            })
     }
 
     fn least_loaded(&self, instances: &[Instance]) -> Option<Instance> {
@@ -623,6 +732,14 @@ impl Router {
     }
 
     /// Hands the line to `agent`. At the origin, waits for the reply that will come back.
+    ///
+    /// Resent with backoff until `agent` acknowledges it or the deadline nears. It goes
+    /// to another agent holding the worker instead only when `agent` certainly did not
+    /// take it (never reached): an agent that may have taken it is only ever resent the
+    /// same leg, which it keeps once, so a step never runs twice; and an outage shorter
+    /// than the deadline costs the line nothing but time. When no attempt can be made
+    /// before the deadline, the line ends with `ERROR` naming the agent that could not
+    /// be reached, or with `TIMEOUT` when it may have taken the line.
     async fn hand_off(&self, agent: &str, line: &mut Line) -> HandOff {
         let kind = &line.message.kind;
         let Some(remote) = self.inner.remote.clone() else {
@@ -634,10 +751,9 @@ impl Router {
                 ),
             )));
         };
-        // One id for every attempt, so that a receiver can tell a resend.
         let id = *line.id.get_or_insert_with(fresh_id);
-        let at_origin = line.origin.is_none();
-        let waiting = at_origin.then(|| {
+        line.leg += 1;
+        let waiting = line.origin.is_none().then(|| {
             let (tx, rx) = oneshot::channel();
             self.pending().insert(id, tx);
             Pending {
@@ -646,20 +762,37 @@ impl Router {
                 rx,
             }
         });
-        let envelope = Envelope {
-            id,
-            to: line.to.clone(),
-            origin: line.origin.clone().unwrap_or_else(|| self.inner.me.clone()),
-            remaining_ms: remaining_ms(line.deadline),
-            hops: line.hops,
-            message: line.message.clone(),
-        };
-        if let Err(error) = remote.forward(agent, envelope).await {
-            // Retrying until the deadline ran out of time, not out of options.
-            if Instant::now() >= line.deadline {
-                return HandOff::Done(Some(Message::timeout()));
+        let mut backoff = Backoff::new(RESEND_FIRST, RESEND_CAP);
+        let (mut attempts, mut maybe_taken) = (0u32, false);
+        let last_error = loop {
+            let envelope = Envelope {
+                id,
+                leg: line.leg,
+                to: line.to.clone(),
+                origin: line.origin.clone().unwrap_or_else(|| self.inner.me.clone()),
+                remaining_ms: remaining_ms(line.deadline),
+                hops: line.hops,
+                message: line.message.clone(),
+            };
+            let Err(error) = remote.forward(agent, envelope).await else {
+                break None;
+            };
+            attempts += 1;
+            maybe_taken |= error.maybe_taken();
+            tracing::debug!(message_id = %id, agent, attempt = attempts, error = %error, "hand-off failed");
+            if !maybe_taken && self.another_holder(&line.to, agent, &line.unreachable) {
+                return HandOff::Unreachable(error.to_string());
             }
-            return HandOff::Unreachable(error.to_string());
+            if !backoff.pause_before(line.deadline).await {
+                break Some(error);
+            }
+        };
+        if let Some(error) = last_error {
+            return HandOff::Done(Some(if maybe_taken {
+                Message::timeout()
+            } else {
+                Message::error(kind.clone(), error.to_string())
+            }));
         }
         HandOff::Done(match waiting {
             Some(mut waiting) => Some((&mut waiting.rx).await.unwrap_or_else(|_| Message::stop())),
@@ -667,19 +800,26 @@ impl Router {
         })
     }
 
-    async fn send_reply(&self, origin: &str, id: Uuid, reply: Message) {
+    /// Sends the terminal reply of request `id` to its origin, resent with backoff until
+    /// the origin acknowledges it or `until` passes (the origin answers `TIMEOUT` at
+    /// its deadline, so a later reply would be dropped there anyway).
+    async fn send_reply(&self, origin: &str, id: Uuid, reply: Message, until: Instant) {
         if origin == self.inner.me {
             self.complete(id, reply);
             return;
         }
-        match &self.inner.remote {
-            Some(remote) => {
-                if let Err(error) = remote.reply(origin, id, reply).await {
-                    tracing::warn!(message_id = %id, agent = origin, error = %error, "terminal reply lost");
-                }
-            }
-            None => {
-                tracing::warn!(message_id = %id, agent = origin, "no remote to send a reply to")
+        let Some(remote) = &self.inner.remote else {
+            tracing::warn!(message_id = %id, agent = origin, "no remote to send a reply to");
+            return;
+        };
+        let mut backoff = Backoff::new(RESEND_FIRST, RESEND_CAP);
+        loop {
+            let Err(error) = remote.reply(origin, id, reply.clone()).await else {
+                return;
+            };
+            if !backoff.pause_before(until).await {
+                tracing::warn!(message_id = %id, agent = origin, error = %error, "terminal reply lost");
+                return;
             }
         }
     }
@@ -692,6 +832,7 @@ impl Router {
             .clone()
     }
 
+    /// Changes the table (copy on write) and wakes the lines waiting for a change.
     fn update(&self, change: impl FnOnce(&mut Table)) {
         let mut guard = self
             .inner
@@ -700,7 +841,16 @@ impl Router {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut table = Table::clone(&guard);
         change(&mut table);
+        let now = Instant::now();
+        for (name, route) in table.routes.iter_mut() {
+            let had = guard.routes.get(name).is_some_and(Route::has_instances);
+            if had && !route.has_instances() {
+                route.emptied_at = Some(now);
+            }
+        }
         *guard = Arc::new(table);
+        drop(guard);
+        self.inner.changes.send_modify(|version| *version += 1);
     }
 
     /// Marks `agent` as unreachable for a second.
@@ -741,13 +891,6 @@ impl Drop for ActiveLine<'_> {
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
         }
-    }
-}
-
-impl Line {
-    /// Until when a handed-over line waits for an instance to attach.
-    fn grace_until(&self) -> Instant {
-        (self.arrived + ATTACH_GRACE).min(self.deadline)
     }
 }
 

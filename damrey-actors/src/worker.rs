@@ -326,16 +326,42 @@ impl Instance {
     }
 }
 
-/// The instance went away (its process or connection died) before answering; the
-/// message comes back so that it can be retried on another instance.
+/// The step did not complete on this instance, and the message comes back so that it
+/// can run on another one: the instance went away (its process or connection died)
+/// before answering, or it was stopping and never started the step.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lost(pub Message);
+pub struct Lost {
+    /// The step's message, as it was delivered.
+    pub message: Message,
+    /// The instance was stopping and did not start the step (rather than vanished).
+    pub stopped: bool,
+}
 
 impl Lost {
-    /// The `ERROR` that ends the line when no retry is possible.
+    /// The instance went away before answering.
+    pub fn gone(message: Message) -> Self {
+        Lost {
+            message,
+            stopped: false,
+        }
+    }
+
+    /// The instance was stopping and did not start the step.
+    pub fn stopped(message: Message) -> Self {
+        Lost {
+            message,
+            stopped: true,
+        }
+    }
+
+    /// The terminal reply when no other instance can take the step: `STOP` for a
+    /// stopping instance (DESIGN §5.5), else an `ERROR` that says the instance was lost.
     pub fn into_error(self) -> Message {
+        if self.stopped {
+            return Message::stop();
+        }
         Message::error(
-            self.0.kind,
+            self.message.kind,
             "the worker instance was lost before it answered",
         )
     }
@@ -460,18 +486,24 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn run_step(self: Arc<Self>, message: Message, deadline: Instant) -> Message {
+    /// One step: the handler's result, `ERROR`, `TIMEOUT` or `STOP` — or [`Lost`] when
+    /// the instance is stopping and the step never started, so that it may run elsewhere.
+    async fn run_step(
+        self: Arc<Self>,
+        message: Message,
+        deadline: Instant,
+    ) -> Result<Message, Lost> {
         let _load = Counted::new(&self.load);
         let permit = match &self.limiter {
             Some(limiter) => match timeout_at(deadline, limiter.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => Some(permit),
-                Ok(Err(_closed)) => return Message::stop(),
-                Err(_elapsed) => return Message::timeout(),
+                Ok(Err(_closed)) => return Err(Lost::stopped(message)),
+                Err(_elapsed) => return Ok(Message::timeout()),
             },
             None => None,
         };
         if self.stopping.load(Ordering::Acquire) {
-            return Message::stop();
+            return Err(Lost::stopped(message));
         }
         let admitted = Admitted::new(self.clone(), permit);
         let step_deadline = deadline.min(Instant::now() + self.step_timeout);
@@ -479,42 +511,42 @@ where
         let mut next = message;
         loop {
             let Some(mut dispatched) = self.dispatch(next) else {
-                return Message::stop();
+                return Ok(Message::stop());
             };
             let answer = Answered {
                 host: self.clone(),
                 seq: dispatched.seq,
             };
             match timeout_at(step_deadline, &mut dispatched.request).await {
-                Ok(Ok(reply)) => return reply,
+                Ok(Ok(reply)) => return Ok(reply),
                 Ok(Err(_closed)) => {
                     match self.after_closed(dispatched.generation, dispatched.seq) {
                         Verdict::Culprit => {
-                            return Message::error(
+                            return Ok(Message::error(
                                 kind,
                                 format!(
                                     "worker {} panicked processing this message and was restarted",
                                     self.name
                                 ),
-                            );
+                            ));
                         }
                         Verdict::FuturePanicked => {
-                            return Message::error(
+                            return Ok(Message::error(
                                 kind,
                                 format!("worker {} panicked processing this message", self.name),
-                            );
+                            ));
                         }
-                        Verdict::Stopped => return Message::stop(),
+                        Verdict::Stopped => return Ok(Message::stop()),
                         Verdict::Retry => match dispatched.retry {
                             Some(message) => next = message,
                             None => {
-                                return Message::error(
+                                return Ok(Message::error(
                                     kind,
                                     format!(
                                         "worker {} restarted before processing this message",
                                         self.name
                                     ),
-                                );
+                                ));
                             }
                         },
                     }
@@ -527,7 +559,7 @@ where
                         drop(answer);
                         drop(admitted);
                     });
-                    return Message::timeout();
+                    return Ok(Message::timeout());
                 }
             }
         }
@@ -612,7 +644,7 @@ where
         message: Message,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Message, Lost>> {
-        Box::pin(async move { Ok(self.run_step(message, deadline).await) })
+        Box::pin(self.run_step(message, deadline))
     }
 
     fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::link::{Frame, Waiters, millis_until};
-use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router};
+use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router, Tag};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
@@ -52,7 +52,7 @@ pub struct WorkerSession {
 impl WorkerSession {
     async fn step(self: Arc<Self>, message: Message, deadline: Instant) -> Result<Message, Lost> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Lost(message));
+            return Err(Lost::gone(message));
         }
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let delivered = Instant::now();
@@ -70,12 +70,14 @@ impl WorkerSession {
             unreachable!("built as a delivery just above")
         };
         let outcome = if self.out.send(Outgoing::Frame(text)).is_err() {
-            Err(Lost(message))
+            Err(Lost::gone(message))
         } else {
             match timeout_at(deadline, rx).await {
+                // The worker process is stopping and never started the step.
+                Ok(Ok(stopped)) if stopped.tag == Tag::Stop => Err(Lost::stopped(message)),
                 Ok(Ok(result)) => Ok(result),
                 // The session closed and dropped the waiter: the step never came back.
-                Ok(Err(_closed)) => Err(Lost(message)),
+                Ok(Err(_closed)) => Err(Lost::gone(message)),
                 Err(_elapsed) => Ok(Message::timeout()),
             }
         };

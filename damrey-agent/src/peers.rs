@@ -1,10 +1,10 @@
 //! Links to other agents: one persistent, authenticated WebSocket per peer (and per
 //! agent thread, so that a hand-off never crosses threads), opened on first use and
-//! reopened when lost. Envelopes and terminal replies go out as frames
-//! that the peer acknowledges; an unacknowledged frame is sent again with exponential
-//! backoff and jitter, up to the retries and within the request's deadline. The
-//! receiver remembers the envelope ids it has taken, so a resent envelope never runs a
-//! step twice.
+//! reopened when lost. Envelopes and terminal replies go out as frames that the peer
+//! acknowledges. Each call is one attempt; the router resends (with backoff, within the
+//! deadline), and the error says whether the peer may have taken the frame. The
+//! receiver remembers the `(id, leg)` of the envelopes it has taken, so a resent
+//! envelope never runs a step twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_http::ws;
 use actix_ws::{AggregatedMessage, Session};
-use damrey_actors::link::{ClientSocket, MAX_FRAME, jitter, write_batch};
+use damrey_actors::link::{ClientSocket, MAX_FRAME, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -58,7 +58,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
     token: Option<String>,
-    retries: u32,
     /// Each agent thread has its own link to each peer: awc connections stay on the
     /// thread that opened them, and a hand-off then never waits for another thread.
     /// By thread, then by peer, so that finding a link allocates nothing.
@@ -74,12 +73,11 @@ struct PeerLink {
 }
 
 impl PeerLinks {
-    /// Links that authenticate with `token` and resend up to `retries` times. They must
-    /// be used from actix arbiters (the agent's HTTP workers), where connections live.
-    pub fn new(token: Option<String>, retries: u32) -> Self {
+    /// Links that authenticate with `token`. They must be used from actix arbiters (the
+    /// agent's HTTP workers), where connections live.
+    pub fn new(token: Option<String>) -> Self {
         PeerLinks {
             token,
-            retries,
             links: Mutex::default(),
         }
     }
@@ -103,7 +101,8 @@ impl PeerLinks {
         link
     }
 
-    /// Sends the frame made by `frame` over the link to `agent` until it is acknowledged.
+    /// Sends the frame made by `frame` over the link to `agent` once, and waits for its
+    /// ack until `deadline` (or the ack timeout).
     fn deliver(
         &self,
         agent: &str,
@@ -111,34 +110,10 @@ impl PeerLinks {
         frame: impl FnOnce(u64) -> PeerFrame,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let link = self.link(agent);
-        let (token, retries) = (self.token.clone(), self.retries);
+        let token = self.token.clone();
         let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
         let text = serde_json::to_string(&frame(seq)).expect("frames always serialize");
-        Box::pin(async move {
-            let mut backoff = Duration::from_millis(25);
-            let mut reason = String::from("the deadline passed before the first attempt");
-            for attempt in 0..=retries {
-                if attempt > 0 {
-                    let pause = backoff + jitter(backoff);
-                    if Instant::now() + pause >= deadline {
-                        break;
-                    }
-                    actix_rt::time::sleep(pause).await;
-                    backoff *= 2;
-                }
-                match link.send(&text, seq, deadline, &token).await {
-                    Ok(()) => return Ok(()),
-                    Err(why) => {
-                        tracing::debug!(agent = %link.agent, attempt, error = %why, "retrying push");
-                        reason = why;
-                    }
-                }
-            }
-            Err(RemoteError::Unreachable {
-                agent: link.agent.clone(),
-                reason,
-            })
-        })
+        Box::pin(async move { link.send(text, seq, deadline, &token).await })
     }
 }
 
@@ -158,9 +133,9 @@ impl Remote for PeerLinks {
         id: Uuid,
         reply: Message,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
-        // The origin forgets the request at its deadline, which this agent does not
-        // know; a reply is small, so it gets a few seconds of retries.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // The router bounds the resends by the request's deadline; one attempt waits
+        // for its ack as long as any.
+        let deadline = Instant::now() + ACK_TIMEOUT;
         self.deliver(origin, deadline, |seq| PeerFrame::Reply {
             seq,
             id,
@@ -179,24 +154,32 @@ impl PeerLink {
     /// One attempt: (re)connect if needed, send, wait for the ack.
     async fn send(
         self: &Arc<Self>,
-        text: &str,
+        text: String,
         seq: u64,
         deadline: Instant,
         token: &Option<String>,
-    ) -> Result<(), String> {
-        let writer = self.writer(deadline, token).await?;
+    ) -> Result<(), RemoteError> {
+        let unreachable = |reason: String| RemoteError::Unreachable {
+            agent: self.agent.clone(),
+            reason,
+        };
+        let writer = self.writer(deadline, token).await.map_err(unreachable)?;
         let (tx, rx) = oneshot::channel();
         self.acks().insert(seq, tx);
-        if writer.send(text.to_owned()).is_err() {
+        if writer.send(text).is_err() {
             self.acks().remove(&seq);
-            return Err("the link closed".to_owned());
+            return Err(unreachable("the link closed".to_owned()));
         }
         let outcome = timeout_at(deadline.min(Instant::now() + ACK_TIMEOUT), rx).await;
         self.acks().remove(&seq);
+        let unacknowledged = |reason: &str| RemoteError::Unacknowledged {
+            agent: self.agent.clone(),
+            reason: reason.to_owned(),
+        };
         match outcome {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err("the link closed before the ack".to_owned()),
-            Err(_) => Err("no ack in time".to_owned()),
+            Ok(Err(_)) => Err(unacknowledged("the link closed before the ack")),
+            Err(_) => Err(unacknowledged("no ack in time")),
         }
     }
 
@@ -287,16 +270,20 @@ async fn connect(agent: &str, token: Option<&str>) -> Result<ClientSocket, Strin
     }
 }
 
-/// Envelope ids taken recently, so that a resent envelope is acknowledged but not run again.
+/// Envelopes taken recently, by `(id, leg)`, so that a resent envelope is acknowledged
+/// but not run again, while a line that comes back through this agent (a new leg) is.
 pub struct SeenIds {
     ttl: Duration,
     inner: Mutex<SeenInner>,
 }
 
+/// An envelope's `(id, leg)`.
+type Leg = (Uuid, u32);
+
 #[derive(Default)]
 struct SeenInner {
-    ids: HashMap<Uuid, Instant>,
-    order: VecDeque<(Instant, Uuid)>,
+    ids: HashMap<Leg, Instant>,
+    order: VecDeque<(Instant, Leg)>,
 }
 
 impl SeenIds {
@@ -308,8 +295,9 @@ impl SeenIds {
         }
     }
 
-    /// Records `id`; `false` when it was seen already.
-    pub fn first_time(&self, id: Uuid) -> bool {
+    /// Records `id`'s leg `leg`; `false` when it was seen already.
+    pub fn first_time(&self, id: Uuid, leg: u32) -> bool {
+        let id = (id, leg);
         let now = Instant::now();
         let mut inner = self
             .inner
@@ -362,7 +350,7 @@ pub async fn serve_incoming(
                 match serde_json::from_str::<PeerFrame>(&text) {
                     Ok(PeerFrame::Forward { seq, envelope }) => {
                         unacked.push(seq);
-                        if seen.first_time(envelope.id) {
+                        if seen.first_time(envelope.id, envelope.leg) {
                             let router = router.clone();
                             actix_rt::spawn(async move { router.accept(envelope).await });
                         } else {
@@ -399,11 +387,15 @@ mod tests {
     fn an_id_is_new_once_then_seen_until_it_expires() {
         let seen = SeenIds::new(Duration::from_secs(60));
         let id = Uuid::new_v4();
-        assert!(seen.first_time(id));
-        assert!(!seen.first_time(id));
-        assert!(seen.first_time(Uuid::new_v4()));
+        assert!(seen.first_time(id, 1));
+        assert!(!seen.first_time(id, 1));
+        assert!(
+            seen.first_time(id, 2),
+            "a new leg of the same line is taken"
+        );
+        assert!(seen.first_time(Uuid::new_v4(), 1));
         let forgetful = SeenIds::new(Duration::ZERO);
-        assert!(forgetful.first_time(id));
-        assert!(forgetful.first_time(id));
+        assert!(forgetful.first_time(id, 1));
+        assert!(forgetful.first_time(id, 1));
     }
 }

@@ -65,7 +65,7 @@ impl Application {
             settings.advertise.clone()
         };
 
-        let links = PeerLinks::new(settings.token.clone(), settings.retries);
+        let links = PeerLinks::new(settings.token.clone());
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
 

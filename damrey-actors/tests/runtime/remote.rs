@@ -218,3 +218,25 @@ async fn an_unreachable_holder_is_skipped_for_another_agent_holding_the_worker()
     // Once refused, the missing agent is passed over by the lines that follow.
     assert!(remote.refused.load(Ordering::SeqCst) <= 1);
 }
+
+#[actix::test]
+async fn a_line_that_zigzags_back_through_its_origin_answers_there() {
+    // entry and square on a, add pinned to b: a call put to b goes b → a → b → a, and
+    // the reply comes back to b, where the request started.
+    let [a, b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "10.0.0.2:7701");
+    b.set_remote_instances("entry", vec!["10.0.0.1:7701".to_owned()]);
+    b.set_remote_instances("square", vec!["10.0.0.1:7701".to_owned()]);
+    let (add_calls, square_calls) = (counter(), counter());
+    start(&a, "entry", || Entry(counter())).await;
+    let add = add_calls.clone();
+    start(&b, "add", move || Add(add.clone())).await;
+    let square = square_calls.clone();
+    start(&a, "square", move || Square(square.clone())).await;
+
+    for _ in 0..3 {
+        let reply = b.request("entry", sqsum(), Duration::from_secs(2)).await;
+        assert_eq!(reply, Message::response("sqsum", ["49"]));
+    }
+    assert_eq!((count(&add_calls), count(&square_calls)), (3, 3));
+    assert_eq!((a.pending_requests(), b.pending_requests()), (0, 0));
+}

@@ -212,6 +212,7 @@ async fn a_resent_envelope_is_acknowledged_every_time_but_runs_once() {
         .expect("the agent takes peer links");
     let envelope = Envelope {
         id: Uuid::new_v4(),
+        leg: 1,
         to: "nap".to_owned(),
         origin: origin.address.clone(),
         remaining_ms: 5_000,

@@ -293,3 +293,43 @@ async fn a_worker_process_requests_and_pushes_along_its_line_through_the_agent()
     asker.stop().await;
     agent.wait_instances(3).await;
 }
+
+#[actix_rt::test]
+async fn a_line_that_zigzags_between_two_agents_answers_where_it_started() {
+    // entry and square on agent one, add on agent two: a call put to two goes
+    // two → one → two → one, visiting each agent twice, and ends back at two.
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        [
+            json!({"name": "entry", "commands": [{"name": "sqsum", "worker": "add"}]}),
+            json!({"name": "add", "commands": [{"name": "sqsum", "worker": "square"}]}),
+            json!({"name": "square", "commands": [{"name": "sqsum", "worker": ""}]}),
+        ],
+    )
+    .await;
+    let (one, two) = (Agent::ready(&proxy).await, Agent::ready(&proxy).await);
+    let _workers = [
+        one.worker("entry", "entry"),
+        one.worker("square", "square"),
+        two.worker("add", "add"),
+    ];
+    one.wait_instances(2).await;
+    two.wait_instances(1).await;
+    // Each agent learns where the other's instances are (from the proxy's agent list).
+    one.call_until_ok("add", &sqsum(0, 0)).await;
+    two.call_until_ok("square", &Message::request("sqsum", ["0"]))
+        .await;
+
+    for (a, b) in [(3, 4), (1, 2), (5, 6)] {
+        let (status, reply) = two.call("entry", &sqsum(a, b), 3_000).await;
+        let sum = (a + b).to_string();
+        let squared = ((a + b) * (a + b)).to_string();
+        assert_eq!(
+            (status, reply),
+            (200, Message::response("sqsum", [squared])),
+            "({a}+{b})^2 via {sum}"
+        );
+    }
+    assert_eq!((one.pending().await, two.pending().await), (0, 0));
+}

@@ -423,6 +423,23 @@ impl Agent {
         Process::spawn(binary, &mut command)
     }
 
+    /// Calls `worker` until it answers 200 (the agent may not know yet where the
+    /// line's instances are); panics after 10 s of other answers.
+    pub async fn call_until_ok(&self, worker: &str, message: &Message) -> Message {
+        let mut answer = (0, Message::timeout());
+        for _ in 0..100 {
+            answer = self.call(worker, message, 2_000).await;
+            if answer.0 == 200 {
+                return answer.1;
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{worker} never answered 200 at {}: {answer:?}",
+            self.address
+        );
+    }
+
     /// Requests of this agent's waiting on other agents.
     pub async fn pending(&self) -> u64 {
         self.health().await["pending"]
