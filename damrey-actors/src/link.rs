@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
+use crate::backoff::Backoff;
 use crate::error::WorkerError;
 use crate::message::Message;
 use crate::worker::Instance;
@@ -336,24 +337,29 @@ async fn serve_link(
 }
 
 /// Reconnects with exponential backoff and jitter until it works or the worker stops.
+///
+/// The pauses stay short (up to a quarter second, plus jitter): while the worker is
+/// away, lines wait for it within their deadlines, and a restarted agent should have
+/// its workers back well within one. Only this worker's local agent is dialled.
 async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_CAP);
     let mut attempt = 0u32;
     loop {
         if link.stopping.load(Ordering::Acquire) {
             return None;
         }
-        actix_rt::time::sleep(backoff + jitter(backoff)).await;
+        actix_rt::time::sleep(backoff.next_pause()).await;
         attempt += 1;
         match link.address.connect().await {
             Ok((socket, _mpu)) => return Some(socket),
-            Err(error) => {
-                tracing::debug!(attempt, error = %error, "reconnect failed");
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
+            Err(error) => tracing::debug!(attempt, error = %error, "reconnect failed"),
         }
     }
 }
+
+/// The first pause before reconnecting to the agent, and the longest.
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_CAP: Duration = Duration::from_millis(250);
 
 /// Serves one connection until it closes.
 async fn serve_connection(

@@ -330,3 +330,61 @@ async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
     assert_eq!(again.process.wait_exit(), Some(0));
     assert_eq!(proxy.instances_of(&again.address).await, None);
 }
+
+#[actix_rt::test]
+async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time() {
+    // Agent one holds add, agent two holds square; two is killed and restarted about a
+    // second later while calls flow through one with 3 s deadlines and the default
+    // retries: every call still answers the square of its sum.
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, crate::support::sqsum_specs()).await;
+    let (one, mut two) = (Agent::ready(&proxy).await, Agent::ready(&proxy).await);
+    let _add = one.worker("add", "add");
+    let _square = two.worker("square", "square");
+    one.wait_instances(1).await;
+    two.wait_instances(1).await;
+    one.call_until_ok("add", &sqsum(0, 0)).await;
+
+    let flowing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let callers = (0..4).map(|caller| {
+        let (one, flowing) = (one.handle(), flowing.clone());
+        actix_rt::spawn(async move {
+            let mut answers = Vec::new();
+            let mut n = 0i64;
+            while flowing.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let answer = one.call("add", &sqsum(caller, n), 3_000).await;
+                let expected =
+                    Message::response("sqsum", [((caller + n) * (caller + n)).to_string()]);
+                answers.push((answer == (200, expected.clone()), answer, expected));
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            }
+            answers
+        })
+    });
+    let callers: Vec<_> = callers.collect();
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    two.process.kill();
+    actix_rt::time::sleep(Duration::from_millis(1_100)).await;
+    two.restart().await;
+    two.wait_instances(1).await;
+    actix_rt::time::sleep(Duration::from_millis(1_500)).await;
+    flowing.store(false, std::sync::atomic::Ordering::Relaxed);
+
+    let answers: Vec<_> = join_all(callers)
+        .await
+        .into_iter()
+        .flat_map(|answers| answers.unwrap())
+        .collect();
+    let wrong: Vec<_> = answers.iter().filter(|(right, ..)| !right).collect();
+    println!("{} calls through the restart", answers.len());
+    assert!(answers.len() > 20, "too few calls: {}", answers.len());
+    assert!(
+        wrong.is_empty(),
+        "{} of {} wrong: {:?}",
+        wrong.len(),
+        answers.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert_eq!(one.pending().await, 0);
+}
