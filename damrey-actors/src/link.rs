@@ -20,6 +20,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::backoff::Backoff;
 use crate::error::WorkerError;
 use crate::message::Message;
+use crate::spec::Mpu;
 use crate::worker::Instance;
 
 /// One frame of the worker ⇄ agent protocol, a JSON text frame named by its one key:
@@ -29,6 +30,11 @@ use crate::worker::Instance;
 pub enum Frame {
     /// Agent → worker, first frame: accepted, with the worker's configured mpu.
     Welcome {
+        /// Most messages processed at once; `0` is unlimited.
+        mpu: u32,
+    },
+    /// Agent → worker: the worker's configured mpu changed; applies to the running instance.
+    Mpu {
         /// Most messages processed at once; `0` is unlimited.
         mpu: u32,
     },
@@ -328,7 +334,11 @@ async fn serve_link(
         }
         tracing::warn!(worker = %link.address.name, agent = %link.address.agent, "lost the agent; reconnecting");
         match reconnect(&link).await {
-            Some(fresh) => socket = fresh,
+            Some((fresh, mpu)) => {
+                socket = fresh;
+                // The config may have changed while the worker was away.
+                instance.set_mpu(Mpu(mpu));
+            }
             None => return,
         }
         link.connected.store(true, Ordering::Release);
@@ -341,7 +351,7 @@ async fn serve_link(
 /// The pauses stay short (up to a quarter second, plus jitter): while the worker is
 /// away, lines wait for it within their deadlines, and a restarted agent should have
 /// its workers back well within one. Only this worker's local agent is dialled.
-async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
+async fn reconnect(link: &AgentLink) -> Option<(ClientSocket, u32)> {
     let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_CAP);
     let mut attempt = 0u32;
     loop {
@@ -351,7 +361,7 @@ async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
         actix_rt::time::sleep(backoff.next_pause()).await;
         attempt += 1;
         match link.address.connect().await {
-            Ok((socket, _mpu)) => return Some(socket),
+            Ok(attached) => return Some(attached),
             Err(error) => tracing::debug!(attempt, error = %error, "reconnect failed"),
         }
     }
@@ -389,6 +399,7 @@ async fn serve_connection(
                     Ok(Frame::Reply { id, msg }) => {
                         link.outbox.resolve(id, msg);
                     }
+                    Ok(Frame::Mpu { mpu }) => instance.set_mpu(Mpu(mpu)),
                     Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),
                     Err(error) => tracing::warn!(error = %error, "unreadable frame from the agent"),
                 },

@@ -309,16 +309,36 @@ impl Router {
         for spec in &specs {
             spec.validate()?;
         }
+        let mut mpu_changed = Vec::new();
         self.update(|table| {
-            for route in table.routes.values_mut() {
-                route.spec = None;
+            let mut before = HashMap::new();
+            for (name, route) in table.routes.iter_mut() {
+                if let Some(old) = route.spec.take() {
+                    before.insert(name.clone(), old.mpu);
+                }
             }
             for spec in specs {
                 let name = spec.name.clone();
-                table.routes.entry(name).or_default().spec = Some(Arc::new(spec));
+                let route = table.routes.entry(name).or_default();
+                if before
+                    .get(&spec.name)
+                    .is_some_and(|before| *before != spec.mpu)
+                {
+                    mpu_changed.extend(
+                        route
+                            .local
+                            .iter()
+                            .map(|instance| (instance.clone(), spec.mpu)),
+                    );
+                }
+                route.spec = Some(Arc::new(spec));
             }
             table.loaded_at.get_or_insert_with(Instant::now);
         });
+        // Attached instances take a changed mpu at once, not when they next attach.
+        for (instance, mpu) in mpu_changed {
+            instance.set_mpu(mpu);
+        }
         self.inner.loaded.store(true, Ordering::Release);
         Ok(())
     }

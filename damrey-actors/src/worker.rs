@@ -20,10 +20,11 @@ use std::time::Duration;
 use actix::dev::channel;
 use actix::dev::{MessageResponse, Request};
 use actix::{Actor, Addr, ArbiterHandle, Context, Handler};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
 
 use crate::BoxFuture;
+use crate::admission::{Admission, Slot};
 use crate::error::WorkerError;
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
@@ -170,8 +171,18 @@ impl Worker {
                 (Outbox::Agent(link), Mpu(mpu), Some(starter))
             }
         };
-        let mpu = self.mpu.unwrap_or(configured_mpu);
-        let instance = Instance(Host::start(&self.config, mpu, arbiter, Arc::new(factory)));
+        // An mpu set in code stays; the configured one follows config changes.
+        let (mpu, follows_config) = match self.mpu {
+            Some(mpu) => (mpu, false),
+            None => (configured_mpu, true),
+        };
+        let instance = Instance(Host::start(
+            &self.config,
+            mpu,
+            follows_config,
+            arbiter,
+            Arc::new(factory),
+        ));
         match (&outbox, link) {
             (Outbox::Router(router), _) => router.attach(&name, instance.clone())?,
             (_, Some(starter)) => starter.serve(instance.clone()),
@@ -315,6 +326,11 @@ impl Instance {
         self.0.restarts()
     }
 
+    /// Applies a changed `mpu` from the worker's config.
+    pub fn set_mpu(&self, mpu: Mpu) {
+        self.0.set_mpu(mpu)
+    }
+
     /// Whether two handles are the same instance.
     pub fn same(&self, other: &Instance) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -385,6 +401,8 @@ pub trait Endpoint: Send + Sync + 'static {
     fn restarts(&self) -> u64 {
         0
     }
+    /// The worker's configured `mpu` changed: cap the steps processed at once anew.
+    fn set_mpu(&self, mpu: Mpu);
 }
 
 /// Makes a fresh actor after a panic.
@@ -396,8 +414,10 @@ struct Host<A: Actor<Context = Context<A>>> {
     step_timeout: Duration,
     factory: Factory<A>,
     arbiter: ArbiterHandle,
-    /// `None` when mpu is unlimited.
-    limiter: Option<Arc<Semaphore>>,
+    /// The mpu cap.
+    admission: Arc<Admission>,
+    /// Whether the cap follows the worker's config (else it was set in code).
+    mpu_follows_config: bool,
     /// Queued or in process.
     load: AtomicUsize,
     /// In process (admitted past the limiter).
@@ -453,16 +473,21 @@ where
     A: Actor<Context = Context<A>> + Handler<Message>,
     <A as Handler<Message>>::Result: MessageResponse<A, Message>,
 {
-    fn start(config: &Config, mpu: Mpu, arbiter: ArbiterHandle, factory: Factory<A>) -> Arc<Self> {
+    fn start(
+        config: &Config,
+        mpu: Mpu,
+        mpu_follows_config: bool,
+        arbiter: ArbiterHandle,
+        factory: Factory<A>,
+    ) -> Arc<Self> {
         let addr = spawn_actor(&arbiter, factory.clone());
         Arc::new(Host {
             name: config.name.clone(),
             step_timeout: config.timeout,
             factory,
             arbiter,
-            limiter: mpu
-                .limit()
-                .map(|limit| Arc::new(Semaphore::new(limit as usize))),
+            admission: Admission::new(mpu),
+            mpu_follows_config,
             load: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             restarts: AtomicU64::new(0),
@@ -494,18 +519,15 @@ where
         deadline: Instant,
     ) -> Result<Message, Lost> {
         let _load = Counted::new(&self.load);
-        let permit = match &self.limiter {
-            Some(limiter) => match timeout_at(deadline, limiter.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => Some(permit),
-                Ok(Err(_closed)) => return Err(Lost::stopped(message)),
-                Err(_elapsed) => return Ok(Message::timeout()),
-            },
-            None => None,
+        let slot = match timeout_at(deadline, self.admission.admit()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_closed)) => return Err(Lost::stopped(message)),
+            Err(_elapsed) => return Ok(Message::timeout()),
         };
         if self.stopping.load(Ordering::Acquire) {
             return Err(Lost::stopped(message));
         }
-        let admitted = Admitted::new(self.clone(), permit);
+        let admitted = Admitted::new(self.clone(), slot);
         let step_deadline = deadline.min(Instant::now() + self.step_timeout);
         let kind = message.kind.clone();
         let mut next = message;
@@ -613,9 +635,7 @@ where
 
     async fn drain(self: Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
-        if let Some(limiter) = &self.limiter {
-            limiter.close();
-        }
+        self.admission.close();
         let deadline = Instant::now() + self.step_timeout;
         loop {
             let idle = self.idle.notified();
@@ -658,6 +678,12 @@ where
     fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
     }
+
+    fn set_mpu(&self, mpu: Mpu) {
+        if self.mpu_follows_config {
+            self.admission.set_limit(mpu);
+        }
+    }
 }
 
 /// Starts an actor from `factory` on `arbiter` with a mailbox that never pushes back:
@@ -691,19 +717,16 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// A message past the limiter: holds its mpu permit and counts as busy.
+/// A message past the admission: holds its mpu slot and counts as busy.
 struct Admitted<A: Actor<Context = Context<A>>> {
     host: Arc<Host<A>>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _slot: Slot,
 }
 
 impl<A: Actor<Context = Context<A>>> Admitted<A> {
-    fn new(host: Arc<Host<A>>, permit: Option<OwnedSemaphorePermit>) -> Self {
+    fn new(host: Arc<Host<A>>, slot: Slot) -> Self {
         host.busy.fetch_add(1, Ordering::AcqRel);
-        Admitted {
-            host,
-            _permit: permit,
-        }
+        Admitted { host, _slot: slot }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::link::{Frame, Waiters, millis_until};
-use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Router, Tag};
+use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router, Tag};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
@@ -112,6 +112,12 @@ impl Endpoint for WorkerSession {
 
     fn load(&self) -> usize {
         self.stats.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn set_mpu(&self, mpu: Mpu) {
+        let _ = self
+            .out
+            .send(Outgoing::Frame(Frame::Mpu { mpu: mpu.0 }.to_json()));
     }
 }
 

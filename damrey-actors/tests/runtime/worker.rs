@@ -175,3 +175,57 @@ async fn naps(worker: &WorkerHandle, calls: usize, ms: &'static str) -> Vec<Mess
     }))
     .await
 }
+
+#[actix::test]
+async fn a_changed_mpu_takes_effect_on_an_attached_instance_at_once() {
+    let spec = |mpu: u32| WorkerSpec::new("sleeper").mpu(mpu).command("nap", "");
+    let router = Router::new([spec(1)]).unwrap();
+    let sleeper = Sleeper::default();
+    Worker::new(Config::named("sleeper"))
+        .attach(&router)
+        .start(sleeper.factory())
+        .await
+        .unwrap();
+    let naps = |calls: usize| {
+        join_all((0..calls).map(|_| {
+            let router = router.clone();
+            async move {
+                router
+                    .request("sleeper", Message::request("nap", ["30"]), 5 * SECOND)
+                    .await
+            }
+        }))
+    };
+    naps(4).await;
+    assert_eq!(count(&sleeper.most), 1);
+
+    for (mpu, most) in [(3, 3), (0, 8), (2, 2)] {
+        router.set_specs([spec(mpu)]).unwrap();
+        sleeper.most.store(0, std::sync::atomic::Ordering::SeqCst);
+        let replies = naps(8).await;
+        assert!(
+            replies
+                .iter()
+                .all(|r| *r == Message::response("nap", ["30"]))
+        );
+        assert_eq!(count(&sleeper.most), most, "with mpu {mpu}");
+    }
+}
+
+#[actix::test]
+async fn an_mpu_set_in_code_stays_when_the_config_changes() {
+    let spec = |mpu: u32| WorkerSpec::new("sleeper").mpu(mpu).command("nap", "");
+    let router = Router::new([spec(0)]).unwrap();
+    let sleeper = Sleeper::default();
+    let worker = Worker::new(Config::named("sleeper"))
+        .attach(&router)
+        .mpu(1)
+        .start(sleeper.factory())
+        .await
+        .unwrap();
+    router.set_specs([spec(4)]).unwrap();
+
+    naps(&worker, 6, "20").await;
+
+    assert_eq!(count(&sleeper.most), 1);
+}

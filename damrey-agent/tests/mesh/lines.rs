@@ -333,3 +333,47 @@ async fn a_line_that_zigzags_between_two_agents_answers_where_it_started() {
     }
     assert_eq!((one.pending().await, two.pending().await), (0, 0));
 }
+
+#[actix_rt::test]
+async fn a_changed_mpu_reaches_an_attached_worker_process_without_a_reattach() {
+    let dir = TempDir::new();
+    let nap = |mpu: &str| json!({"name": "nap", "mpu": mpu, "commands": [{"name": "nap"}]});
+    let proxy = Proxy::with_workers(&dir, [nap("1")]).await;
+    let agent = Agent::ready(&proxy).await;
+    let _nap = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    // Two 600 ms naps with 1 s deadlines: one at a time, the second cannot make it.
+    let two_naps = || {
+        join_all((0..2).map(|_| {
+            let agent = agent.handle();
+            async move {
+                agent
+                    .call("nap", &Message::request("nap", ["600", "x"]), 1_000)
+                    .await
+                    .1
+                    .tag
+            }
+        }))
+    };
+    let mut tags = two_naps().await;
+    tags.sort_by_key(|tag| format!("{tag:?}"));
+    assert_eq!(
+        tags,
+        [damrey_actors::Tag::Response, damrey_actors::Tag::Timeout]
+    );
+
+    proxy.change(nap("2")).await;
+    let mut both = false;
+    for _ in 0..20 {
+        if two_naps().await == [damrey_actors::Tag::Response; 2] {
+            both = true;
+            break;
+        }
+    }
+    assert!(both, "the attached nap never ran two at once");
+    assert_eq!(
+        agent.health().await["instances"],
+        1,
+        "no re-attach was needed"
+    );
+}
