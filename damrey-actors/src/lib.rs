@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod error;
 pub mod link;
 pub mod message;
+mod outbox;
 pub mod report;
 pub mod routing;
 pub mod spec;

@@ -16,10 +16,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
+use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::error::WorkerError;
 use crate::message::Message;
+use crate::outbox::Outbox;
 use crate::spec::Mpu;
 use crate::worker::Instance;
 
@@ -54,10 +56,11 @@ pub enum Frame {
         /// The handler's result, or `ERROR`/`TIMEOUT`/`STOP`.
         msg: Message,
     },
-    /// Worker → agent: the worker's own request along its line.
+    /// Worker → agent: the worker's own request along its line. Resent over a new
+    /// connection with the same id, which the agent keeps once.
     Request {
-        /// Request id, echoed in the reply.
-        id: u64,
+        /// Request id, echoed in the reply; the line's id at the agent.
+        id: Uuid,
         /// The request's deadline, in milliseconds from now.
         ms: u64,
         /// The message.
@@ -66,17 +69,25 @@ pub enum Frame {
     /// Agent → worker: the terminal reply to request `id`.
     Reply {
         /// The request's id.
-        id: u64,
+        id: Uuid,
         /// The terminal reply.
         msg: Message,
     },
-    /// Worker → agent: a message along the worker's line, no reply wanted.
+    /// Worker → agent: a message along the worker's line, no reply wanted. Resent over
+    /// a new connection with the same id until the agent acknowledges it.
     Push {
+        /// Push id, echoed in the ack.
+        id: Uuid,
         /// How long the line may take, in milliseconds (the worker's step timeout
         /// times the hop limit: every step is bounded, and the line by the hop limit).
         ms: u64,
         /// The message.
         msg: Message,
+    },
+    /// Agent → worker: push `id` was taken.
+    Pushed {
+        /// The push's id.
+        id: Uuid,
     },
     /// Worker → agent: the actor has been restarted after panics this many times in all
     /// (sent after a step whenever the count has grown).
@@ -227,7 +238,7 @@ pub(crate) struct AgentLink {
     address: AgentAddress,
     /// Frames to send, as JSON text.
     out: mpsc::UnboundedSender<String>,
-    outbox: Waiters,
+    outbox: Outbox,
     stopping: AtomicBool,
     connected: AtomicBool,
 }
@@ -238,13 +249,14 @@ impl AgentLink {
     /// current arbiter, which feeds deliveries to `instance` once it is set.
     pub(crate) async fn attach(
         address: AgentAddress,
+        retries: u32,
     ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
         let (socket, mpu) = address.connect().await?;
         let (out, out_rx) = mpsc::unbounded_channel();
         let link = Arc::new(AgentLink {
             address,
             out,
-            outbox: Waiters::default(),
+            outbox: Outbox::new(retries),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(true),
         });
@@ -259,13 +271,8 @@ impl AgentLink {
     /// Sends a request along the worker's line through the agent; one terminal reply.
     pub(crate) async fn request(&self, message: Message, timeout: Duration) -> Message {
         let deadline = Instant::now() + timeout;
-        let (id, rx) = self.outbox.wait();
         let kind = message.kind.clone();
-        let frame = Frame::Request {
-            id,
-            ms: millis_until(deadline),
-            msg: message,
-        };
+        let (id, rx, frame) = self.outbox.request(message, deadline);
         if self.out.send(frame.to_json()).is_err() {
             self.outbox.forget(id);
             return Message::error(kind, "the worker's link to its agent is closed");
@@ -274,10 +281,8 @@ impl AgentLink {
         self.outbox.forget(id);
         match reply {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_lost)) => Message::error(
-                kind,
-                "the connection to the agent was lost before the reply",
-            ),
+            // The worker stopped with the request unanswered.
+            Ok(Err(_dropped)) => Message::stop(),
             Err(_elapsed) => Message::timeout(),
         }
     }
@@ -285,9 +290,9 @@ impl AgentLink {
     /// Sends a message along the worker's line through the agent, no reply wanted; the
     /// line may take up to `budget`.
     pub(crate) fn push(&self, message: Message, budget: Duration) -> Result<(), WorkerError> {
-        let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        let frame = self.outbox.push(message, Instant::now() + budget);
         self.out
-            .send(Frame::Push { ms, msg: message }.to_json())
+            .send(frame.to_json())
             .map_err(|_| WorkerError::Detached(self.address.name.clone()))
     }
 
@@ -327,8 +332,9 @@ async fn serve_link(
     loop {
         serve_connection(&link, &mut socket, &mut out_rx, &instance).await;
         link.connected.store(false, Ordering::Release);
-        // Requests waiting on the lost connection get their one reply now.
-        link.outbox.abandon_all();
+        // What the agent did not answer goes again on the next connection, within the
+        // resends and deadlines; the rest gets its one reply now.
+        link.outbox.connection_lost();
         if link.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -336,6 +342,9 @@ async fn serve_link(
         match reconnect(&link).await {
             Some((fresh, mpu)) => {
                 socket = fresh;
+                for frame in link.outbox.resend() {
+                    let _ = link.out.send(frame.to_json());
+                }
                 // The config may have changed while the worker was away.
                 instance.set_mpu(Mpu(mpu));
             }
@@ -396,9 +405,8 @@ async fn serve_connection(
                             }
                         });
                     }
-                    Ok(Frame::Reply { id, msg }) => {
-                        link.outbox.resolve(id, msg);
-                    }
+                    Ok(Frame::Reply { id, msg }) => link.outbox.answered(id, Some(msg)),
+                    Ok(Frame::Pushed { id }) => link.outbox.answered(id, None),
                     Ok(Frame::Mpu { mpu }) => instance.set_mpu(Mpu(mpu)),
                     Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),
                     Err(error) => tracing::warn!(error = %error, "unreadable frame from the agent"),

@@ -167,7 +167,7 @@ impl Worker {
                     token: self.token,
                     name: name.clone(),
                 };
-                let (link, mpu, starter) = AgentLink::attach(address).await?;
+                let (link, mpu, starter) = AgentLink::attach(address, self.config.retries).await?;
                 (Outbox::Agent(link), Mpu(mpu), Some(starter))
             }
         };

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
+use crate::outbox::{Arrival, OutboxLedger};
 use crate::stats::{InstanceStats, Registry};
 
 /// What a worker session takes from the agent's settings.
@@ -29,11 +30,16 @@ pub struct SessionSettings {
     pub registry: Arc<Registry>,
     /// Whether steps are counted.
     pub counting: bool,
+    /// Worker processes' own requests and pushes by id, so a resent one runs once.
+    pub outbox: Arc<OutboxLedger<mpsc::UnboundedSender<Outgoing>>>,
 }
 
-/// What the session loop writes: a frame, or the agent's own request to close.
-enum Outgoing {
+/// What a session loop writes: a frame, or the agent's own request to close.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A frame, as JSON text.
     Frame(String),
+    /// Close the session.
     Close,
 }
 
@@ -172,7 +178,7 @@ pub async fn serve(
             incoming = stream.next() => match incoming {
                 Some(Ok(AggregatedMessage::Text(text))) => {
                     unanswered_pings = 0;
-                    on_frame(&router, &endpoint, &instance, &out, text.as_bytes());
+                    on_frame(&router, &endpoint, &instance, &out, &settings.outbox, text.as_bytes());
                 }
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     unanswered_pings = 0;
@@ -228,29 +234,49 @@ fn on_frame(
     endpoint: &Arc<WorkerSession>,
     instance: &Instance,
     out: &mpsc::UnboundedSender<Outgoing>,
+    outbox: &Arc<OutboxLedger<mpsc::UnboundedSender<Outgoing>>>,
     text: &[u8],
 ) {
     match serde_json::from_slice::<Frame>(text) {
         Ok(Frame::Result { id, msg }) => {
             endpoint.steps.resolve(id, msg);
         }
-        Ok(Frame::Request { id, ms, msg }) => {
-            let (router, out, worker) = (router.clone(), out.clone(), endpoint.worker.clone());
-            actix_rt::spawn(async move {
-                let reply = router
-                    .request_from(&worker, msg, Duration::from_millis(ms))
-                    .await;
-                let _ = out.send(Outgoing::Frame(Frame::Reply { id, msg: reply }.to_json()));
-            });
-        }
-        Ok(Frame::Push { ms, msg }) => {
-            let (router, worker) = (router.clone(), endpoint.worker.clone());
-            actix_rt::spawn(async move {
-                let reply = router
-                    .request_from(&worker, msg, Duration::from_millis(ms))
-                    .await;
-                tracing::debug!(worker, %reply, "pushed line ended");
-            });
+        Ok(Frame::Request { id, ms, msg }) => match outbox.arrive(id, out.clone()) {
+            Arrival::New => {
+                let (router, outbox) = (router.clone(), outbox.clone());
+                let worker = endpoint.worker.clone();
+                actix_rt::spawn(async move {
+                    let until = Instant::now() + Duration::from_millis(ms);
+                    let reply = router
+                        .request_from(&worker, msg, Duration::from_millis(ms))
+                        .await;
+                    if let Some(out) = outbox.finish(id, Some(reply.clone()), until) {
+                        let _ =
+                            out.send(Outgoing::Frame(Frame::Reply { id, msg: reply }.to_json()));
+                    }
+                });
+            }
+            // Resent over this connection: the running line answers here.
+            Arrival::Running => {}
+            Arrival::Done(reply) => {
+                let msg = reply.unwrap_or_else(Message::stop);
+                let _ = out.send(Outgoing::Frame(Frame::Reply { id, msg }.to_json()));
+            }
+        },
+        Ok(Frame::Push { id, ms, msg }) => {
+            let _ = out.send(Outgoing::Frame(Frame::Pushed { id }.to_json()));
+            if outbox.arrive(id, out.clone()) == Arrival::New {
+                let (router, outbox) = (router.clone(), outbox.clone());
+                let worker = endpoint.worker.clone();
+                actix_rt::spawn(async move {
+                    let until = Instant::now() + Duration::from_millis(ms);
+                    let reply = router
+                        .request_from(&worker, msg, Duration::from_millis(ms))
+                        .await;
+                    outbox.finish(id, None, until);
+                    tracing::debug!(worker, %reply, "pushed line ended");
+                });
+            }
         }
         Ok(Frame::Restarts { total }) => {
             endpoint.stats.restarts.store(total, Ordering::Relaxed);

@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod config;
 pub mod error;
+pub mod outbox;
 pub mod peers;
 pub mod proxy_client;
 pub mod routes;

@@ -95,6 +95,7 @@ impl Application {
                 ping_every: Duration::from_millis(settings.ping_ms),
                 registry,
                 counting: settings.stats,
+                outbox: Arc::default(),
             },
             max_call: Duration::from_millis(settings.max_call_ms),
         };

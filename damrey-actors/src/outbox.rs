@@ -1,0 +1,187 @@
+//! A worker process's own requests and pushes that its agent has not answered yet, so
+//! that they can be resent over a new connection: `Config::retries` times, within their
+//! deadline, with the same id — the agent keeps each id once (it answers a resent
+//! request with the reply of the line already running or done, and drops a resent
+//! push), so a resend never runs a line twice.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::link::{Frame, millis_until};
+use crate::message::Message;
+
+/// The unanswered requests and unacknowledged pushes of one worker process.
+pub(crate) struct Outbox {
+    /// Resends allowed per request or push, over reconnects.
+    retries: u32,
+    entries: Mutex<HashMap<Uuid, Entry>>,
+}
+
+struct Entry {
+    message: Message,
+    deadline: Instant,
+    resends_left: u32,
+    /// Who waits for the reply; `None` for a push.
+    waiter: Option<oneshot::Sender<Message>>,
+}
+
+impl Entry {
+    fn frame(&self, id: Uuid) -> Frame {
+        let (ms, msg) = (millis_until(self.deadline), self.message.clone());
+        match self.waiter {
+            Some(_) => Frame::Request { id, ms, msg },
+            None => Frame::Push { id, ms, msg },
+        }
+    }
+}
+
+impl Outbox {
+    /// An outbox that resends each entry up to `retries` times.
+    pub(crate) fn new(retries: u32) -> Self {
+        Outbox {
+            retries,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<Uuid, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a request; its id, the receiver of its reply and its frame.
+    pub(crate) fn request(
+        &self,
+        message: Message,
+        deadline: Instant,
+    ) -> (Uuid, oneshot::Receiver<Message>, Frame) {
+        let (tx, rx) = oneshot::channel();
+        let (id, frame) = self.record(message, deadline, Some(tx));
+        (id, rx, frame)
+    }
+
+    /// Records a push until the agent acknowledges it; its frame.
+    pub(crate) fn push(&self, message: Message, deadline: Instant) -> Frame {
+        self.record(message, deadline, None).1
+    }
+
+    fn record(
+        &self,
+        message: Message,
+        deadline: Instant,
+        waiter: Option<oneshot::Sender<Message>>,
+    ) -> (Uuid, Frame) {
+        let id = Uuid::new_v4();
+        let entry = Entry {
+            message,
+            deadline,
+            resends_left: self.retries,
+            waiter,
+        };
+        let frame = entry.frame(id);
+        self.entries().insert(id, entry);
+        (id, frame)
+    }
+
+    /// The agent's reply to request `id` (or its ack of push `id`).
+    pub(crate) fn answered(&self, id: Uuid, reply: Option<Message>) {
+        let waiter = self.entries().remove(&id).and_then(|entry| entry.waiter);
+        if let (Some(waiter), Some(reply)) = (waiter, reply) {
+            let _ = waiter.send(reply);
+        }
+    }
+
+    /// Request `id`'s caller stopped waiting (its deadline passed).
+    pub(crate) fn forget(&self, id: Uuid) {
+        self.entries().remove(&id);
+    }
+
+    /// The connection was lost: entries with resends left and time left are kept for
+    /// [`Outbox::resend`]; the others end now — a request with `ERROR`, since the agent
+    /// may or may not have run it.
+    pub(crate) fn connection_lost(&self) {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        entries.retain(|id, entry| {
+            if entry.resends_left > 0 && entry.deadline > now {
+                entry.resends_left -= 1;
+                return true;
+            }
+            match entry.waiter.take() {
+                Some(waiter) => {
+                    let _ = waiter.send(Message::error(
+                        entry.message.kind.clone(),
+                        "the connection to the agent was lost before the reply, and the resends are used up",
+                    ));
+                }
+                None => tracing::warn!(message_id = %id, "a push was lost with the connection to the agent"),
+            }
+            false
+        });
+    }
+
+    /// The frames to send again on a new connection.
+    pub(crate) fn resend(&self) -> Vec<Frame> {
+        self.entries()
+            .iter()
+            .map(|(id, entry)| entry.frame(*id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn a_request_is_resent_with_its_id_until_the_resends_are_used_up() {
+        let outbox = Outbox::new(1);
+        let (id, rx, first) = outbox.request(Message::request("t", ["1"]), later());
+        outbox.connection_lost();
+        let resent = outbox.resend();
+        let Frame::Request { id: resent_id, .. } = &resent[0] else {
+            panic!("a request: {resent:?}")
+        };
+        assert!(matches!(first, Frame::Request { id: first_id, .. } if first_id == id));
+        assert_eq!(*resent_id, id);
+
+        outbox.connection_lost();
+        assert!(outbox.resend().is_empty());
+        let reply = rx.await.unwrap();
+        assert_eq!(reply.tag, crate::Tag::Error);
+    }
+
+    #[tokio::test]
+    async fn an_answered_request_and_an_acknowledged_push_are_not_resent() {
+        let outbox = Outbox::new(3);
+        let (id, rx, _) = outbox.request(Message::request("t", ["1"]), later());
+        let push = outbox.push(Message::request("p", ["2"]), later());
+        let Frame::Push { id: push_id, .. } = push else {
+            panic!("a push")
+        };
+        outbox.answered(id, Some(Message::response("t", ["ok"])));
+        outbox.answered(push_id, None);
+        outbox.connection_lost();
+        assert!(outbox.resend().is_empty());
+        assert_eq!(rx.await.unwrap(), Message::response("t", ["ok"]));
+    }
+
+    #[tokio::test]
+    async fn an_entry_past_its_deadline_is_not_resent() {
+        let outbox = Outbox::new(3);
+        let _ = outbox.push(Message::request("p", ["2"]), Instant::now());
+        outbox.connection_lost();
+        assert!(outbox.resend().is_empty());
+    }
+}
