@@ -7,6 +7,7 @@
 //! author needs.
 
 pub mod error;
+pub mod inflight;
 pub mod link;
 pub mod message;
 pub mod report;
@@ -19,6 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use error::{MessageError, RemoteError, SpecError, WorkerError};
+pub use inflight::InFlight;
 pub use message::{Message, Tag};
 pub use routing::{Envelope, MAX_HOPS, Remote, Router};
 pub use spec::{AlarmRules, CommandSpec, Mpu, WorkerSpec};

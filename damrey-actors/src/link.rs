@@ -5,6 +5,12 @@
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
 //! token is set). The agent refuses with 401 (bad token) or 404 (no such worker) before
 //! the upgrade, or accepts and sends [`Frame::Welcome`] first.
+//!
+//! A worker that stops sends `leave`, lets its steps finish, writes their results, and
+//! closes the WebSocket with a close frame, so no result is left in a queue when its
+//! process exits. A step's result goes out only on the connection that delivered the
+//! step: the agent's step ids are per connection, and it has already run a step whose
+//! connection closed somewhere else.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -15,10 +21,11 @@ use std::time::Duration;
 use actix_http::ws;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
 use crate::error::WorkerError;
+use crate::inflight::InFlight;
 use crate::message::Message;
 use crate::worker::Instance;
 
@@ -160,6 +167,10 @@ impl AgentAddress {
 /// The largest frame either side accepts (1 MiB).
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// How long a stopping worker gives its last results and the close handshake: the
+/// agent is local, so this only matters when it is frozen or gone.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A client WebClientSocket, as awc opens it.
 pub type ClientSocket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
@@ -229,6 +240,12 @@ pub(crate) struct AgentLink {
     outbox: Waiters,
     stopping: AtomicBool,
     connected: AtomicBool,
+    /// Steps delivered whose result is not queued yet.
+    steps: InFlight,
+    /// Set by [`AgentLink::close`]: write what is queued and close the connection.
+    closing: watch::Sender<bool>,
+    /// Set when the connection task has ended for good.
+    finished: watch::Sender<bool>,
 }
 
 impl AgentLink {
@@ -246,6 +263,9 @@ impl AgentLink {
             outbox: Waiters::default(),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(true),
+            steps: InFlight::default(),
+            closing: watch::Sender::new(false),
+            finished: watch::Sender::new(false),
         });
         let starter = LinkStarter {
             link: link.clone(),
@@ -296,6 +316,24 @@ impl AgentLink {
         let _ = self.out.send(Frame::Leave.to_json());
     }
 
+    /// Once the steps delivered so far have their results queued, writes everything
+    /// queued, closes the connection with a close frame and waits for the agent's; all
+    /// within [`CLOSE_TIMEOUT`]. Called after [`AgentLink::leave`] and the drain.
+    pub(crate) async fn close(&self) {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        if timeout_at(deadline, self.steps.idle()).await.is_err() {
+            tracing::warn!(worker = %self.address.name, steps = self.steps.count(), "stop: closing with steps still unanswered");
+        }
+        self.closing.send_replace(true);
+        let mut finished = self.finished.subscribe();
+        if timeout_at(deadline, finished.wait_for(|finished| *finished))
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker = %self.address.name, agent = %self.address.agent, "stop: the agent did not close the connection in time");
+        }
+    }
+
     /// Whether the connection to the agent is up.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -324,66 +362,79 @@ async fn serve_link(
     instance: Instance,
 ) {
     loop {
-        serve_connection(&link, &mut socket, &mut out_rx, &instance).await;
+        serve_connection(&link, socket, &mut out_rx, &instance).await;
         link.connected.store(false, Ordering::Release);
         // Requests waiting on the lost connection get their one reply now.
         link.outbox.abandon_all();
         if link.stopping.load(Ordering::Acquire) {
-            return;
+            break;
         }
         tracing::warn!(worker = %link.address.name, agent = %link.address.agent, "lost the agent; reconnecting");
         match reconnect(&link).await {
             Some(fresh) => socket = fresh,
-            None => return,
+            None => break,
         }
         link.connected.store(true, Ordering::Release);
         tracing::info!(worker = %link.address.name, agent = %link.address.agent, "attached again");
     }
+    link.finished.send_replace(true);
 }
 
 /// Reconnects with exponential backoff and jitter until it works or the worker stops.
 async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
-    let mut backoff = Duration::from_millis(50);
-    let mut attempt = 0u32;
-    loop {
-        if link.stopping.load(Ordering::Acquire) {
-            return None;
-        }
-        actix_rt::time::sleep(backoff + jitter(backoff)).await;
-        attempt += 1;
-        match link.address.connect().await {
-            Ok((socket, _mpu)) => return Some(socket),
-            Err(error) => {
-                tracing::debug!(attempt, error = %error, "reconnect failed");
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+    let mut closing = link.closing.subscribe();
+    let attempts = async {
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0u32;
+        loop {
+            if link.stopping.load(Ordering::Acquire) {
+                return None;
+            }
+            actix_rt::time::sleep(backoff + jitter(backoff)).await;
+            attempt += 1;
+            match link.address.connect().await {
+                Ok((socket, _mpu)) => return Some(socket),
+                Err(error) => {
+                    tracing::debug!(attempt, error = %error, "reconnect failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
         }
+    };
+    tokio::select! {
+        socket = attempts => socket,
+        _ = closing.wait_for(|closing| *closing) => None,
     }
 }
 
-/// Serves one connection until it closes.
+/// Serves one connection until it closes, or until the worker closes it.
 async fn serve_connection(
     link: &Arc<AgentLink>,
-    socket: &mut ClientSocket,
+    mut socket: ClientSocket,
     out_rx: &mut mpsc::UnboundedReceiver<String>,
     instance: &Instance,
 ) {
+    // Results of this connection's steps; dropped with it (see the module's docs).
+    let (results, mut results_rx) = mpsc::unbounded_channel::<String>();
+    let mut closing = link.closing.subscribe();
     loop {
         tokio::select! {
             incoming = socket.next() => match incoming {
                 Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<Frame>(&text) {
                     Ok(Frame::Deliver { id, ms, msg }) => {
-                        let (instance, out) = (instance.clone(), link.out.clone());
+                        let step = link.steps.enter();
+                        let (instance, results, out) = (instance.clone(), results.clone(), link.out.clone());
                         actix_rt::spawn(async move {
                             let deadline = Instant::now() + Duration::from_millis(ms);
                             let restarts_before = instance.restarts();
                             let msg = instance.process(msg, deadline).await;
                             let msg = msg.unwrap_or_else(|lost| lost.into_error());
-                            let _ = out.send(Frame::Result { id, msg }.to_json());
+                            let _ = results.send(Frame::Result { id, msg }.to_json());
                             let total = instance.restarts();
                             if total != restarts_before {
                                 let _ = out.send(Frame::Restarts { total }.to_json());
                             }
+                            drop(step);
                         });
                     }
                     Ok(Frame::Reply { id, msg }) => {
@@ -397,15 +448,70 @@ async fn serve_connection(
                         return;
                     }
                 }
-                Some(Ok(ws::Frame::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(ws::Frame::Close(reason))) => {
+                    // Answer the agent's close, so that it can let the connection go.
+                    let _ = timeout_at(
+                        Instant::now() + CLOSE_TIMEOUT,
+                        socket.send(ws::Message::Close(reason)),
+                    )
+                    .await;
+                    return;
+                }
+                Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
             outgoing = out_rx.recv() => {
                 let Some(frame) = outgoing else { return };
-                if write_batch(socket, frame, out_rx).await.is_err() {
+                if write_batch(&mut socket, frame, out_rx).await.is_err() {
                     return;
                 }
             }
+            Some(result) = results_rx.recv() => {
+                if write_batch(&mut socket, result, &mut results_rx).await.is_err() {
+                    return;
+                }
+            }
+            _ = closing.wait_for(|closing| *closing) => {
+                let deadline = Instant::now() + CLOSE_TIMEOUT;
+                if timeout_at(deadline, close_connection(&mut socket, out_rx, &mut results_rx))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(agent = %link.address.agent, "the close handshake did not finish in time");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Writes every frame already queued, sends a close frame, and waits for the agent's.
+async fn close_connection(
+    socket: &mut ClientSocket,
+    out_rx: &mut mpsc::UnboundedReceiver<String>,
+    results_rx: &mut mpsc::UnboundedReceiver<String>,
+) {
+    let mut queued = Vec::new();
+    while let Ok(text) = results_rx.try_recv() {
+        queued.push(text);
+    }
+    while let Ok(text) = out_rx.try_recv() {
+        queued.push(text);
+    }
+    for text in queued {
+        if socket.feed(ws::Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
+    let normal = ws::CloseReason::from(ws::CloseCode::Normal);
+    if socket.send(ws::Message::Close(Some(normal))).await.is_err() {
+        return;
+    }
+    // Frames the agent sent before it read ours (a delivery it will count as lost) are
+    // of no use any more.
+    while let Some(Ok(frame)) = socket.next().await {
+        if matches!(frame, ws::Frame::Close(_)) {
+            return;
         }
     }
 }
