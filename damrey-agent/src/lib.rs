@@ -10,6 +10,7 @@ pub mod error;
 pub mod peers;
 pub mod proxy_client;
 pub mod routes;
+pub mod shutdown;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;
