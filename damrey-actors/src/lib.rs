@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod backoff;
 pub mod error;
+pub mod inflight;
 pub mod link;
 pub mod message;
 mod outbox;
@@ -22,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use error::{MessageError, RemoteError, SpecError, WorkerError};
+pub use inflight::InFlight;
 pub use message::{Message, Tag};
 pub use routing::{Envelope, MAX_HOPS, Remote, Router};
 pub use spec::{AlarmRules, CommandSpec, Mpu, WorkerSpec};

@@ -5,6 +5,12 @@
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
 //! token is set). The agent refuses with 401 (bad token) or 404 (no such worker) before
 //! the upgrade, or accepts and sends [`Frame::Welcome`] first.
+//!
+//! A worker that stops sends `leave`, lets its steps finish, writes their results, and
+//! closes the WebSocket with a close frame, so no result is left in a queue when its
+//! process exits. A step's result goes out only on the connection that delivered the
+//! step: the agent's step ids are per connection, and it has already run a step whose
+//! connection closed somewhere else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,12 +20,13 @@ use std::time::Duration;
 use actix_http::ws;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::error::WorkerError;
+use crate::inflight::InFlight;
 use crate::message::Message;
 use crate::outbox::Outbox;
 use crate::spec::Mpu;
@@ -172,6 +179,10 @@ impl AgentAddress {
 /// The largest frame either side accepts (1 MiB).
 pub const MAX_FRAME: usize = 1 << 20;
 
+/// How long a stopping worker gives its last results and the close handshake: the
+/// agent is local, so this only matters when it is frozen or gone.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A client WebClientSocket, as awc opens it.
 pub type ClientSocket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
@@ -241,6 +252,12 @@ pub(crate) struct AgentLink {
     outbox: Outbox,
     stopping: AtomicBool,
     connected: AtomicBool,
+    /// Steps delivered whose result is not queued yet.
+    steps: InFlight,
+    /// Set by [`AgentLink::close`]: write what is queued and close the connection.
+    closing: watch::Sender<bool>,
+    /// Set when the connection task has ended for good.
+    finished: watch::Sender<bool>,
 }
 
 impl AgentLink {
@@ -259,6 +276,9 @@ impl AgentLink {
             outbox: Outbox::new(retries),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(true),
+            steps: InFlight::default(),
+            closing: watch::Sender::new(false),
+            finished: watch::Sender::new(false),
         });
         let starter = LinkStarter {
             link: link.clone(),
@@ -302,6 +322,24 @@ impl AgentLink {
         let _ = self.out.send(Frame::Leave.to_json());
     }
 
+    /// Once the steps delivered so far have their results queued, writes everything
+    /// queued, closes the connection with a close frame and waits for the agent's; all
+    /// within [`CLOSE_TIMEOUT`]. Called after [`AgentLink::leave`] and the drain.
+    pub(crate) async fn close(&self) {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        if timeout_at(deadline, self.steps.idle()).await.is_err() {
+            tracing::warn!(worker = %self.address.name, steps = self.steps.count(), "stop: closing with steps still unanswered");
+        }
+        self.closing.send_replace(true);
+        let mut finished = self.finished.subscribe();
+        if timeout_at(deadline, finished.wait_for(|finished| *finished))
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker = %self.address.name, agent = %self.address.agent, "stop: the agent did not close the connection in time");
+        }
+    }
+
     /// Whether the connection to the agent is up.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -330,13 +368,13 @@ async fn serve_link(
     instance: Instance,
 ) {
     loop {
-        serve_connection(&link, &mut socket, &mut out_rx, &instance).await;
+        serve_connection(&link, socket, &mut out_rx, &instance).await;
         link.connected.store(false, Ordering::Release);
         // What the agent did not answer goes again on the next connection, within the
         // resends and deadlines; the rest gets its one reply now.
         link.outbox.connection_lost();
         if link.stopping.load(Ordering::Acquire) {
-            return;
+            break;
         }
         tracing::warn!(worker = %link.address.name, agent = %link.address.agent, "lost the agent; reconnecting");
         match reconnect(&link).await {
@@ -348,11 +386,12 @@ async fn serve_link(
                 // The config may have changed while the worker was away.
                 instance.set_mpu(Mpu(mpu));
             }
-            None => return,
+            None => break,
         }
         link.connected.store(true, Ordering::Release);
         tracing::info!(worker = %link.address.name, agent = %link.address.agent, "attached again");
     }
+    link.finished.send_replace(true);
 }
 
 /// Reconnects with exponential backoff and jitter until it works or the worker stops.
@@ -361,18 +400,25 @@ async fn serve_link(
 /// away, lines wait for it within their deadlines, and a restarted agent should have
 /// its workers back well within one. Only this worker's local agent is dialled.
 async fn reconnect(link: &AgentLink) -> Option<(ClientSocket, u32)> {
-    let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_CAP);
-    let mut attempt = 0u32;
-    loop {
-        if link.stopping.load(Ordering::Acquire) {
-            return None;
+    let mut closing = link.closing.subscribe();
+    let attempts = async {
+        let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_CAP);
+        let mut attempt = 0u32;
+        loop {
+            if link.stopping.load(Ordering::Acquire) {
+                return None;
+            }
+            actix_rt::time::sleep(backoff.next_pause()).await;
+            attempt += 1;
+            match link.address.connect().await {
+                Ok(attached) => return Some(attached),
+                Err(error) => tracing::debug!(attempt, error = %error, "reconnect failed"),
+            }
         }
-        actix_rt::time::sleep(backoff.next_pause()).await;
-        attempt += 1;
-        match link.address.connect().await {
-            Ok(attached) => return Some(attached),
-            Err(error) => tracing::debug!(attempt, error = %error, "reconnect failed"),
-        }
+    };
+    tokio::select! {
+        socket = attempts => socket,
+        _ = closing.wait_for(|closing| *closing) => None,
     }
 }
 
@@ -380,29 +426,34 @@ async fn reconnect(link: &AgentLink) -> Option<(ClientSocket, u32)> {
 const RECONNECT_FIRST: Duration = Duration::from_millis(50);
 const RECONNECT_CAP: Duration = Duration::from_millis(250);
 
-/// Serves one connection until it closes.
+/// Serves one connection until it closes, or until the worker closes it.
 async fn serve_connection(
     link: &Arc<AgentLink>,
-    socket: &mut ClientSocket,
+    mut socket: ClientSocket,
     out_rx: &mut mpsc::UnboundedReceiver<String>,
     instance: &Instance,
 ) {
+    // Results of this connection's steps; dropped with it (see the module's docs).
+    let (results, mut results_rx) = mpsc::unbounded_channel::<String>();
+    let mut closing = link.closing.subscribe();
     loop {
         tokio::select! {
             incoming = socket.next() => match incoming {
                 Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<Frame>(&text) {
                     Ok(Frame::Deliver { id, ms, msg }) => {
-                        let (instance, out) = (instance.clone(), link.out.clone());
+                        let step = link.steps.enter();
+                        let (instance, results, out) = (instance.clone(), results.clone(), link.out.clone());
                         actix_rt::spawn(async move {
                             let deadline = Instant::now() + Duration::from_millis(ms);
                             let restarts_before = instance.restarts();
                             let msg = instance.process(msg, deadline).await;
                             let msg = msg.unwrap_or_else(|lost| lost.into_error());
-                            let _ = out.send(Frame::Result { id, msg }.to_json());
+                            let _ = results.send(Frame::Result { id, msg }.to_json());
                             let total = instance.restarts();
                             if total != restarts_before {
                                 let _ = out.send(Frame::Restarts { total }.to_json());
                             }
+                            drop(step);
                         });
                     }
                     Ok(Frame::Reply { id, msg }) => link.outbox.answered(id, Some(msg)),
@@ -416,15 +467,70 @@ async fn serve_connection(
                         return;
                     }
                 }
-                Some(Ok(ws::Frame::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(ws::Frame::Close(reason))) => {
+                    // Answer the agent's close, so that it can let the connection go.
+                    let _ = timeout_at(
+                        Instant::now() + CLOSE_TIMEOUT,
+                        socket.send(ws::Message::Close(reason)),
+                    )
+                    .await;
+                    return;
+                }
+                Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
             outgoing = out_rx.recv() => {
                 let Some(frame) = outgoing else { return };
-                if write_batch(socket, frame, out_rx).await.is_err() {
+                if write_batch(&mut socket, frame, out_rx).await.is_err() {
                     return;
                 }
             }
+            Some(result) = results_rx.recv() => {
+                if write_batch(&mut socket, result, &mut results_rx).await.is_err() {
+                    return;
+                }
+            }
+            _ = closing.wait_for(|closing| *closing) => {
+                let deadline = Instant::now() + CLOSE_TIMEOUT;
+                if timeout_at(deadline, close_connection(&mut socket, out_rx, &mut results_rx))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(agent = %link.address.agent, "the close handshake did not finish in time");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Writes every frame already queued, sends a close frame, and waits for the agent's.
+async fn close_connection(
+    socket: &mut ClientSocket,
+    out_rx: &mut mpsc::UnboundedReceiver<String>,
+    results_rx: &mut mpsc::UnboundedReceiver<String>,
+) {
+    let mut queued = Vec::new();
+    while let Ok(text) = results_rx.try_recv() {
+        queued.push(text);
+    }
+    while let Ok(text) = out_rx.try_recv() {
+        queued.push(text);
+    }
+    for text in queued {
+        if socket.feed(ws::Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
+    let normal = ws::CloseReason::from(ws::CloseCode::Normal);
+    if socket.send(ws::Message::Close(Some(normal))).await.is_err() {
+        return;
+    }
+    // Frames the agent sent before it read ours (a delivery it will count as lost) are
+    // of no use any more.
+    while let Some(Ok(frame)) = socket.next().await {
+        if matches!(frame, ws::Frame::Close(_)) {
+            return;
         }
     }
 }

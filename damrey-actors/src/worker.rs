@@ -283,7 +283,9 @@ impl WorkerHandle {
     }
 
     /// Leaves the router or agent first, answers `STOP` to what is queued, lets what is
-    /// in process finish (for at most the step timeout), then stops the actor.
+    /// in process finish (for at most the step timeout), then stops the actor. Attached
+    /// to an agent, it then writes every result to the agent and closes the connection
+    /// (for at most a second more), so a process may exit as soon as `stop` returns.
     pub async fn stop(&self) {
         match &self.outbox {
             Outbox::Router(router) => router.detach(&self.config.name, &self.instance),
@@ -291,6 +293,9 @@ impl WorkerHandle {
             Outbox::Detached => {}
         }
         self.instance.stop().await;
+        if let Outbox::Agent(link) = &self.outbox {
+            link.close().await;
+        }
     }
 }
 

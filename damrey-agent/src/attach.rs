@@ -6,6 +6,7 @@
 //! taken out of the rotation first; then its unanswered steps come back [`Lost`], so the
 //! router runs them on another instance while retries and the deadline allow. Workers
 //! are pinged; one that stops answering pings is dropped within three ping periods.
+//! When the agent stops, it writes what is queued for the worker and closes the session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 
 use crate::outbox::{Arrival, OutboxLedger};
+use crate::shutdown::Shutdown;
 use crate::stats::{InstanceStats, Registry};
 
 /// What a worker session takes from the agent's settings.
@@ -136,7 +138,9 @@ pub async fn serve(
     mut session: Session,
     stream: actix_ws::MessageStream,
     settings: SessionSettings,
+    shutdown: Shutdown,
 ) {
+    let mut closing = shutdown.on_closing();
     let ping_every = settings.ping_every;
     let (out, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let stats = settings.registry.register(&worker);
@@ -178,7 +182,7 @@ pub async fn serve(
             incoming = stream.next() => match incoming {
                 Some(Ok(AggregatedMessage::Text(text))) => {
                     unanswered_pings = 0;
-                    on_frame(&router, &endpoint, &instance, &out, &settings.outbox, text.as_bytes());
+                    on_frame(&router, &endpoint, &instance, &out, &settings.outbox, &shutdown, text.as_bytes());
                 }
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
                     unanswered_pings = 0;
@@ -208,6 +212,15 @@ pub async fn serve(
                     }
                 }
             },
+            _ = closing.raised() => {
+                // Replies to the worker's own requests are queued by now: send them first.
+                while let Ok(Outgoing::Frame(text)) = out_rx.try_recv() {
+                    if session.text(text).await.is_err() {
+                        break;
+                    }
+                }
+                break;
+            }
             _ = ping.tick() => {
                 if unanswered_pings >= 3 {
                     tracing::warn!(worker, "worker stopped answering pings; dropping it");
@@ -235,6 +248,7 @@ fn on_frame(
     instance: &Instance,
     out: &mpsc::UnboundedSender<Outgoing>,
     outbox: &Arc<OutboxLedger<mpsc::UnboundedSender<Outgoing>>>,
+    shutdown: &Shutdown,
     text: &[u8],
 ) {
     match serde_json::from_slice::<Frame>(text) {
@@ -245,6 +259,7 @@ fn on_frame(
             Arrival::New => {
                 let (router, outbox) = (router.clone(), outbox.clone());
                 let worker = endpoint.worker.clone();
+                let replying = shutdown.reply();
                 actix_rt::spawn(async move {
                     let until = Instant::now() + Duration::from_millis(ms);
                     let reply = router
@@ -254,6 +269,7 @@ fn on_frame(
                         let _ =
                             out.send(Outgoing::Frame(Frame::Reply { id, msg: reply }.to_json()));
                     }
+                    drop(replying);
                 });
             }
             // Resent over this connection: the running line answers here.

@@ -100,6 +100,9 @@ pub struct Settings {
     pub ping_ms: u64,
     /// The longest a `/call` may wait (its `timeout_ms` is capped to this).
     pub max_call_ms: u64,
+    /// How long a stopping agent lets the lines it drives finish before it ends the
+    /// rest with `STOP`.
+    pub drain_ms: u64,
     /// Whether steps are counted for `/metrics` (`false` only to measure what counting costs).
     pub stats: bool,
     /// Threads serving HTTP, attached workers and peer links; `0` is one per core.
@@ -124,6 +127,7 @@ impl Default for Settings {
             feed_wait_ms: 25_000,
             ping_ms: 1_000,
             max_call_ms: 300_000,
+            drain_ms: 5_000,
             stats: true,
             http_workers: 1,
             log_format: LogFormat::Text,
@@ -166,6 +170,7 @@ impl Settings {
             .set_default("feed_wait_ms", defaults.feed_wait_ms)?
             .set_default("ping_ms", defaults.ping_ms)?
             .set_default("max_call_ms", defaults.max_call_ms)?
+            .set_default("drain_ms", defaults.drain_ms)?
             .set_default("stats", defaults.stats)?
             .set_default("http_workers", defaults.http_workers as u64)?
             .set_default("log_format", "text")?;
@@ -264,5 +269,14 @@ mod tests {
         assert_eq!(settings.retries, 2);
         assert_eq!(settings.token.as_deref(), Some("s3cret"));
         assert_eq!(settings.port, 7701);
+    }
+
+    #[test]
+    fn the_drain_time_is_five_seconds_unless_the_environment_says_otherwise() {
+        let default = Settings::load_from(&cli(&[]), HashMap::new()).unwrap();
+        let env = HashMap::from([("DAMREY_DRAIN_MS".to_owned(), "500".to_owned())]);
+        let set = Settings::load_from(&cli(&[]), env).unwrap();
+
+        assert_eq!((default.drain_ms, set.drain_ms), (5_000, 500));
     }
 }

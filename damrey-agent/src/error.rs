@@ -15,6 +15,9 @@ pub enum ApiError {
     /// Nothing by that name.
     #[error("{0}")]
     NotFound(String),
+    /// The agent is stopping and takes no new work.
+    #[error("the agent is stopping; it takes no new calls or workers")]
+    Stopping,
 }
 
 impl ResponseError for ApiError {
@@ -23,6 +26,7 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

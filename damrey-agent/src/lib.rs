@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod peers;
 pub mod proxy_client;
 pub mod routes;
+pub mod shutdown;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;

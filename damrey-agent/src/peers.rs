@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
+use crate::shutdown::Shutdown;
+
 /// One frame between agents, a JSON text frame named by its one key:
 /// `{"forward":{"seq":3,"envelope":{...}}}`, `{"ack":{"seq":3}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,29 +322,29 @@ impl SeenIds {
 
 /// Serves a link another agent opened to this one: acknowledges every frame, runs new
 /// envelopes, and resolves replies to requests that started here. Acks are gathered
-/// while frames keep arriving and sent as one frame when the link goes quiet.
+/// while frames keep arriving and sent as one frame when the link goes quiet. The link
+/// closes when this agent stops, after acknowledging what it took.
 pub async fn serve_incoming(
     router: Router,
     seen: Arc<SeenIds>,
+    shutdown: Shutdown,
     mut session: Session,
     stream: actix_ws::MessageStream,
 ) {
     let mut stream = stream.max_frame_size(MAX_FRAME).aggregate_continuations();
+    let mut closing = shutdown.on_closing();
     let mut unacked = Vec::new();
     loop {
         let incoming = match stream.recv().now_or_never() {
             Some(incoming) => incoming,
             None => {
-                if !unacked.is_empty() {
-                    let ack = PeerFrame::Ack {
-                        seqs: std::mem::take(&mut unacked),
-                    };
-                    let ack = serde_json::to_string(&ack).expect("frames always serialize");
-                    if session.text(ack).await.is_err() {
-                        break;
-                    }
+                if send_acks(&mut session, &mut unacked).await.is_err() {
+                    break;
                 }
-                stream.recv().await
+                tokio::select! {
+                    incoming = stream.recv() => incoming,
+                    _ = closing.raised() => break,
+                }
             }
         };
         match incoming {
@@ -351,8 +353,11 @@ pub async fn serve_incoming(
                     Ok(PeerFrame::Forward { seq, envelope }) => {
                         unacked.push(seq);
                         if seen.first_time(envelope.id, envelope.leg) {
-                            let router = router.clone();
-                            actix_rt::spawn(async move { router.accept(envelope).await });
+                            let (router, replying) = (router.clone(), shutdown.reply());
+                            actix_rt::spawn(async move {
+                                router.accept(envelope).await;
+                                drop(replying);
+                            });
                         } else {
                             tracing::debug!(message_id = %envelope.id, "dropped a duplicate envelope");
                         }
@@ -376,7 +381,21 @@ pub async fn serve_incoming(
             Some(Ok(_)) => {}
         }
     }
+    let _ = send_acks(&mut session, &mut unacked).await;
     let _ = session.close(None).await;
+}
+
+/// Acknowledges the frames taken since the last ack, if any, in one frame.
+async fn send_acks(session: &mut Session, unacked: &mut Vec<u64>) -> Result<(), actix_ws::Closed> {
+    if unacked.is_empty() {
+        return Ok(());
+    }
+    let ack = PeerFrame::Ack {
+        seqs: std::mem::take(unacked),
+    };
+    session
+        .text(serde_json::to_string(&ack).expect("frames always serialize"))
+        .await
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_actors::{Router, WorkerSpec};
 use serde::Deserialize;
 
+use crate::shutdown::Flag;
 use crate::stats::Registry;
 
 /// `GET /workers/get`: every worker and the config version.
@@ -183,25 +184,44 @@ fn current_heartbeat(router: &Router, registry: Option<&Registry>) -> Heartbeat 
 }
 
 /// Every `every`: tells the proxy this agent's instances and their counters (one
-/// request), and learns the other agents' instances.
+/// request), and learns the other agents' instances. When the agent starts draining,
+/// sends one last heartbeat with no instances and `leaving: true` and returns: other
+/// agents stop handing it lines at their next heartbeat instead of when its entry
+/// expires, and the proxy forgets it rather than raising an `agent_silent` alarm.
 pub async fn heartbeat(
     router: Router,
     registry: Option<Arc<Registry>>,
     client: ProxyClient,
     every: Duration,
+    mut draining: Flag,
 ) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let heartbeat = current_heartbeat(&router, registry.as_deref());
-        if let Err(error) = client.heartbeat(&heartbeat).await {
-            tracing::debug!(error = %error, "heartbeat failed");
-            continue;
+    let beats = async {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let heartbeat = current_heartbeat(&router, registry.as_deref());
+            if let Err(error) = client.heartbeat(&heartbeat).await {
+                tracing::debug!(error = %error, "heartbeat failed");
+                continue;
+            }
+            match client.agents().await {
+                Ok(list) => router.set_all_remote_instances(holders(list, router.me())),
+                Err(error) => tracing::debug!(error = %error, "listing agents failed"),
+            }
         }
-        match client.agents().await {
-            Ok(list) => router.set_all_remote_instances(holders(list, router.me())),
-            Err(error) => tracing::debug!(error = %error, "listing agents failed"),
-        }
+    };
+    tokio::select! {
+        () = beats => {}
+        () = draining.raised() => {}
+    }
+    let farewell = Heartbeat {
+        agent: router.me().to_owned(),
+        instances: Vec::new(),
+        stats: Vec::new(),
+        leaving: true,
+    };
+    if let Err(error) = client.heartbeat(&farewell).await {
+        tracing::warn!(error = %error, "could not tell the proxy this agent stopped");
     }
 }
 

@@ -1,9 +1,11 @@
-//! Building and running the agent: bind, router, peer links, proxy loops, HTTP server.
+//! Building and running the agent: bind, router, peer links, proxy loops, HTTP server,
+//! and its stop on SIGINT/SIGTERM (see [`crate::shutdown`]).
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_rt::task::JoinHandle;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
@@ -11,22 +13,28 @@ use damrey_actors::Router;
 use crate::attach::SessionSettings;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
-use damrey_actors::report::Heartbeat;
-
 use crate::proxy_client::{self, ProxyClient};
 use crate::routes::{self, AppState};
+use crate::shutdown::{self, Shutdown};
 use crate::stats::Registry;
 
 /// How long envelope ids are remembered; longer than any envelope's retries.
 const SEEN_TTL: Duration = Duration::from_secs(120);
+
+/// What actix-web's own graceful stop may still wait, after the agent's drain, for a
+/// connection that has not ended (an idle keep-alive one, or a last response to a slow
+/// reader); it looks again every second.
+const SERVER_STOP_TIMEOUT_S: u64 = 1;
 
 /// A bound, ready-to-run agent.
 pub struct Application {
     port: u16,
     router: Router,
     server: Server,
-    /// For the last heartbeat, which tells the proxy this agent holds nothing any more.
-    proxy: ProxyClient,
+    shutdown: Shutdown,
+    drain: Duration,
+    /// Ends after the farewell heartbeat, which tells the proxy this agent is leaving.
+    heartbeat: JoinHandle<()>,
 }
 
 /// An agent that could not start.
@@ -76,7 +84,8 @@ impl Application {
             settings.feed_wait_ms,
         ));
         let registry = Arc::new(Registry::default());
-        actix_rt::spawn(proxy_client::heartbeat(
+        let shutdown = Shutdown::default();
+        let heartbeat = actix_rt::spawn(proxy_client::heartbeat(
             router.clone(),
             settings.stats.then(|| registry.clone()),
             ProxyClient::new(
@@ -85,6 +94,7 @@ impl Application {
                 Duration::from_secs(2),
             ),
             Duration::from_millis(settings.heartbeat_ms),
+            shutdown.on_draining(),
         ));
 
         let state = AppState {
@@ -98,14 +108,21 @@ impl Application {
                 outbox: Arc::default(),
             },
             max_call: Duration::from_millis(settings.max_call_ms),
+            shutdown: shutdown.clone(),
         };
+        let connections = shutdown.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
                 .app_data(web::PayloadConfig::new(1 << 20))
                 .configure(routes::configure)
         })
-        .shutdown_timeout(5);
+        // Kept with the connection and dropped when it ends: the drain waits for them.
+        .on_connect(move |_, extensions| {
+            extensions.insert(connections.connection());
+        })
+        .disable_signals()
+        .shutdown_timeout(SERVER_STOP_TIMEOUT_S);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
@@ -117,16 +134,13 @@ impl Application {
             })?
             .run();
         tracing::info!(port, agent = router.me(), proxy = %settings.proxy, "agent listening");
-        let proxy = ProxyClient::new(
-            &settings.proxy,
-            settings.token.clone(),
-            Duration::from_secs(2),
-        );
         Ok(Application {
             port,
             router,
             server,
-            proxy,
+            shutdown,
+            drain: Duration::from_millis(settings.drain_ms),
+            heartbeat,
         })
     }
 
@@ -135,22 +149,26 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains, tells the proxy this agent holds no
-    /// instances any more (so other agents stop sending it lines at once, not when its
-    /// entry expires), and returns.
+    /// Serves until SIGINT/SIGTERM, then stops in order (see [`crate::shutdown`]):
+    /// refuses new work and tells the proxy it is leaving, drains for up to `drain_ms`,
+    /// answers what is left `STOP`, closes worker sessions and peer links, stops the
+    /// HTTP server, and returns once the farewell heartbeat is sent.
     ///
     /// # Errors
-    /// The server's I/O failure.
+    /// The signal handlers could not be installed, or the server's I/O failed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        let farewell = Heartbeat {
-            agent: self.router.me().to_owned(),
-            instances: Vec::new(),
-            stats: Vec::new(),
-            leaving: true,
-        };
-        if let Err(error) = self.proxy.heartbeat(&farewell).await {
-            tracing::warn!(error = %error, "could not tell the proxy this agent stopped");
+        let stop_signal = shutdown::stop_signal()?;
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            served = &mut server => return served,
+            () = stop_signal => {}
+        }
+        self.shutdown.drain(&self.router, self.drain).await;
+        let (served, ()) = tokio::join!(server, handle.stop(true));
+        if let Err(error) = self.heartbeat.await {
+            tracing::warn!(error = %error, "the heartbeat loop failed");
         }
         served
     }

@@ -7,8 +7,8 @@ use crate::attach;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-/// Refuses with 401 (token) or 404 (no config for the worker) before upgrading; then
-/// serves the session until it closes.
+/// Refuses with 401 (token), 503 (the agent is stopping) or 404 (no config for the
+/// worker) before upgrading; then serves the session until it closes.
 pub async fn attach(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -16,6 +16,7 @@ pub async fn attach(
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     state.authorize(&req)?;
+    state.admit()?;
     let worker = worker.into_inner();
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let spec = state
@@ -30,6 +31,7 @@ pub async fn attach(
         session,
         stream,
         state.sessions.clone(),
+        state.shutdown.clone(),
     ));
     Ok(response)
 }

@@ -1,7 +1,7 @@
 //! `POST /call/{worker}?timeout_ms=N`: put a request (the plain JSON list) to a worker and
 //! wait for the line's terminal reply, returned as the JSON list. The status tells the
 //! tags apart: `RESPONSE` (or a final `REQUEST`) 200, `ERROR` 422, `STOP` 503,
-//! `TIMEOUT` 504.
+//! `TIMEOUT` 504. A stopping agent refuses new calls (503, `{"error": ...}`).
 
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ pub async fn call(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     state.authorize(&req)?;
+    state.admit()?;
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let message = Message::from_json_slice(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let timeout =

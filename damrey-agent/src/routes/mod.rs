@@ -16,6 +16,7 @@ use damrey_actors::Router;
 use crate::attach::SessionSettings;
 use crate::error::ApiError;
 use crate::peers::SeenIds;
+use crate::shutdown::Shutdown;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct AppState {
     pub sessions: SessionSettings,
     /// The longest a `/call` may wait.
     pub max_call: Duration,
+    /// The agent's stop: refuses new work while draining, closes sessions at its end.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
@@ -51,6 +54,18 @@ impl AppState {
             Ok(())
         } else {
             Err(ApiError::Unauthorized)
+        }
+    }
+
+    /// Refuses new work once the agent is stopping.
+    ///
+    /// # Errors
+    /// [`ApiError::Stopping`] while the agent drains.
+    pub fn admit(&self) -> Result<(), ApiError> {
+        if self.shutdown.is_draining() {
+            Err(ApiError::Stopping)
+        } else {
+            Ok(())
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `GET /peer`: another agent opens its link to this one.
+//! `GET /peer`: another agent opens its link to this one. A stopping agent still takes
+//! links: replies to its own requests come back over them.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -16,6 +17,7 @@ pub async fn peer(
     actix_rt::spawn(peers::serve_incoming(
         state.router.clone(),
         state.seen.clone(),
+        state.shutdown.clone(),
         session,
         stream,
     ));

@@ -8,5 +8,6 @@
 mod faults;
 mod lines;
 mod monitoring;
+mod shutdown;
 mod stats;
 mod support;

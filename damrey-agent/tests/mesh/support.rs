@@ -281,6 +281,8 @@ pub struct AgentOptions {
     pub token: Option<String>,
     /// `DAMREY_STATS`: whether steps are counted; on when `None`.
     pub stats: Option<bool>,
+    /// `DAMREY_DRAIN_MS`: how long a stopping agent waits for its lines; 5000 when `None`.
+    pub drain_ms: Option<u64>,
 }
 
 /// A running agent.
@@ -326,6 +328,9 @@ impl Agent {
         }
         if let Some(stats) = options.stats {
             command.env("DAMREY_STATS", stats.to_string());
+        }
+        if let Some(drain_ms) = options.drain_ms {
+            command.env("DAMREY_DRAIN_MS", drain_ms.to_string());
         }
         let process = Process::spawn("damrey-agent", &mut command);
         wait_healthy(&address).await;
@@ -438,6 +443,38 @@ impl Agent {
             "{worker} never answered 200 at {}: {answer:?}",
             self.address
         );
+    }
+
+    /// Steps delivered to attached instances and not answered yet (`GET /stats`).
+    pub async fn in_flight(&self) -> u64 {
+        let mut request = client().get(format!("http://{}/stats", self.address));
+        if let Some(token) = &self.options.token {
+            request = request.bearer_auth(token);
+        }
+        let stats: Value = request
+            .send()
+            .await
+            .expect("agent answers")
+            .json()
+            .await
+            .expect("json");
+        stats["instances"]
+            .as_array()
+            .expect("instances in /stats")
+            .iter()
+            .map(|instance| instance["in_flight"].as_u64().expect("in_flight"))
+            .sum()
+    }
+
+    /// Waits until `steps` steps are in flight on this agent's instances.
+    pub async fn wait_in_flight(&self, steps: u64) {
+        for _ in 0..400 {
+            if self.in_flight().await == steps {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("agent {} never had {steps} steps in flight", self.address);
     }
 
     /// Requests of this agent's waiting on other agents.
