@@ -8,6 +8,7 @@
 mod faults;
 mod lines;
 mod monitoring;
+mod outbox;
 mod shutdown;
 mod stats;
 mod support;

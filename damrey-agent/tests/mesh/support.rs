@@ -447,6 +447,11 @@ impl Agent {
 
     /// Steps delivered to attached instances and not answered yet (`GET /stats`).
     pub async fn in_flight(&self) -> u64 {
+        self.stats_sum("in_flight").await
+    }
+
+    /// The sum of counter `field` over this agent's instances in `GET /stats`.
+    pub async fn stats_sum(&self, field: &str) -> u64 {
         let mut request = client().get(format!("http://{}/stats", self.address));
         if let Some(token) = &self.options.token {
             request = request.bearer_auth(token);
@@ -462,7 +467,7 @@ impl Agent {
             .as_array()
             .expect("instances in /stats")
             .iter()
-            .map(|instance| instance["in_flight"].as_u64().expect("in_flight"))
+            .map(|instance| instance[field].as_u64().expect("a counter"))
             .sum()
     }
 
