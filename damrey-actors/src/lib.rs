@@ -14,6 +14,7 @@ pub mod link;
 pub mod message;
 mod outbox;
 pub mod report;
+pub mod route_counters;
 pub mod routing;
 pub mod spec;
 pub mod testkit;

@@ -9,7 +9,7 @@
 //! to the origin, whose router resolves the waiting request ([`Router::complete`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::BoxFuture;
 use crate::backoff::Backoff;
 use crate::error::{RemoteError, SpecError, WorkerError};
 use crate::message::{Message, Tag};
+use crate::route_counters::{Rejection, RouteCounters, RouteCounts};
 use crate::spec::{WorkerSpec, validate_name};
 use crate::worker::Instance;
 
@@ -132,6 +133,9 @@ struct RouterInner {
     /// Bumped by every change of the table, so that lines waiting for an instance or
     /// for configs look again at once.
     changes: watch::Sender<u64>,
+    /// Steps refused because no worker of their name is configured (not counted by
+    /// name: any name can be asked for).
+    not_configured: AtomicU64,
 }
 
 #[derive(Clone, Default)]
@@ -149,6 +153,8 @@ struct Route {
     remote: Vec<String>,
     /// When the worker last went from some instances (here or elsewhere) to none.
     emptied_at: Option<Instant>,
+    /// Its routing events (shared by every copy of the table).
+    counters: Arc<RouteCounters>,
 }
 
 impl Route {
@@ -167,8 +173,8 @@ enum HandOff {
 
 /// Why a step cannot be routed.
 enum NoRoute {
-    /// The worker is unknown or does not take the type: a final `ERROR`.
-    Invalid(String),
+    /// The worker is unknown (`None`) or does not take the type: a final `ERROR`.
+    Invalid(Option<Rejection>, String),
     /// No configs were loaded yet: nothing is known, so the line waits for them.
     NotLoaded,
     /// The worker has no instance now; one may attach soon.
@@ -286,6 +292,7 @@ impl Router {
                 idle: Notify::new(),
                 closed: watch::Sender::new(false),
                 changes: watch::Sender::new(0),
+                not_configured: AtomicU64::new(0),
             }),
         }
     }
@@ -353,6 +360,36 @@ impl Router {
     /// by other agents, until each one's terminal reply is sent or it is handed on.
     pub fn active_lines(&self) -> usize {
         self.inner.active.load(Ordering::Acquire)
+    }
+
+    /// Every configured worker's routing events, by name.
+    pub fn route_counts(&self) -> Vec<(String, RouteCounts)> {
+        self.table()
+            .routes
+            .iter()
+            .filter(|(_, route)| route.spec.is_some())
+            .map(|(name, route)| (name.clone(), route.counters.counts()))
+            .collect()
+    }
+
+    /// Steps refused because no worker of their name was configured.
+    pub fn not_configured(&self) -> u64 {
+        self.inner.not_configured.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, worker: &str, event: impl FnOnce(&RouteCounters)) {
+        if let Some(route) = self.table().routes.get(worker) {
+            event(&route.counters);
+        }
+    }
+
+    fn count_rejection(&self, worker: &str, why: Option<Rejection>) {
+        match why {
+            Some(why) => self.count(worker, |counters| counters.rejected(why)),
+            None => {
+                self.inner.not_configured.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Resolves once no line is being driven here.
@@ -562,7 +599,8 @@ impl Router {
             let (spec, destination) =
                 match self.choose(&line.to, &line.message.kind, &line.unreachable) {
                     Ok(found) => found,
-                    Err(NoRoute::Invalid(reason)) => {
+                    Err(NoRoute::Invalid(why, reason)) => {
+                        self.count_rejection(&line.to, why);
                         return Some(Message::error(line.message.kind, reason));
                     }
                     Err(NoRoute::NotLoaded) => {
@@ -580,6 +618,7 @@ impl Router {
                                 line.unreachable.clear();
                                 continue;
                             }
+                            self.count_rejection(&line.to, Some(Rejection::NoInstance));
                             return Some(Message::error(
                                 line.message.kind,
                                 format!("worker {} has no live instance", line.to),
@@ -617,6 +656,7 @@ impl Router {
                     // The instance died before answering, or was stopping and never
                     // started the step: run it elsewhere.
                     attempts += 1;
+                    self.count(&line.to, RouteCounters::rerouted);
                     tracing::debug!(worker = %line.to, attempts, stopped = lost.stopped, "instance lost; retrying the step");
                     line.message = lost.message;
                     continue;
@@ -674,14 +714,16 @@ impl Router {
             .get(to)
             .and_then(|route| Some((route, route.spec.clone()?)))
         else {
-            return Err(NoRoute::Invalid(format!(
-                "no worker named {to:?} is configured"
-            )));
+            return Err(NoRoute::Invalid(
+                None,
+                format!("no worker named {to:?} is configured"),
+            ));
         };
         if spec.find_command(kind).is_none() {
-            return Err(NoRoute::Invalid(format!(
-                "worker {to} does not accept type {kind:?}"
-            )));
+            return Err(NoRoute::Invalid(
+                Some(Rejection::UnknownType),
+                format!("worker {to} does not accept type {kind:?}"),
+            ));
         }
         let me = &self.inner.me;
         let pinned_elsewhere = !spec.agent.is_empty() && spec.agent != *me;
@@ -799,6 +841,7 @@ impl Router {
             };
             attempts += 1;
             maybe_taken |= error.maybe_taken();
+            self.count(&line.to, RouteCounters::handoff_retry);
             tracing::debug!(message_id = %id, agent, attempt = attempts, error = %error, "hand-off failed");
             if !maybe_taken && self.another_holder(&line.to, agent, &line.unreachable) {
                 return HandOff::Unreachable(error.to_string());

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use damrey_actors::Tag;
 use damrey_actors::report::{self, Counters, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency};
+use damrey_actors::route_counters::RouteCounts;
 use serde::Serialize;
 
 /// A latency histogram with fixed buckets.
@@ -301,6 +302,36 @@ fn labels(stats: &InstanceStats) -> String {
         "worker=\"{}\",instance=\"{}\"",
         stats.worker, stats.instance
     )
+}
+
+/// The router's per-worker routing events (and the refusals of unconfigured names) in
+/// the Prometheus text exposition format, labelled `worker`.
+pub fn routes_prometheus(routes: &[(String, RouteCounts)], not_configured: u64) -> String {
+    let mut out = String::new();
+    let Some((_, first)) = routes.first() else {
+        return not_configured_prometheus(out, not_configured);
+    };
+    for (index, (name, help, _)) in first.metrics().into_iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (worker, counts) in routes {
+            let value = counts.metrics()[index].2;
+            // Worker names are validated, so nothing needs escaping.
+            let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {value}");
+        }
+    }
+    not_configured_prometheus(out, not_configured)
+}
+
+fn not_configured_prometheus(mut out: String, not_configured: u64) -> String {
+    let name = "damrey_route_rejected_not_configured_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Steps refused because no worker of their name is configured."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {not_configured}");
+    out
 }
 
 #[cfg(test)]

@@ -6,16 +6,25 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
 use crate::routes::AppState;
+use crate::stats;
 
 /// The Prometheus text exposition of the agent's stats.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.sessions.registry.prometheus())
+        .body(
+            state.sessions.registry.prometheus()
+                + &stats::routes_prometheus(
+                    &state.router.route_counts(),
+                    state.router.not_configured(),
+                ),
+        )
 }
 
-/// `{"agent": "host:port", "instances": [...]}` with each instance's counters and p50,
-/// p90 and p99 in milliseconds.
+/// `{"agent": "host:port", "instances": [...], "workers": [...], "not_configured": N}`:
+/// each instance's counters and p50, p90 and p99 in milliseconds; each configured
+/// worker's routing events (they outlive its instances); and the steps refused because
+/// no worker of their name is configured.
 ///
 /// # Errors
 /// [`ApiError::Unauthorized`] without the token, when one is set.
@@ -24,5 +33,11 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "agent": state.router.me(),
         "instances": state.sessions.registry.summaries(),
+        "workers": state.router.route_counts().into_iter().map(|(worker, counts)| {
+            let mut entry = serde_json::to_value(counts).expect("counts serialize");
+            entry["worker"] = worker.into();
+            entry
+        }).collect::<Vec<_>>(),
+        "not_configured": state.router.not_configured(),
     })))
 }

@@ -56,6 +56,16 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
         assert_eq!(reply.args, ["300".to_owned(), i.to_string()]);
     }
     agent.wait_instances(1).await;
+    // The doomed instance's series are gone; the worker's own count of steps run
+    // again is not.
+    let stats = agent.stats().await;
+    let nap = stats["workers"]
+        .as_array()
+        .expect("workers in /stats")
+        .iter()
+        .find(|worker| worker["worker"] == "nap")
+        .expect("nap in /stats");
+    assert!(nap["rerouted"].as_u64() > Some(0), "{stats}");
 }
 
 /// The `nap` worker's config: it takes type `nap` and ends the line.

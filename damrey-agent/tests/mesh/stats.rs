@@ -147,3 +147,53 @@ async fn restarts_after_a_panic_are_reported_by_the_worker_and_counted() {
     assert_eq!(sample(&text, "damrey_steps_errors_total", "fragile"), 1);
     assert_eq!(sample(&text, "damrey_steps_responses_total", "fragile"), 1);
 }
+
+#[actix_rt::test]
+async fn refused_steps_are_counted_by_worker_and_reason() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        crate::support::sqsum_specs().into_iter().chain([json!(
+            {"name": "idle", "commands": [{"name": "sqsum", "worker": ""}]}
+        )]),
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
+    let _add = agent.worker("add", "add");
+    agent.wait_instances(1).await;
+
+    let refused = [
+        agent
+            .call("add", &Message::request("cube", ["2"]), 10_000)
+            .await,
+        agent
+            .call("nobody", &Message::request("sqsum", ["2"]), 10_000)
+            .await,
+        agent
+            .call("idle", &Message::request("sqsum", ["2"]), 10_000)
+            .await,
+    ];
+    let text = metrics(&agent).await;
+
+    assert!(
+        refused.iter().all(|(status, _)| *status == 422),
+        "{refused:?}"
+    );
+    let value = |line: &str| {
+        text.lines()
+            .find(|sample| sample.starts_with(line))
+            .and_then(|sample| sample.rsplit(' ').next())
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {line} in {text}"))
+    };
+    assert_eq!(value("damrey_route_rejected_type_total{worker=\"add\"}"), 1);
+    assert_eq!(
+        value("damrey_route_rejected_no_instance_total{worker=\"idle\"}"),
+        1
+    );
+    assert_eq!(
+        value("damrey_route_rejected_no_instance_total{worker=\"add\"}"),
+        0
+    );
+    assert_eq!(value("damrey_route_rejected_not_configured_total"), 1);
+}

@@ -450,20 +450,24 @@ impl Agent {
         self.stats_sum("in_flight").await
     }
 
-    /// The sum of counter `field` over this agent's instances in `GET /stats`.
-    pub async fn stats_sum(&self, field: &str) -> u64 {
+    /// The agent's `GET /stats` document.
+    pub async fn stats(&self) -> Value {
         let mut request = client().get(format!("http://{}/stats", self.address));
         if let Some(token) = &self.options.token {
             request = request.bearer_auth(token);
         }
-        let stats: Value = request
+        request
             .send()
             .await
             .expect("agent answers")
             .json()
             .await
-            .expect("json");
-        stats["instances"]
+            .expect("json")
+    }
+
+    /// The sum of counter `field` over this agent's instances in `GET /stats`.
+    pub async fn stats_sum(&self, field: &str) -> u64 {
+        self.stats().await["instances"]
             .as_array()
             .expect("instances in /stats")
             .iter()
