@@ -6,6 +6,7 @@
 //! [`Router`] drives each line. `use damrey_actors::prelude::*;` brings what a worker
 //! author needs.
 
+pub mod backoff;
 pub mod error;
 pub mod link;
 pub mod message;

@@ -3,11 +3,13 @@
 //! the outbox, ping/pong, reconnection with backoff).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
-//! token is set). The agent refuses with 401 (bad token) or 404 (no such worker) before
-//! the upgrade, or accepts and sends [`Frame::Welcome`] first.
+//! token is set). The agent refuses with 401 (bad token), 404 (no such worker) or 503
+//! (no configs yet: it has not heard from its proxy and has no cache) before the
+//! upgrade, or accepts and sends [`Frame::Welcome`] first. A 503 is waited out: a
+//! starting worker tries again with backoff for up to [`READY_WAIT`], a reconnecting
+//! one for as long as it runs.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
+use crate::backoff::Backoff;
 use crate::error::WorkerError;
 use crate::message::Message;
 use crate::worker::Instance;
@@ -95,11 +98,25 @@ pub fn millis_until(deadline: Instant) -> u64 {
     u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A random delay in `[0, max)`, to spread retries (no RNG crate needed: std's
-/// `RandomState` is seeded randomly).
-pub fn jitter(max: Duration) -> Duration {
-    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
-    Duration::from_nanos(RandomState::new().hash_one(Instant::now()) % nanos)
+// Where the agent's and the proxy's retries have always found it.
+pub use crate::backoff::jitter;
+
+/// The longest a starting worker waits for an agent that has no configs yet. An agent
+/// gets them within a second of reaching its proxy, so this bridges a proxy that is
+/// restarting (or an agent and its proxy started together) but not a proxy that is
+/// gone: then the worker fails with [`WorkerError::NotReady`] and says so.
+pub const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// The waits between attempts to attach (at start, to an agent that is not ready, and
+/// when reconnecting).
+const ATTACH_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+
+/// Why one attempt to attach failed.
+enum AttachFailure {
+    /// The agent has no configs yet (503); it will once its proxy answers.
+    NotReady,
+    /// Refused or unreachable.
+    Refused(WorkerError),
 }
 
 /// Where and how a worker attaches.
@@ -112,10 +129,12 @@ pub(crate) struct AgentAddress {
 
 impl AgentAddress {
     /// Connects and waits for the welcome; returns the socket and the worker's mpu.
-    async fn connect(&self) -> Result<(ClientSocket, u32), WorkerError> {
-        let refused = |reason: String| WorkerError::Refused {
-            agent: self.agent.clone(),
-            reason,
+    async fn connect(&self) -> Result<(ClientSocket, u32), AttachFailure> {
+        let refused = |reason: String| {
+            AttachFailure::Refused(WorkerError::Refused {
+                agent: self.agent.clone(),
+                reason,
+            })
         };
         let url = format!("ws://{}/attach/{}", self.agent, self.name);
         let mut request = awc::Client::builder()
@@ -135,6 +154,9 @@ impl AgentAddress {
                     "the agent has no config for worker {:?}",
                     self.name
                 ))
+            }
+            awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 503 => {
+                AttachFailure::NotReady
             }
             other => refused(other.to_string()),
         })?;
@@ -238,7 +260,8 @@ impl AgentLink {
     pub(crate) async fn attach(
         address: AgentAddress,
     ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
-        let (socket, mpu) = address.connect().await?;
+        let (socket, mpu) =
+            when_ready(&address.agent, READY_WAIT, ATTACH_BACKOFF, || address.connect()).await?;
         let (out, out_rx) = mpsc::unbounded_channel();
         let link = Arc::new(AgentLink {
             address,
@@ -341,21 +364,62 @@ async fn serve_link(
     }
 }
 
-/// Reconnects with exponential backoff and jitter until it works or the worker stops.
+/// Tries `attempt` until the agent is ready, waiting with `backoff` between tries, for
+/// at most `limit`: the last try is made at the limit.
+async fn when_ready<T, F, Fut>(
+    agent: &str,
+    limit: Duration,
+    mut backoff: Backoff,
+    mut attempt: F,
+) -> Result<T, WorkerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AttachFailure>>,
+{
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match attempt().await {
+            Ok(attached) => return Ok(attached),
+            Err(AttachFailure::Refused(error)) => return Err(error),
+            Err(AttachFailure::NotReady) => {
+                let waited = started.elapsed();
+                let left = limit.saturating_sub(waited);
+                if left.is_zero() {
+                    return Err(WorkerError::NotReady {
+                        agent: agent.to_owned(),
+                        waited,
+                    });
+                }
+                if !told {
+                    tracing::info!(agent, "the agent has no configs yet; waiting for them");
+                    told = true;
+                }
+                actix_rt::time::sleep(backoff.next_wait().min(left)).await;
+            }
+        }
+    }
+}
+
+/// Reconnects with exponential backoff and jitter until it works or the worker stops;
+/// an agent that is not ready (it restarted while its proxy is away, with no cache)
+/// is waited out like one that is down.
 async fn reconnect(link: &AgentLink) -> Option<ClientSocket> {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = ATTACH_BACKOFF;
     let mut attempt = 0u32;
     loop {
         if link.stopping.load(Ordering::Acquire) {
             return None;
         }
-        actix_rt::time::sleep(backoff + jitter(backoff)).await;
+        actix_rt::time::sleep(backoff.next_wait()).await;
         attempt += 1;
         match link.address.connect().await {
             Ok((socket, _mpu)) => return Some(socket),
-            Err(error) => {
+            Err(AttachFailure::NotReady) => {
+                tracing::debug!(attempt, "reconnect: the agent has no configs yet");
+            }
+            Err(AttachFailure::Refused(error)) => {
                 tracing::debug!(attempt, error = %error, "reconnect failed");
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
@@ -407,5 +471,75 @@ async fn serve_connection(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn refused() -> WorkerError {
+        WorkerError::Refused {
+            agent: "h:1".to_owned(),
+            reason: "no".to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_not_ready_agent_is_tried_again_until_it_is_ready() {
+        let tries = Cell::new(0);
+        let started = Instant::now();
+
+        let attached = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
+            tries.set(tries.get() + 1);
+            let ready = tries.get() == 5;
+            async move { if ready { Ok("socket") } else { Err(AttachFailure::NotReady) } }
+        })
+        .await;
+
+        assert_eq!(attached.unwrap(), "socket");
+        assert_eq!(tries.get(), 5);
+        // 50 + 100 + 200 + 400 ms, each with less than as much again of jitter.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(750) && waited < Duration::from_millis(1_500),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_never_gets_ready_fails_the_start_at_the_limit() {
+        let tries = Cell::new(0u32);
+        let started = Instant::now();
+
+        let attached: Result<(), _> = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
+            tries.set(tries.get() + 1);
+            async { Err(AttachFailure::NotReady) }
+        })
+        .await;
+
+        let Err(WorkerError::NotReady { agent, waited }) = attached else {
+            panic!("{attached:?}")
+        };
+        assert_eq!((agent.as_str(), waited), ("h:1", READY_WAIT));
+        assert_eq!(started.elapsed(), READY_WAIT);
+        // About one try a second once the backoff is at its longest (1 s plus jitter).
+        assert!((30..=66).contains(&tries.get()), "{}", tries.get());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_other_refusal_fails_the_start_at_once() {
+        let tries = Cell::new(0);
+
+        let attached: Result<(), _> = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
+            tries.set(tries.get() + 1);
+            async { Err(AttachFailure::Refused(refused())) }
+        })
+        .await;
+
+        assert!(matches!(attached, Err(WorkerError::Refused { .. })));
+        assert_eq!(tries.get(), 1);
     }
 }
