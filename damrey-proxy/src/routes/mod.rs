@@ -91,6 +91,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/alarms", "GET", web::get().to(alarms::list)))
         .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET", web::get().to(health::healthz)))
+        .service(resource("/readyz", "GET", web::get().to(health::readyz)))
         .service(resource("/", "GET", web::get().to(dashboard::page)))
         .default_service(web::to(not_found));
 }

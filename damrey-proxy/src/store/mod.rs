@@ -287,6 +287,34 @@ impl Store {
         .await
     }
 
+    /// The first of this proxy's migrations that the store has not applied, if any: a
+    /// store behind this binary's schema (restored from an old backup, or not migrated
+    /// yet) answers, but not to every query this proxy makes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or keeps no migration history.
+    pub async fn unapplied_migration(&self) -> Result<Option<i64>, StoreError> {
+        self.bounded(async move {
+            let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.pool)
+                .await?;
+            let applied = rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>("version"))
+                .collect::<Result<std::collections::HashSet<i64>, _>>()?;
+            let migrator = match self.backend {
+                Backend::Postgres => &POSTGRES_MIGRATIONS,
+                Backend::Sqlite => &SQLITE_MIGRATIONS,
+            };
+            Ok(migrator
+                .iter()
+                .filter(|migration| migration.migration_type.is_up_migration())
+                .map(|migration| migration.version)
+                .find(|version| !applied.contains(version)))
+        })
+        .await
+    }
+
     /// The current config version.
     ///
     /// # Errors

@@ -410,6 +410,11 @@ impl Api {
         self.post("/agents/heartbeat", json.to_string()).await
     }
 
+    /// `GET /readyz`.
+    pub async fn readyz(&self) -> Reply {
+        self.get("/readyz").await
+    }
+
     /// `GET /agents`.
     pub async fn agents(&self) -> Reply {
         self.get("/agents").await
