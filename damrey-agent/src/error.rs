@@ -15,6 +15,9 @@ pub enum ApiError {
     /// Nothing by that name.
     #[error("{0}")]
     NotFound(String),
+    /// The agent cannot do it yet, but will (it has no configs yet).
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl ResponseError for ApiError {
@@ -23,6 +26,7 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -2,8 +2,9 @@
 //! proxy's change feed, and the heartbeat that tells the proxy this agent's instances
 //! and learns where the other agents' instances are.
 //!
-//! The configs are cached in the router: while the proxy is down, routing goes on from
-//! the last configs, and the agent catches up as soon as the proxy answers again.
+//! The configs are cached in the router and on disk ([`crate::cache`]): while the proxy
+//! is down, routing goes on from the last configs (across a restart of the agent too),
+//! and the agent catches up as soon as the proxy answers again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,12 +12,13 @@ use std::time::Duration;
 
 use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_actors::{Router, WorkerSpec};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::cache::ConfigCache;
 use crate::stats::Registry;
 
-/// `GET /workers/get`: every worker and the config version.
-#[derive(Debug, Deserialize)]
+/// `GET /workers/get`: every worker and the config version; also the agent's cache file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerList {
     /// Bumped by every change.
     pub version: i64,
@@ -128,8 +130,12 @@ impl ProxyClient {
 }
 
 /// Keeps the router's configs equal to the proxy's, forever: a long wait on the change
-/// feed, then the next; on failure, a short pause and again (the cache stays).
-pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64) {
+/// feed, then the next; on failure, a short pause and again (the configs stay). Every
+/// version taken is kept in `cache` for the agent's next start.
+///
+/// The first answer is always taken, whatever the cache held: a store replaced behind
+/// the proxy may reuse a version number for other configs.
+pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, cache: ConfigCache) {
     let mut version = None;
     let mut failures = 0u32;
     loop {
@@ -138,7 +144,7 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64) {
                 failures = 0;
                 if version != Some(list.version) {
                     let count = list.workers.len();
-                    match router.set_specs(list.workers) {
+                    match router.set_specs(list.workers.clone()) {
                         Ok(()) => {
                             tracing::info!(
                                 version = list.version,
@@ -146,6 +152,7 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64) {
                                 "configs updated"
                             );
                             version = Some(list.version);
+                            keep_on_disk(&cache, list).await;
                         }
                         Err(error) => {
                             tracing::error!(error = %error, "the proxy sent an invalid config")
@@ -162,6 +169,20 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64) {
                 actix_rt::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Writes `list` to the disk cache on a blocking thread. A failure costs only the
+/// cache's freshness, so it is logged and routing goes on.
+async fn keep_on_disk(cache: &ConfigCache, list: WorkerList) {
+    let cache = cache.clone();
+    match tokio::task::spawn_blocking(move || cache.store(&list)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "could not keep the configs on disk"
+        ),
+        Err(error) => tracing::warn!(error = %error, "could not keep the configs on disk"),
     }
 }
 

@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
 
 use crate::attach::SessionSettings;
+use crate::cache::ConfigCache;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
 use damrey_actors::report::Heartbeat;
@@ -43,6 +44,36 @@ pub enum StartupError {
     },
 }
 
+/// Loads the configs kept on disk into the router, so the agent routes (and takes its
+/// workers back) while the proxy is away. A cache that cannot be used is logged and
+/// left for the proxy's next answer to replace: the agent then waits for the proxy.
+fn route_from_cache(router: &Router, cache: &ConfigCache) {
+    let path = cache.path().display();
+    match cache.load() {
+        Ok(Some(list)) => {
+            let workers = list.workers.len();
+            match router.set_specs(list.workers) {
+                Ok(()) => tracing::info!(
+                    version = list.version,
+                    workers,
+                    %path,
+                    "routing from the cached configs until the proxy answers"
+                ),
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    %path,
+                    "the config cache holds an invalid config; ignored"
+                ),
+            }
+        }
+        Ok(None) => tracing::info!(%path, "no config cache yet; ready once the proxy answers"),
+        Err(error) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "config cache ignored; ready once the proxy answers"
+        ),
+    }
+}
+
 impl Application {
     /// Binds the port (0 lets the OS choose), builds the router and starts the
     /// background loops that follow the proxy. Must run inside an actix system.
@@ -65,15 +96,19 @@ impl Application {
             settings.advertise.clone()
         };
 
+        let cache = ConfigCache::new(&settings.state_dir, &me);
         let links = PeerLinks::new(settings.token.clone(), settings.retries);
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
+        // Before the proxy's answer can arrive, so that the cache never overwrites it.
+        route_from_cache(&router, &cache);
 
         let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
         actix_rt::spawn(proxy_client::follow_configs(
             router.clone(),
             ProxyClient::new(&settings.proxy, settings.token.clone(), proxy_timeout),
             settings.feed_wait_ms,
+            cache,
         ));
         let registry = Arc::new(Registry::default());
         actix_rt::spawn(proxy_client::heartbeat(

@@ -8,5 +8,6 @@
 mod faults;
 mod lines;
 mod monitoring;
+mod readiness;
 mod stats;
 mod support;
