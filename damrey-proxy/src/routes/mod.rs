@@ -30,8 +30,10 @@ pub const HEARTBEAT_LIMIT: usize = 4 * 1024 * 1024;
 pub struct AppState {
     /// The store.
     pub store: Store,
-    /// The change feed.
+    /// The change feed of the configs.
     pub feed: Feed,
+    /// The change feed of where instances are.
+    pub placement: Feed,
     /// How long an agent stays listed without a heartbeat.
     pub agent_ttl: Duration,
     /// Reads the monitoring reports.

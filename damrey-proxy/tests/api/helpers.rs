@@ -420,6 +420,21 @@ impl Api {
         self.get("/agents").await
     }
 
+    /// `GET /agents?after=V&wait_ms=M`.
+    pub async fn agents_after(&self, after: i64, wait_ms: u64) -> Reply {
+        self.get(&format!("/agents?after={after}&wait_ms={wait_ms}"))
+            .await
+    }
+
+    /// The placement version `GET /agents` answers now.
+    pub async fn placement_version(&self) -> i64 {
+        let reply = self.agents().await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["version"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no version in {reply:?}"))
+    }
+
     /// `POST /agents/forget`.
     pub async fn forget(&self, agent: &str) -> Reply {
         self.post(
