@@ -97,7 +97,9 @@ pub struct Settings {
     /// `Authorization: Bearer <token>`, and the agent sends it to other agents and to
     /// the proxy.
     pub token: Option<String>,
-    /// How often the agent tells the proxy its instances and reads where the others are.
+    /// How often the agent tells the proxy its instances and their counters (it also
+    /// does at once when its instances change), and the longest one wait on the proxy's
+    /// placement feed lasts (agents that go silent leave it without a change).
     pub heartbeat_ms: u64,
     /// How long one wait on the proxy's change feed lasts.
     pub feed_wait_ms: u64,

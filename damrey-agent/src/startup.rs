@@ -1,18 +1,20 @@
-//! Building and running the agent: bind, router, peer links, proxy loops, HTTP server.
+//! Building and running the agent: bind, router (from the config cache until the proxy
+//! answers), peer links, proxy loops, HTTP server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_rt::task::JoinHandle;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
+use tokio::sync::oneshot;
 
 use crate::attach::SessionSettings;
 use crate::cache::ConfigCache;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
-use damrey_actors::report::Heartbeat;
 
 use crate::proxy_client::{self, ProxyClient};
 use crate::routes::{self, AppState};
@@ -24,10 +26,11 @@ const SEEN_TTL: Duration = Duration::from_secs(120);
 /// A bound, ready-to-run agent.
 pub struct Application {
     port: u16,
-    router: Router,
     server: Server,
-    /// For the last heartbeat, which tells the proxy this agent holds nothing any more.
-    proxy: ProxyClient,
+    /// Ends the heartbeat loop with the last heartbeat, which tells the proxy this agent
+    /// holds nothing any more.
+    stop_heartbeats: oneshot::Sender<()>,
+    heartbeats: JoinHandle<()>,
 }
 
 /// An agent that could not start.
@@ -110,8 +113,20 @@ impl Application {
             settings.feed_wait_ms,
             cache,
         ));
+        // A wait of about one heartbeat period: agents whose entries expire drop out of
+        // the list without a new version, and are seen gone when a wait times out.
+        actix_rt::spawn(proxy_client::follow_placement(
+            router.clone(),
+            ProxyClient::new(
+                &settings.proxy,
+                settings.token.clone(),
+                Duration::from_millis(settings.heartbeat_ms + 5_000),
+            ),
+            settings.heartbeat_ms,
+        ));
         let registry = Arc::new(Registry::default());
-        actix_rt::spawn(proxy_client::heartbeat(
+        let (stop_heartbeats, stop) = oneshot::channel();
+        let heartbeats = actix_rt::spawn(proxy_client::heartbeat(
             router.clone(),
             settings.stats.then(|| registry.clone()),
             ProxyClient::new(
@@ -120,6 +135,7 @@ impl Application {
                 Duration::from_secs(2),
             ),
             Duration::from_millis(settings.heartbeat_ms),
+            stop,
         ));
 
         let state = AppState {
@@ -151,16 +167,11 @@ impl Application {
             })?
             .run();
         tracing::info!(port, agent = router.me(), proxy = %settings.proxy, "agent listening");
-        let proxy = ProxyClient::new(
-            &settings.proxy,
-            settings.token.clone(),
-            Duration::from_secs(2),
-        );
         Ok(Application {
             port,
-            router,
             server,
-            proxy,
+            stop_heartbeats,
+            heartbeats,
         })
     }
 
@@ -177,15 +188,10 @@ impl Application {
     /// The server's I/O failure.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        let farewell = Heartbeat {
-            agent: self.router.me().to_owned(),
-            instances: Vec::new(),
-            stats: Vec::new(),
-            leaving: true,
-        };
-        if let Err(error) = self.proxy.heartbeat(&farewell).await {
-            tracing::warn!(error = %error, "could not tell the proxy this agent stopped");
-        }
+        // The loop sends the farewell after any heartbeat it has in flight, so the
+        // proxy cannot list this agent again after it left.
+        let _ = self.stop_heartbeats.send(());
+        let _ = self.heartbeats.await;
         served
     }
 }

@@ -8,6 +8,7 @@
 mod faults;
 mod lines;
 mod monitoring;
+mod placement;
 mod readiness;
 mod stats;
 mod support;
