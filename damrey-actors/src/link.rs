@@ -260,8 +260,10 @@ impl AgentLink {
     pub(crate) async fn attach(
         address: AgentAddress,
     ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
-        let (socket, mpu) =
-            when_ready(&address.agent, READY_WAIT, ATTACH_BACKOFF, || address.connect()).await?;
+        let (socket, mpu) = when_ready(&address.agent, READY_WAIT, ATTACH_BACKOFF, || {
+            address.connect()
+        })
+        .await?;
         let (out, out_rx) = mpsc::unbounded_channel();
         let link = Arc::new(AgentLink {
             address,
@@ -495,7 +497,13 @@ mod tests {
         let attached = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
             tries.set(tries.get() + 1);
             let ready = tries.get() == 5;
-            async move { if ready { Ok("socket") } else { Err(AttachFailure::NotReady) } }
+            async move {
+                if ready {
+                    Ok("socket")
+                } else {
+                    Err(AttachFailure::NotReady)
+                }
+            }
         })
         .await;
 

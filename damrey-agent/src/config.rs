@@ -179,7 +179,10 @@ impl Settings {
             .set_default("max_call_ms", defaults.max_call_ms)?
             .set_default("stats", defaults.stats)?
             .set_default("http_workers", defaults.http_workers as u64)?
-            .set_default("state_dir", defaults.state_dir.to_string_lossy().into_owned())?
+            .set_default(
+                "state_dir",
+                defaults.state_dir.to_string_lossy().into_owned(),
+            )?
             .set_default("log_format", "text")?;
         if let Some(path) = &cli.config {
             builder = builder.add_source(File::from(path.as_path()).required(true));

@@ -282,7 +282,10 @@ pub async fn heartbeat(
         let heartbeat = Heartbeat {
             agent: router.me().to_owned(),
             instances,
-            stats: registry.as_deref().map(Registry::reports).unwrap_or_default(),
+            stats: registry
+                .as_deref()
+                .map(Registry::reports)
+                .unwrap_or_default(),
             leaving: false,
         };
         if let Err(error) = client.heartbeat(&heartbeat).await {

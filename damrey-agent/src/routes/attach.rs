@@ -20,10 +20,9 @@ pub async fn attach(
     let worker = worker.into_inner();
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
     if !state.router.is_loaded() {
-        return Err(ApiError::NotReady(
-            "the agent is not ready: it has no configs yet".to_owned(),
-        )
-        .into());
+        return Err(
+            ApiError::NotReady("the agent is not ready: it has no configs yet".to_owned()).into(),
+        );
     }
     let spec = state
         .router

@@ -22,17 +22,21 @@ async fn an_agent_that_never_met_its_proxy(dir: &TempDir) -> (Proxy, Agent) {
 /// Waits until the agent's cache file holds `workers` configs.
 async fn wait_cached(agent: &Agent, workers: usize) {
     let path = agent.config_cache();
-    eventually(Duration::from_secs(10), "the configs cached on disk", || {
-        let cached = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-        let found = cached.is_some_and(|cached| {
-            cached["workers"]
-                .as_array()
-                .is_some_and(|list| list.len() == workers)
-        });
-        async move { found.then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the configs cached on disk",
+        || {
+            let cached = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+            let found = cached.is_some_and(|cached| {
+                cached["workers"]
+                    .as_array()
+                    .is_some_and(|list| list.len() == workers)
+            });
+            async move { found.then_some(()) }
+        },
+    )
     .await;
 }
 
@@ -85,7 +89,10 @@ async fn a_worker_started_against_an_agent_without_configs_attaches_once_the_pro
         async move { tried.then_some(()) }
     })
     .await;
-    assert!(square.is_running(), "the worker gave up on a not-ready agent");
+    assert!(
+        square.is_running(),
+        "the worker gave up on a not-ready agent"
+    );
     proxy.restart().await;
 
     agent.wait_instances(1).await;
@@ -125,7 +132,11 @@ async fn a_corrupt_config_cache_is_ignored_and_replaced_once_the_proxy_answers()
     wait_cached(&agent, 2).await;
     proxy.kill();
     agent.process.kill();
-    std::fs::write(agent.config_cache(), b"{\"version\": 3, \"workers\": [{\"na").unwrap();
+    std::fs::write(
+        agent.config_cache(),
+        b"{\"version\": 3, \"workers\": [{\"na",
+    )
+    .unwrap();
 
     agent.restart().await;
 

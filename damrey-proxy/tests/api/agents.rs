@@ -167,7 +167,10 @@ async fn joining_leaving_and_forgetting_agents_with_instances_move_the_placement
     };
 
     app.api.heartbeat(HEARTBEAT).await;
-    moved(app.api.placement_version().await, "an agent with instances joined");
+    moved(
+        app.api.placement_version().await,
+        "an agent with instances joined",
+    );
     app.api
         .heartbeat(r#"{"agent":"10.0.0.2:7701","instances":[{"worker":"add","count":1}]}"#)
         .await;
@@ -177,7 +180,10 @@ async fn joining_leaving_and_forgetting_agents_with_instances_move_the_placement
         .await;
     moved(app.api.placement_version().await, "the first one left");
     assert_eq!(app.api.forget("10.0.0.2:7701").await.status, 200);
-    moved(app.api.placement_version().await, "the second one was forgotten");
+    moved(
+        app.api.placement_version().await,
+        "the second one was forgotten",
+    );
 
     app.api.heartbeat(r#"{"agent":"10.0.0.3:7701"}"#).await;
     app.api.heartbeat(r#"{"agent":"10.0.0.3:7701"}"#).await;
