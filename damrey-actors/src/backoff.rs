@@ -16,11 +16,13 @@ pub struct Backoff {
 
 impl Backoff {
     /// Pauses from `first`, doubling up to `cap` (a `cap` below `first` is raised to it).
-    pub fn new(first: Duration, cap: Duration) -> Self {
-        Backoff {
-            next: first,
-            cap: cap.max(first),
-        }
+    pub const fn new(first: Duration, cap: Duration) -> Self {
+        let cap = if cap.as_nanos() < first.as_nanos() {
+            first
+        } else {
+            cap
+        };
+        Backoff { next: first, cap }
     }
 
     /// The next pause (between the base and twice the base), and the base doubles.

@@ -72,6 +72,15 @@ pub enum WorkerError {
         /// Why.
         reason: String,
     },
+    /// The agent kept answering that it has no configs yet (its proxy is unreachable and
+    /// it has no cache), for as long as a starting worker waits.
+    #[error("agent {agent} still had no worker configs after {waited:?}; is its proxy reachable?")]
+    NotReady {
+        /// The agent's `host:port`.
+        agent: String,
+        /// How long the worker waited.
+        waited: std::time::Duration,
+    },
     /// No actix system runs on this thread, so the worker has nowhere to live.
     #[error("a worker must be started inside an actix system")]
     NoSystem,

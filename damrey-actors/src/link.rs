@@ -3,8 +3,11 @@
 //! the outbox, ping/pong, reconnection with backoff).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
-//! token is set). The agent refuses with 401 (bad token) or 404 (no such worker) before
-//! the upgrade, or accepts and sends [`Frame::Welcome`] first.
+//! token is set). The agent refuses with 401 (bad token), 404 (no such worker) or 503
+//! (no configs yet: it has not heard from its proxy and has no cache) before the
+//! upgrade, or accepts and sends [`Frame::Welcome`] first. A 503 is waited out: a
+//! starting worker tries again with backoff for up to [`READY_WAIT`], a reconnecting
+//! one for as long as it runs.
 //!
 //! A worker that stops sends `leave`, lets its steps finish, writes their results, and
 //! closes the WebSocket with a close frame, so no result is left in a queue when its
@@ -119,7 +122,26 @@ pub fn millis_until(deadline: Instant) -> u64 {
     u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
 }
 
+// Where the agent's and the proxy's retries have always found it.
 pub use crate::backoff::jitter;
+
+/// The longest a starting worker waits for an agent that has no configs yet. An agent
+/// gets them within a second of reaching its proxy, so this bridges a proxy that is
+/// restarting (or an agent and its proxy started together) but not a proxy that is
+/// gone: then the worker fails with [`WorkerError::NotReady`] and says so.
+pub const READY_WAIT: Duration = Duration::from_secs(60);
+
+/// The waits between attempts to attach (at start, to an agent that is not ready, and
+/// when reconnecting).
+const ATTACH_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+
+/// Why one attempt to attach failed.
+enum AttachFailure {
+    /// The agent has no configs yet (503); it will once its proxy answers.
+    NotReady,
+    /// Refused or unreachable.
+    Refused(WorkerError),
+}
 
 /// Where and how a worker attaches.
 #[derive(Clone)]
@@ -131,10 +153,12 @@ pub(crate) struct AgentAddress {
 
 impl AgentAddress {
     /// Connects and waits for the welcome; returns the socket and the worker's mpu.
-    async fn connect(&self) -> Result<(ClientSocket, u32), WorkerError> {
-        let refused = |reason: String| WorkerError::Refused {
-            agent: self.agent.clone(),
-            reason,
+    async fn connect(&self) -> Result<(ClientSocket, u32), AttachFailure> {
+        let refused = |reason: String| {
+            AttachFailure::Refused(WorkerError::Refused {
+                agent: self.agent.clone(),
+                reason,
+            })
         };
         let url = format!("ws://{}/attach/{}", self.agent, self.name);
         let mut request = awc::Client::builder()
@@ -154,6 +178,9 @@ impl AgentAddress {
                     "the agent has no config for worker {:?}",
                     self.name
                 ))
+            }
+            awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 503 => {
+                AttachFailure::NotReady
             }
             other => refused(other.to_string()),
         })?;
@@ -268,7 +295,10 @@ impl AgentLink {
         address: AgentAddress,
         retries: u32,
     ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
-        let (socket, mpu) = address.connect().await?;
+        let (socket, mpu) = when_ready(&address.agent, READY_WAIT, ATTACH_BACKOFF, || {
+            address.connect()
+        })
+        .await?;
         let (out, out_rx) = mpsc::unbounded_channel();
         let link = Arc::new(AgentLink {
             address,
@@ -394,7 +424,46 @@ async fn serve_link(
     link.finished.send_replace(true);
 }
 
-/// Reconnects with exponential backoff and jitter until it works or the worker stops.
+/// Tries `attempt` until the agent is ready, waiting with `backoff` between tries, for
+/// at most `limit`: the last try is made at the limit.
+async fn when_ready<T, F, Fut>(
+    agent: &str,
+    limit: Duration,
+    mut backoff: Backoff,
+    mut attempt: F,
+) -> Result<T, WorkerError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, AttachFailure>>,
+{
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match attempt().await {
+            Ok(attached) => return Ok(attached),
+            Err(AttachFailure::Refused(error)) => return Err(error),
+            Err(AttachFailure::NotReady) => {
+                let waited = started.elapsed();
+                let left = limit.saturating_sub(waited);
+                if left.is_zero() {
+                    return Err(WorkerError::NotReady {
+                        agent: agent.to_owned(),
+                        waited,
+                    });
+                }
+                if !told {
+                    tracing::info!(agent, "the agent has no configs yet; waiting for them");
+                    told = true;
+                }
+                actix_rt::time::sleep(backoff.next_pause().min(left)).await;
+            }
+        }
+    }
+}
+
+/// Reconnects with exponential backoff and jitter until it works or the worker stops;
+/// an agent that is not ready (it restarted while its proxy is away, with no cache)
+/// is waited out like one that is down.
 ///
 /// The pauses stay short (up to a quarter second, plus jitter): while the worker is
 /// away, lines wait for it within their deadlines, and a restarted agent should have
@@ -412,7 +481,12 @@ async fn reconnect(link: &AgentLink) -> Option<(ClientSocket, u32)> {
             attempt += 1;
             match link.address.connect().await {
                 Ok(attached) => return Some(attached),
-                Err(error) => tracing::debug!(attempt, error = %error, "reconnect failed"),
+                Err(AttachFailure::NotReady) => {
+                    tracing::debug!(attempt, "reconnect: the agent has no configs yet");
+                }
+                Err(AttachFailure::Refused(error)) => {
+                    tracing::debug!(attempt, error = %error, "reconnect failed");
+                }
             }
         }
     };
@@ -532,5 +606,81 @@ async fn close_connection(
         if matches!(frame, ws::Frame::Close(_)) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn refused() -> WorkerError {
+        WorkerError::Refused {
+            agent: "h:1".to_owned(),
+            reason: "no".to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_not_ready_agent_is_tried_again_until_it_is_ready() {
+        let tries = Cell::new(0);
+        let started = Instant::now();
+
+        let attached = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
+            tries.set(tries.get() + 1);
+            let ready = tries.get() == 5;
+            async move {
+                if ready {
+                    Ok("socket")
+                } else {
+                    Err(AttachFailure::NotReady)
+                }
+            }
+        })
+        .await;
+
+        assert_eq!(attached.unwrap(), "socket");
+        assert_eq!(tries.get(), 5);
+        // 50 + 100 + 200 + 400 ms, each with less than as much again of jitter.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(750) && waited < Duration::from_millis(1_500),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_never_gets_ready_fails_the_start_at_the_limit() {
+        let tries = Cell::new(0u32);
+        let started = Instant::now();
+
+        let attached: Result<(), _> = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
+            tries.set(tries.get() + 1);
+            async { Err(AttachFailure::NotReady) }
+        })
+        .await;
+
+        let Err(WorkerError::NotReady { agent, waited }) = attached else {
+            panic!("{attached:?}")
+        };
+        assert_eq!((agent.as_str(), waited), ("h:1", READY_WAIT));
+        assert_eq!(started.elapsed(), READY_WAIT);
+        // About one try a second once the backoff is at its longest (1 s plus jitter).
+        assert!((30..=66).contains(&tries.get()), "{}", tries.get());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_other_refusal_fails_the_start_at_once() {
+        let tries = Cell::new(0);
+
+        let attached: Result<(), _> = when_ready("h:1", READY_WAIT, ATTACH_BACKOFF, || {
+            tries.set(tries.get() + 1);
+            async { Err(AttachFailure::Refused(refused())) }
+        })
+        .await;
+
+        assert!(matches!(attached, Err(WorkerError::Refused { .. })));
+        assert_eq!(tries.get(), 1);
     }
 }

@@ -392,6 +392,12 @@ impl Router {
         }
     }
 
+    /// A receiver that sees every change of the routing table (configs, local
+    /// instances, other agents' instances): `changed().await` wakes on the next one.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
     /// Resolves once no line is being driven here.
     pub async fn idle(&self) {
         loop {

@@ -36,6 +36,10 @@ pub struct Cli {
     /// Address to bind (default 0.0.0.0).
     #[arg(long)]
     pub host: Option<String>,
+    /// Where the agent keeps its state: the last configs from the proxy (default
+    /// `damrey-agent-state`, relative to the working directory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// A settings file (TOML); its keys are the fields of `Settings`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -89,10 +93,13 @@ pub struct Settings {
     /// Attempts to push a message onward (to another agent, or a step to another
     /// instance when its instance is lost).
     pub retries: u32,
-    /// With a token, everything but `/healthz` wants `Authorization: Bearer <token>`,
-    /// and the agent sends it to other agents and to the proxy.
+    /// With a token, everything but `/healthz`, `/readyz` and `/metrics` wants
+    /// `Authorization: Bearer <token>`, and the agent sends it to other agents and to
+    /// the proxy.
     pub token: Option<String>,
-    /// How often the agent tells the proxy its instances and reads where the others are.
+    /// How often the agent tells the proxy its instances and their counters (it also
+    /// does at once when its instances change), and the longest one wait on the proxy's
+    /// placement feed lasts (agents that go silent leave it without a change).
     pub heartbeat_ms: u64,
     /// How long one wait on the proxy's change feed lasts.
     pub feed_wait_ms: u64,
@@ -110,6 +117,9 @@ pub struct Settings {
     /// waits for another thread (measured faster than one per core on two cores, where
     /// the worker processes need the other core; see `benches/mesh.rs`).
     pub http_workers: usize,
+    /// Where the agent keeps the last configs it took from the proxy, to route from them
+    /// when it starts while the proxy is away (created when first needed).
+    pub state_dir: PathBuf,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -130,6 +140,7 @@ impl Default for Settings {
             drain_ms: 5_000,
             stats: true,
             http_workers: 1,
+            state_dir: PathBuf::from("damrey-agent-state"),
             log_format: LogFormat::Text,
         }
     }
@@ -173,6 +184,10 @@ impl Settings {
             .set_default("drain_ms", defaults.drain_ms)?
             .set_default("stats", defaults.stats)?
             .set_default("http_workers", defaults.http_workers as u64)?
+            .set_default(
+                "state_dir",
+                defaults.state_dir.to_string_lossy().into_owned(),
+            )?
             .set_default("log_format", "text")?;
         if let Some(path) = &cli.config {
             builder = builder.add_source(File::from(path.as_path()).required(true));
@@ -189,6 +204,12 @@ impl Settings {
             .set_override_option("proxy", cli.proxy.clone())?
             .set_override_option("retries", cli.retries)?
             .set_override_option("host", cli.host.clone())?
+            .set_override_option(
+                "state_dir",
+                cli.state_dir
+                    .as_ref()
+                    .map(|dir| dir.to_string_lossy().into_owned()),
+            )?
             .set_override_option(
                 "log_format",
                 cli.log_format.map(|format| match format {
@@ -278,5 +299,16 @@ mod tests {
         let set = Settings::load_from(&cli(&[]), env).unwrap();
 
         assert_eq!((default.drain_ms, set.drain_ms), (5_000, 500));
+    }
+
+    #[test]
+    fn the_state_dir_comes_from_the_flag_then_the_environment_then_the_default() {
+        let env = HashMap::from([("DAMREY_STATE_DIR".to_owned(), "/var/env".to_owned())]);
+        let default = Settings::load_from(&cli(&[]), HashMap::new()).unwrap();
+        let from_env = Settings::load_from(&cli(&[]), env.clone()).unwrap();
+        let from_flag = Settings::load_from(&cli(&["--state-dir", "/var/flag"]), env).unwrap();
+        assert_eq!(default.state_dir, PathBuf::from("damrey-agent-state"));
+        assert_eq!(from_env.state_dir, PathBuf::from("/var/env"));
+        assert_eq!(from_flag.state_dir, PathBuf::from("/var/flag"));
     }
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The agent is stopping and takes no new work.
     #[error("the agent is stopping; it takes no new calls or workers")]
     Stopping,
+    /// The agent cannot do it yet, but will (it has no configs yet).
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl ResponseError for ApiError {
@@ -27,6 +30,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Damrey's per-machine agent (DESIGN §7): worker processes attach to it over one
 //! WebSocket each ([`attach`]); it routes lines with `damrey_actors::Router`, hands
 //! lines to other agents over persistent links ([`peers`]), follows the proxy's
-//! configs ([`proxy_client`]), counts every step ([`stats`], served at `/metrics`), and
-//! lets curl put requests to any worker (`/call`).
+//! configs and where every agent's instances are ([`proxy_client`]), keeps the last
+//! configs on disk ([`cache`]), counts every step ([`stats`], served at `/metrics`),
+//! and lets curl put requests to any worker (`/call`).
 
 pub mod attach;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod outbox;

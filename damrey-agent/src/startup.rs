@@ -1,5 +1,6 @@
-//! Building and running the agent: bind, router, peer links, proxy loops, HTTP server,
-//! and its stop on SIGINT/SIGTERM (see [`crate::shutdown`]).
+//! Building and running the agent: bind, router (from the config cache until the proxy
+//! answers), peer links, proxy loops, HTTP server, and its stop on SIGINT/SIGTERM (see
+//! [`crate::shutdown`]).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -11,8 +12,10 @@ use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
 
 use crate::attach::SessionSettings;
+use crate::cache::ConfigCache;
 use crate::config::Settings;
 use crate::peers::{PeerLinks, SeenIds};
+
 use crate::proxy_client::{self, ProxyClient};
 use crate::routes::{self, AppState};
 use crate::shutdown::{self, Shutdown};
@@ -29,6 +32,7 @@ const SERVER_STOP_TIMEOUT_S: u64 = 1;
 /// A bound, ready-to-run agent.
 pub struct Application {
     port: u16,
+    /// Drained at the stop.
     router: Router,
     server: Server,
     shutdown: Shutdown,
@@ -49,6 +53,36 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Loads the configs kept on disk into the router, so the agent routes (and takes its
+/// workers back) while the proxy is away. A cache that cannot be used is logged and
+/// left for the proxy's next answer to replace: the agent then waits for the proxy.
+fn route_from_cache(router: &Router, cache: &ConfigCache) {
+    let path = cache.path().display();
+    match cache.load() {
+        Ok(Some(list)) => {
+            let workers = list.workers.len();
+            match router.set_specs(list.workers) {
+                Ok(()) => tracing::info!(
+                    version = list.version,
+                    workers,
+                    %path,
+                    "routing from the cached configs until the proxy answers"
+                ),
+                Err(error) => tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    %path,
+                    "the config cache holds an invalid config; ignored"
+                ),
+            }
+        }
+        Ok(None) => tracing::info!(%path, "no config cache yet; ready once the proxy answers"),
+        Err(error) => tracing::warn!(
+            error = &error as &dyn std::error::Error,
+            "config cache ignored; ready once the proxy answers"
+        ),
+    }
 }
 
 impl Application {
@@ -73,15 +107,30 @@ impl Application {
             settings.advertise.clone()
         };
 
+        let cache = ConfigCache::new(&settings.state_dir, &me);
         let links = PeerLinks::new(settings.token.clone());
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
+        // Before the proxy's answer can arrive, so that the cache never overwrites it.
+        route_from_cache(&router, &cache);
 
         let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
         actix_rt::spawn(proxy_client::follow_configs(
             router.clone(),
             ProxyClient::new(&settings.proxy, settings.token.clone(), proxy_timeout),
             settings.feed_wait_ms,
+            cache,
+        ));
+        // A wait of about one heartbeat period: agents whose entries expire drop out of
+        // the list without a new version, and are seen gone when a wait times out.
+        actix_rt::spawn(proxy_client::follow_placement(
+            router.clone(),
+            ProxyClient::new(
+                &settings.proxy,
+                settings.token.clone(),
+                Duration::from_millis(settings.heartbeat_ms + 5_000),
+            ),
+            settings.heartbeat_ms,
         ));
         let registry = Arc::new(Registry::default());
         let shutdown = Shutdown::default();

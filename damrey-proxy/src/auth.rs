@@ -1,6 +1,6 @@
-//! Bearer-token auth: with a token configured, every path but `/healthz`, `/metrics`
-//! (DESIGN §8: scrapers and probes carry no token) and the dashboard page `/` (which
-//! carries no data) requires it.
+//! Bearer-token auth: with a token configured, every path but `/healthz`, `/readyz`,
+//! `/metrics` (DESIGN §8: scrapers and probes carry no token) and the dashboard page `/`
+//! (which carries no data) requires it.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -12,7 +12,7 @@ use crate::error::ApiError;
 
 /// Paths open without a token: probes and scrapers carry none (DESIGN §8), and `/` is
 /// the dashboard page, which holds no data and sends the token itself on its API calls.
-pub const OPEN_PATHS: &[&str] = &["/", "/healthz", "/metrics"];
+pub const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/metrics"];
 
 /// The configured token, if any; held as app data.
 #[derive(Debug, Clone, Default)]

@@ -337,7 +337,7 @@ impl Monitor {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn live_agents(&self, now_ms: i64) -> Result<Vec<AgentEntry>, StoreError> {
-        self.store.agents(now_ms, self.agent_ttl).await
+        Ok(self.store.agents(now_ms, self.agent_ttl).await?.agents)
     }
 
     /// The stats at `now_ms` over `window_ms` (at most the retention) of `configured`

@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use crate::alarms::{Evaluator, EvaluatorSettings};
 use crate::auth::{self, Auth};
 use crate::config::Settings;
-use crate::feed::Feed;
+use crate::feed::{Feed, Topic};
 use crate::monitor::Monitor;
 use crate::routes::{self, AppState};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -40,6 +40,7 @@ pub struct Application {
     server: Server,
     store: Store,
     feed: Feed,
+    placement: Feed,
     feed_poll: Duration,
     monitor: Monitor,
     evaluator: EvaluatorSettings,
@@ -70,7 +71,8 @@ impl Application {
         settings: Settings,
         store: Store,
     ) -> Result<Application, StartupError> {
-        let feed = Feed::new(store.version().await?);
+        let feed = Feed::new(Topic::Configs, store.version().await?);
+        let placement = Feed::new(Topic::Placement, store.placement_version().await?);
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -91,6 +93,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             feed: feed.clone(),
+            placement: placement.clone(),
             agent_ttl: settings.agent_ttl(),
             monitor: monitor.clone(),
         });
@@ -121,6 +124,7 @@ impl Application {
             server,
             store,
             feed,
+            placement,
             feed_poll: settings.feed_poll(),
             monitor,
             evaluator: settings.evaluator(),
@@ -149,21 +153,26 @@ impl Application {
     /// # Errors
     /// The server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let poller = tokio::spawn(self.feed.clone().poll(self.store.clone(), self.feed_poll));
+        let pollers = [&self.feed, &self.placement]
+            .map(|feed| tokio::spawn(feed.clone().poll(self.store.clone(), self.feed_poll)));
         let webhook = self
             .alarm_webhook
             .map(|url| Webhook::start(url, RetryPolicy::default()));
         let evaluator = tokio::spawn(Evaluator::new(self.monitor, self.evaluator, webhook).run());
         let handle = self.server.handle();
-        let feed = self.feed.clone();
+        let feeds = [self.feed.clone(), self.placement.clone()];
         let signals = tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            feed.close();
+            for feed in &feeds {
+                feed.close();
+            }
             handle.stop(true).await;
         });
         let result = self.server.await;
-        poller.abort();
+        for poller in &pollers {
+            poller.abort();
+        }
         evaluator.abort();
         signals.abort();
         self.store.close().await;

@@ -7,8 +7,9 @@ use crate::attach;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-/// Refuses with 401 (token), 503 (the agent is stopping) or 404 (no config for the
-/// worker) before upgrading; then serves the session until it closes.
+/// Refuses with 401 (token), 503 (the agent is stopping; or it has no configs yet, so
+/// no answer about the worker is true yet: the worker waits and tries again) or 404 (no
+/// config for the worker) before upgrading; then serves the session until it closes.
 pub async fn attach(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -19,6 +20,11 @@ pub async fn attach(
     state.admit()?;
     let worker = worker.into_inner();
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    if !state.router.is_loaded() {
+        return Err(
+            ApiError::NotReady("the agent is not ready: it has no configs yet".to_owned()).into(),
+        );
+    }
     let spec = state
         .router
         .spec(&worker)

@@ -1,4 +1,5 @@
-//! `GET /healthz`: the agent is up.
+//! `GET /healthz`: the agent is up (liveness); `GET /readyz`: it can route (it has
+//! configs, from the proxy or from its disk cache).
 
 use actix_web::{HttpResponse, web};
 
@@ -20,4 +21,20 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         "instances": instances,
         "pending": state.router.pending_requests(),
     }))
+}
+
+/// 200 `{"status":"ready","configs":N}` once the agent has configs (possibly none:
+/// the proxy said so); else 503, and an orchestrator holds traffic and workers back.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.router.is_loaded() {
+        HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "configs": state.router.configs(),
+        }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "not ready",
+            "reason": "no configs yet: the proxy has not answered and there is no config cache",
+        }))
+    }
 }

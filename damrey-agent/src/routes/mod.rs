@@ -1,5 +1,5 @@
-//! The agent's HTTP surface: `/healthz` and `/metrics`, `/call/{worker}` for curl, `/attach/{worker}`
-//! for worker processes and `/peer` for other agents.
+//! The agent's HTTP surface: `/healthz`, `/readyz` and `/metrics`, `/call/{worker}` for
+//! curl, `/attach/{worker}` for worker processes and `/peer` for other agents.
 
 pub mod attach;
 pub mod call;
@@ -25,7 +25,7 @@ pub struct AppState {
     pub router: Router,
     /// Envelope ids taken recently from other agents.
     pub seen: Arc<SeenIds>,
-    /// The bearer token everything but `/healthz` and `/metrics` wants, when set.
+    /// The bearer token everything but `/healthz`, `/readyz` and `/metrics` wants, when set.
     pub token: Option<String>,
     /// What worker sessions take from the settings (pings, stats).
     pub sessions: SessionSettings,
@@ -79,6 +79,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Registers every route, with JSON answers for unknown paths.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
         .route("/call/{worker}", web::post().to(call::call))
         .route("/attach/{worker}", web::get().to(attach::attach))
         .route("/peer", web::get().to(peer::peer))

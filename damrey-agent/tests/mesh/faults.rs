@@ -89,7 +89,7 @@ async fn nap_on_the_second_agent(
 }
 
 /// Calls nap through `agent` until it answers (the agent learns where instances are
-/// from the proxy's agent list, refreshed every second).
+/// from the proxy's placement feed).
 async fn wait_until_answered(agent: &Agent, arg: &str) {
     for _ in 0..100 {
         if agent

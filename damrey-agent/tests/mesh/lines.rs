@@ -33,7 +33,7 @@ async fn a_line_crossing_agents_answers_at_the_origin() {
     one.wait_instances(1).await;
     two.wait_instances(1).await;
 
-    // Agent one learns where square lives from the proxy's agent list (heartbeats).
+    // Agent one learns where square lives from the proxy's placement feed.
     let mut answer = (0, Message::timeout());
     for _ in 0..50 {
         answer = one.call("add", &sqsum(5, 6), 2_000).await;
@@ -195,7 +195,7 @@ async fn a_worker_with_an_unknown_name_is_refused() {
 }
 
 #[actix_rt::test]
-async fn with_a_token_everything_but_healthz_wants_it() {
+async fn with_a_token_everything_but_the_probes_wants_it() {
     let dir = TempDir::new();
     let proxy = Proxy::start_with_token(&dir, "s3cret").await;
     for spec in sqsum_specs() {
@@ -208,6 +208,7 @@ async fn with_a_token_everything_but_healthz_wants_it() {
     let agent = Agent::start_with(&proxy, options).await;
     // The agent reads configs from the proxy with the token.
     agent.wait_configs(2).await;
+    assert_eq!(agent.readyz().await.0, 200, "a probe carries no token");
     let mut intruder = agent.worker_with("add", "add", Some("wrong"), &[]);
     assert_ne!(intruder.wait_exit(), Some(0));
     let _add = agent.worker("add", "add");

@@ -9,6 +9,8 @@ mod faults;
 mod lines;
 mod monitoring;
 mod outbox;
+mod placement;
+mod readiness;
 mod shutdown;
 mod stats;
 mod support;

@@ -53,6 +53,11 @@ impl Process {
         panic!("{} did not exit", self.name);
     }
 
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the process at once and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -121,6 +126,67 @@ pub async fn wait_healthy(address: &str) {
         actix_rt::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{address} never became healthy");
+}
+
+/// Polls `probe` every 10 ms until it gives `Some`, failing after `limit`: a state to
+/// wait for, never a speed to assert.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A TCP forwarder that counts the connections made through it.
+pub struct CountingForwarder {
+    pub address: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CountingForwarder {
+    /// Forwards a port of the OS's choosing to `target`.
+    pub async fn start(target: &str) -> CountingForwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, target) = (connections.clone(), target.to_owned());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        CountingForwarder {
+            address,
+            connections,
+            accept,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingForwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
 
 /// A running proxy on an SQLite file in its own directory.
@@ -283,6 +349,11 @@ pub struct AgentOptions {
     pub stats: Option<bool>,
     /// `DAMREY_DRAIN_MS`: how long a stopping agent waits for its lines; 5000 when `None`.
     pub drain_ms: Option<u64>,
+    /// `DAMREY_HEARTBEAT_MS`; the agent's default when `None`.
+    pub heartbeat_ms: Option<u64>,
+    /// `--state-dir`; a fresh directory of the agent's own when `None`, so that no
+    /// agent ever reads a cache another test left for the same port.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A running agent.
@@ -292,6 +363,8 @@ pub struct Agent {
     port: u16,
     proxy: String,
     options: AgentOptions,
+    /// The state directory made for this agent, kept across restarts.
+    own_state: Option<TempDir>,
 }
 
 impl Agent {
@@ -315,14 +388,22 @@ impl Agent {
         agent
     }
 
-    async fn start_on(proxy: &str, port: u16, options: AgentOptions) -> Agent {
+    async fn start_on(proxy: &str, port: u16, mut options: AgentOptions) -> Agent {
         let address = format!("127.0.0.1:{port}");
+        let own_state = options.state_dir.is_none().then(TempDir::new);
+        let state_dir = options
+            .state_dir
+            .get_or_insert_with(|| own_state.as_ref().expect("made just above").0.clone())
+            .clone();
         let mut command = Command::new(env!("CARGO_BIN_EXE_damrey-agent"));
         command
             .args(["-p", &port.to_string(), "-a", &address, "-pr", proxy])
             .args(["--host", "127.0.0.1"])
             .args(["-r", &options.retries.unwrap_or(3).to_string()])
-            .env_remove("DAMREY_TOKEN");
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .env_remove("DAMREY_TOKEN")
+            .env_remove("DAMREY_STATE_DIR");
         if let Some(token) = &options.token {
             command.env("DAMREY_TOKEN", token);
         }
@@ -332,6 +413,9 @@ impl Agent {
         if let Some(drain_ms) = options.drain_ms {
             command.env("DAMREY_DRAIN_MS", drain_ms.to_string());
         }
+        if let Some(heartbeat_ms) = options.heartbeat_ms {
+            command.env("DAMREY_HEARTBEAT_MS", heartbeat_ms.to_string());
+        }
         let process = Process::spawn("damrey-agent", &mut command);
         wait_healthy(&address).await;
         Agent {
@@ -340,13 +424,49 @@ impl Agent {
             port,
             proxy: proxy.to_owned(),
             options,
+            own_state,
         }
     }
 
-    /// Starts the agent again on the same port (after it was killed).
+    /// Starts the agent again on the same port and state directory (after it was killed).
     pub async fn restart(&mut self) {
         self.process.kill();
+        let own_state = self.own_state.take();
         *self = Self::start_on(&self.proxy.clone(), self.port, self.options.clone()).await;
+        self.own_state = own_state;
+    }
+
+    /// The file where the agent keeps its last configs.
+    pub fn config_cache(&self) -> PathBuf {
+        damrey_agent::cache::ConfigCache::new(
+            self.options.state_dir.as_ref().expect("set at start"),
+            &self.address,
+        )
+        .path()
+        .to_owned()
+    }
+
+    /// `GET /readyz`: the status and the JSON body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let mut response = client()
+            .get(format!("http://{}/readyz", self.address))
+            .send()
+            .await
+            .expect("agent answers");
+        let body = response.json::<Value>().await.expect("json");
+        (response.status().as_u16(), body)
+    }
+
+    /// `GET /attach/{worker}` without a WebSocket upgrade: the status and the JSON body
+    /// of a refusal.
+    pub async fn attach_refusal(&self, worker: &str) -> (u16, Value) {
+        let mut response = client()
+            .get(format!("http://{}/attach/{worker}", self.address))
+            .send()
+            .await
+            .expect("agent answers");
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (response.status().as_u16(), body)
     }
 
     /// The agent's `/healthz` document.
@@ -417,9 +537,26 @@ impl Agent {
         token: Option<&str>,
         flags: &[&str],
     ) -> Process {
+        self.worker_at(&self.address, binary, name, token, flags)
+    }
+
+    /// Starts worker binary `binary` as `name`, attaching through `address` (a
+    /// forwarder in front of this agent).
+    pub fn worker_through(&self, address: &str, binary: &str, name: &str) -> Process {
+        self.worker_at(address, binary, name, self.options.token.as_deref(), &[])
+    }
+
+    fn worker_at(
+        &self,
+        address: &str,
+        binary: &str,
+        name: &str,
+        token: Option<&str>,
+        flags: &[&str],
+    ) -> Process {
         let mut command = Command::new(sibling(binary));
         command
-            .args(["--agent", &self.address, "--name", name])
+            .args(["--agent", address, "--name", name])
             .args(flags)
             .env_remove("DAMREY_TOKEN");
         if let Some(token) = token {

@@ -1,11 +1,15 @@
 //! `/agents/heartbeat`, `/agents` and `/agents/forget`: the registry of live agents,
-//! their instances and the counters they report.
+//! their instances and the counters they report, and the placement feed agents wait on
+//! to learn at once where the others' instances are.
+
+use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::feed::MAX_WAIT;
 use damrey_actors::report::Heartbeat;
 use damrey_actors::spec::validate_agent;
 
@@ -15,10 +19,24 @@ use crate::store::now_ms;
 /// The answer of `GET /agents`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentList {
+    /// The placement version the list belongs to: it moves whenever the instances
+    /// listed change by a heartbeat, a leave or a forget (not when an agent's entry
+    /// merely expires).
+    pub version: i64,
     /// Agents silent for longer than this are not listed.
     pub ttl_ms: u64,
     /// The live agents, sorted by address.
     pub agents: Vec<AgentEntry>,
+}
+
+/// The query of `GET /agents`: `?after=V&wait_ms=M`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Wait while the placement version equals this one.
+    pub after: Option<i64>,
+    /// The longest to wait in ms (default and most: 30000); needs `after`.
+    pub wait_ms: Option<u64>,
 }
 
 /// The body of `POST /agents/forget`: `{"agent":"host:port"}`.
@@ -42,7 +60,7 @@ pub async fn heartbeat(
         .validate()
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     crate::monitor::check_storable(&heartbeat).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let entry = state
+    let recorded = state
         .store
         .heartbeat(
             &heartbeat,
@@ -51,18 +69,39 @@ pub async fn heartbeat(
             state.monitor.retention,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(entry))
+    if let Some(version) = recorded.placement {
+        state.placement.publish(version);
+    }
+    Ok(HttpResponse::Ok().json(recorded.value))
 }
 
-/// `GET /agents`: the agents heard from within the TTL.
+/// `GET /agents[?after=V[&wait_ms=M]]`: the agents heard from within the TTL and the
+/// placement version; with `after`, first waits (at most `wait_ms`, at most 30 s) while
+/// the version is still `V`.
 ///
 /// # Errors
-/// [`ApiError`] for a store failure.
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let agents = state.store.agents(now_ms(), state.agent_ttl).await?;
+/// [`ApiError`] for a bad query or a store failure.
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let read = || state.store.agents(now_ms(), state.agent_ttl);
+    let placement = match (query.after, query.wait_ms) {
+        (None, None) => read().await?,
+        (None, Some(_)) => {
+            return Err(ApiError::Invalid(
+                "wait_ms needs after, the version to wait past".to_owned(),
+            ));
+        }
+        (Some(after), wait_ms) => {
+            let wait = wait_ms.map_or(MAX_WAIT, Duration::from_millis);
+            state.placement.wait_for_change(after, wait, read).await?
+        }
+    };
     Ok(HttpResponse::Ok().json(AgentList {
+        version: placement.version,
         ttl_ms: u64::try_from(state.agent_ttl.as_millis()).unwrap_or(u64::MAX),
-        agents,
+        agents: placement.agents,
     }))
 }
 
@@ -76,7 +115,11 @@ pub async fn forget(
     body: web::Json<ForgetAgent>,
 ) -> Result<HttpResponse, ApiError> {
     validate_agent(&body.agent).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    if state.store.forget_agent(&body.agent).await? {
+    let forgotten = state.store.forget_agent(&body.agent).await?;
+    if let Some(version) = forgotten.placement {
+        state.placement.publish(version);
+    }
+    if forgotten.value {
         Ok(HttpResponse::Ok().json(serde_json::json!({ "agent": body.agent, "forgotten": true })))
     } else {
         Err(ApiError::NotFound(format!("no agent {:?}", body.agent)))

@@ -30,8 +30,10 @@ pub const HEARTBEAT_LIMIT: usize = 4 * 1024 * 1024;
 pub struct AppState {
     /// The store.
     pub store: Store,
-    /// The change feed.
+    /// The change feed of the configs.
     pub feed: Feed,
+    /// The change feed of where instances are.
+    pub placement: Feed,
     /// How long an agent stays listed without a heartbeat.
     pub agent_ttl: Duration,
     /// Reads the monitoring reports.
@@ -91,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/alarms", "GET", web::get().to(alarms::list)))
         .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
         .service(resource("/healthz", "GET", web::get().to(health::healthz)))
+        .service(resource("/readyz", "GET", web::get().to(health::readyz)))
         .service(resource("/", "GET", web::get().to(dashboard::page)))
         .default_service(web::to(not_found));
 }

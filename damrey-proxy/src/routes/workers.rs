@@ -96,7 +96,7 @@ pub async fn list(
             let wait = wait_ms.map_or(MAX_WAIT, Duration::from_millis);
             state
                 .feed
-                .wait_for_change(&state.store, after, wait)
+                .wait_for_change(after, wait, || state.store.snapshot())
                 .await?
         }
     };

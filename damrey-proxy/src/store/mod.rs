@@ -7,6 +7,10 @@
 //! serializes writers on one row lock, and on SQLite it takes the write lock up front so
 //! that the busy timeout, not an immediate `SQLITE_BUSY`, handles contention.
 //!
+//! The agent registry keeps a placement version the same way: every write that changes
+//! which instances `GET /agents` lists bumps it in its own transaction, as its last
+//! statement (so the one row's lock is held the shortest), and agents wait on it.
+//!
 //! Monitoring lives in [`stats`] (the samples agents report) and alarms in [`alarms`].
 
 pub mod alarms;
@@ -162,6 +166,26 @@ pub struct Change {
     pub worker: WorkerSpec,
 }
 
+/// The live agents and the placement version they belong to, read in one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// Moves whenever the listed (agent, worker, instance count) set changes by a write;
+    /// agents silent past the TTL drop out of the list without moving it.
+    pub version: i64,
+    /// The agents heard from within the TTL, sorted by address.
+    pub agents: Vec<AgentEntry>,
+}
+
+/// A write to the agent registry: what it answers, and the placement version when the
+/// write moved it (to wake this proxy's waiters at once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered<T> {
+    /// The write's answer.
+    pub value: T,
+    /// The new placement version, when the write changed the placement.
+    pub placement: Option<i64>,
+}
+
 /// A worker's alarm thresholds as the alarm evaluator needs them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerAlarmRules {
@@ -287,6 +311,34 @@ impl Store {
         .await
     }
 
+    /// The first of this proxy's migrations that the store has not applied, if any: a
+    /// store behind this binary's schema (restored from an old backup, or not migrated
+    /// yet) answers, but not to every query this proxy makes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or keeps no migration history.
+    pub async fn unapplied_migration(&self) -> Result<Option<i64>, StoreError> {
+        self.bounded(async move {
+            let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_all(&self.pool)
+                .await?;
+            let applied = rows
+                .iter()
+                .map(|row| row.try_get::<i64, _>("version"))
+                .collect::<Result<std::collections::HashSet<i64>, _>>()?;
+            let migrator = match self.backend {
+                Backend::Postgres => &POSTGRES_MIGRATIONS,
+                Backend::Sqlite => &SQLITE_MIGRATIONS,
+            };
+            Ok(migrator
+                .iter()
+                .filter(|migration| migration.migration_type.is_up_migration())
+                .map(|migration| migration.version)
+                .find(|version| !applied.contains(version)))
+        })
+        .await
+    }
+
     /// The current config version.
     ///
     /// # Errors
@@ -294,6 +346,20 @@ impl Store {
     pub async fn version(&self) -> Result<i64, StoreError> {
         self.bounded(async move {
             let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get("version")?)
+        })
+        .await
+    }
+
+    /// The current placement version.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn placement_version(&self) -> Result<i64, StoreError> {
+        self.bounded(async move {
+            let row = sqlx::query("SELECT version FROM placement_version WHERE id = 1")
                 .fetch_one(&self.pool)
                 .await?;
             Ok(row.try_get("version")?)
@@ -469,6 +535,11 @@ impl Store {
     /// A `leaving` heartbeat removes the agent and its instances at once (its samples
     /// stay until the retention prunes them), so that no alarm fires for it.
     ///
+    /// The placement version moves when the instances differ from the stored ones, when
+    /// an agent with instances is listed again (new, or back after the TTL), and when
+    /// one with instances leaves; the periodic heartbeat of an unchanged agent writes
+    /// no instance rows and moves nothing.
+    ///
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn heartbeat(
@@ -477,26 +548,33 @@ impl Store {
         now_ms: i64,
         ttl: Duration,
         retention: Duration,
-    ) -> Result<AgentEntry, StoreError> {
+    ) -> Result<Registered<AgentEntry>, StoreError> {
         self.bounded(async move {
             let mut tx = self.pool.begin().await?;
             if heartbeat.leaving {
-                // Explicit rather than relying on ON DELETE CASCADE being switched on.
+                // Explicit rather than relying on ON DELETE CASCADE being switched on, and
+                // the instances first: after the agent, a cascade would have taken them
+                // and hidden whether the placement changed.
+                let held = sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+                    .bind(&heartbeat.agent)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 sqlx::query("DELETE FROM agents WHERE address = $1")
                     .bind(&heartbeat.agent)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
-                    .bind(&heartbeat.agent)
-                    .execute(&mut *tx)
-                    .await?;
+                let placement = bump_placement_if(&mut tx, held > 0).await?;
                 tx.commit().await?;
-                return Ok(AgentEntry {
-                    agent: heartbeat.agent.clone(),
-                    instances: Vec::new(),
-                    first_seen_ms: now_ms,
-                    last_seen_ms: now_ms,
-                    age_ms: 0,
+                return Ok(Registered {
+                    value: AgentEntry {
+                        agent: heartbeat.agent.clone(),
+                        instances: Vec::new(),
+                        first_seen_ms: now_ms,
+                        last_seen_ms: now_ms,
+                        age_ms: 0,
+                    },
+                    placement,
                 });
             }
             // A write first, for SQLite's sake (see the module comment). Silent agents
@@ -516,19 +594,29 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let first_seen_ms: i64 = row.try_get("first_seen_ms")?;
-            sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
-                .bind(&heartbeat.agent)
-                .execute(&mut *tx)
-                .await?;
-            for instance in &heartbeat.instances {
-                sqlx::query(
-                    "INSERT INTO agent_instances (agent, worker, count) VALUES ($1, $2, $3)",
-                )
-                .bind(&heartbeat.agent)
-                .bind(&instance.worker)
-                .bind(i64::from(instance.count))
-                .execute(&mut *tx)
-                .await?;
+            // Not listed until now (new, or silent past the TTL): whatever it holds is
+            // news to the other agents. (First seen in this very millisecond reads the
+            // same; a spare wake-up is harmless.)
+            let listed_again = first_seen_ms == now_ms;
+            let mut instances = heartbeat.instances.clone();
+            instances.sort_by(|a, b| a.worker.cmp(&b.worker));
+            let stored = agent_instances(&mut tx, &heartbeat.agent).await?;
+            let changed = stored != instances;
+            if changed {
+                sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
+                    .bind(&heartbeat.agent)
+                    .execute(&mut *tx)
+                    .await?;
+                for instance in &instances {
+                    sqlx::query(
+                        "INSERT INTO agent_instances (agent, worker, count) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&heartbeat.agent)
+                    .bind(&instance.worker)
+                    .bind(i64::from(instance.count))
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             stats::insert_samples(&mut tx, heartbeat, now_ms).await?;
             stats::prune_agent_samples(
@@ -537,43 +625,57 @@ impl Store {
                 now_ms.saturating_sub(ms(retention)),
             )
             .await?;
+            let placement =
+                bump_placement_if(&mut tx, changed || (listed_again && !instances.is_empty()))
+                    .await?;
             tx.commit().await?;
-            let mut instances = heartbeat.instances.clone();
-            instances.sort_by(|a, b| a.worker.cmp(&b.worker));
-            Ok(AgentEntry {
-                agent: heartbeat.agent.clone(),
-                instances,
-                first_seen_ms,
-                last_seen_ms: now_ms,
-                age_ms: 0,
+            Ok(Registered {
+                value: AgentEntry {
+                    agent: heartbeat.agent.clone(),
+                    instances,
+                    first_seen_ms,
+                    last_seen_ms: now_ms,
+                    age_ms: 0,
+                },
+                placement,
             })
         })
         .await
     }
 
     /// Forgets an agent: its registry entry, its instances and its samples, so that a
-    /// machine that will not come back stops raising `agent_silent`. Whether it was known.
+    /// machine that will not come back stops raising `agent_silent`. Whether it was
+    /// known; the placement moves when it held instances.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn forget_agent(&self, agent: &str) -> Result<bool, StoreError> {
+    pub async fn forget_agent(&self, agent: &str) -> Result<Registered<bool>, StoreError> {
         self.bounded(async move {
             let mut tx = self.pool.begin().await?;
-            let mut removed = 0;
-            for statement in [
-                "DELETE FROM agents WHERE address = $1",
+            let mut removed = [0; 4];
+            // The instances before the agent, whose cascade would hide them.
+            for (statement, removed) in [
                 "DELETE FROM agent_instances WHERE agent = $1",
+                "DELETE FROM agents WHERE address = $1",
                 "DELETE FROM instance_samples WHERE agent = $1",
                 "DELETE FROM instance_series WHERE agent = $1",
-            ] {
-                removed += sqlx::query(statement)
+            ]
+            .into_iter()
+            .zip(&mut removed)
+            {
+                *removed = sqlx::query(statement)
                     .bind(agent)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
             }
+            let [held, ..] = removed;
+            let placement = bump_placement_if(&mut tx, held > 0).await?;
             tx.commit().await?;
-            Ok(removed > 0)
+            Ok(Registered {
+                value: removed.iter().sum::<u64>() > 0,
+                placement,
+            })
         })
         .await
     }
@@ -619,24 +721,33 @@ impl Store {
         .await
     }
 
-    /// The agents heard from within `ttl` before `now_ms`, sorted by address.
+    /// The agents heard from within `ttl` before `now_ms`, sorted by address, and the
+    /// placement version, consistent with each other.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn agents(&self, now_ms: i64, ttl: Duration) -> Result<Vec<AgentEntry>, StoreError> {
+    pub async fn agents(&self, now_ms: i64, ttl: Duration) -> Result<Placement, StoreError> {
         self.bounded(async move {
             let oldest = now_ms.saturating_sub(ms(ttl));
+            // One statement, so one snapshot on every backend, even at READ COMMITTED: a
+            // waiter that sees version V has seen everything V stands for.
             let rows = sqlx::query(
-                "SELECT a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
-                 FROM agents a LEFT JOIN agent_instances i ON i.agent = a.address \
-                 WHERE a.last_seen_ms >= $1",
+                "SELECT p.version, a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
+                 FROM placement_version p \
+                 LEFT JOIN agents a ON a.last_seen_ms >= $1 \
+                 LEFT JOIN agent_instances i ON i.agent = a.address \
+                 WHERE p.id = 1",
             )
             .bind(oldest)
             .fetch_all(&self.pool)
             .await?;
+            let mut version = 0;
             let mut agents: BTreeMap<String, AgentEntry> = BTreeMap::new();
             for row in rows {
-                let address: String = row.try_get("address")?;
+                version = row.try_get("version")?;
+                let Some(address) = row.try_get::<Option<String>, _>("address")? else {
+                    continue;
+                };
                 let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
                 let entry = match agents.get_mut(&address) {
                     Some(entry) => entry,
@@ -660,10 +771,50 @@ impl Store {
             for agent in &mut agents {
                 agent.instances.sort_by(|a, b| a.worker.cmp(&b.worker));
             }
-            Ok(agents)
+            Ok(Placement { version, agents })
         })
         .await
     }
+}
+
+/// The instances stored for `agent`, sorted by worker (byte order, as the heartbeat's
+/// are: a database collation might order them otherwise).
+async fn agent_instances(
+    tx: &mut Transaction<'_, Any>,
+    agent: &str,
+) -> Result<Vec<InstanceCount>, StoreError> {
+    let rows = sqlx::query("SELECT worker, count FROM agent_instances WHERE agent = $1")
+        .bind(agent)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut instances = rows
+        .iter()
+        .map(|row| {
+            let count: i64 = row.try_get("count")?;
+            Ok(InstanceCount {
+                worker: row.try_get("worker")?,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    instances.sort_by(|a, b| a.worker.cmp(&b.worker));
+    Ok(instances)
+}
+
+/// Bumps the placement version inside `tx` when `changed`; the new version.
+async fn bump_placement_if(
+    tx: &mut Transaction<'_, Any>,
+    changed: bool,
+) -> Result<Option<i64>, StoreError> {
+    if !changed {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "UPDATE placement_version SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(row.try_get("version")?))
 }
 
 /// Bumps the config version inside `tx` and returns the new one.

@@ -115,3 +115,123 @@ async fn agents_are_shared_by_proxies_on_one_database() {
     let agents = other.api.agents().await.body["agents"].clone();
     assert_eq!(agents[0]["agent"], "127.0.0.1:7701");
 }
+
+const CHANGED: &str = r#"{"agent":"127.0.0.1:7701","instances":[{"worker":"square","count":2},{"worker":"add","count":2}]}"#;
+
+#[actix_web::test]
+async fn a_wait_on_the_agent_list_wakes_on_a_heartbeat_that_changes_instances_and_not_on_one_that_does_not()
+ {
+    let app = spawn_app_with(|_| {}).await;
+    app.api.heartbeat(HEARTBEAT).await;
+    let version = app.api.placement_version().await;
+
+    let (reply, ()) = tokio::join!(app.api.agents_after(version, 20_000), async {
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(app.api.heartbeat(HEARTBEAT).await.status, 200);
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(app.api.heartbeat(CHANGED).await.status, 200);
+    });
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["version"], version + 1);
+    assert_eq!(
+        reply.body["agents"][0]["instances"],
+        serde_json::json!([{"worker":"add","count":2},{"worker":"square","count":2}])
+    );
+}
+
+#[actix_web::test]
+async fn a_wait_on_the_agent_list_with_no_change_answers_the_same_version_when_it_times_out() {
+    let app = spawn_app_with(|_| {}).await;
+    app.api.heartbeat(HEARTBEAT).await;
+    let version = app.api.placement_version().await;
+
+    let started = std::time::Instant::now();
+    let (reply, ()) = tokio::join!(app.api.agents_after(version, 600), async {
+        assert_eq!(app.api.heartbeat(HEARTBEAT).await.status, 200);
+    });
+
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["version"], version);
+    assert_eq!(reply.body["agents"][0]["agent"], "127.0.0.1:7701");
+}
+
+#[actix_web::test]
+async fn joining_leaving_and_forgetting_agents_with_instances_move_the_placement_version() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut version = app.api.placement_version().await;
+    let mut moved = |now: i64, what: &str| {
+        assert!(now > version, "{what}: {now} after {version}");
+        version = now;
+    };
+
+    app.api.heartbeat(HEARTBEAT).await;
+    moved(
+        app.api.placement_version().await,
+        "an agent with instances joined",
+    );
+    app.api
+        .heartbeat(r#"{"agent":"10.0.0.2:7701","instances":[{"worker":"add","count":1}]}"#)
+        .await;
+    moved(app.api.placement_version().await, "a second one joined");
+    app.api
+        .heartbeat(r#"{"agent":"127.0.0.1:7701","leaving":true}"#)
+        .await;
+    moved(app.api.placement_version().await, "the first one left");
+    assert_eq!(app.api.forget("10.0.0.2:7701").await.status, 200);
+    moved(
+        app.api.placement_version().await,
+        "the second one was forgotten",
+    );
+
+    app.api.heartbeat(r#"{"agent":"10.0.0.3:7701"}"#).await;
+    app.api.heartbeat(r#"{"agent":"10.0.0.3:7701"}"#).await;
+    assert_eq!(
+        app.api.placement_version().await,
+        version,
+        "an agent without instances changes no placement"
+    );
+}
+
+#[actix_web::test]
+async fn an_agent_heard_again_after_its_ttl_moves_the_placement_version() {
+    let app = spawn_app_with(|settings| settings.agent_ttl_ms = 1_000).await;
+    app.api.heartbeat(HEARTBEAT).await;
+    let version = app.api.placement_version().await;
+
+    actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(app.api.agents().await.body["agents"], serde_json::json!([]));
+    app.api.heartbeat(HEARTBEAT).await;
+
+    assert!(app.api.placement_version().await > version);
+}
+
+#[actix_web::test]
+async fn a_heartbeat_through_another_proxy_wakes_a_wait_on_the_agent_list() {
+    let app = spawn_app_with(|_| {}).await;
+    let other = app.another().await;
+    let version = app.api.placement_version().await;
+
+    let (reply, ()) = tokio::join!(app.api.agents_after(version, 20_000), async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(other.api.heartbeat(HEARTBEAT).await.status, 200);
+    });
+
+    assert_eq!(reply.body["version"], version + 1);
+    assert_eq!(reply.body["agents"][0]["agent"], "127.0.0.1:7701");
+}
+
+#[actix_web::test]
+async fn a_wait_on_the_agent_list_needs_a_version_to_wait_past() {
+    let app = spawn_app_with(|_| {}).await;
+
+    let reply = app.api.get("/agents?wait_ms=100").await;
+
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(
+        reply.error(),
+        "wait_ms needs after, the version to wait past"
+    );
+    assert_eq!(app.api.get("/agents?after=x").await.status, 400);
+}

@@ -1,4 +1,5 @@
-//! `DAMREY_TOKEN`: a bearer token on every endpoint but `/healthz` and the dashboard page.
+//! `DAMREY_TOKEN`: a bearer token on every endpoint but the probes (`/healthz`, `/readyz`),
+//! `/metrics` and the dashboard page.
 
 use crate::helpers::{Api, SEED, TestApp, spawn_app_with};
 
@@ -7,7 +8,7 @@ async fn spawn_with_token() -> TestApp {
 }
 
 #[actix_web::test]
-async fn without_a_token_every_endpoint_but_healthz_answers_401() {
+async fn without_a_token_every_endpoint_but_the_probes_answers_401() {
     let app = spawn_with_token().await;
     let anonymous = Api::new(&app.address, None);
 
@@ -34,6 +35,7 @@ async fn without_a_token_every_endpoint_but_healthz_answers_401() {
         assert_eq!(reply.headers.get("www-authenticate").unwrap(), "Bearer");
     }
     assert_eq!(anonymous.healthz().await.status, 200);
+    assert_eq!(anonymous.readyz().await.status, 200);
     assert_eq!(anonymous.probe("/").await, Some(200));
 }
 

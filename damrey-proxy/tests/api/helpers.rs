@@ -410,9 +410,29 @@ impl Api {
         self.post("/agents/heartbeat", json.to_string()).await
     }
 
+    /// `GET /readyz`.
+    pub async fn readyz(&self) -> Reply {
+        self.get("/readyz").await
+    }
+
     /// `GET /agents`.
     pub async fn agents(&self) -> Reply {
         self.get("/agents").await
+    }
+
+    /// `GET /agents?after=V&wait_ms=M`.
+    pub async fn agents_after(&self, after: i64, wait_ms: u64) -> Reply {
+        self.get(&format!("/agents?after={after}&wait_ms={wait_ms}"))
+            .await
+    }
+
+    /// The placement version `GET /agents` answers now.
+    pub async fn placement_version(&self) -> i64 {
+        let reply = self.agents().await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["version"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no version in {reply:?}"))
     }
 
     /// `POST /agents/forget`.

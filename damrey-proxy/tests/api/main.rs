@@ -10,6 +10,7 @@ mod binary;
 mod consistency;
 mod dashboard;
 mod feed;
+mod health;
 mod metrics;
 mod outage;
 mod routes;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use damrey_actors::WorkerSpec;
 use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_proxy::alarms::{Condition, Rule};
-use damrey_proxy::store::StoreError;
+use damrey_proxy::store::{Placement, StoreError};
 
 use crate::helpers::{fresh_database, open_store};
 
@@ -112,34 +112,53 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         leaving: false,
     };
 
-    let entry = store
+    let recorded = store
         .heartbeat(&heartbeat, 1_000_000, ttl, ttl)
         .await
         .unwrap();
+    let entry = recorded.value;
 
     assert_eq!(entry.first_seen_ms, 1_000_000);
+    assert_eq!(recorded.placement, Some(1), "a new agent with instances");
     assert_eq!(
         store.agents(1_010_000, ttl).await.unwrap(),
-        [damrey_proxy::registry::AgentEntry {
-            age_ms: 10_000,
-            ..entry.clone()
-        }]
+        Placement {
+            version: 1,
+            agents: vec![damrey_proxy::registry::AgentEntry {
+                age_ms: 10_000,
+                ..entry.clone()
+            }]
+        }
     );
-    assert_eq!(store.agents(1_010_001, ttl).await.unwrap(), []);
-    // An expired agent that comes back starts over.
+    // Expiring writes nothing, so the version stays.
+    assert_eq!(
+        store.agents(1_010_001, ttl).await.unwrap(),
+        Placement {
+            version: 1,
+            agents: vec![]
+        }
+    );
+    // An expired agent that comes back starts over, and is news to the others.
     let other = Heartbeat {
         agent: "h:2".to_owned(),
         instances: vec![],
         stats: vec![],
         leaving: false,
     };
-    store.heartbeat(&other, 1_020_001, ttl, ttl).await.unwrap();
+    let without_instances = store.heartbeat(&other, 1_020_001, ttl, ttl).await.unwrap();
+    assert_eq!(without_instances.placement, None);
     let back = store
         .heartbeat(&heartbeat, 1_020_002, ttl, ttl)
         .await
         .unwrap();
-    assert_eq!(back.first_seen_ms, 1_020_002);
-    assert_eq!(store.agents(1_020_002, ttl).await.unwrap().len(), 2);
+    assert_eq!(back.value.first_seen_ms, 1_020_002);
+    assert_eq!(back.placement, Some(2));
+    let again = store
+        .heartbeat(&heartbeat, 1_021_000, ttl, ttl)
+        .await
+        .unwrap();
+    assert_eq!(again.placement, None, "the same instances again");
+    assert_eq!(store.agents(1_021_000, ttl).await.unwrap().agents.len(), 2);
 }
 
 #[actix_web::test]
