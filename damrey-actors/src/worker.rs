@@ -144,7 +144,9 @@ impl Worker {
     /// # Errors
     /// [`WorkerError::NoSystem`] outside an actix system; [`WorkerError::UnknownWorker`]
     /// when attached to a router that has no config for `config.name`;
-    /// [`WorkerError::Refused`] when the agent refuses the worker or cannot be reached.
+    /// [`WorkerError::Refused`] when the agent refuses the worker or cannot be reached;
+    /// [`WorkerError::NotReady`] when the agent still has no configs after
+    /// [`crate::link::READY_WAIT`] (it has not heard from its proxy).
     pub async fn start<A, F>(self, factory: F) -> Result<WorkerHandle, WorkerError>
     where
         A: Actor<Context = Context<A>> + Handler<Message>,

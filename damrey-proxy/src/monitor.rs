@@ -204,10 +204,15 @@ impl InstanceStats {
             agent,
             instance,
             at_ms,
-            counters,
+            mut counters,
             latency,
             ..
         } = latest;
+        if !live {
+            // What a vanished instance had in flight was retried elsewhere or ended
+            // with it; its last report's gauge no longer describes anything.
+            counters.in_flight = 0;
+        }
         InstanceStats {
             agent,
             instance,

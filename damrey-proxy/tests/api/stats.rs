@@ -270,3 +270,47 @@ async fn a_leaving_agent_is_removed_at_once_and_its_instances_are_not_live() {
     assert_eq!(add["instances"][0]["live"], false);
     assert_eq!(add["totals"]["received"], 3);
 }
+
+#[actix_web::test]
+async fn a_vanished_instance_has_nothing_in_flight() {
+    let app = spawn_app().await;
+    app.api.add(worker("add", 0)).await;
+    let busy = |in_flight| instance_report("add", 1, [3, 2, 0, 0, 0, 0, 0, in_flight], &[], 0);
+    let other = instance_report("add", 2, [1, 1, 0, 0, 0, 0, 0, 0], &[], 0);
+    app.api
+        .heartbeat(heartbeat_json(
+            AGENT,
+            &[("add", 2)],
+            vec![busy(1), other.clone()],
+        ))
+        .await;
+    assert_eq!(
+        find(&app.api.stats(None).await.body, "add")["totals"]["in_flight"],
+        1
+    );
+
+    // Instance 1 vanished with a step in flight; its agent no longer reports it.
+    let beat = app
+        .api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![other]))
+        .await;
+    assert_eq!(beat.status, 200, "{beat:?}");
+
+    let stats = app.api.stats(None).await;
+    let add = find(&stats.body, "add");
+    assert_eq!(add["totals"]["in_flight"], 0, "{stats:?}");
+    let vanished = add["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|instance| instance["instance"] == 1)
+        .unwrap();
+    assert_eq!(
+        (
+            vanished["live"].clone(),
+            vanished["totals"]["in_flight"].clone()
+        ),
+        (json!(false), json!(0))
+    );
+    assert_eq!(add["totals"]["received"], 4, "its counts stay");
+}
