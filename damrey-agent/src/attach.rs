@@ -23,6 +23,14 @@ use crate::outbox::{Arrival, OutboxLedger};
 use crate::shutdown::Shutdown;
 use crate::stats::{InstanceStats, Registry};
 
+/// Pings in a row a worker may leave unanswered before it is taken out of the rotation
+/// (it is frozen or overloaded; its steps in process still wait for it).
+const SILENT_PINGS: u32 = 3;
+
+/// Pings in a row after which a silent worker is dropped for good and the steps it
+/// holds are answered `ERROR` (not run elsewhere: it may still run them).
+const GIVE_UP_PINGS: u32 = 30;
+
 /// What a worker session takes from the agent's settings.
 #[derive(Clone)]
 pub struct SessionSettings {
@@ -55,6 +63,8 @@ pub struct WorkerSession {
     /// Whether steps are counted (the in-flight count always is).
     counting: bool,
     closed: AtomicBool,
+    /// Dropped for silence: it may still be running the steps it holds.
+    gave_up: AtomicBool,
 }
 
 impl WorkerSession {
@@ -84,7 +94,16 @@ impl WorkerSession {
                 // The worker process is stopping and never started the step.
                 Ok(Ok(stopped)) if stopped.tag == Tag::Stop => Err(Lost::stopped(message)),
                 Ok(Ok(result)) => Ok(result),
-                // The session closed and dropped the waiter: the step never came back.
+                // Dropped for silence, the worker may still run it: not run elsewhere.
+                Ok(Err(_closed)) if self.gave_up.load(Ordering::Acquire) => Ok(Message::error(
+                    message.kind,
+                    format!(
+                        "the {} instance stopped answering while it held this step",
+                        self.worker
+                    ),
+                )),
+                // The session closed and dropped the waiter: the process is gone and
+                // the step never came back.
                 Ok(Err(_closed)) => Err(Lost::gone(message)),
                 Err(_elapsed) => Ok(Message::timeout()),
             }
@@ -151,6 +170,7 @@ pub async fn serve(
         stats: stats.clone(),
         counting: settings.counting,
         closed: AtomicBool::new(false),
+        gave_up: AtomicBool::new(false),
     });
     let instance = Instance::new(endpoint.clone());
     if session
@@ -177,22 +197,24 @@ pub async fn serve(
     // missed periods against the worker.
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unanswered_pings = 0u32;
+    // Out of the rotation for not answering pings; its steps in process wait for it.
+    let mut silent = false;
     'serve: loop {
-        tokio::select! {
+        let heard = tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(AggregatedMessage::Text(text))) => {
-                    unanswered_pings = 0;
                     on_frame(&router, &endpoint, &instance, &out, &settings.outbox, &shutdown, text.as_bytes());
+                    true
                 }
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                    unanswered_pings = 0;
                     if session.pong(&bytes).await.is_err() {
                         break;
                     }
+                    true
                 }
-                Some(Ok(AggregatedMessage::Pong(_))) => unanswered_pings = 0,
+                Some(Ok(AggregatedMessage::Pong(_))) => true,
                 Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(AggregatedMessage::Binary(_))) => {}
+                Some(Ok(AggregatedMessage::Binary(_))) => false,
             },
             outgoing = out_rx.recv() => {
                 let Some(mut next) = outgoing else { break };
@@ -211,6 +233,7 @@ pub async fn serve(
                         Err(_) => break,
                     }
                 }
+                false
             },
             _ = closing.raised() => {
                 // Replies to the worker's own requests are queued by now: send them first.
@@ -222,18 +245,39 @@ pub async fn serve(
                 break;
             }
             _ = ping.tick() => {
-                if unanswered_pings >= 3 {
-                    tracing::warn!(worker, "worker stopped answering pings; dropping it");
+                if unanswered_pings >= GIVE_UP_PINGS {
+                    tracing::warn!(worker, "worker silent for too long; dropping it");
+                    // It may still run what it holds if it ever wakes: not run elsewhere.
+                    endpoint.gave_up.store(true, Ordering::Release);
                     break;
+                }
+                if unanswered_pings >= SILENT_PINGS && !silent {
+                    // Frozen or overloaded: new steps go elsewhere, but the ones it holds
+                    // wait for it (within their deadlines) rather than run twice.
+                    tracing::warn!(worker, "worker stopped answering pings; out of the rotation until it answers");
+                    router.detach(&worker, &instance);
+                    silent = true;
                 }
                 if session.ping(b"").await.is_err() {
                     break;
                 }
                 unanswered_pings += 1;
+                false
+            }
+        };
+        if heard {
+            unanswered_pings = 0;
+            if silent {
+                silent = false;
+                if router.attach(&worker, instance.clone()).is_err() {
+                    break;
+                }
+                tracing::info!(worker, "worker answers again; back in the rotation");
             }
         }
     }
-    // Out of the rotation first, then hand back what it never answered.
+    // Out of the rotation first, then hand back what it never answered: the
+    // connection closed, so the process is gone and none of it can run twice.
     router.detach(&worker, &instance);
     settings.registry.unregister(&stats);
     endpoint.closed.store(true, Ordering::Release);

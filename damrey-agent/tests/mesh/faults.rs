@@ -398,3 +398,59 @@ async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time()
     );
     assert_eq!(one.pending().await, 0);
 }
+
+#[actix_rt::test]
+async fn a_frozen_worker_keeps_the_step_it_holds_and_no_other_instance_runs_it_again() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
+    let frozen = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    let call = actix_rt::spawn({
+        let agent = agent.handle();
+        async move {
+            agent
+                .call("nap", &Message::request("nap", ["1500", "held"]), 15_000)
+                .await
+        }
+    });
+    agent.wait_in_flight(1).await;
+    let _other = agent.worker("nap", "nap");
+    agent.wait_instances(2).await;
+
+    frozen.signal("STOP");
+    // Long enough for the agent to miss three pings (one a second) and stop routing
+    // to the frozen worker.
+    actix_rt::time::sleep(Duration::from_secs(5)).await;
+    let meanwhile = agent
+        .call("nap", &Message::request("nap", ["0", "meanwhile"]), 5_000)
+        .await;
+    frozen.signal("CONT");
+
+    assert_eq!(
+        call.await.unwrap(),
+        (200, Message::response("nap", ["1500", "held"]))
+    );
+    assert_eq!(
+        meanwhile,
+        (200, Message::response("nap", ["0", "meanwhile"]))
+    );
+    let stats = agent.stats().await;
+    let instances = stats["instances"].as_array().expect("instances");
+    let by_number = |n: u64| {
+        instances
+            .iter()
+            .find(|instance| instance["instance"] == n)
+            .unwrap_or_else(|| panic!("no instance {n}: {stats}"))
+    };
+    assert_eq!(
+        by_number(1)["responses"],
+        1,
+        "the frozen one answered its step: {stats}"
+    );
+    assert_eq!(
+        by_number(2)["received"],
+        1,
+        "the other one ran only the new call: {stats}"
+    );
+}
