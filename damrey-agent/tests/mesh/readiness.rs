@@ -146,3 +146,25 @@ async fn a_corrupt_config_cache_is_ignored_and_replaced_once_the_proxy_answers()
     wait_cached(&agent, 2).await;
     assert_eq!(agent.readyz().await.0, 200);
 }
+
+#[actix_rt::test]
+async fn an_agent_without_configs_never_calls_a_worker_unconfigured_and_routes_once_it_has_them() {
+    let dir = TempDir::new();
+    let (mut proxy, agent) = an_agent_that_never_met_its_proxy(&dir).await;
+
+    // Nothing is known: the call waits for configs until its deadline.
+    let (status, reply) = agent.call("add", &sqsum(3, 4), 500).await;
+    assert_eq!((status, reply), (504, Message::timeout()));
+
+    // A call already waiting when the configs arrive is routed by them.
+    let waiting = actix_rt::spawn({
+        let agent = agent.handle();
+        async move { agent.call("add", &sqsum(3, 4), 20_000).await }
+    });
+    proxy.restart().await;
+    let _workers = [agent.worker("add", "add"), agent.worker("square", "square")];
+    assert_eq!(
+        waiting.await.unwrap(),
+        (200, Message::response("sqsum", ["49"]))
+    );
+}
