@@ -66,6 +66,12 @@ pub enum Frame {
         /// The handler's result, or `ERROR`/`TIMEOUT`/`STOP`.
         msg: Message,
     },
+    /// Worker → agent: the worker is stopping and did not start step `id`, so another
+    /// instance may run it (unlike a `STOP` its handler answered, which ends the line).
+    Unstarted {
+        /// The step's id.
+        id: u64,
+    },
     /// Worker → agent: the worker's own request along its line. Resent over a new
     /// connection with the same id, which the agent keeps once.
     Request {
@@ -230,27 +236,34 @@ pub async fn write_batch(
     socket.flush().await
 }
 
-/// Callers waiting for one message each, by a number handed out here: a step's result,
-/// an outbox request's reply.
-#[derive(Default)]
-pub struct Waiters {
+/// Callers waiting for one answer each (a step's outcome), by a number handed out here.
+pub struct Waiters<T = Message> {
     next: AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<T>>>,
 }
 
-impl Waiters {
-    /// A new number and the receiver its message will arrive on.
-    pub fn wait(&self) -> (u64, oneshot::Receiver<Message>) {
+impl<T> Default for Waiters<T> {
+    fn default() -> Self {
+        Waiters {
+            next: AtomicU64::new(0),
+            waiting: Mutex::default(),
+        }
+    }
+}
+
+impl<T> Waiters<T> {
+    /// A new number and the receiver its answer will arrive on.
+    pub fn wait(&self) -> (u64, oneshot::Receiver<T>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiting().insert(id, tx);
         (id, rx)
     }
 
-    /// Hands `message` to the caller waiting on `id`, if any is still waiting.
-    pub fn resolve(&self, id: u64, message: Message) {
+    /// Hands `answer` to the caller waiting on `id`, if any is still waiting.
+    pub fn resolve(&self, id: u64, answer: T) {
         if let Some(waiter) = self.waiting().remove(&id) {
-            let _ = waiter.send(message);
+            let _ = waiter.send(answer);
         }
     }
 
@@ -264,7 +277,7 @@ impl Waiters {
         self.waiting().clear();
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<T>>> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -520,9 +533,13 @@ async fn serve_connection(
                         actix_rt::spawn(async move {
                             let deadline = Instant::now() + Duration::from_millis(ms);
                             let restarts_before = instance.restarts();
-                            let msg = instance.process(msg, deadline).await;
-                            let msg = msg.unwrap_or_else(|lost| lost.into_error());
-                            let _ = results.send(Frame::Result { id, msg }.to_json());
+                            let frame = match instance.process(msg, deadline).await {
+                                Ok(msg) => Frame::Result { id, msg },
+                                // Stopping, it never started the step: another may run it.
+                                Err(lost) if lost.stopped => Frame::Unstarted { id },
+                                Err(lost) => Frame::Result { id, msg: lost.into_error() },
+                            };
+                            let _ = results.send(frame.to_json());
                             let total = instance.restarts();
                             if total != restarts_before {
                                 let _ = out.send(Frame::Restarts { total }.to_json());

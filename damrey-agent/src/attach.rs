@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::link::{Frame, Waiters, millis_until};
-use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router, Tag};
+use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
@@ -57,7 +57,7 @@ pub enum Outgoing {
 pub struct WorkerSession {
     worker: String,
     out: mpsc::UnboundedSender<Outgoing>,
-    steps: Waiters,
+    steps: Waiters<Option<Message>>,
     /// What the agent counts for this instance (its in-flight count is the load).
     stats: Arc<InstanceStats>,
     /// Whether steps are counted (the in-flight count always is).
@@ -91,9 +91,9 @@ impl WorkerSession {
             Err(Lost::gone(message))
         } else {
             match timeout_at(deadline, rx).await {
+                Ok(Ok(Some(result))) => Ok(result),
                 // The worker process is stopping and never started the step.
-                Ok(Ok(stopped)) if stopped.tag == Tag::Stop => Err(Lost::stopped(message)),
-                Ok(Ok(result)) => Ok(result),
+                Ok(Ok(None)) => Err(Lost::stopped(message)),
                 // Dropped for silence, the worker may still run it: not run elsewhere.
                 Ok(Err(_closed)) if self.gave_up.load(Ordering::Acquire) => Ok(Message::error(
                     message.kind,
@@ -296,9 +296,8 @@ fn on_frame(
     text: &[u8],
 ) {
     match serde_json::from_slice::<Frame>(text) {
-        Ok(Frame::Result { id, msg }) => {
-            endpoint.steps.resolve(id, msg);
-        }
+        Ok(Frame::Result { id, msg }) => endpoint.steps.resolve(id, Some(msg)),
+        Ok(Frame::Unstarted { id }) => endpoint.steps.resolve(id, None),
         Ok(Frame::Request { id, ms, msg }) => match outbox.arrive(id, out.clone()) {
             Arrival::New => {
                 let (router, outbox) = (router.clone(), outbox.clone());

@@ -212,3 +212,38 @@ async fn a_step_cut_off_by_an_agent_restart_never_answers_a_step_of_the_next_ses
     assert_eq!(reply, (200, Message::response("nap", ["100", "new"])));
     cut_off.abort();
 }
+
+#[actix_rt::test]
+async fn the_steps_a_stopping_worker_never_started_run_on_another_instance() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
+    let mut stopping = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    // Both go to the one instance: the first runs, the second waits for its mpu slot.
+    let calls: Vec<_> = ["first", "queued"]
+        .into_iter()
+        .map(|tag| {
+            let agent = agent.handle();
+            actix_rt::spawn(async move { agent.call("nap", &nap(800, tag), 10_000).await })
+        })
+        .collect();
+    agent.wait_in_flight(2).await;
+    let _other = agent.worker("nap", "nap");
+    agent.wait_instances(2).await;
+
+    stopping.signal("TERM");
+
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    assert_eq!(
+        replies,
+        [
+            (200, Message::response("nap", ["800", "first"])),
+            (200, Message::response("nap", ["800", "queued"])),
+        ]
+    );
+    assert_eq!(stopping.wait_exit(), Some(0));
+}
