@@ -150,6 +150,20 @@ mod tests {
         Message::request("nap", [ms.to_string()])
     }
 
+    /// A nap of `ms` put to `router` and under way; its reply when it ends.
+    async fn nap_in_flight(router: &Router, ms: u64) -> actix_rt::task::JoinHandle<Message> {
+        let line = actix_rt::spawn({
+            let router = router.clone();
+            async move {
+                router
+                    .request("nap", nap(ms), Duration::from_secs(10))
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        line
+    }
+
     /// `waited` is `expected`, give or take the timer wheel's rounding of deadlines up
     /// to the next millisecond (the paused clock starts between two).
     fn assert_waited(waited: Duration, expected: Duration) {
@@ -163,15 +177,7 @@ mod tests {
     async fn a_line_shorter_than_the_drain_ends_with_its_reply_and_the_drain_with_it() {
         tokio::time::pause();
         let (router, shutdown) = (nap_router().await, Shutdown::default());
-        let line = actix_rt::spawn({
-            let router = router.clone();
-            async move {
-                router
-                    .request("nap", nap(300), Duration::from_secs(10))
-                    .await
-            }
-        });
-        tokio::task::yield_now().await;
+        let line = nap_in_flight(&router, 300).await;
 
         let started = Instant::now();
         shutdown.drain(&router, Duration::from_secs(5)).await;
@@ -185,15 +191,7 @@ mod tests {
     async fn a_line_longer_than_the_drain_ends_with_stop_when_the_drain_time_is_over() {
         tokio::time::pause();
         let (router, shutdown) = (nap_router().await, Shutdown::default());
-        let line = actix_rt::spawn({
-            let router = router.clone();
-            async move {
-                router
-                    .request("nap", nap(3_000), Duration::from_secs(10))
-                    .await
-            }
-        });
-        tokio::task::yield_now().await;
+        let line = nap_in_flight(&router, 3_000).await;
 
         let started = Instant::now();
         shutdown.drain(&router, Duration::from_millis(500)).await;

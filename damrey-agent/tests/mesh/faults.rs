@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_http::ws;
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::{HttpRequest, web};
 use damrey_actors::{Envelope, Message, Tag};
 use damrey_agent::peers::PeerFrame;
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::{
-    Agent, AgentAddress, AgentOptions, Process, Proxy, TempDir, join_all, sqsum, sqsum_mesh,
+    Agent, AgentAddress, AgentOptions, Process, Proxy, TempDir, join_all, serve_get, sqsum,
+    sqsum_mesh,
 };
 
 #[actix_rt::test]
@@ -267,41 +268,24 @@ struct FakeOrigin {
 impl FakeOrigin {
     fn start() -> FakeOrigin {
         let replies = Arc::new(Mutex::new(Vec::new()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
         let recorded = replies.clone();
-        let server = HttpServer::new(move || {
+        let address = serve_get("/peer", move |req: HttpRequest, body: web::Payload| {
             let recorded = recorded.clone();
-            App::new().route(
-                "/peer",
-                web::get().to(move |req: HttpRequest, body: web::Payload| {
-                    let recorded = recorded.clone();
-                    async move {
-                        let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
-                        actix_rt::spawn(async move {
-                            while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await
-                            {
-                                if let Ok(PeerFrame::Reply { seq, id, msg }) =
-                                    serde_json::from_str(&text)
-                                {
-                                    recorded.lock().unwrap().push((id, msg));
-                                    let ack =
-                                        serde_json::to_string(&PeerFrame::Ack { seqs: vec![seq] })
-                                            .unwrap();
-                                    let _ = session.text(ack).await;
-                                }
-                            }
-                        });
-                        Ok::<_, actix_web::Error>(response)
+            async move {
+                let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+                actix_rt::spawn(async move {
+                    while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await {
+                        if let Ok(PeerFrame::Reply { seq, id, msg }) = serde_json::from_str(&text) {
+                            recorded.lock().unwrap().push((id, msg));
+                            let ack =
+                                serde_json::to_string(&PeerFrame::Ack { seqs: vec![seq] }).unwrap();
+                            let _ = session.text(ack).await;
+                        }
                     }
-                }),
-            )
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        actix_rt::spawn(server);
+                });
+                Ok::<_, actix_web::Error>(response)
+            }
+        });
         FakeOrigin { address, replies }
     }
 

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use actix::{Actor, Context, Handler};
 use actix_http::ws;
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::{HttpRequest, web};
 use damrey_actors::link::Frame;
 use damrey_actors::{Config, Message, Worker};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{Agent, Proxy, TempDir, sqsum};
+use crate::support::{Agent, Proxy, TempDir, serve_get, sqsum};
 
 /// A worker that answers what it is given; only its outbox matters here.
 struct Echo;
@@ -40,60 +40,49 @@ impl FlakyAgent {
     fn start() -> FlakyAgent {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0usize));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
         let recorded = seen.clone();
-        let server = HttpServer::new(move || {
-            let (recorded, connections) = (recorded.clone(), connections.clone());
-            App::new().route(
-                "/attach/{worker}",
-                web::get().to(move |req: HttpRequest, body: web::Payload| {
-                    let (recorded, connections) = (recorded.clone(), connections.clone());
-                    async move {
-                        let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
-                        let connection = {
-                            let mut count = connections.lock().unwrap();
-                            *count += 1;
-                            *count
-                        };
-                        actix_rt::spawn(async move {
-                            let welcome = Frame::Welcome { mpu: 0 }.to_json();
-                            let _ = session.text(welcome).await;
-                            while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await
-                            {
-                                let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
-                                    continue;
-                                };
-                                let answer = match &frame {
-                                    Frame::Request { id, .. } => Some(Frame::Reply {
-                                        id: *id,
-                                        msg: Message::response("t", ["done"]),
-                                    }),
-                                    Frame::Push { id, .. } => Some(Frame::Pushed { id: *id }),
-                                    _ => None,
-                                };
-                                let Some(answer) = answer else { continue };
-                                recorded.lock().unwrap().push((connection, frame));
-                                if connection == 1 {
-                                    if recorded.lock().unwrap().len() == 2 {
-                                        let _ = session.close(None).await;
-                                        return;
-                                    }
-                                } else {
-                                    let _ = session.text(answer.to_json()).await;
+        let address = serve_get(
+            "/attach/{worker}",
+            move |req: HttpRequest, body: web::Payload| {
+                let (recorded, connections) = (recorded.clone(), connections.clone());
+                async move {
+                    let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+                    let connection = {
+                        let mut count = connections.lock().unwrap();
+                        *count += 1;
+                        *count
+                    };
+                    actix_rt::spawn(async move {
+                        let welcome = Frame::Welcome { mpu: 0 }.to_json();
+                        let _ = session.text(welcome).await;
+                        while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await {
+                            let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
+                                continue;
+                            };
+                            let answer = match &frame {
+                                Frame::Request { id, .. } => Some(Frame::Reply {
+                                    id: *id,
+                                    msg: Message::response("t", ["done"]),
+                                }),
+                                Frame::Push { id, .. } => Some(Frame::Pushed { id: *id }),
+                                _ => None,
+                            };
+                            let Some(answer) = answer else { continue };
+                            recorded.lock().unwrap().push((connection, frame));
+                            if connection == 1 {
+                                if recorded.lock().unwrap().len() == 2 {
+                                    let _ = session.close(None).await;
+                                    return;
                                 }
+                            } else {
+                                let _ = session.text(answer.to_json()).await;
                             }
-                        });
-                        Ok::<_, actix_web::Error>(response)
-                    }
-                }),
-            )
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        actix_rt::spawn(server);
+                        }
+                    });
+                    Ok::<_, actix_web::Error>(response)
+                }
+            },
+        );
         FlakyAgent { address, seen }
     }
 }

@@ -730,3 +730,24 @@ where
     }
     results
 }
+
+/// Serves `handler` at `GET path` on a port of the OS's choosing, in the current
+/// system, and returns its `host:port`: a stand-in peer or agent for a test.
+pub fn serve_get<H, Args>(path: &'static str, handler: H) -> String
+where
+    H: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    H::Output: actix_web::Responder + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("bound").to_string();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().route(path, actix_web::web::get().to(handler.clone()))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .run();
+    actix_rt::spawn(server);
+    address
+}
