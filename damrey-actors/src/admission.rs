@@ -9,6 +9,9 @@ use tokio::sync::oneshot;
 
 use crate::spec::Mpu;
 
+/// The queue length below which waiters that gave up are not swept out.
+const PRUNE_FLOOR: usize = 64;
+
 /// The mpu cap of one instance. Cheap to share; [`Admission::admit`] waits for a slot.
 #[derive(Debug)]
 pub struct Admission {
@@ -22,6 +25,8 @@ struct State {
     running: usize,
     /// Steps waiting for a slot, oldest first.
     waiting: VecDeque<oneshot::Sender<Slot>>,
+    /// How many waited after the last sweep of waiters that gave up.
+    pruned_at: usize,
     closed: bool,
 }
 
@@ -44,6 +49,7 @@ impl Admission {
                 limit,
                 running: 0,
                 waiting: VecDeque::new(),
+                pruned_at: PRUNE_FLOOR,
                 closed: false,
             }),
         })
@@ -70,6 +76,12 @@ impl Admission {
                 return Ok(Slot {
                     admission: Some(self.clone()),
                 });
+            }
+            if state.waiting.len() >= state.pruned_at * 2 {
+                // Steps that gave up waiting (their deadline passed) leave their sender
+                // behind; forget them before the queue doubles.
+                state.waiting.retain(|waiter| !waiter.is_closed());
+                state.pruned_at = state.waiting.len().max(PRUNE_FLOOR);
             }
             let (tx, rx) = oneshot::channel();
             state.waiting.push_back(tx);
@@ -220,6 +232,20 @@ mod tests {
                 .await
                 .is_some()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_that_gave_up_are_swept_out_of_a_queue_held_by_a_stuck_step() {
+        let admission = Admission::new(Mpu(1));
+        let _stuck = admission.admit().await.unwrap();
+        for _ in 0..1_000 {
+            assert!(
+                admitted_within(&admission, Duration::from_millis(1))
+                    .await
+                    .is_none()
+            );
+        }
+        assert!(admission.state().waiting.len() <= 2 * PRUNE_FLOOR);
     }
 
     #[tokio::test]

@@ -341,12 +341,13 @@ impl Router {
                 route.spec = Some(Arc::new(spec));
             }
             table.loaded_at.get_or_insert_with(Instant::now);
+            // Before the change is published, so that a line woken by it sees it.
+            self.inner.loaded.store(true, Ordering::Release);
         });
         // Attached instances take a changed mpu at once, not when they next attach.
         for (instance, mpu) in mpu_changed {
             instance.set_mpu(mpu);
         }
-        self.inner.loaded.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -65,11 +65,16 @@ pub struct WorkerSession {
     closed: AtomicBool,
     /// Dropped for silence: it may still be running the steps it holds.
     gave_up: AtomicBool,
+    /// The worker said `leave`: it is stopping and never comes back into the rotation.
+    left: AtomicBool,
 }
 
 impl WorkerSession {
     async fn step(self: Arc<Self>, message: Message, deadline: Instant) -> Result<Message, Lost> {
+        let (id, rx) = self.steps.wait();
+        // Looked at after the waiter exists: a session that closes later abandons it.
         if self.closed.load(Ordering::Acquire) {
+            self.steps.forget(id);
             return Err(Lost::gone(message));
         }
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -77,7 +82,6 @@ impl WorkerSession {
         if self.counting {
             self.stats.received.fetch_add(1, Ordering::Relaxed);
         }
-        let (id, rx) = self.steps.wait();
         let frame = Frame::Deliver {
             id,
             ms: millis_until(deadline),
@@ -171,6 +175,7 @@ pub async fn serve(
         counting: settings.counting,
         closed: AtomicBool::new(false),
         gave_up: AtomicBool::new(false),
+        left: AtomicBool::new(false),
     });
     let instance = Instance::new(endpoint.clone());
     if session
@@ -269,10 +274,13 @@ pub async fn serve(
             unanswered_pings = 0;
             if silent {
                 silent = false;
-                if router.attach(&worker, instance.clone()).is_err() {
-                    break;
+                // A worker that said `leave` meanwhile stays out.
+                if !endpoint.left.load(Ordering::Acquire) {
+                    if router.attach(&worker, instance.clone()).is_err() {
+                        break;
+                    }
+                    tracing::info!(worker, "worker answers again; back in the rotation");
                 }
-                tracing::info!(worker, "worker answers again; back in the rotation");
             }
         }
     }
@@ -340,7 +348,10 @@ fn on_frame(
         Ok(Frame::Restarts { total }) => {
             endpoint.stats.restarts.store(total, Ordering::Relaxed);
         }
-        Ok(Frame::Leave) => router.detach(&endpoint.worker, instance),
+        Ok(Frame::Leave) => {
+            endpoint.left.store(true, Ordering::Release);
+            router.detach(&endpoint.worker, instance);
+        }
         Ok(other) => tracing::warn!(
             worker = endpoint.worker,
             ?other,

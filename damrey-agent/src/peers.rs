@@ -6,7 +6,8 @@
 //! receiver remembers the `(id, leg)` of the envelopes it has taken, so a resent
 //! envelope never runs a step twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -274,8 +275,10 @@ async fn connect(agent: &str, token: Option<&str>) -> Result<ClientSocket, Strin
 
 /// Envelopes taken recently, by `(id, leg)`, so that a resent envelope is acknowledged
 /// but not run again, while a line that comes back through this agent (a new leg) is.
+/// Each is remembered until its deadline plus a slack: its sender resends only until
+/// then, however long the deadline.
+#[derive(Default)]
 pub struct SeenIds {
-    ttl: Duration,
     inner: Mutex<SeenInner>,
 }
 
@@ -284,38 +287,36 @@ type Leg = (Uuid, u32);
 
 #[derive(Default)]
 struct SeenInner {
-    ids: HashMap<Leg, Instant>,
-    order: VecDeque<(Instant, Leg)>,
+    ids: HashSet<Leg>,
+    /// When each may be forgotten, soonest first.
+    expiry: BinaryHeap<Reverse<(Instant, Leg)>>,
 }
 
-impl SeenIds {
-    /// Remembers ids for `ttl` (longer than any retry of one envelope).
-    pub fn new(ttl: Duration) -> Self {
-        SeenIds {
-            ttl,
-            inner: Mutex::default(),
-        }
-    }
+/// How long after an envelope's deadline it is still remembered (its sender's clock may
+/// run behind this agent's view of the deadline).
+const SEEN_SLACK: Duration = Duration::from_secs(5);
 
-    /// Records `id`'s leg `leg`; `false` when it was seen already.
-    pub fn first_time(&self, id: Uuid, leg: u32) -> bool {
-        let id = (id, leg);
+impl SeenIds {
+    /// Records `id`'s leg `leg`, whose deadline is `remaining` from now; `false` when it
+    /// was seen already.
+    pub fn first_time(&self, id: Uuid, leg: u32, remaining: Duration) -> bool {
         let now = Instant::now();
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while let Some(&(at, old)) = inner.order.front() {
-            if now.duration_since(at) < self.ttl {
+        while let Some(&Reverse((until, old))) = inner.expiry.peek() {
+            if until > now {
                 break;
             }
-            inner.order.pop_front();
+            inner.expiry.pop();
             inner.ids.remove(&old);
         }
-        if inner.ids.insert(id, now).is_some() {
+        if !inner.ids.insert((id, leg)) {
             return false;
         }
-        inner.order.push_back((now, id));
+        let until = now + remaining.saturating_add(SEEN_SLACK);
+        inner.expiry.push(Reverse((until, (id, leg))));
         true
     }
 }
@@ -352,7 +353,8 @@ pub async fn serve_incoming(
                 match serde_json::from_str::<PeerFrame>(&text) {
                     Ok(PeerFrame::Forward { seq, envelope }) => {
                         unacked.push(seq);
-                        if seen.first_time(envelope.id, envelope.leg) {
+                        let remaining = Duration::from_millis(envelope.remaining_ms);
+                        if seen.first_time(envelope.id, envelope.leg, remaining) {
                             let (router, replying) = (router.clone(), shutdown.reply());
                             actix_rt::spawn(async move {
                                 router.accept(envelope).await;
@@ -402,19 +404,21 @@ async fn send_acks(session: &mut Session, unacked: &mut Vec<u64>) -> Result<(), 
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_id_is_new_once_then_seen_until_it_expires() {
-        let seen = SeenIds::new(Duration::from_secs(60));
+    #[tokio::test(start_paused = true)]
+    async fn a_leg_is_new_once_then_seen_until_its_deadline_and_the_slack() {
+        let seen = SeenIds::default();
         let id = Uuid::new_v4();
-        assert!(seen.first_time(id, 1));
-        assert!(!seen.first_time(id, 1));
+        let remaining = Duration::from_secs(300);
+        assert!(seen.first_time(id, 1, remaining));
+        assert!(!seen.first_time(id, 1, remaining));
         assert!(
-            seen.first_time(id, 2),
+            seen.first_time(id, 2, remaining),
             "a new leg of the same line is taken"
         );
-        assert!(seen.first_time(Uuid::new_v4(), 1));
-        let forgetful = SeenIds::new(Duration::ZERO);
-        assert!(forgetful.first_time(id, 1));
-        assert!(forgetful.first_time(id, 1));
+        assert!(seen.first_time(Uuid::new_v4(), 1, remaining));
+        tokio::time::advance(remaining).await;
+        assert!(!seen.first_time(id, 1, remaining), "still within the slack");
+        tokio::time::advance(SEEN_SLACK).await;
+        assert!(seen.first_time(id, 1, remaining));
     }
 }

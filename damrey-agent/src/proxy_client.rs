@@ -164,7 +164,10 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, c
                             keep_on_disk(&cache, list).await;
                         }
                         Err(error) => {
-                            tracing::error!(error = %error, "the proxy sent an invalid config")
+                            // Keep routing from the configs we have, and wait for the
+                            // next version rather than ask again for this one at once.
+                            tracing::error!(version = list.version, error = %error, "the proxy sent an invalid config; keeping the last good ones");
+                            version = Some(list.version);
                         }
                     }
                 }

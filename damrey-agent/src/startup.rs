@@ -14,15 +14,12 @@ use damrey_actors::Router;
 use crate::attach::SessionSettings;
 use crate::cache::ConfigCache;
 use crate::config::Settings;
-use crate::peers::{PeerLinks, SeenIds};
+use crate::peers::PeerLinks;
 
 use crate::proxy_client::{self, ProxyClient};
 use crate::routes::{self, AppState};
 use crate::shutdown::{self, Shutdown};
 use crate::stats::Registry;
-
-/// How long envelope ids are remembered; longer than any envelope's retries.
-const SEEN_TTL: Duration = Duration::from_secs(120);
 
 /// What actix-web's own graceful stop may still wait, after the agent's drain, for a
 /// connection that has not ended (an idle keep-alive one, or a last response to a slow
@@ -148,7 +145,7 @@ impl Application {
 
         let state = AppState {
             router: router.clone(),
-            seen: Arc::new(SeenIds::new(SEEN_TTL)),
+            seen: Arc::default(),
             token: settings.token.clone(),
             sessions: SessionSettings {
                 ping_every: Duration::from_millis(settings.ping_ms),
