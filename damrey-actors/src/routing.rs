@@ -171,6 +171,19 @@ enum HandOff {
     Unreachable(String),
 }
 
+/// Why an envelope was not acknowledged.
+enum NotSent {
+    /// The agent certainly did not take it, and another agent holds the worker; why.
+    GoElsewhere(String),
+    /// No attempt fits before the deadline any more.
+    GaveUp {
+        /// Whether the agent may have taken it all the same.
+        maybe_taken: bool,
+        /// The last attempt's failure.
+        error: RemoteError,
+    },
+}
+
 /// Why a step cannot be routed.
 enum NoRoute {
     /// The worker is unknown (`None`) or does not take the type: a final `ERROR`.
@@ -831,9 +844,56 @@ impl Router {
                 rx,
             }
         });
+        let mut waiting = waiting;
+        let sent = match waiting.as_mut() {
+            // At the origin the reply may come (from whichever agent ends the line)
+            // before the ack does.
+            Some(waiting) => tokio::select! {
+                biased;
+                reply = &mut waiting.rx => {
+                    return HandOff::Done(Some(reply.unwrap_or_else(|_| Message::stop())));
+                }
+                sent = self.send_envelope(remote.as_ref(), agent, line, id) => sent,
+            },
+            None => self.send_envelope(remote.as_ref(), agent, line, id).await,
+        };
+        match sent {
+            Ok(()) => {}
+            Err(NotSent::GoElsewhere(reason)) => return HandOff::Unreachable(reason),
+            Err(NotSent::GaveUp {
+                maybe_taken: false,
+                error,
+            }) => {
+                return HandOff::Done(Some(Message::error(
+                    line.message.kind.clone(),
+                    error.to_string(),
+                )));
+            }
+            // The agent may carry the line on: the origin waits for its reply until the
+            // deadline, and answers `TIMEOUT` itself if none comes.
+            Err(NotSent::GaveUp {
+                maybe_taken: true, ..
+            }) => {}
+        }
+        HandOff::Done(match waiting {
+            Some(mut waiting) => Some((&mut waiting.rx).await.unwrap_or_else(|_| Message::stop())),
+            None => None,
+        })
+    }
+
+    /// Sends the line's envelope to `agent`, resent with backoff until it is
+    /// acknowledged, it should go to another holder, or no attempt fits before the
+    /// deadline any more.
+    async fn send_envelope(
+        &self,
+        remote: &dyn Remote,
+        agent: &str,
+        line: &Line,
+        id: Uuid,
+    ) -> Result<(), NotSent> {
         let mut backoff = Backoff::new(RESEND_FIRST, RESEND_CAP);
         let (mut attempts, mut maybe_taken) = (0u32, false);
-        let last_error = loop {
+        loop {
             let envelope = Envelope {
                 id,
                 leg: line.leg,
@@ -844,30 +904,19 @@ impl Router {
                 message: line.message.clone(),
             };
             let Err(error) = remote.forward(agent, envelope).await else {
-                break None;
+                return Ok(());
             };
             attempts += 1;
             maybe_taken |= error.maybe_taken();
             self.count(&line.to, RouteCounters::handoff_retry);
             tracing::debug!(message_id = %id, agent, attempt = attempts, error = %error, "hand-off failed");
             if !maybe_taken && self.another_holder(&line.to, agent, &line.unreachable) {
-                return HandOff::Unreachable(error.to_string());
+                return Err(NotSent::GoElsewhere(error.to_string()));
             }
             if !backoff.pause_before(line.deadline).await {
-                break Some(error);
+                return Err(NotSent::GaveUp { maybe_taken, error });
             }
-        };
-        if let Some(error) = last_error {
-            return HandOff::Done(Some(if maybe_taken {
-                Message::timeout()
-            } else {
-                Message::error(kind.clone(), error.to_string())
-            }));
         }
-        HandOff::Done(match waiting {
-            Some(mut waiting) => Some((&mut waiting.rx).await.unwrap_or_else(|_| Message::stop())),
-            None => None,
-        })
     }
 
     /// Sends the terminal reply of request `id` to its origin, resent with backoff until

@@ -18,6 +18,10 @@ struct Loopback {
     agents: OnceLock<HashMap<String, Router>>,
     /// Hand-offs tried to agents that are not there.
     refused: AtomicUsize,
+    /// Every hand-off is taken but its ack is lost (the sender cannot tell).
+    acks_lost: bool,
+    /// Legs taken, so a resend is kept once, as an agent keeps it.
+    taken: std::sync::Mutex<std::collections::HashSet<(Uuid, u32)>>,
 }
 
 impl Loopback {
@@ -42,12 +46,27 @@ impl Remote for Loopback {
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let target = self.agent(agent);
+        let first_time = self
+            .taken
+            .lock()
+            .unwrap()
+            .insert((envelope.id, envelope.leg));
+        let acks_lost = self.acks_lost;
+        let agent = agent.to_owned();
         Box::pin(async move {
             let router = target?;
             // Through the wire form, as an agent would send it.
             let envelope: Envelope =
                 serde_json::from_str(&serde_json::to_string(&envelope).unwrap()).unwrap();
-            tokio::spawn(async move { router.accept(envelope).await });
+            if first_time {
+                tokio::spawn(async move { router.accept(envelope).await });
+            }
+            if acks_lost {
+                return Err(RemoteError::Unacknowledged {
+                    agent,
+                    reason: "no ack in time".to_owned(),
+                });
+            }
             Ok(())
         })
     }
@@ -239,4 +258,25 @@ async fn a_line_that_zigzags_back_through_its_origin_answers_there() {
     }
     assert_eq!((count(&add_calls), count(&square_calls)), (3, 3));
     assert_eq!((a.pending_requests(), b.pending_requests()), (0, 0));
+}
+
+#[actix::test]
+async fn a_reply_that_comes_before_the_ack_ends_the_request_at_the_origin() {
+    let remote = Arc::new(Loopback {
+        acks_lost: true,
+        ..Loopback::default()
+    });
+    let [a, b] = agents_on(remote, ["10.0.0.1:7701", "10.0.0.2:7701"], "10.0.0.2:7701");
+    let (add_calls, square_calls) = (counter(), counter());
+    start(&a, "entry", || Entry(counter())).await;
+    let add = add_calls.clone();
+    start(&b, "add", move || Add(add.clone())).await;
+    let square = square_calls.clone();
+    start(&b, "square", move || Square(square.clone())).await;
+
+    let reply = a.request("entry", sqsum(), Duration::from_secs(3)).await;
+
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+    assert_eq!((count(&add_calls), count(&square_calls)), (1, 1));
+    assert_eq!(a.pending_requests(), 0);
 }
