@@ -81,6 +81,12 @@ pub enum WorkerError {
         /// How long the worker waited.
         waited: std::time::Duration,
     },
+    /// The message would not fit in one frame of the worker's link.
+    #[error("the message is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::link::MAX_FRAME)]
+    TooLarge {
+        /// Its size on the wire.
+        bytes: usize,
+    },
     /// No actix system runs on this thread, so the worker has nowhere to live.
     #[error("a worker must be started inside an actix system")]
     NoSystem,
@@ -97,6 +103,14 @@ pub enum RemoteError {
         agent: String,
         /// Why.
         reason: String,
+    },
+    /// The frame would not fit in one frame of the link: no resend can help.
+    #[error("the message for agent {agent} is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::link::MAX_FRAME)]
+    TooLarge {
+        /// The agent's `host:port`.
+        agent: String,
+        /// Its size on the wire.
+        bytes: usize,
     },
     /// The frame was written but not acknowledged: the agent may have taken it (it is
     /// frozen, slow, or the link broke after the write), so only a resend to the same

@@ -209,8 +209,18 @@ impl AgentAddress {
     }
 }
 
-/// The largest frame either side accepts (1 MiB).
+/// The largest frame either side accepts (1 MiB), on worker links and peer links alike.
+/// Senders check it: a frame over it would make the receiver drop the whole connection.
 pub const MAX_FRAME: usize = 1 << 20;
+
+/// The `ERROR` that answers a message which would not fit in one frame (`bytes` long
+/// on the wire, JSON escaping included); `what` says which message it was.
+pub fn too_large(kind: &str, what: &str, bytes: usize) -> Message {
+    Message::error(
+        kind,
+        format!("{what} is {bytes} bytes on the wire, over the {MAX_FRAME}-byte frame limit"),
+    )
+}
 
 /// How long a stopping worker gives its last results and the close handshake: the
 /// agent is local, so this only matters when it is frozen or gone.
@@ -336,7 +346,12 @@ impl AgentLink {
         let deadline = Instant::now() + timeout;
         let kind = message.kind.clone();
         let (id, rx, frame) = self.outbox.request(message, deadline);
-        if self.out.send(frame.to_json()).is_err() {
+        let text = frame.to_json();
+        if text.len() > MAX_FRAME {
+            self.outbox.forget(id);
+            return too_large(&kind, "the request", text.len());
+        }
+        if self.out.send(text).is_err() {
             self.outbox.forget(id);
             return Message::error(kind, "the worker's link to its agent is closed");
         }
@@ -353,9 +368,14 @@ impl AgentLink {
     /// Sends a message along the worker's line through the agent, no reply wanted; the
     /// line may take up to `budget`.
     pub(crate) fn push(&self, message: Message, budget: Duration) -> Result<(), WorkerError> {
-        let frame = self.outbox.push(message, Instant::now() + budget);
+        let (id, frame) = self.outbox.push(message, Instant::now() + budget);
+        let text = frame.to_json();
+        if text.len() > MAX_FRAME {
+            self.outbox.forget(id);
+            return Err(WorkerError::TooLarge { bytes: text.len() });
+        }
         self.out
-            .send(frame.to_json())
+            .send(text)
             .map_err(|_| WorkerError::Detached(self.address.name.clone()))
     }
 
@@ -539,7 +559,15 @@ async fn serve_connection(
                                 Err(lost) if lost.stopped => Frame::Unstarted { id },
                                 Err(lost) => Frame::Result { id, msg: lost.into_error() },
                             };
-                            let _ = results.send(frame.to_json());
+                            let mut text = frame.to_json();
+                            if text.len() > MAX_FRAME {
+                                let Frame::Result { msg, .. } = &frame else {
+                                    unreachable!("only a result can be that large")
+                                };
+                                let msg = too_large(&msg.kind, "the step's result", text.len());
+                                text = Frame::Result { id, msg }.to_json();
+                            }
+                            let _ = results.send(text);
                             let total = instance.restarts();
                             if total != restarts_before {
                                 let _ = out.send(Frame::Restarts { total }.to_json());

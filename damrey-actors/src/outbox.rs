@@ -65,9 +65,9 @@ impl Outbox {
         (id, rx, frame)
     }
 
-    /// Records a push until the agent acknowledges it; its frame.
-    pub(crate) fn push(&self, message: Message, deadline: Instant) -> Frame {
-        self.record(message, deadline, None).1
+    /// Records a push until the agent acknowledges it; its id and frame.
+    pub(crate) fn push(&self, message: Message, deadline: Instant) -> (Uuid, Frame) {
+        self.record(message, deadline, None)
     }
 
     fn record(
@@ -166,7 +166,7 @@ mod tests {
     async fn an_answered_request_and_an_acknowledged_push_are_not_resent() {
         let outbox = Outbox::new(3);
         let (id, rx, _) = outbox.request(Message::request("t", ["1"]), later());
-        let push = outbox.push(Message::request("p", ["2"]), later());
+        let (_, push) = outbox.push(Message::request("p", ["2"]), later());
         let Frame::Push { id: push_id, .. } = push else {
             panic!("a push")
         };

@@ -906,6 +906,9 @@ impl Router {
             let Err(error) = remote.forward(agent, envelope).await else {
                 return Ok(());
             };
+            if matches!(error, RemoteError::TooLarge { .. }) {
+                return Err(NotSent::GaveUp { maybe_taken, error });
+            }
             attempts += 1;
             maybe_taken |= error.maybe_taken();
             self.count(&line.to, RouteCounters::handoff_retry);
@@ -932,9 +935,16 @@ impl Router {
             return;
         };
         let mut backoff = Backoff::new(RESEND_FIRST, RESEND_CAP);
+        let mut reply = reply;
         loop {
-            let Err(error) = remote.reply(origin, id, reply.clone()).await else {
-                return;
+            let error = match remote.reply(origin, id, reply.clone()).await {
+                Ok(()) => return,
+                Err(RemoteError::TooLarge { bytes, .. }) => {
+                    // The origin must hear something: that the reply would not fit.
+                    reply = crate::link::too_large(&reply.kind, "the line's reply", bytes);
+                    continue;
+                }
+                Err(error) => error,
             };
             if !backoff.pause_before(until).await {
                 tracing::warn!(message_id = %id, agent = origin, error = %error, "terminal reply lost");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
-use damrey_actors::link::{Frame, Waiters, millis_until};
+use damrey_actors::link::{Frame, MAX_FRAME, Waiters, millis_until, too_large};
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -77,11 +77,6 @@ impl WorkerSession {
             self.steps.forget(id);
             return Err(Lost::gone(message));
         }
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let delivered = Instant::now();
-        if self.counting {
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-        }
         let frame = Frame::Deliver {
             id,
             ms: millis_until(deadline),
@@ -91,6 +86,16 @@ impl WorkerSession {
         let Frame::Deliver { msg: message, .. } = frame else {
             unreachable!("built as a delivery just above")
         };
+        if text.len() > MAX_FRAME {
+            // The worker would drop the connection on it, and every step it holds.
+            self.steps.forget(id);
+            return Ok(too_large(&message.kind, "the step's message", text.len()));
+        }
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let delivered = Instant::now();
+        if self.counting {
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+        }
         let outcome = if self.out.send(Outgoing::Frame(text)).is_err() {
             Err(Lost::gone(message))
         } else {

@@ -116,6 +116,14 @@ impl PeerLinks {
         let token = self.token.clone();
         let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
         let text = serde_json::to_string(&frame(seq)).expect("frames always serialize");
+        if text.len() > MAX_FRAME {
+            // The peer would drop the whole link on it.
+            let error = RemoteError::TooLarge {
+                agent: link.agent.clone(),
+                bytes: text.len(),
+            };
+            return Box::pin(async move { Err(error) });
+        }
         Box::pin(async move { link.send(text, seq, deadline, &token).await })
     }
 }

@@ -438,3 +438,43 @@ async fn a_frozen_worker_keeps_the_step_it_holds_and_no_other_instance_runs_it_a
         "the other one ran only the new call: {stats}"
     );
 }
+
+#[actix_rt::test]
+async fn a_message_too_large_for_a_worker_link_is_refused_and_costs_other_steps_nothing() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
+    let _nap = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    let held = actix_rt::spawn({
+        let agent = agent.handle();
+        async move {
+            agent
+                .call("nap", &Message::request("nap", ["800", "held"]), 10_000)
+                .await
+        }
+    });
+    agent.wait_in_flight(1).await;
+
+    // Just under the agent's 1 MiB body limit: the delivery around it is over a frame.
+    let big = "x".repeat((1 << 20) - 40);
+    let body = serde_json::to_string(&Message::request("nap", ["0", &big])).unwrap();
+    let (status, reply) = agent.call_raw("nap", body, 10_000).await;
+    let reply = Message::from_json_slice(&reply).unwrap();
+
+    assert_eq!(status, 422, "{reply:?}");
+    assert!(
+        reply.args[0].contains("over the 1048576-byte frame limit"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        held.await.unwrap(),
+        (200, Message::response("nap", ["800", "held"]))
+    );
+    let stats = agent.stats().await;
+    assert_eq!(stats["workers"][0]["rerouted"], 0, "{stats}");
+    assert_eq!(
+        stats["instances"][0]["instance"], 1,
+        "never reconnected: {stats}"
+    );
+}
