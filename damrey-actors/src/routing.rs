@@ -912,6 +912,10 @@ impl Router {
             attempts += 1;
             maybe_taken |= error.maybe_taken();
             self.count(&line.to, RouteCounters::handoff_retry);
+            if !error.maybe_taken() {
+                // Other lines prefer other holders while this one cannot be reached.
+                self.suspect(agent);
+            }
             tracing::debug!(message_id = %id, agent, attempt = attempts, error = %error, "hand-off failed");
             if !maybe_taken && self.another_holder(&line.to, agent, &line.unreachable) {
                 return Err(NotSent::GoElsewhere(error.to_string()));

@@ -57,6 +57,8 @@ pub enum PeerFrame {
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long opening a link may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long after a failed connect other attempts fail at once with its reason.
+const FAIL_FAST: Duration = Duration::from_millis(100);
 
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
@@ -73,6 +75,8 @@ struct PeerLink {
     writer: tokio::sync::Mutex<Option<mpsc::UnboundedSender<String>>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_seq: AtomicU64,
+    /// When the last connect failed, and why.
+    failed: Mutex<Option<(Instant, String)>>,
 }
 
 impl PeerLinks {
@@ -99,6 +103,7 @@ impl PeerLinks {
             writer: tokio::sync::Mutex::new(None),
             acks: Mutex::default(),
             next_seq: AtomicU64::new(0),
+            failed: Mutex::default(),
         });
         mine.insert(agent.to_owned(), link.clone());
         link
@@ -200,9 +205,25 @@ impl PeerLink {
         deadline: Instant,
         token: &Option<String>,
     ) -> Result<mpsc::UnboundedSender<String>, String> {
-        let mut writer = self.writer.lock().await;
+        // Bounded, so that a line never waits past its deadline behind other lines'
+        // connects to a peer that does not answer.
+        let mut writer = timeout_at(deadline, self.writer.lock())
+            .await
+            .map_err(|_| "another connect to the agent is still under way".to_owned())?;
         if let Some(live) = writer.as_ref().filter(|live| !live.is_closed()) {
             return Ok(live.clone());
+        }
+        // Lines that queued behind a connect that just failed fail at once, rather than
+        // each try (and wait for) a connect of its own in turn.
+        if let Some((at, reason)) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+        {
+            if at.elapsed() < FAIL_FAST {
+                return Err(reason);
+            }
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let (link, token) = (self.clone(), token.clone());
@@ -220,11 +241,18 @@ impl PeerLink {
             }
         });
         let wait = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-        let live = match timeout_at(wait, ready_rx).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err("the link's thread is gone".to_owned()),
-            Err(_) => return Err("connecting took too long".to_owned()),
+        let outcome = match timeout_at(wait, ready_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the link's thread is gone".to_owned()),
+            Err(_) => Err("connecting took too long".to_owned()),
         };
+        let live = outcome.inspect_err(|reason| {
+            *self
+                .failed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some((Instant::now(), reason.clone()));
+        })?;
         *writer = Some(live.clone());
         Ok(live)
     }

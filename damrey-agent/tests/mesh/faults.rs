@@ -328,7 +328,7 @@ async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
 #[actix_rt::test]
 async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time() {
     // Agent one holds add, agent two holds square; two is killed and restarted about a
-    // second later while calls flow through one with 3 s deadlines and the default
+    // second later while calls flow through one with 6 s deadlines and the default
     // retries: every call still answers the square of its sum.
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(&dir, crate::support::sqsum_specs()).await;
@@ -347,7 +347,7 @@ async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time()
             let mut n = 0i64;
             while flowing.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
-                let answer = one.call("add", &sqsum(caller, n), 3_000).await;
+                let answer = one.call("add", &sqsum(caller, n), 6_000).await;
                 let expected =
                     Message::response("sqsum", [((caller + n) * (caller + n)).to_string()]);
                 answers.push((answer == (200, expected.clone()), answer, expected));
