@@ -215,15 +215,13 @@ impl PeerLink {
         }
         // Lines that queued behind a connect that just failed fail at once, rather than
         // each try (and wait for) a connect of its own in turn.
-        if let Some((at, reason)) = self
+        let failed = self
             .failed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-        {
-            if at.elapsed() < FAIL_FAST {
-                return Err(reason);
-            }
+            .clone();
+        if let Some((_, reason)) = failed.filter(|(at, _)| at.elapsed() < FAIL_FAST) {
+            return Err(reason);
         }
         let (ready_tx, ready_rx) = oneshot::channel();
         let (link, token) = (self.clone(), token.clone());
