@@ -124,6 +124,9 @@ struct RouterInner {
     /// Whether configs were ever set (from the proxy or a cache): until then the router
     /// knows nothing, and must not answer as if a worker were not configured.
     loaded: AtomicBool,
+    /// Whether the configs are the proxy's (not only a cache that may be stale): until
+    /// then a worker or type the configs lack may have been added meanwhile.
+    confirmed: AtomicBool,
     /// Lines being driven here (requests started here, and lines handed over).
     active: AtomicUsize,
     /// Told when `active` drops to zero.
@@ -301,6 +304,7 @@ impl Router {
                 retries: AtomicU32::new(DEFAULT_RETRIES),
                 suspects: Mutex::default(),
                 loaded: AtomicBool::new(false),
+                confirmed: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
                 closed: watch::Sender::new(false),
@@ -325,6 +329,33 @@ impl Router {
     /// # Errors
     /// The first invalid config; then nothing changes.
     pub fn set_specs(&self, specs: impl IntoIterator<Item = WorkerSpec>) -> Result<(), SpecError> {
+        self.replace_specs(specs, true)
+    }
+
+    /// Sets configs kept from an earlier run (an agent's disk cache) until the proxy's
+    /// arrive: lines route by them, but a worker or type they lack may have been
+    /// configured since, so such a line waits for the proxy's configs (within its
+    /// deadline) instead of being told it is not configured.
+    ///
+    /// # Errors
+    /// The first invalid config; then nothing changes.
+    pub fn set_cached_specs(
+        &self,
+        specs: impl IntoIterator<Item = WorkerSpec>,
+    ) -> Result<(), SpecError> {
+        self.replace_specs(specs, false)
+    }
+
+    /// Whether the configs came from the proxy (not only from a cache).
+    pub fn is_confirmed(&self) -> bool {
+        self.inner.confirmed.load(Ordering::Acquire)
+    }
+
+    fn replace_specs(
+        &self,
+        specs: impl IntoIterator<Item = WorkerSpec>,
+        confirmed: bool,
+    ) -> Result<(), SpecError> {
         let specs: Vec<WorkerSpec> = specs.into_iter().collect();
         for spec in &specs {
             spec.validate()?;
@@ -356,6 +387,7 @@ impl Router {
             table.loaded_at.get_or_insert_with(Instant::now);
             // Before the change is published, so that a line woken by it sees it.
             self.inner.loaded.store(true, Ordering::Release);
+            self.inner.confirmed.store(confirmed, Ordering::Release);
         });
         // Attached instances take a changed mpu at once, not when they next attach.
         for (instance, mpu) in mpu_changed {
@@ -619,6 +651,12 @@ impl Router {
             let (spec, destination) =
                 match self.choose(&line.to, &line.message.kind, &line.unreachable) {
                     Ok(found) => found,
+                    Err(NoRoute::Invalid(..)) if !self.is_confirmed() => {
+                        // Cached configs may predate this worker or type: wait for the
+                        // proxy's, within the deadline.
+                        let _ = changes.changed().await;
+                        continue;
+                    }
                     Err(NoRoute::Invalid(why, reason)) => {
                         self.count_rejection(&line.to, why);
                         return Some(Message::error(line.message.kind, reason));

@@ -60,7 +60,7 @@ fn route_from_cache(router: &Router, cache: &ConfigCache) {
     match cache.load() {
         Ok(Some(list)) => {
             let workers = list.workers.len();
-            match router.set_specs(list.workers) {
+            match router.set_cached_specs(list.workers) {
                 Ok(()) => tracing::info!(
                     version = list.version,
                     workers,

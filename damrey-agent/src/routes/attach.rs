@@ -25,10 +25,22 @@ pub async fn attach(
             ApiError::NotReady("the agent is not ready: it has no configs yet".to_owned()).into(),
         );
     }
-    let spec = state
-        .router
-        .spec(&worker)
-        .ok_or_else(|| ApiError::NotFound(format!("no worker named {worker:?} is configured")))?;
+    let spec = match state.router.spec(&worker) {
+        Some(spec) => spec,
+        // Configs from the disk cache may predate this worker: the worker waits for
+        // the proxy's rather than be told it is not configured.
+        None if !state.router.is_confirmed() => {
+            return Err(ApiError::NotReady(format!(
+                "the agent has no config for worker {worker:?} in its cached configs and has not heard from its proxy yet"
+            ))
+            .into());
+        }
+        None => {
+            return Err(
+                ApiError::NotFound(format!("no worker named {worker:?} is configured")).into(),
+            );
+        }
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     actix_rt::spawn(attach::serve(
         state.router.clone(),

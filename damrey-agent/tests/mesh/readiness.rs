@@ -168,3 +168,30 @@ async fn an_agent_without_configs_never_calls_a_worker_unconfigured_and_routes_o
         (200, Message::response("sqsum", ["49"]))
     );
 }
+
+#[actix_rt::test]
+async fn a_worker_configured_after_the_cache_was_written_waits_for_the_proxy_instead_of_being_refused()
+ {
+    let dir = TempDir::new();
+    let (mut proxy, mut agent, _workers) = sqsum_mesh(&dir).await;
+    wait_cached(&agent, 2).await;
+    agent.process.kill();
+    // Configured while the agent is down: its cache does not know this worker.
+    proxy
+        .add(json!({"name": "twice", "commands": [{"name": "sqsum", "worker": "square"}]}))
+        .await;
+    proxy.kill();
+    agent.restart().await;
+
+    let call = actix_rt::spawn({
+        let agent = agent.handle();
+        async move { agent.call("twice", &sqsum(3, 4), 20_000).await }
+    });
+    let _twice = agent.worker("add", "twice");
+    proxy.restart().await;
+
+    assert_eq!(
+        call.await.unwrap(),
+        (200, Message::response("sqsum", ["49"]))
+    );
+}
