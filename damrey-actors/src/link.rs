@@ -44,6 +44,9 @@ pub enum Frame {
     Welcome {
         /// Most messages processed at once; `0` is unlimited.
         mpu: u32,
+        /// The agent process's run (a new one at every start): a worker that reattaches
+        /// to another run knows the agent forgot what it was sent before.
+        run: Uuid,
     },
     /// Agent → worker: the worker's configured mpu changed; applies to the running instance.
     Mpu {
@@ -159,7 +162,7 @@ pub(crate) struct AgentAddress {
 
 impl AgentAddress {
     /// Connects and waits for the welcome; returns the socket and the worker's mpu.
-    async fn connect(&self) -> Result<(ClientSocket, u32), AttachFailure> {
+    async fn connect(&self) -> Result<(ClientSocket, Welcome), AttachFailure> {
         let refused = |reason: String| {
             AttachFailure::Refused(WorkerError::Refused {
                 agent: self.agent.clone(),
@@ -194,7 +197,7 @@ impl AgentAddress {
             match socket.next().await {
                 Some(Ok(ws::Frame::Text(text))) => {
                     return match serde_json::from_slice::<Frame>(&text) {
-                        Ok(Frame::Welcome { mpu }) => Ok((socket, mpu)),
+                        Ok(Frame::Welcome { mpu, run }) => Ok((socket, Welcome { mpu, run })),
                         _ => Err(refused("the agent did not welcome the worker".to_owned())),
                     };
                 }
@@ -207,6 +210,13 @@ impl AgentAddress {
             }
         }
     }
+}
+
+/// What the agent says when it takes a worker.
+#[derive(Debug, Clone, Copy)]
+struct Welcome {
+    mpu: u32,
+    run: Uuid,
 }
 
 /// The largest frame either side accepts (1 MiB), on worker links and peer links alike.
@@ -318,7 +328,7 @@ impl AgentLink {
         address: AgentAddress,
         retries: u32,
     ) -> Result<(Arc<AgentLink>, u32, LinkStarter), WorkerError> {
-        let (socket, mpu) = when_ready(&address.agent, READY_WAIT, ATTACH_BACKOFF, || {
+        let (socket, welcome) = when_ready(&address.agent, READY_WAIT, ATTACH_BACKOFF, || {
             address.connect()
         })
         .await?;
@@ -326,7 +336,7 @@ impl AgentLink {
         let link = Arc::new(AgentLink {
             address,
             out,
-            outbox: Outbox::new(retries),
+            outbox: Outbox::new(retries, welcome.run),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(true),
             steps: InFlight::default(),
@@ -338,7 +348,7 @@ impl AgentLink {
             socket,
             out_rx,
         };
-        Ok((link, mpu, starter))
+        Ok((link, welcome.mpu, starter))
     }
 
     /// Sends a request along the worker's line through the agent; one terminal reply.
@@ -441,13 +451,17 @@ async fn serve_link(
         }
         tracing::warn!(worker = %link.address.name, agent = %link.address.agent, "lost the agent; reconnecting");
         match reconnect(&link).await {
-            Some((fresh, mpu)) => {
+            Some((fresh, welcome)) => {
                 socket = fresh;
-                for frame in link.outbox.resend() {
+                // What was queued while the agent was away goes out from the outbox
+                // instead, with the time left now; what a restarted agent may have
+                // run before it forgot it is answered rather than sent again.
+                while out_rx.try_recv().is_ok() {}
+                for frame in link.outbox.reconnected(welcome.run) {
                     let _ = link.out.send(frame.to_json());
                 }
                 // The config may have changed while the worker was away.
-                instance.set_mpu(Mpu(mpu));
+                instance.set_mpu(Mpu(welcome.mpu));
             }
             None => break,
         }
@@ -501,7 +515,7 @@ where
 /// The pauses stay short (up to a quarter second, plus jitter): while the worker is
 /// away, lines wait for it within their deadlines, and a restarted agent should have
 /// its workers back well within one. Only this worker's local agent is dialled.
-async fn reconnect(link: &AgentLink) -> Option<(ClientSocket, u32)> {
+async fn reconnect(link: &AgentLink) -> Option<(ClientSocket, Welcome)> {
     let mut closing = link.closing.subscribe();
     let attempts = async {
         let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_CAP);

@@ -2,7 +2,9 @@
 //! that they can be resent over a new connection: `Config::retries` times, within their
 //! deadline, with the same id — the agent keeps each id once (it answers a resent
 //! request with the reply of the line already running or done, and drops a resent
-//! push), so a resend never runs a line twice.
+//! push), so a resend never runs a line twice. The agent remembers ids only while it
+//! runs: what was sent to an agent that restarted since is answered `ERROR` instead
+//! (its line may have run in part), and only what it never received is sent again.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -19,9 +21,14 @@ pub(crate) struct Outbox {
     /// Resends allowed per request or push, over reconnects.
     retries: u32,
     entries: Mutex<HashMap<Uuid, Entry>>,
+    /// The run of the agent connected last.
+    run: Mutex<Uuid>,
 }
 
 struct Entry {
+    /// The agent run it was sent to (it may have it), or `None` when it was made while
+    /// no agent was connected (it waits for one).
+    sent_to: Option<Uuid>,
     message: Message,
     deadline: Instant,
     resends_left: u32,
@@ -40,11 +47,13 @@ impl Entry {
 }
 
 impl Outbox {
-    /// An outbox that resends each entry up to `retries` times.
-    pub(crate) fn new(retries: u32) -> Self {
+    /// An outbox that resends each entry up to `retries` times, connected to the agent
+    /// run `run`.
+    pub(crate) fn new(retries: u32, run: Uuid) -> Self {
         Outbox {
             retries,
             entries: Mutex::default(),
+            run: Mutex::new(run),
         }
     }
 
@@ -78,6 +87,7 @@ impl Outbox {
     ) -> (Uuid, Frame) {
         let id = Uuid::new_v4();
         let entry = Entry {
+            sent_to: self.connected_run(),
             message,
             deadline,
             resends_left: self.retries,
@@ -105,6 +115,7 @@ impl Outbox {
     /// [`Outbox::resend`]; the others end now — a request with `ERROR`, since the agent
     /// may or may not have run it.
     pub(crate) fn connection_lost(&self) {
+        self.disconnected();
         let now = Instant::now();
         let mut entries = self.entries();
         entries.retain(|id, entry| {
@@ -125,12 +136,54 @@ impl Outbox {
         });
     }
 
-    /// The frames to send again on a new connection.
-    pub(crate) fn resend(&self) -> Vec<Frame> {
-        self.entries()
-            .iter()
-            .map(|(id, entry)| entry.frame(*id))
+    /// The run of the agent connected now, if any.
+    fn connected_run(&self) -> Option<Uuid> {
+        let run = self
+            .run
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (!run.is_nil()).then_some(*run)
+    }
+
+    /// Connected again, to agent run `run`: the frames to send (again). Entries sent to
+    /// an earlier run end now — a request with `ERROR`: that agent may have run part
+    /// of its line before it stopped, and the new one would not know it.
+    pub(crate) fn reconnected(&self, run: Uuid) -> Vec<Frame> {
+        *self
+            .run
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = run;
+        let mut entries = self.entries();
+        entries.retain(|id, entry| {
+            if entry.sent_to.is_none_or(|sent_to| sent_to == run) {
+                return true;
+            }
+            match entry.waiter.take() {
+                Some(waiter) => {
+                    let _ = waiter.send(Message::error(
+                        entry.message.kind.clone(),
+                        "the agent restarted while it held this request; it may have run part of its line, so it is not sent again",
+                    ));
+                }
+                None => tracing::warn!(message_id = %id, "a push was lost with an agent that restarted"),
+            }
+            false
+        });
+        entries
+            .iter_mut()
+            .map(|(id, entry)| {
+                entry.sent_to = Some(run);
+                entry.frame(*id)
+            })
             .collect()
+    }
+
+    /// No agent is connected: what is made now waits for the next one.
+    pub(crate) fn disconnected(&self) {
+        *self
+            .run
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Uuid::nil();
     }
 }
 
@@ -146,10 +199,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_is_resent_with_its_id_until_the_resends_are_used_up() {
-        let outbox = Outbox::new(1);
+        let run = Uuid::new_v4();
+        let outbox = Outbox::new(1, run);
         let (id, rx, first) = outbox.request(Message::request("t", ["1"]), later());
         outbox.connection_lost();
-        let resent = outbox.resend();
+        let resent = outbox.reconnected(run);
         let Frame::Request { id: resent_id, .. } = &resent[0] else {
             panic!("a request: {resent:?}")
         };
@@ -157,14 +211,15 @@ mod tests {
         assert_eq!(*resent_id, id);
 
         outbox.connection_lost();
-        assert!(outbox.resend().is_empty());
+        assert!(outbox.reconnected(run).is_empty());
         let reply = rx.await.unwrap();
         assert_eq!(reply.tag, crate::Tag::Error);
     }
 
     #[tokio::test]
     async fn an_answered_request_and_an_acknowledged_push_are_not_resent() {
-        let outbox = Outbox::new(3);
+        let run = Uuid::new_v4();
+        let outbox = Outbox::new(3, run);
         let (id, rx, _) = outbox.request(Message::request("t", ["1"]), later());
         let (_, push) = outbox.push(Message::request("p", ["2"]), later());
         let Frame::Push { id: push_id, .. } = push else {
@@ -173,15 +228,30 @@ mod tests {
         outbox.answered(id, Some(Message::response("t", ["ok"])));
         outbox.answered(push_id, None);
         outbox.connection_lost();
-        assert!(outbox.resend().is_empty());
+        assert!(outbox.reconnected(run).is_empty());
         assert_eq!(rx.await.unwrap(), Message::response("t", ["ok"]));
     }
 
     #[tokio::test]
     async fn an_entry_past_its_deadline_is_not_resent() {
-        let outbox = Outbox::new(3);
+        let run = Uuid::new_v4();
+        let outbox = Outbox::new(3, run);
         let _ = outbox.push(Message::request("p", ["2"]), Instant::now());
         outbox.connection_lost();
-        assert!(outbox.resend().is_empty());
+        assert!(outbox.reconnected(run).is_empty());
+    }
+
+    #[tokio::test]
+    async fn what_a_restarted_agent_may_have_run_is_answered_and_only_the_rest_resent() {
+        let outbox = Outbox::new(3, Uuid::new_v4());
+        let (_, sent, _) = outbox.request(Message::request("t", ["sent"]), later());
+        outbox.connection_lost();
+        let (waiting_id, _waiting, _) = outbox.request(Message::request("t", ["waiting"]), later());
+
+        let resent = outbox.reconnected(Uuid::new_v4());
+
+        assert_eq!(sent.await.unwrap().tag, crate::Tag::Error);
+        assert_eq!(resent.len(), 1);
+        assert!(matches!(resent[0], Frame::Request { id, .. } if id == waiting_id));
     }
 }

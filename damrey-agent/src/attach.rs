@@ -18,6 +18,7 @@ use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
+use uuid::Uuid;
 
 use crate::outbox::{Arrival, OutboxLedger};
 use crate::shutdown::Shutdown;
@@ -40,6 +41,8 @@ pub struct SessionSettings {
     pub registry: Arc<Registry>,
     /// Whether steps are counted.
     pub counting: bool,
+    /// This agent process's run, told to workers in the welcome.
+    pub run: Uuid,
     /// Worker processes' own requests and pushes by id, so a resent one runs once.
     pub outbox: Arc<OutboxLedger<mpsc::UnboundedSender<Outgoing>>>,
 }
@@ -184,7 +187,13 @@ pub async fn serve(
     });
     let instance = Instance::new(endpoint.clone());
     if session
-        .text(Frame::Welcome { mpu }.to_json())
+        .text(
+            Frame::Welcome {
+                mpu,
+                run: settings.run,
+            }
+            .to_json(),
+        )
         .await
         .is_err()
     {

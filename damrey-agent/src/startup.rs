@@ -152,6 +152,7 @@ impl Application {
                 registry,
                 counting: settings.stats,
                 outbox: Arc::default(),
+                run: uuid::Uuid::new_v4(),
             },
             max_call: Duration::from_millis(settings.max_call_ms),
             shutdown: shutdown.clone(),

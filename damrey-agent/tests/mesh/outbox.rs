@@ -53,7 +53,11 @@ impl FlakyAgent {
                         *count
                     };
                     actix_rt::spawn(async move {
-                        let welcome = Frame::Welcome { mpu: 0 }.to_json();
+                        let welcome = Frame::Welcome {
+                            mpu: 0,
+                            run: Uuid::from_u128(1),
+                        }
+                        .to_json();
                         let _ = session.text(welcome).await;
                         while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await {
                             let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
