@@ -112,6 +112,13 @@ pub enum RemoteError {
         /// Its size on the wire.
         bytes: usize,
     },
+    /// The agent restarted since the frame was written to it: its earlier run may have
+    /// taken it, and the new one would not know, so it is not sent again.
+    #[error("agent {agent} restarted while it may have held the line")]
+    Restarted {
+        /// The agent's `host:port`.
+        agent: String,
+    },
     /// The frame was written but not acknowledged: the agent may have taken it (it is
     /// frozen, slow, or the link broke after the write), so only a resend to the same
     /// agent is safe — its duplicate suppression keeps the frame once.
@@ -127,6 +134,18 @@ pub enum RemoteError {
 impl RemoteError {
     /// Whether the agent may have taken the frame.
     pub fn maybe_taken(&self) -> bool {
-        matches!(self, RemoteError::Unacknowledged { .. })
+        matches!(
+            self,
+            RemoteError::Unacknowledged { .. } | RemoteError::Restarted { .. }
+        )
+    }
+
+    /// Whether no resend can help (the frame is too large, or the agent that may have
+    /// it restarted).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::TooLarge { .. } | RemoteError::Restarted { .. }
+        )
     }
 }

@@ -944,11 +944,11 @@ impl Router {
             let Err(error) = remote.forward(agent, envelope).await else {
                 return Ok(());
             };
-            if matches!(error, RemoteError::TooLarge { .. }) {
-                return Err(NotSent::GaveUp { maybe_taken, error });
-            }
             attempts += 1;
             maybe_taken |= error.maybe_taken();
+            if error.is_final() {
+                return Err(NotSent::GaveUp { maybe_taken, error });
+            }
             self.count(&line.to, RouteCounters::handoff_retry);
             if !error.maybe_taken() {
                 // Other lines prefer other holders while this one cannot be reached.

@@ -57,6 +57,19 @@ pub enum PeerFrame {
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long opening a link may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The header of a `/peer` answer that names the agent's run (a uuid drawn at its start).
+pub const RUN_HEADER: &str = "damrey-agent-run";
+
+/// The live connection to a peer: its writer, and the peer's run.
+#[derive(Clone)]
+struct Live {
+    out: mpsc::UnboundedSender<String>,
+    run: Uuid,
+}
+
+/// Unacknowledged legs past their deadline are swept out when this many are kept.
+const UNACKED_SWEEP: usize = 1_024;
+
 /// How long after a failed connect other attempts fail at once with its reason.
 const FAIL_FAST: Duration = Duration::from_millis(100);
 
@@ -71,8 +84,11 @@ pub struct PeerLinks {
 
 struct PeerLink {
     agent: String,
-    /// The writer of the live connection, if any; the lock also serializes reconnects.
-    writer: tokio::sync::Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// The live connection, if any; the lock also serializes reconnects.
+    writer: tokio::sync::Mutex<Option<Live>>,
+    /// The envelopes written and not acknowledged yet, by `(id, leg)`: the peer's run
+    /// they went to, and until when they may be resent.
+    unacked: Mutex<HashMap<(Uuid, u32), (Uuid, Instant)>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_seq: AtomicU64,
     /// When the last connect failed, and why.
@@ -104,6 +120,7 @@ impl PeerLinks {
             acks: Mutex::default(),
             next_seq: AtomicU64::new(0),
             failed: Mutex::default(),
+            unacked: Mutex::default(),
         });
         mine.insert(agent.to_owned(), link.clone());
         link
@@ -115,6 +132,7 @@ impl PeerLinks {
         &self,
         agent: &str,
         deadline: Instant,
+        leg: Option<(Uuid, u32)>,
         frame: impl FnOnce(u64) -> PeerFrame,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let link = self.link(agent);
@@ -129,7 +147,7 @@ impl PeerLinks {
             };
             return Box::pin(async move { Err(error) });
         }
-        Box::pin(async move { link.send(text, seq, deadline, &token).await })
+        Box::pin(async move { link.send(text, seq, deadline, leg, &token).await })
     }
 }
 
@@ -140,7 +158,11 @@ impl Remote for PeerLinks {
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let deadline = Instant::now() + Duration::from_millis(envelope.remaining_ms);
-        self.deliver(agent, deadline, |seq| PeerFrame::Forward { seq, envelope })
+        let leg = Some((envelope.id, envelope.leg));
+        self.deliver(agent, deadline, leg, |seq| PeerFrame::Forward {
+            seq,
+            envelope,
+        })
     }
 
     fn reply(
@@ -152,7 +174,8 @@ impl Remote for PeerLinks {
         // The router bounds the resends by the request's deadline; one attempt waits
         // for its ack as long as any.
         let deadline = Instant::now() + ACK_TIMEOUT;
-        self.deliver(origin, deadline, |seq| PeerFrame::Reply {
+        // A reply is kept once by its nature: the origin resolves a request once.
+        self.deliver(origin, deadline, None, |seq| PeerFrame::Reply {
             seq,
             id,
             msg: reply,
@@ -167,27 +190,60 @@ impl PeerLink {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn unacked(&self) -> MutexGuard<'_, HashMap<(Uuid, u32), (Uuid, Instant)>> {
+        self.unacked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that `leg` is written to the peer's run `run`. A leg written to an
+    /// earlier run, which may have taken it and then stopped, is not written to a new
+    /// one: that one would not know it, and run its step again.
+    fn written(&self, leg: (Uuid, u32), run: Uuid, deadline: Instant) -> Result<(), RemoteError> {
+        let mut unacked = self.unacked();
+        let now = Instant::now();
+        if unacked.len() >= UNACKED_SWEEP {
+            unacked.retain(|_, (_, until)| *until > now);
+        }
+        match unacked.get(&leg) {
+            Some((earlier, _)) if *earlier != run => Err(RemoteError::Restarted {
+                agent: self.agent.clone(),
+            }),
+            _ => {
+                unacked.insert(leg, (run, deadline));
+                Ok(())
+            }
+        }
+    }
+
     /// One attempt: (re)connect if needed, send, wait for the ack.
     async fn send(
         self: &Arc<Self>,
         text: String,
         seq: u64,
         deadline: Instant,
+        leg: Option<(Uuid, u32)>,
         token: &Option<String>,
     ) -> Result<(), RemoteError> {
         let unreachable = |reason: String| RemoteError::Unreachable {
             agent: self.agent.clone(),
             reason,
         };
-        let writer = self.writer(deadline, token).await.map_err(unreachable)?;
+        let live = self.writer(deadline, token).await.map_err(unreachable)?;
+        if let Some(leg) = leg {
+            self.written(leg, live.run, deadline)?;
+        }
         let (tx, rx) = oneshot::channel();
         self.acks().insert(seq, tx);
-        if writer.send(text).is_err() {
+        if live.out.send(text).is_err() {
             self.acks().remove(&seq);
             return Err(unreachable("the link closed".to_owned()));
         }
         let outcome = timeout_at(deadline.min(Instant::now() + ACK_TIMEOUT), rx).await;
         self.acks().remove(&seq);
+        if let (Some(leg), Ok(Ok(()))) = (leg, &outcome) {
+            self.unacked().remove(&leg);
+        }
         let unacknowledged = |reason: &str| RemoteError::Unacknowledged {
             agent: self.agent.clone(),
             reason: reason.to_owned(),
@@ -204,13 +260,13 @@ impl PeerLink {
         self: &Arc<Self>,
         deadline: Instant,
         token: &Option<String>,
-    ) -> Result<mpsc::UnboundedSender<String>, String> {
+    ) -> Result<Live, String> {
         // Bounded, so that a line never waits past its deadline behind other lines'
         // connects to a peer that does not answer.
         let mut writer = timeout_at(deadline, self.writer.lock())
             .await
             .map_err(|_| "another connect to the agent is still under way".to_owned())?;
-        if let Some(live) = writer.as_ref().filter(|live| !live.is_closed()) {
+        if let Some(live) = writer.as_ref().filter(|live| !live.out.is_closed()) {
             return Ok(live.clone());
         }
         // Lines that queued behind a connect that just failed fail at once, rather than
@@ -227,9 +283,9 @@ impl PeerLink {
         let (link, token) = (self.clone(), token.clone());
         actix_rt::spawn(async move {
             match connect(&link.agent, token.as_deref()).await {
-                Ok(socket) => {
+                Ok((socket, run)) => {
                     let (out, out_rx) = mpsc::unbounded_channel();
-                    if ready_tx.send(Ok(out)).is_ok() {
+                    if ready_tx.send(Ok(Live { out, run })).is_ok() {
                         link.serve(socket, out_rx).await;
                     }
                 }
@@ -292,7 +348,8 @@ impl PeerLink {
     }
 }
 
-async fn connect(agent: &str, token: Option<&str>) -> Result<ClientSocket, String> {
+/// Opens a link to `agent`; the socket and the peer's run (from its answer's header).
+async fn connect(agent: &str, token: Option<&str>) -> Result<(ClientSocket, Uuid), String> {
     let mut request = awc::Client::builder()
         .timeout(CONNECT_TIMEOUT)
         .finish()
@@ -302,7 +359,15 @@ async fn connect(agent: &str, token: Option<&str>) -> Result<ClientSocket, Strin
         request = request.bearer_auth(token);
     }
     match request.connect().await {
-        Ok((_, socket)) => Ok(socket),
+        Ok((response, socket)) => {
+            let run = response
+                .headers()
+                .get(RUN_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+                .ok_or_else(|| format!("the agent did not say its run ({RUN_HEADER})"))?;
+            Ok((socket, run))
+        }
         Err(error) => Err(format!("cannot open a link: {error}")),
     }
 }
@@ -437,6 +502,27 @@ async fn send_acks(session: &mut Session, unacked: &mut Vec<u64>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leg_written_to_one_run_of_a_peer_is_never_written_to_the_next() {
+        let link = PeerLinks::new(None).link("10.0.0.2:7701");
+        let (leg, deadline) = ((Uuid::new_v4(), 1), Instant::now() + Duration::from_secs(5));
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+
+        assert!(link.written(leg, first, deadline).is_ok());
+        assert!(
+            link.written(leg, first, deadline).is_ok(),
+            "a resend to the same run"
+        );
+        assert!(matches!(
+            link.written(leg, second, deadline),
+            Err(RemoteError::Restarted { .. })
+        ));
+        assert!(
+            link.written((leg.0, 2), second, deadline).is_ok(),
+            "another leg"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_leg_is_new_once_then_seen_until_its_deadline_and_the_slack() {

@@ -13,7 +13,12 @@ pub async fn peer(
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     state.authorize(&req)?;
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let (mut response, session, stream) = actix_ws::handle(&req, body)?;
+    response.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static(peers::RUN_HEADER),
+        actix_web::http::header::HeaderValue::from_str(&state.sessions.run.to_string())
+            .expect("a uuid is a header value"),
+    );
     actix_rt::spawn(peers::serve_incoming(
         state.router.clone(),
         state.seen.clone(),
