@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix_http::ws;
 use actix_web::{HttpRequest, web};
 use damrey_actors::{Envelope, Message, Tag};
-use damrey_agent::peers::PeerFrame;
+use damrey_agent::peers::{PeerFrame, RUN_HEADER};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use uuid::Uuid;
@@ -272,7 +272,14 @@ impl FakeOrigin {
         let address = serve_get("/peer", move |req: HttpRequest, body: web::Payload| {
             let recorded = recorded.clone();
             async move {
-                let (response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+                let (mut response, mut session, mut stream) = actix_ws::handle(&req, body)?;
+                // A peer names its run, as an agent does.
+                response.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static(RUN_HEADER),
+                    actix_web::http::header::HeaderValue::from_static(
+                        "00000000-0000-4000-8000-000000000001",
+                    ),
+                );
                 actix_rt::spawn(async move {
                     while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await {
                         if let Ok(PeerFrame::Reply { seq, id, msg }) = serde_json::from_str(&text) {
