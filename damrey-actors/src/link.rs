@@ -28,6 +28,7 @@ use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
+use crate::deadline::deadline_after;
 use crate::error::WorkerError;
 use crate::inflight::InFlight;
 use crate::message::Message;
@@ -353,7 +354,7 @@ impl AgentLink {
 
     /// Sends a request along the worker's line through the agent; one terminal reply.
     pub(crate) async fn request(&self, message: Message, timeout: Duration) -> Message {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let kind = message.kind.clone();
         let (id, rx, frame) = self.outbox.request(message, deadline);
         let text = frame.to_json();
@@ -378,7 +379,7 @@ impl AgentLink {
     /// Sends a message along the worker's line through the agent, no reply wanted; the
     /// line may take up to `budget`.
     pub(crate) fn push(&self, message: Message, budget: Duration) -> Result<(), WorkerError> {
-        let (id, frame) = self.outbox.push(message, Instant::now() + budget);
+        let (id, frame) = self.outbox.push(message, deadline_after(budget));
         let text = frame.to_json();
         if text.len() > MAX_FRAME {
             self.outbox.forget(id);
@@ -565,7 +566,7 @@ async fn serve_connection(
                         let step = link.steps.enter();
                         let (instance, results, out) = (instance.clone(), results.clone(), link.out.clone());
                         actix_rt::spawn(async move {
-                            let deadline = Instant::now() + Duration::from_millis(ms);
+                            let deadline = deadline_after(Duration::from_millis(ms));
                             let restarts_before = instance.restarts();
                             let frame = match instance.process(msg, deadline).await {
                                 Ok(msg) => Frame::Result { id, msg },

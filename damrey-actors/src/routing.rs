@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::BoxFuture;
 use crate::backoff::Backoff;
+use crate::deadline::deadline_after;
 use crate::error::{RemoteError, SpecError, WorkerError};
 use crate::message::{Message, Tag};
 use crate::route_counters::{Rejection, RouteCounters, RouteCounts};
@@ -547,7 +548,7 @@ impl Router {
     /// Puts a request to worker `to` and waits for the line's one terminal reply, or
     /// `TIMEOUT` when `timeout` passes first.
     pub async fn request(&self, to: &str, message: Message, timeout: Duration) -> Message {
-        let line = Line::new(to, message, Instant::now() + timeout);
+        let line = Line::new(to, message, deadline_after(timeout));
         self.drive_until(line).await
     }
 
@@ -574,7 +575,7 @@ impl Router {
     pub async fn accept(&self, envelope: Envelope) {
         let origin = envelope.origin.clone();
         let id = envelope.id;
-        let deadline = Instant::now() + Duration::from_millis(envelope.remaining_ms);
+        let deadline = deadline_after(Duration::from_millis(envelope.remaining_ms));
         let line = Line {
             handed_over: true,
             id: Some(id),

@@ -25,6 +25,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::BoxFuture;
 use crate::admission::{Admission, Slot};
+use crate::deadline::deadline_after;
 use crate::error::WorkerError;
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
@@ -265,7 +266,7 @@ impl WorkerHandle {
     /// is tested.
     pub async fn call(&self, message: Message, timeout: Duration) -> Message {
         self.instance
-            .process(message, Instant::now() + timeout)
+            .process(message, deadline_after(timeout))
             .await
             .unwrap_or_else(Lost::into_error)
     }
@@ -535,7 +536,7 @@ where
             return Err(Lost::stopped(message));
         }
         let admitted = Admitted::new(self.clone(), slot);
-        let step_deadline = deadline.min(Instant::now() + self.step_timeout);
+        let step_deadline = deadline.min(deadline_after(self.step_timeout));
         let kind = message.kind.clone();
         let mut next = message;
         loop {
@@ -643,7 +644,7 @@ where
     async fn drain(self: Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
         self.admission.close();
-        let deadline = Instant::now() + self.step_timeout;
+        let deadline = deadline_after(self.step_timeout);
         loop {
             let idle = self.idle.notified();
             tokio::pin!(idle);

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
+use damrey_actors::deadline::deadline_after;
 use damrey_actors::link::{Frame, MAX_FRAME, Waiters, millis_until, too_large};
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
 use futures_util::StreamExt;
@@ -326,7 +327,7 @@ fn on_frame(
                 let worker = endpoint.worker.clone();
                 let replying = shutdown.reply();
                 actix_rt::spawn(async move {
-                    let until = Instant::now() + Duration::from_millis(ms);
+                    let until = deadline_after(Duration::from_millis(ms));
                     let reply = router
                         .request_from(&worker, msg, Duration::from_millis(ms))
                         .await;
@@ -350,7 +351,7 @@ fn on_frame(
                 let (router, outbox) = (router.clone(), outbox.clone());
                 let worker = endpoint.worker.clone();
                 actix_rt::spawn(async move {
-                    let until = Instant::now() + Duration::from_millis(ms);
+                    let until = deadline_after(Duration::from_millis(ms));
                     let reply = router
                         .request_from(&worker, msg, Duration::from_millis(ms))
                         .await;

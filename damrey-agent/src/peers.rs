@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use actix_http::ws;
 use actix_ws::{AggregatedMessage, Session};
+use damrey_actors::deadline::deadline_after;
 use damrey_actors::link::{ClientSocket, MAX_FRAME, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -157,7 +158,7 @@ impl Remote for PeerLinks {
         agent: &str,
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
-        let deadline = Instant::now() + Duration::from_millis(envelope.remaining_ms);
+        let deadline = deadline_after(Duration::from_millis(envelope.remaining_ms));
         let leg = Some((envelope.id, envelope.leg));
         self.deliver(agent, deadline, leg, |seq| PeerFrame::Forward {
             seq,

@@ -280,3 +280,24 @@ async fn a_reply_that_comes_before_the_ack_ends_the_request_at_the_origin() {
     assert_eq!((count(&add_calls), count(&square_calls)), (1, 1));
     assert_eq!(a.pending_requests(), 0);
 }
+
+#[actix::test]
+async fn the_largest_deadlines_are_carried_without_overflow() {
+    let [_a, b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "10.0.0.2:7701");
+    start(&b, "add", || Add(counter())).await;
+    start(&b, "square", || Square(counter())).await;
+
+    let reply = b.request("add", sqsum(), Duration::MAX).await;
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+    // From the wire: the line runs and its reply goes to the origin.
+    b.accept(Envelope {
+        id: Uuid::new_v4(),
+        leg: 1,
+        to: "add".to_owned(),
+        origin: "10.0.0.1:7701".to_owned(),
+        remaining_ms: u64::MAX,
+        hops: 0,
+        message: sqsum(),
+    })
+    .await;
+}
