@@ -6,10 +6,14 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use damrey_actors::Message;
 use tokio::time::Instant;
 use uuid::Uuid;
+
+/// The longest an ended request or push is remembered.
+const REMEMBER_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Requests and pushes from worker processes, remembered until their deadline after
 /// they end (a worker resends only within the deadline). `R` is where a request's reply
@@ -87,6 +91,11 @@ impl<R: Clone> OutboxLedger<R> {
     /// goes now.
     pub fn finish(&self, id: Uuid, reply: Option<Message>, until: Instant) -> Option<R> {
         let mut inner = self.inner();
+        let now = Instant::now();
+        inner.expire(now);
+        // A resend comes within seconds of a reconnect; a long deadline need not keep
+        // a reply (up to a frame) for its whole length.
+        let until = until.min(now + REMEMBER_AT_MOST);
         let previous = inner.entries.insert(id, State::Done(reply));
         inner.expiry.push(Reverse((until, id)));
         match previous {
@@ -120,8 +129,6 @@ impl<R> Ledger<R> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test]
