@@ -1,0 +1,363 @@
+//! The invariants, checked against what a run observed:
+//!
+//! - I1: every request that wants a reply gets exactly one terminal reply (one body that
+//!   is a message, with the status of its tag), within its deadline plus 1 s;
+//! - I2: every `RESPONSE` is what the line answers under a config in force during the
+//!   request (hop by hop, any of them, when a change happened meanwhile);
+//! - I3: no step ran twice for one request id;
+//! - I4: with no fault active during the request or in the 2 s before it, the answer is
+//!   `RESPONSE`;
+//! - I5: no reply blames the configuration for a worker that was configured (to accept
+//!   that type, to route it) throughout the request;
+//! - I6: around the final, fault-free batch, the agents' counters moved by exactly the
+//!   steps the workers recorded.
+//!
+//! What the checker itself causes is never blamed on the mesh: the entry agent killed
+//! or frozen under a call (its connection or its clock is gone), the checker's own
+//! thread not scheduled (the reply is late by the checker's delay), a config change
+//! that could not reach a frozen or restarting agent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use damrey_actors::{Message, Tag};
+
+use crate::mesh::CallResult;
+use crate::model::{self, Blame, Configs};
+use crate::plan::{Plan, Signal, Target};
+use crate::run::{Ms, Observed, Span};
+use crate::step;
+
+/// The slack past a deadline that a reply may take (DESIGN §5.1 "a small slack").
+pub const SLACK: Duration = Duration::from_secs(1);
+/// How long after a fault the mesh must be healthy again (I4).
+pub const QUIET: Ms = 2_000;
+/// How long a config change may take to reach every agent (DESIGN §5.6).
+pub const PROPAGATION: Ms = 1_000;
+
+/// One broken invariant.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    /// `I1` … `I6`.
+    pub invariant: &'static str,
+    /// What happened, with the request, its reply, timing and the faults active then.
+    pub text: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.text)
+    }
+}
+
+/// The faults whose spans meet `[from, to]`.
+fn active(spans: &[Span], from: Ms, to: Ms) -> Vec<&Span> {
+    spans
+        .iter()
+        .filter(|span| span.from <= to && span.to >= from)
+        .collect()
+}
+
+fn describe(spans: &[&Span]) -> String {
+    if spans.is_empty() {
+        "none".to_owned()
+    } else {
+        spans
+            .iter()
+            .map(|span| format!("[{} ({}..{}ms)]", span.label, span.from, span.to))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The config versions that may have routed a request running `[from, to]`: those in
+/// force from a second before it (propagation) to its end, and older ones for as long
+/// as an agent or the proxy was down, frozen or restarting when they were replaced
+/// (a process that is not running cannot learn a change).
+fn versions_during(observed: &Observed, from: Ms, to: Ms) -> Vec<Arc<Configs>> {
+    let versions = &observed.versions;
+    let mut found = Vec::new();
+    for (i, version) in versions.iter().enumerate() {
+        let mut until = versions.get(i + 1).map_or(Ms::MAX, |next| next.acked);
+        if until != Ms::MAX {
+            for span in &observed.spans {
+                if matches!(span.target, Some(Target::Agent(_) | Target::Proxy))
+                    && span.from <= until + PROPAGATION
+                    && span.to >= until
+                {
+                    until = until.max(span.to + PROPAGATION);
+                }
+            }
+        }
+        if version.sent <= to && until.saturating_add(PROPAGATION) >= from {
+            found.push(version.configs.clone());
+        }
+    }
+    found
+}
+
+/// Stalls of the checker's own thread during `[from, to]`, summed.
+fn stalled(observed: &Observed, from: Ms, to: Ms) -> Ms {
+    observed
+        .stalls
+        .iter()
+        .filter(|(start, end)| *start <= to && *end >= from)
+        .map(|(start, end)| end - start)
+        .sum()
+}
+
+/// Every violation in what a run observed.
+pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut push = |invariant, text| violations.push(Violation { invariant, text });
+    let status_of = |tag: Tag| match tag {
+        Tag::Request | Tag::Response => 200,
+        Tag::Error => 422,
+        Tag::Stop => 503,
+        Tag::Timeout => 504,
+    };
+
+    for call in &observed.calls {
+        let during = active(&observed.spans, call.start - QUIET, call.end);
+        let entry_hit: Vec<&Span> = active(&observed.spans, call.start, call.end)
+            .into_iter()
+            .filter(|span| span.target == Some(Target::Agent(call.entry)))
+            .collect();
+        let what = format!(
+            "request {} (put to {} at a{}: {}, deadline {}ms) sent at {}ms, done after {}ms",
+            call.request_id,
+            call.worker,
+            call.entry,
+            call.message.to_json(),
+            call.deadline.as_millis(),
+            call.start,
+            call.end - call.start
+        );
+        let faults = format!("faults active then: {}", describe(&during));
+        let reply = match &call.result {
+            CallResult::Reply(status, reply) => {
+                if *status != status_of(reply.tag) {
+                    push("I1", format!("{what}: status {status} for {}; {faults}", reply.to_json()));
+                }
+                reply.clone()
+            }
+            CallResult::NotAMessage(status, body) => {
+                if entry_hit.is_empty() {
+                    push("I1", format!("{what}: answered {status} {body:?}, not a message; {faults}"));
+                }
+                continue;
+            }
+            CallResult::NotDelivered(error) => {
+                // Never entered the mesh; only a healthy entry agent must take it.
+                if during.iter().all(|span| span.target != Some(Target::Agent(call.entry))) {
+                    push("I1", format!("{what}: a{} refused the connection ({error}); {faults}", call.entry));
+                }
+                continue;
+            }
+            CallResult::Lost(error) => {
+                // A call dies with a killed entry agent, and one frozen past the
+                // client's patience is the checker's doing; a clean stop (SIGTERM)
+                // drains calls for 5 s and must answer those that fit in that time.
+                let excused = entry_hit.iter().any(|span| match span.signal {
+                    Some(Signal::Kill | Signal::Stop) => true,
+                    Some(Signal::Term) => {
+                        call.start + call.deadline.as_millis() as Ms > span.from + 5_000
+                    }
+                    None => false,
+                });
+                if !excused {
+                    push("I1", format!("{what}: no reply ({error}); {faults}"));
+                }
+                continue;
+            }
+        };
+        let late_by = (call.end - call.start) - (call.deadline + SLACK).as_millis() as Ms;
+        let frozen_entry = entry_hit.iter().any(|span| span.signal.is_some());
+        if late_by > 0 && !frozen_entry && late_by > stalled(observed, call.start, call.end) {
+            push(
+                "I1",
+                format!("{what}: {} came {late_by}ms past deadline + 1 s; {faults}", reply.to_json()),
+            );
+        }
+        check_reply(observed, &call.request_id, &call.worker, &call.message, &reply, call.start, call.end, &what, &faults, during.is_empty(), &mut push);
+    }
+
+    for outbox in &observed.outbox {
+        let end = outbox.start + outbox.elapsed.as_millis() as Ms;
+        let during = active(&observed.spans, outbox.start - QUIET, end);
+        let (worker, instance, _) = outbox.process;
+        let what = format!(
+            "outbox request {} (w{worker}#{instance} put line {} with value {}, deadline {}ms) sent at {}ms, answered after {}ms",
+            outbox.sub_id,
+            outbox.line,
+            outbox.value,
+            outbox.deadline.as_millis(),
+            outbox.start,
+            outbox.elapsed.as_millis()
+        );
+        let faults = format!("faults active then: {}", describe(&during));
+        let frozen_self = observed.events.iter().any(|event| {
+            event.process == outbox.process && event.from <= end && event.to >= outbox.start
+        });
+        let late_by = outbox.elapsed.as_millis() as Ms - (outbox.deadline + SLACK).as_millis() as Ms;
+        if late_by > 0 && !frozen_self && late_by > stalled(observed, outbox.start, end) {
+            push(
+                "I1",
+                format!("{what}: {} came {late_by}ms past deadline + 1 s; {faults}", outbox.reply.to_json()),
+            );
+        }
+        let first = &plan.workers[plan.lines[outbox.line][0]].name;
+        let message = Message::request(
+            step::line_type(outbox.line, 0),
+            [outbox.sub_id.clone(), "0".to_owned(), outbox.value.to_string()],
+        );
+        check_reply(observed, &outbox.sub_id, first, &message, &outbox.reply, outbox.start, end, &what, &faults, during.is_empty(), &mut push);
+    }
+
+    // I3: a step recorded twice for one request id and hop, unless the first run's
+    // process was killed right after it (its result never left: DESIGN §5.5 retries it).
+    let mut runs: BTreeMap<(&str, u64), Vec<&crate::run::StepSeen>> = BTreeMap::new();
+    for step in &observed.steps {
+        runs.entry((step.request_id.as_str(), step.hop)).or_default().push(step);
+    }
+    for ((request_id, hop), mut seen) in runs {
+        if seen.len() < 2 {
+            continue;
+        }
+        seen.sort_by_key(|step| step.at);
+        let first = seen[0];
+        let killed_after = observed.events.iter().any(|event| {
+            event.process == first.process
+                && event.signal == Signal::Kill
+                && event.from >= first.at - 50
+                && event.from <= first.at + 500
+        });
+        if killed_after && seen.len() == 2 {
+            continue;
+        }
+        let runs: Vec<String> = seen
+            .iter()
+            .map(|step| {
+                let (worker, instance, incarnation) = step.process;
+                format!("{} (w{worker}#{instance}, start {incarnation}) at {}ms", step.worker, step.at)
+            })
+            .collect();
+        let during = active(&observed.spans, first.at - QUIET, seen[seen.len() - 1].at);
+        push(
+            "I3",
+            format!(
+                "request {request_id} hop {hop} ran {} times: {}; faults active then: {}",
+                seen.len(),
+                runs.join(", "),
+                describe(&during)
+            ),
+        );
+    }
+
+    // I6.
+    if let Some(counted) = &observed.counted {
+        let mut recorded: BTreeMap<&str, u64> = BTreeMap::new();
+        for step in observed.steps.iter().filter(|step| step.request_id.starts_with('f')) {
+            *recorded.entry(step.worker.as_str()).or_default() += 1;
+        }
+        let names: BTreeSet<&str> = counted
+            .keys()
+            .map(String::as_str)
+            .chain(recorded.keys().copied())
+            .collect();
+        for name in names {
+            let steps = recorded.get(name).copied().unwrap_or(0);
+            let (received, responses, others) = counted.get(name).copied().unwrap_or_default();
+            if received != steps || responses != steps || others != 0 {
+                push(
+                    "I6",
+                    format!(
+                        "final fault-free batch: worker {name} recorded {steps} steps; its agents \
+                         counted {received} received, {responses} responses, {others} errors/timeouts/stops"
+                    ),
+                );
+            }
+        }
+    }
+    violations
+}
+
+/// I2, I4 and I5 for one reply.
+#[allow(clippy::too_many_arguments)]
+fn check_reply(
+    observed: &Observed,
+    request_id: &str,
+    worker: &str,
+    message: &Message,
+    reply: &Message,
+    start: Ms,
+    end: Ms,
+    what: &str,
+    faults: &str,
+    quiet: bool,
+    push: &mut impl FnMut(&'static str, String),
+) {
+    let versions = versions_during(observed, start - PROPAGATION, end);
+    let value = message.args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+    if reply.tag == Tag::Response {
+        let outcomes = model::outcomes(&versions, worker, &message.kind, request_id, value);
+        if !outcomes.responses.contains(&reply.to_json()) {
+            let expected: Vec<&str> = outcomes.responses.iter().map(String::as_str).collect();
+            push(
+                "I2",
+                format!(
+                    "{what}: {} is none of the answers of the {} config(s) in force: [{}]; {faults}",
+                    reply.to_json(),
+                    versions.len(),
+                    expected.join(", ")
+                ),
+            );
+        }
+    } else if quiet {
+        push(
+            "I4",
+            format!("{what}: {} with no fault in the 2 s before or during it; {faults}", reply.to_json()),
+        );
+    }
+    if reply.tag == Tag::Error
+        && let Some(blame) = Blame::of(reply)
+        && blame.contradicted_by_all(&versions)
+    {
+        push(
+            "I5",
+            format!(
+                "{what}: {} blames the configuration ({blame:?}) though every config in force said otherwise; {faults}",
+                reply.to_json()
+            ),
+        );
+    }
+}
+
+/// Counts of what was sent and answered, in one line.
+pub fn summary(observed: &Observed) -> String {
+    let mut tags: BTreeMap<String, usize> = BTreeMap::new();
+    for call in &observed.calls {
+        let key = match &call.result {
+            CallResult::Reply(_, reply) => reply.tag.as_str().to_owned(),
+            CallResult::NotAMessage(..) => "not-a-message".to_owned(),
+            CallResult::NotDelivered(_) => "not-delivered".to_owned(),
+            CallResult::Lost(_) => "lost".to_owned(),
+        };
+        *tags.entry(key).or_default() += 1;
+    }
+    let mut outbox: BTreeMap<&str, usize> = BTreeMap::new();
+    for seen in &observed.outbox {
+        *outbox.entry(seen.reply.tag.as_str()).or_default() += 1;
+    }
+    format!(
+        "{} calls {:?}, {} outbox replies {:?}, {} steps recorded, {} config versions",
+        observed.calls.len(),
+        tags,
+        observed.outbox.len(),
+        outbox,
+        observed.steps.len(),
+        observed.versions.len()
+    )
+}
