@@ -352,9 +352,10 @@ pub fn summary(observed: &Observed) -> String {
         *outbox.entry(seen.reply.tag.as_str()).or_default() += 1;
     }
     format!(
-        "{} calls {:?}, {} outbox replies {:?}, {} steps recorded, {} config versions",
+        "{} calls {:?} ({} not sent: slots still held at the end), {} outbox replies {:?}, {} steps recorded, {} config versions",
         observed.calls.len(),
         tags,
+        observed.skipped,
         observed.outbox.len(),
         outbox,
         observed.steps.len(),

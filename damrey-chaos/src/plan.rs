@@ -368,7 +368,7 @@ impl Plan {
         }
         faults.sort_by_key(|fault| fault.at);
 
-        let concurrency = rng.gen_range(2..=4);
+        let concurrency = rng.gen_range(3..=6);
         let total = window + QUIET_TAIL.as_millis() as u64;
         let mut load = Vec::new();
         let mut at = 0;
@@ -492,7 +492,7 @@ impl Plan {
 /// A deadline no healthy mesh misses: the slowest steps, queueing behind the few other
 /// requests in flight at each hop, and a margin for the machine being busy.
 pub fn line_deadline(hops: usize) -> Duration {
-    let per_hop = MAX_SLEEP * 3 + Duration::from_millis(80);
+    let per_hop = MAX_SLEEP * 2 + Duration::from_millis(60);
     Duration::from_millis(1_500) + per_hop * hops as u32
 }
 

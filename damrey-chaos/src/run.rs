@@ -159,6 +159,8 @@ pub struct Observed {
     pub stalls: Vec<(Ms, Ms)>,
     /// Notes that are not violations.
     pub notes: Vec<String>,
+    /// Planned requests not sent because too many were still in flight at the load's end.
+    pub skipped: usize,
     /// Agent counters around the final batch, per worker: (received, responses, others).
     pub counted: Option<BTreeMap<String, (u64, u64, u64)>>,
 }
@@ -444,7 +446,9 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
         Ok::<(), String>(())
     };
     setup.await?;
+    let setup_time = started.elapsed();
     warm_up(&run).await;
+    let warm_time = started.elapsed() - setup_time;
 
     // The load starts now: everything is measured from here.
     run.clock.set(Clock::now());
@@ -475,7 +479,15 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     for task in tasks {
         let _ = task.await;
     }
+    let load_time = started.elapsed() - setup_time - warm_time;
     final_batch(&run).await;
+    run.note(format!(
+        "phases: setup {:.1}s, warm-up {:.1}s, load and faults {:.1}s, final batch {:.1}s",
+        setup_time.as_secs_f64(),
+        warm_time.as_secs_f64(),
+        load_time.as_secs_f64(),
+        (started.elapsed() - setup_time - warm_time - load_time).as_secs_f64()
+    ));
     stop_monitor.set(true);
     let _ = monitor.await;
 
@@ -545,24 +557,26 @@ async fn warm_up(run: &Run) {
         .flat_map(|line| (0..run.plan.agents).map(move |agent| (line, agent)))
         .collect();
     let mut last = BTreeMap::new();
-    let mut probe = 0;
-    while !pending.is_empty() && started.elapsed() < Duration::from_secs(8) {
-        let mut still = Vec::new();
-        for (line, agent) in pending {
-            probe += 1;
-            let worker = &run.plan.workers[run.plan.lines[line][0]].name;
+    let mut round = 0;
+    while !pending.is_empty() && started.elapsed() < Duration::from_secs(4) {
+        round += 1;
+        let probes = pending.iter().map(|&(line, agent)| {
+            let worker = run.plan.workers[run.plan.lines[line][0]].name.clone();
             let message = Message::request(
                 step::line_type(line, 0),
-                [format!("warm{probe}"), "0".to_owned(), "1".to_owned()],
+                [format!("warm{round}.{line}.{agent}"), "0".to_owned(), "1".to_owned()],
             );
-            let deadline = crate::plan::line_deadline(run.plan.lines[line].len());
-            let result = mesh::call(&run.mesh.agent_address(agent), worker, &message, deadline).await;
-            match result {
-                CallResult::Reply(200, _) => {}
-                other => {
-                    last.insert((line, agent), format!("{other:?}"));
-                    still.push((line, agent));
-                }
+            let address = run.mesh.agent_address(agent);
+            async move {
+                let result = mesh::call(&address, &worker, &message, Duration::from_secs(2)).await;
+                ((line, agent), result)
+            }
+        });
+        let mut still = Vec::new();
+        for (key, result) in futures_util::future::join_all(probes).await {
+            if !matches!(result, CallResult::Reply(200, _)) {
+                last.insert(key, format!("{result:?}"));
+                still.push(key);
             }
         }
         pending = still;
@@ -604,6 +618,13 @@ async fn send_load(run: Rc<Run>, gate: Rc<Semaphore>, index: usize) {
     let Ok(_permit) = gate.acquire().await else {
         return;
     };
+    // Requests held back past the load's end (slots held by slow replies) are not sent:
+    // the run's length stays bounded whatever the mesh does.
+    let end = run.plan.duration + crate::plan::QUIET_TAIL;
+    if run.start().elapsed() > end {
+        run.observed.borrow_mut().skipped += 1;
+        return;
+    }
     let request_id = load.request_id();
     let (worker, message) = match load.kind {
         LoadKind::Call { line } => (
@@ -860,20 +881,21 @@ async fn final_batch(run: &Run) {
         run.note("I6 not checked: the agents never went quiet before the final batch".into());
         return;
     };
-    let mut n = 0;
+    let mut calls = Vec::new();
     for line in 0..run.plan.lines.len() {
         for entry in 0..run.plan.agents {
+            let n = calls.len();
             let request_id = format!("f{n}");
-            n += 1;
             let worker = run.plan.workers[run.plan.lines[line][0]].name.clone();
             let message = Message::request(
                 step::line_type(line, 0),
                 [request_id.clone(), "0".to_owned(), n.to_string()],
             );
             let deadline = crate::plan::line_deadline(run.plan.lines[line].len());
-            call_and_record(run, None, request_id, entry, worker, message, deadline).await;
+            calls.push(call_and_record(run, None, request_id, entry, worker, message, deadline));
         }
     }
+    futures_util::future::join_all(calls).await;
     let Some(after) = quiet_stats(run).await else {
         run.note("I6 not checked: the agents never went quiet after the final batch".into());
         return;
@@ -977,6 +999,9 @@ fn collect_records(run: &Run) {
     }
 }
 
+/// Violations shown in full per invariant; the rest are counted.
+const SHOWN: usize = 6;
+
 impl Report {
     /// The report as text: the plan, what ran, the violations and how to replay.
     pub fn render(&self, duration: Duration) -> String {
@@ -997,8 +1022,18 @@ impl Report {
         for note in &self.notes {
             out.push_str(&format!("  note: {note}\n"));
         }
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
         for violation in &self.violations {
-            out.push_str(&format!("  VIOLATION {violation}\n"));
+            let count = shown.entry(violation.invariant).or_default();
+            *count += 1;
+            if *count <= SHOWN {
+                out.push_str(&format!("  VIOLATION {violation}\n"));
+            }
+        }
+        for (invariant, count) in shown {
+            if count > SHOWN {
+                out.push_str(&format!("  ... and {} more {invariant} violations\n", count - SHOWN));
+            }
         }
         if !self.violations.is_empty() {
             let faults = (self.faults.len() != self.plan.faults.len()).then_some(&self.faults);
