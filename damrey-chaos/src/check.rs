@@ -299,7 +299,7 @@ fn check_reply(
     quiet: bool,
     push: &mut impl FnMut(&'static str, String),
 ) {
-    let versions = versions_during(observed, start - PROPAGATION, end);
+    let versions = versions_during(observed, start, end);
     let value = message.args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
     if reply.tag == Tag::Response {
         let outcomes = model::outcomes(&versions, worker, &message.kind, request_id, value);

@@ -249,10 +249,13 @@ impl Plan {
         let drivers: Vec<(usize, usize)> = (0..rng.gen_range(1..=2))
             .map(|_| (rng.gen_range(0..n_workers), rng.gen_range(0..n_lines)))
             .collect();
-        // Drivers wait on their sub-requests: their step timeout covers the longest one.
+        // Drivers wait on their sub-requests: their step timeout covers the longest one,
+        // and no `mpu` makes the other steps they run queue behind a whole sub-line.
         for (driver, _) in &drivers {
             workers[*driver].timeout_ms = 12_000;
+            workers[*driver].mpu = 0;
         }
+        let is_driver = |worker: usize| drivers.iter().any(|(driver, _)| *driver == worker);
         let extra = workers.len();
         let extra_agent = rng.gen_range(0..agents);
         workers.push(WorkerPlan {
@@ -313,6 +316,9 @@ impl Plan {
                     let line = rng.gen_range(0..n_lines);
                     let hold = Duration::from_millis(rng.gen_range(300..=2_500));
                     if lines[line].len() < 2 {
+                        if is_driver(lines[line][0]) {
+                            continue;
+                        }
                         FaultKind::Mpu {
                             worker: lines[line][0],
                             mpu: rng.gen_range(1..=3),
@@ -342,11 +348,15 @@ impl Plan {
                         hold,
                     }
                 }
-                81..=90 => FaultKind::Mpu {
-                    worker: rng.gen_range(0..n_workers),
-                    mpu: rng.gen_range(1..=3),
-                    hold: Duration::from_millis(rng.gen_range(500..=3_000)),
-                },
+                81..=90 => {
+                    let worker = rng.gen_range(0..n_workers);
+                    let mpu = rng.gen_range(1..=3);
+                    let hold = Duration::from_millis(rng.gen_range(500..=3_000));
+                    if is_driver(worker) {
+                        continue;
+                    }
+                    FaultKind::Mpu { worker, mpu, hold }
+                }
                 _ => {
                     let line = rng.gen_range(0..n_lines);
                     if lines[line].len() < 2 || busy.contains_key(&Target::Worker(extra, 0)) {
