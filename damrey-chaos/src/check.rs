@@ -139,20 +139,35 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         let reply = match &call.result {
             CallResult::Reply(status, reply) => {
                 if *status != status_of(reply.tag) {
-                    push("I1", format!("{what}: status {status} for {}; {faults}", reply.to_json()));
+                    push(
+                        "I1",
+                        format!("{what}: status {status} for {}; {faults}", reply.to_json()),
+                    );
                 }
                 reply.clone()
             }
             CallResult::NotAMessage(status, body) => {
                 if entry_hit.is_empty() {
-                    push("I1", format!("{what}: answered {status} {body:?}, not a message; {faults}"));
+                    push(
+                        "I1",
+                        format!("{what}: answered {status} {body:?}, not a message; {faults}"),
+                    );
                 }
                 continue;
             }
             CallResult::NotDelivered(error) => {
                 // Never entered the mesh; only a healthy entry agent must take it.
-                if during.iter().all(|span| span.target != Some(Target::Agent(call.entry))) {
-                    push("I1", format!("{what}: a{} refused the connection ({error}); {faults}", call.entry));
+                if during
+                    .iter()
+                    .all(|span| span.target != Some(Target::Agent(call.entry)))
+                {
+                    push(
+                        "I1",
+                        format!(
+                            "{what}: a{} refused the connection ({error}); {faults}",
+                            call.entry
+                        ),
+                    );
                 }
                 continue;
             }
@@ -178,10 +193,25 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         if late_by > 0 && !frozen_entry && late_by > stalled(observed, call.start, call.end) {
             push(
                 "I1",
-                format!("{what}: {} came {late_by}ms past deadline + 1 s; {faults}", reply.to_json()),
+                format!(
+                    "{what}: {} came {late_by}ms past deadline + 1 s; {faults}",
+                    reply.to_json()
+                ),
             );
         }
-        check_reply(observed, &call.request_id, &call.worker, &call.message, &reply, call.start, call.end, &what, &faults, during.is_empty(), &mut push);
+        check_reply(
+            observed,
+            &call.request_id,
+            &call.worker,
+            &call.message,
+            &reply,
+            call.start,
+            call.end,
+            &what,
+            &faults,
+            during.is_empty(),
+            &mut push,
+        );
     }
 
     for outbox in &observed.outbox {
@@ -201,26 +231,48 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         let frozen_self = observed.events.iter().any(|event| {
             event.process == outbox.process && event.from <= end && event.to >= outbox.start
         });
-        let late_by = outbox.elapsed.as_millis() as Ms - (outbox.deadline + SLACK).as_millis() as Ms;
+        let late_by =
+            outbox.elapsed.as_millis() as Ms - (outbox.deadline + SLACK).as_millis() as Ms;
         if late_by > 0 && !frozen_self && late_by > stalled(observed, outbox.start, end) {
             push(
                 "I1",
-                format!("{what}: {} came {late_by}ms past deadline + 1 s; {faults}", outbox.reply.to_json()),
+                format!(
+                    "{what}: {} came {late_by}ms past deadline + 1 s; {faults}",
+                    outbox.reply.to_json()
+                ),
             );
         }
         let first = &plan.workers[plan.lines[outbox.line][0]].name;
         let message = Message::request(
             step::line_type(outbox.line, 0),
-            [outbox.sub_id.clone(), "0".to_owned(), outbox.value.to_string()],
+            [
+                outbox.sub_id.clone(),
+                "0".to_owned(),
+                outbox.value.to_string(),
+            ],
         );
-        check_reply(observed, &outbox.sub_id, first, &message, &outbox.reply, outbox.start, end, &what, &faults, during.is_empty(), &mut push);
+        check_reply(
+            observed,
+            &outbox.sub_id,
+            first,
+            &message,
+            &outbox.reply,
+            outbox.start,
+            end,
+            &what,
+            &faults,
+            during.is_empty(),
+            &mut push,
+        );
     }
 
     // I3: a step recorded twice for one request id and hop, unless the first run's
     // process was killed right after it (its result never left: DESIGN §5.5 retries it).
     let mut runs: BTreeMap<(&str, u64), Vec<&crate::run::StepSeen>> = BTreeMap::new();
     for step in &observed.steps {
-        runs.entry((step.request_id.as_str(), step.hop)).or_default().push(step);
+        runs.entry((step.request_id.as_str(), step.hop))
+            .or_default()
+            .push(step);
     }
     for ((request_id, hop), mut seen) in runs {
         if seen.len() < 2 {
@@ -241,7 +293,10 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
             .iter()
             .map(|step| {
                 let (worker, instance, incarnation) = step.process;
-                format!("{} (w{worker}#{instance}, start {incarnation}) at {}ms", step.worker, step.at)
+                format!(
+                    "{} (w{worker}#{instance}, start {incarnation}) at {}ms",
+                    step.worker, step.at
+                )
             })
             .collect();
         let during = active(&observed.spans, first.at - QUIET, seen[seen.len() - 1].at);
@@ -259,7 +314,11 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
     // I6.
     if let Some(counted) = &observed.counted {
         let mut recorded: BTreeMap<&str, u64> = BTreeMap::new();
-        for step in observed.steps.iter().filter(|step| step.request_id.starts_with('f')) {
+        for step in observed
+            .steps
+            .iter()
+            .filter(|step| step.request_id.starts_with('f'))
+        {
             *recorded.entry(step.worker.as_str()).or_default() += 1;
         }
         let names: BTreeSet<&str> = counted
@@ -300,7 +359,11 @@ fn check_reply(
     push: &mut impl FnMut(&'static str, String),
 ) {
     let versions = versions_during(observed, start, end);
-    let value = message.args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let value = message
+        .args
+        .get(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     if reply.tag == Tag::Response {
         let outcomes = model::outcomes(&versions, worker, &message.kind, request_id, value);
         if !outcomes.responses.contains(&reply.to_json()) {
@@ -318,7 +381,10 @@ fn check_reply(
     } else if quiet {
         push(
             "I4",
-            format!("{what}: {} with no fault in the 2 s before or during it; {faults}", reply.to_json()),
+            format!(
+                "{what}: {} with no fault in the 2 s before or during it; {faults}",
+                reply.to_json()
+            ),
         );
     }
     if reply.tag == Tag::Error

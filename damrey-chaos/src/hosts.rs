@@ -136,8 +136,17 @@ impl Hosts {
         run(&[
             "ip", "link", "add", &root_if, "type", "veth", "peer", "name", "root", "netns", &switch,
         ])?;
-        run(&["ip", "-n", &switch, "link", "set", "root", "master", "br0", "up"])?;
-        run(&["ip", "addr", "add", &format!("{}/24", hosts.root_ip), "dev", &root_if])?;
+        run(&[
+            "ip", "-n", &switch, "link", "set", "root", "master", "br0", "up",
+        ])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", hosts.root_ip),
+            "dev",
+            &root_if,
+        ])?;
         run(&["ip", "link", "set", &root_if, "up"])?;
         for i in 0..count {
             let namespace = format!("{tag}h{i}");
@@ -148,7 +157,9 @@ impl Hosts {
                 "ip", "-n", &namespace, "link", "add", "eth0", "type", "veth", "peer", "name",
                 &port, "netns", &switch,
             ])?;
-            run(&["ip", "-n", &switch, "link", "set", &port, "master", "br0", "up"])?;
+            run(&[
+                "ip", "-n", &switch, "link", "set", &port, "master", "br0", "up",
+            ])?;
             run(&[
                 "ip",
                 "-n",

@@ -76,7 +76,11 @@ fn main() -> ExitCode {
         }
     });
     drop(system);
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn parse_faults(text: &str) -> Result<BTreeSet<usize>, String> {
@@ -116,8 +120,12 @@ async fn run_all(cli: &Cli, faults: Option<BTreeSet<usize>>, binaries: Binaries)
         let smallest = if cli.no_shrink {
             None
         } else {
-            println!("  shrinking seed {seed}'s {} faults...", report.faults.len());
-            let smallest = shrink(&options, &report, cli.attempts, &|line| println!("{line}")).await;
+            println!(
+                "  shrinking seed {seed}'s {} faults...",
+                report.faults.len()
+            );
+            let smallest =
+                shrink(&options, &report, cli.attempts, &|line| println!("{line}")).await;
             println!(
                 "  smallest failing schedule of seed {seed}: faults {smallest:?}\n  replay: {}",
                 replay_command(seed, Some(&smallest), duration)

@@ -56,7 +56,10 @@ impl Binaries {
                         binary.display()
                     )
                 })?;
-            let sources = [workspace.join(krate).join("src"), workspace.join("damrey-actors/src")];
+            let sources = [
+                workspace.join(krate).join("src"),
+                workspace.join("damrey-actors/src"),
+            ];
             if let Some(newer) = sources.iter().find_map(|dir| newer_than(dir, built)) {
                 return Err(format!(
                     "{} is older than {}: rebuild it (`cargo build -p {krate}`)",
@@ -107,7 +110,11 @@ pub async fn get_json(url: &str) -> Result<Value, String> {
     if !response.status().is_success() {
         return Err(format!("{url}: {}", response.status()));
     }
-    response.json::<Value>().limit(16 << 20).await.map_err(|e| e.to_string())
+    response
+        .json::<Value>()
+        .limit(16 << 20)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Polls `GET url` until it answers 200, for up to `limit`.
@@ -257,12 +264,15 @@ impl Mesh {
             };
             let (host, port) = address.split_once(':').expect("ip:port");
             let mut command = Command::new(&self.binaries.proxy);
-            command
-                .args(["-p", port, "--host", host])
-                .current_dir(&dir);
+            command.args(["-p", port, "--host", host]).current_dir(&dir);
             let process = Process::spawn("damrey-proxy", &mut command, &self.log("proxy"))?;
             self.proxy.borrow_mut().process = Some(process);
-            if wait_healthy(&format!("http://{address}/healthz"), Duration::from_secs(10)).await {
+            if wait_healthy(
+                &format!("http://{address}/healthz"),
+                Duration::from_secs(10),
+            )
+            .await
+            {
                 return Ok(());
             }
             let mut proxy = self.proxy.borrow_mut();
@@ -305,9 +315,18 @@ impl Mesh {
                     .current_dir(&agent.dir);
                 (command, agent.address.clone())
             };
-            let process = Process::spawn("damrey-agent", &mut command, &self.log(&format!("agent{i}")))?;
+            let process = Process::spawn(
+                "damrey-agent",
+                &mut command,
+                &self.log(&format!("agent{i}")),
+            )?;
             self.agents[i].borrow_mut().process = Some(process);
-            if wait_healthy(&format!("http://{address}/healthz"), Duration::from_secs(10)).await {
+            if wait_healthy(
+                &format!("http://{address}/healthz"),
+                Duration::from_secs(10),
+            )
+            .await
+            {
                 return Ok(());
             }
             if let Some(mut process) = self.agents[i].borrow_mut().process.take() {

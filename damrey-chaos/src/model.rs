@@ -79,11 +79,15 @@ pub fn outcomes(
                 continue;
             };
             if !spec.commands.contains_key(&kind) {
-                out.errors.insert(format!("{worker} does not accept {kind}"));
+                out.errors
+                    .insert(format!("{worker} does not accept {kind}"));
                 continue;
             }
             for routing in versions {
-                match routing.get(&worker).and_then(|spec| spec.commands.get(&next)) {
+                match routing
+                    .get(&worker)
+                    .and_then(|spec| spec.commands.get(&next))
+                {
                     None => {
                         out.errors.insert(format!("{worker} has no command {next}"));
                     }
@@ -197,7 +201,11 @@ mod tests {
         ]
         .into();
         let mut after = before.clone();
-        after.get_mut("a").unwrap().commands.insert("l0t1".into(), "c".into());
+        after
+            .get_mut("a")
+            .unwrap()
+            .commands
+            .insert("l0t1".into(), "c".into());
         let one = outcomes(&[Arc::new(before.clone())], "a", "l0t0", "r", 1);
         let both = outcomes(&[Arc::new(before), Arc::new(after)], "a", "l0t0", "r", 1);
         assert_eq!(one.responses.len(), 1);

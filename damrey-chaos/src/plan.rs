@@ -233,9 +233,8 @@ impl Plan {
                 let mut path = vec![rng.gen_range(0..n_workers)];
                 while path.len() < len {
                     let last = *path.last().expect("a path starts with one worker");
-                    let elsewhere: Vec<usize> = (0..n_workers)
-                        .filter(|w| home[*w] != home[last])
-                        .collect();
+                    let elsewhere: Vec<usize> =
+                        (0..n_workers).filter(|w| home[*w] != home[last]).collect();
                     let next = if !elsewhere.is_empty() && rng.gen_bool(0.7) {
                         elsewhere[rng.gen_range(0..elsewhere.len())]
                     } else {
@@ -280,7 +279,10 @@ impl Plan {
                     let target = match rng.gen_range(0..10) {
                         0..=5 => {
                             let worker = rng.gen_range(0..n_workers);
-                            Target::Worker(worker, rng.gen_range(0..workers[worker].instances.len()))
+                            Target::Worker(
+                                worker,
+                                rng.gen_range(0..workers[worker].instances.len()),
+                            )
                         }
                         6..=8 => Target::Agent(rng.gen_range(0..agents)),
                         _ => Target::Proxy,
@@ -453,7 +455,10 @@ impl Plan {
         };
         for (line, path) in self.lines.iter().enumerate() {
             for (hop, worker) in path.iter().enumerate() {
-                let commands = &mut configs.get_mut(&name(*worker)).expect("configured").commands;
+                let commands = &mut configs
+                    .get_mut(&name(*worker))
+                    .expect("configured")
+                    .commands;
                 commands.insert(step::line_type(line, hop + 1), route_after(line, hop));
             }
         }
@@ -464,7 +469,10 @@ impl Plan {
         // What a worker accepts but never sends on: listed, going nowhere.
         for (line, path) in self.lines.iter().enumerate() {
             for (hop, worker) in path.iter().enumerate() {
-                let commands = &mut configs.get_mut(&name(*worker)).expect("configured").commands;
+                let commands = &mut configs
+                    .get_mut(&name(*worker))
+                    .expect("configured")
+                    .commands;
                 commands.entry(step::line_type(line, hop)).or_default();
             }
         }
@@ -581,7 +589,11 @@ impl fmt::Display for Plan {
                     .unwrap_or_default(),
                 worker.mpu,
                 worker.timeout_ms,
-                if worker.extra { ", added by a fault" } else { "" }
+                if worker.extra {
+                    ", added by a fault"
+                } else {
+                    ""
+                }
             )?;
         }
         for (line, path) in self.lines.iter().enumerate() {
@@ -595,7 +607,12 @@ impl fmt::Display for Plan {
             writeln!(f, "  w{driver} drives line {line} from its outbox")?;
         }
         for (index, fault) in self.faults.iter().enumerate() {
-            writeln!(f, "  fault {index} at {}ms: {}", fault.at.as_millis(), fault.kind)?;
+            writeln!(
+                f,
+                "  fault {index} at {}ms: {}",
+                fault.at.as_millis(),
+                fault.kind
+            )?;
         }
         Ok(())
     }

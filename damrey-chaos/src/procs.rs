@@ -30,7 +30,10 @@ impl Process {
             .stderr(err)
             .env_remove("DAMREY_TOKEN")
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", std::env::var("DAMREY_CHAOS_LOG").unwrap_or("warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("DAMREY_CHAOS_LOG").unwrap_or("warn".into()),
+            )
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         Ok(Process {

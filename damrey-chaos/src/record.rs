@@ -149,7 +149,10 @@ impl Recorder {
     /// Appends one record and flushes it to the OS.
     pub fn write(&self, record: &Record) {
         let line = format!("{}\n", record.to_line());
-        let mut file = self.0.lock().expect("no writer panics while holding the file");
+        let mut file = self
+            .0
+            .lock()
+            .expect("no writer panics while holding the file");
         if let Err(error) = file.write_all(line.as_bytes()) {
             tracing::error!(%error, "cannot write a record");
         }

@@ -277,7 +277,14 @@ impl Run {
         self.clock.get().start
     }
 
-    fn span(&self, fault: Option<usize>, label: String, from: Ms, target: Option<Target>, signal: Option<Signal>) {
+    fn span(
+        &self,
+        fault: Option<usize>,
+        label: String,
+        from: Ms,
+        target: Option<Target>,
+        signal: Option<Signal>,
+    ) {
         self.observed.borrow_mut().spans.push(Span {
             fault,
             label,
@@ -376,7 +383,11 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     let started = Instant::now();
     let mut plan = Plan::new(options.seed, options.duration);
     let chosen: BTreeSet<usize> = match &options.faults {
-        Some(subset) => subset.iter().copied().filter(|i| *i < plan.faults.len()).collect(),
+        Some(subset) => subset
+            .iter()
+            .copied()
+            .filter(|i| *i < plan.faults.len())
+            .collect(),
         None => (0..plan.faults.len()).collect(),
     };
     let all_faults = plan.faults.clone();
@@ -438,7 +449,11 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
                 continue;
             }
             for instance in 0..plan.instances.len() {
-                if !run.mesh.start_worker(worker, instance, Duration::from_secs(20)).await {
+                if !run
+                    .mesh
+                    .start_worker(worker, instance, Duration::from_secs(20))
+                    .await
+                {
                     return Err(format!("{}#{instance} never attached", plan.name));
                 }
             }
@@ -470,7 +485,11 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     let monitor = actix_rt::spawn(watch_stalls(run.clone(), stop_monitor.clone()));
     let mut tasks = Vec::new();
     for (position, fault) in run.plan.faults.iter().enumerate() {
-        tasks.push(actix_rt::spawn(inject(run.clone(), indexes[position], fault.clone())));
+        tasks.push(actix_rt::spawn(inject(
+            run.clone(),
+            indexes[position],
+            fault.clone(),
+        )));
     }
     let gate = Rc::new(Semaphore::new(run.plan.concurrency));
     for index in 0..run.plan.load.len() {
@@ -564,7 +583,11 @@ async fn warm_up(run: &Run) {
             let worker = run.plan.workers[run.plan.lines[line][0]].name.clone();
             let message = Message::request(
                 step::line_type(line, 0),
-                [format!("warm{round}.{line}.{agent}"), "0".to_owned(), "1".to_owned()],
+                [
+                    format!("warm{round}.{line}.{agent}"),
+                    "0".to_owned(),
+                    "1".to_owned(),
+                ],
             );
             let address = run.mesh.agent_address(agent);
             async move {
@@ -648,7 +671,16 @@ async fn send_load(run: Rc<Run>, gate: Rc<Semaphore>, index: usize) {
             ),
         ),
     };
-    call_and_record(&run, Some(index), request_id, load.entry, worker, message, load.deadline).await;
+    call_and_record(
+        &run,
+        Some(index),
+        request_id,
+        load.entry,
+        worker,
+        message,
+        load.deadline,
+    )
+    .await;
 }
 
 async fn call_and_record(
@@ -746,7 +778,11 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
                 .await;
             let agent = run.plan.workers[worker].instances[0];
             wait_configs_everywhere(&run).await;
-            if run.mesh.start_worker(worker, 0, Duration::from_secs(15)).await {
+            if run
+                .mesh
+                .start_worker(worker, 0, Duration::from_secs(15))
+                .await
+            {
                 // Routable from every agent within 100 ms (DESIGN §5.6); a margin for
                 // the agents' heartbeats before lines are sent its way.
                 run.wait_instances(agent, Duration::from_secs(5)).await;
@@ -769,7 +805,12 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
                 .await;
             let end = run.now() + 1_000;
             run.span(Some(index), label, from, None, None);
-            run.observed.borrow_mut().spans.last_mut().expect("just pushed").to = end;
+            run.observed
+                .borrow_mut()
+                .spans
+                .last_mut()
+                .expect("just pushed")
+                .to = end;
         }
     }
 }
@@ -801,7 +842,8 @@ async fn process_fault(run: &Run, target: Target, signal: Signal, down: Duration
             match signal {
                 Signal::Kill => {
                     mesh.signal_worker(worker, instance, "KILL");
-                    mesh.stop_worker(worker, instance, Duration::from_secs(2)).await;
+                    mesh.stop_worker(worker, instance, Duration::from_secs(2))
+                        .await;
                     actix_rt::time::sleep(down).await;
                 }
                 Signal::Term => {
@@ -823,12 +865,17 @@ async fn process_fault(run: &Run, target: Target, signal: Signal, down: Duration
                 to: run.now(),
             });
             if signal != Signal::Stop
-                && !mesh.start_worker(worker, instance, Duration::from_secs(20)).await
+                && !mesh
+                    .start_worker(worker, instance, Duration::from_secs(20))
+                    .await
             {
                 run.note(format!("w{worker}#{instance} did not come back"));
             }
-            run.wait_instances(run.plan.workers[worker].instances[instance], Duration::from_secs(5))
-                .await;
+            run.wait_instances(
+                run.plan.workers[worker].instances[instance],
+                Duration::from_secs(5),
+            )
+            .await;
         }
         Target::Agent(agent) => {
             match signal {
@@ -857,7 +904,11 @@ async fn process_fault(run: &Run, target: Target, signal: Signal, down: Duration
         }
         Target::Proxy => match signal {
             Signal::Kill | Signal::Term => {
-                mesh.signal_proxy(if signal == Signal::Kill { "KILL" } else { "TERM" });
+                mesh.signal_proxy(if signal == Signal::Kill {
+                    "KILL"
+                } else {
+                    "TERM"
+                });
                 mesh.stop_proxy(Duration::from_secs(10)).await;
                 actix_rt::time::sleep(down).await;
                 if let Err(error) = mesh.start_proxy().await {
@@ -892,7 +943,9 @@ async fn final_batch(run: &Run) {
                 [request_id.clone(), "0".to_owned(), n.to_string()],
             );
             let deadline = crate::plan::line_deadline(run.plan.lines[line].len());
-            calls.push(call_and_record(run, None, request_id, entry, worker, message, deadline));
+            calls.push(call_and_record(
+                run, None, request_id, entry, worker, message, deadline,
+            ));
         }
     }
     futures_util::future::join_all(calls).await;
@@ -1032,7 +1085,10 @@ impl Report {
         }
         for (invariant, count) in shown {
             if count > SHOWN {
-                out.push_str(&format!("  ... and {} more {invariant} violations\n", count - SHOWN));
+                out.push_str(&format!(
+                    "  ... and {} more {invariant} violations\n",
+                    count - SHOWN
+                ));
             }
         }
         if !self.violations.is_empty() {

@@ -10,9 +10,8 @@ use crate::run::{Options, Report, run_seed};
 
 /// The command that replays `seed` with these faults (all when `None`).
 pub fn replay_command(seed: u64, faults: Option<&BTreeSet<usize>>, duration: Duration) -> String {
-    let mut command = format!(
-        "cargo build --workspace --bins && target/debug/damrey-chaos --seed {seed}"
-    );
+    let mut command =
+        format!("cargo build --workspace --bins && target/debug/damrey-chaos --seed {seed}");
     if duration != crate::DEFAULT_DURATION {
         command.push_str(&format!(" --duration {}", duration.as_millis()));
     }
@@ -41,13 +40,22 @@ async fn still_fails(
                     report.violations.iter().map(|v| v.invariant).collect();
                 log(&format!(
                     "  faults {faults:?}, attempt {attempt}: {}",
-                    if broken.is_empty() { "passes".to_owned() } else { format!("breaks {broken:?}") }
+                    if broken.is_empty() {
+                        "passes".to_owned()
+                    } else {
+                        format!("breaks {broken:?}")
+                    }
                 ));
-                if broken.iter().any(|invariant| invariants.contains(invariant)) {
+                if broken
+                    .iter()
+                    .any(|invariant| invariants.contains(invariant))
+                {
                     return true;
                 }
             }
-            Err(error) => log(&format!("  faults {faults:?}, attempt {attempt}: setup failed: {error}")),
+            Err(error) => log(&format!(
+                "  faults {faults:?}, attempt {attempt}: setup failed: {error}"
+            )),
         }
     }
     false

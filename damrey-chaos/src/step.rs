@@ -154,7 +154,10 @@ mod tests {
     fn a_drive_names_its_line_and_sub_request() {
         let drive_msg = Message::request("o3", ["r1", "0", "5", "900", "r"]);
         let (line, sub, deadline, push) = drive(&drive_msg, "r1~x").unwrap();
-        assert_eq!((line, deadline, push), (3, Duration::from_millis(900), false));
+        assert_eq!(
+            (line, deadline, push),
+            (3, Duration::from_millis(900), false)
+        );
         assert_eq!(sub, Message::request("l3t0", ["r1~x", "0", "5"]));
         assert_eq!(answer("w", &drive_msg).unwrap().kind, "o3");
     }
