@@ -120,16 +120,24 @@ async fn run_all(cli: &Cli, faults: Option<BTreeSet<usize>>, binaries: Binaries)
         let smallest = if cli.no_shrink {
             None
         } else {
-            println!(
-                "  shrinking seed {seed}'s {} faults...",
-                report.faults.len()
-            );
-            let smallest =
-                shrink(&options, &report, cli.attempts, &|line| println!("{line}")).await;
-            println!(
-                "  smallest failing schedule of seed {seed}: faults {smallest:?}\n  replay: {}",
-                replay_command(seed, Some(&smallest), duration)
-            );
+            let invariants: BTreeSet<&str> =
+                report.violations.iter().map(|v| v.invariant).collect();
+            let mut smallest = Vec::new();
+            for invariant in invariants {
+                println!(
+                    "  shrinking seed {seed}'s {} faults for {invariant}...",
+                    report.faults.len()
+                );
+                let faults = shrink(&options, &report, invariant, cli.attempts, &|line| {
+                    println!("{line}")
+                })
+                .await;
+                println!(
+                    "  smallest schedule of seed {seed} that breaks {invariant}: faults {faults:?}\n  replay: {}",
+                    replay_command(seed, Some(&faults), duration)
+                );
+                smallest.push((invariant, faults));
+            }
             Some(smallest)
         };
         failing.push((seed, smallest));

@@ -1,7 +1,8 @@
 //! Shrinking a failing schedule: replay the seed without one fault at a time and keep
-//! each removal after which it still fails. Runs are real processes and replays are
-//! not bit-exact, so a candidate counts as failing when any of a few attempts fails
-//! with an invariant the original run broke.
+//! each removal after which it still fails. Each invariant the run broke is shrunk on
+//! its own (a fault-free bug would otherwise hide the fault that caused another). Runs
+//! are real processes and replays are not bit-exact, so a candidate counts as failing
+//! when any of a few attempts breaks that invariant.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,11 +23,11 @@ pub fn replay_command(seed: u64, faults: Option<&BTreeSet<usize>>, duration: Dur
     command
 }
 
-/// Whether the seed still breaks one of `invariants` with only `faults`.
+/// Whether the seed still breaks `invariant` with only `faults`.
 async fn still_fails(
     options: &Options,
     faults: &BTreeSet<usize>,
-    invariants: &BTreeSet<&'static str>,
+    invariant: &str,
     attempts: usize,
     log: &dyn Fn(&str),
 ) -> bool {
@@ -46,10 +47,7 @@ async fn still_fails(
                         format!("breaks {broken:?}")
                     }
                 ));
-                if broken
-                    .iter()
-                    .any(|invariant| invariants.contains(invariant))
-                {
+                if broken.contains(invariant) {
                     return true;
                 }
             }
@@ -61,20 +59,19 @@ async fn still_fails(
     false
 }
 
-/// The smallest subset of the failing run's faults found that still fails.
+/// The smallest subset of the failing run's faults found that still breaks `invariant`.
 pub async fn shrink(
     options: &Options,
     failing: &Report,
+    invariant: &str,
     attempts: usize,
     log: &dyn Fn(&str),
 ) -> BTreeSet<usize> {
-    let invariants: BTreeSet<&'static str> =
-        failing.violations.iter().map(|v| v.invariant).collect();
     let mut current = failing.faults.clone();
     if current.is_empty() {
         return current;
     }
-    if still_fails(options, &BTreeSet::new(), &invariants, attempts, log).await {
+    if still_fails(options, &BTreeSet::new(), invariant, attempts, log).await {
         return BTreeSet::new();
     }
     for fault in current.clone() {
@@ -83,7 +80,7 @@ pub async fn shrink(
         }
         let mut candidate = current.clone();
         candidate.remove(&fault);
-        if still_fails(options, &candidate, &invariants, attempts, log).await {
+        if still_fails(options, &candidate, invariant, attempts, log).await {
             current = candidate;
         }
     }
