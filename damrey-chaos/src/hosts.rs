@@ -90,6 +90,10 @@ fn remove_leftovers() {
         };
         let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
         if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            // Its agents and workers outlived it: a namespace is only gone with them.
+            for orphan in output(&["ip", "netns", "pids", name]).split_whitespace() {
+                let _ = run(&["kill", "-KILL", orphan]);
+            }
             let _ = run(&["ip", "netns", "del", name]);
         }
     }

@@ -971,10 +971,27 @@ async fn final_batch(run: &Run) {
 /// (agent, worker, instance) → (received, responses, errors + timeouts + stops).
 type StatsSnapshot = BTreeMap<(usize, String, u64), (u64, u64, u64)>;
 
-/// Every agent's counters once none has a step in flight (for up to 10 s).
+/// How many records the workers have written so far.
+fn records_written(run: &Run) -> usize {
+    run.mesh
+        .record_files()
+        .iter()
+        .map(|(_, _, _, path)| record::read(path).len())
+        .sum()
+}
+
+/// Every agent's counters once none has a step in flight and no worker has recorded
+/// anything for half a second (for up to 10 s).
 async fn quiet_stats(run: &Run) -> Option<StatsSnapshot> {
     let started = Instant::now();
+    let mut written = records_written(run);
     while started.elapsed() < Duration::from_secs(10) {
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        let now = records_written(run);
+        if now != written {
+            written = now;
+            continue;
+        }
         let mut snapshot = StatsSnapshot::new();
         let mut quiet = true;
         for agent in 0..run.plan.agents {
@@ -1001,10 +1018,9 @@ async fn quiet_stats(run: &Run) -> Option<StatsSnapshot> {
                 );
             }
         }
-        if quiet {
+        if quiet && records_written(run) == written {
             return Some(snapshot);
         }
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
     None
 }
