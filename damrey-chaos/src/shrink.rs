@@ -74,14 +74,22 @@ pub async fn shrink(
     if still_fails(options, &BTreeSet::new(), invariant, attempts, log).await {
         return BTreeSet::new();
     }
-    for fault in current.clone() {
-        if current.len() == 1 {
-            break;
+    // Passes until one removes nothing: a fault kept in an early pass may turn out
+    // unneeded once another is gone.
+    loop {
+        let before = current.len();
+        for fault in current.clone() {
+            if current.len() == 1 {
+                break;
+            }
+            let mut candidate = current.clone();
+            candidate.remove(&fault);
+            if still_fails(options, &candidate, invariant, attempts, log).await {
+                current = candidate;
+            }
         }
-        let mut candidate = current.clone();
-        candidate.remove(&fault);
-        if still_fails(options, &candidate, invariant, attempts, log).await {
-            current = candidate;
+        if current.len() == before || current.len() == 1 {
+            break;
         }
     }
     current
