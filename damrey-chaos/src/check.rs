@@ -10,7 +10,11 @@
 //! - I5: no reply blames the configuration for a worker that was configured (to accept
 //!   that type, to route it) throughout the request;
 //! - I6: around the final, fault-free batch, the agents' counters moved by exactly the
-//!   steps the workers recorded.
+//!   steps the workers recorded;
+//! - I7: an outage shorter than a request's deadline (another agent restarting, a link
+//!   cut and healed) costs that request nothing but time (DESIGN §5.8): a line call
+//!   that started during such an outage, met no other fault, and whose deadline left
+//!   time to run the line after recovery answers `RESPONSE`.
 //!
 //! What the checker itself causes is never blamed on the mesh: the entry agent killed
 //! or frozen under a call (its connection or its clock is gone), the checker's own
@@ -96,6 +100,16 @@ fn versions_during(observed: &Observed, from: Ms, to: Ms) -> Vec<Arc<Configs>> {
         }
     }
     found
+}
+
+/// When the spans are all outages that spare the entry agent and began before the
+/// request, the time the last one ended.
+fn outage_only(spans: &[&Span], entry: usize, start: Ms) -> Option<Ms> {
+    let all = !spans.is_empty()
+        && spans.iter().all(|span| {
+            span.outage && span.from <= start && span.target != Some(Target::Agent(entry))
+        });
+    all.then(|| spans.iter().map(|span| span.to).max().unwrap_or(start))
 }
 
 /// Stalls of the checker's own thread during `[from, to]`, summed.
@@ -198,6 +212,23 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
                     reply.to_json()
                 ),
             );
+        }
+        if reply.tag != Tag::Response
+            && let Some((line, _)) = step::parse_line_type(&call.message.kind)
+            && let Some(recovered) = outage_only(&during, call.entry, call.start)
+        {
+            // Time to run the line after recovery: its steps, a heartbeat for the
+            // agents to see the instances again, and a margin.
+            let needed = recovered + 1_500 + 400 * plan.lines[line].len() as Ms;
+            if call.start + call.deadline.as_millis() as Ms >= needed {
+                push(
+                    "I7",
+                    format!(
+                        "{what}: {} though the outage was over at {recovered}ms, with time left to run the line; {faults}",
+                        reply.to_json()
+                    ),
+                );
+            }
         }
         check_reply(
             observed,

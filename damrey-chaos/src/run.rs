@@ -55,6 +55,9 @@ pub struct Span {
     pub target: Option<Target>,
     /// How.
     pub signal: Option<Signal>,
+    /// An outage that should cost requests nothing but time (DESIGN §5.8): an agent
+    /// killed or stopped and restarted, a link cut and healed.
+    pub outage: bool,
 }
 
 /// One config version and when it was in force.
@@ -285,6 +288,10 @@ impl Run {
         target: Option<Target>,
         signal: Option<Signal>,
     ) {
+        let outage = match target {
+            Some(Target::Agent(_)) => matches!(signal, Some(Signal::Kill | Signal::Term)),
+            _ => false,
+        };
         self.observed.borrow_mut().spans.push(Span {
             fault,
             label,
@@ -292,6 +299,7 @@ impl Run {
             to: self.now(),
             target,
             signal,
+            outage,
         });
     }
 
@@ -729,6 +737,12 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
                 actix_rt::time::sleep(down).await;
                 run.mesh.hosts.cut(a, b, false);
                 run.span(Some(index), label, from, None, None);
+                run.observed
+                    .borrow_mut()
+                    .spans
+                    .last_mut()
+                    .expect("just pushed")
+                    .outage = true;
             }
         }
         FaultKind::Redirect {
