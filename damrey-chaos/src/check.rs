@@ -14,7 +14,8 @@
 //! - I7: an outage shorter than a request's deadline (another agent restarting, a link
 //!   cut and healed) costs that request nothing but time (DESIGN §5.8): a line call
 //!   that started during such an outage, met no other fault, and whose deadline left
-//!   time to run the line after recovery answers `RESPONSE`.
+//!   time to run the line after recovery answers `RESPONSE` (not checked on lines that
+//!   already failed without any fault: I4 reports those, and the outage is not why).
 //!
 //! What the checker itself causes is never blamed on the mesh: the entry agent killed
 //! or frozen under a call (its connection or its clock is gone), the checker's own
@@ -133,6 +134,18 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         Tag::Timeout => 504,
     };
 
+    // Lines that failed a request with no fault around it: broken without any outage.
+    let broken_anyway: BTreeSet<usize> = observed
+        .calls
+        .iter()
+        .filter(|call| {
+            !matches!(&call.result, CallResult::Reply(200, _))
+                && matches!(call.result, CallResult::Reply(..))
+                && active(&observed.spans, call.start - QUIET, call.end).is_empty()
+        })
+        .filter_map(|call| step::parse_line_type(&call.message.kind).map(|(line, _)| line))
+        .collect();
+
     for call in &observed.calls {
         let during = active(&observed.spans, call.start - QUIET, call.end);
         let entry_hit: Vec<&Span> = active(&observed.spans, call.start, call.end)
@@ -215,6 +228,7 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         }
         if reply.tag != Tag::Response
             && let Some((line, _)) = step::parse_line_type(&call.message.kind)
+            && !broken_anyway.contains(&line)
             && let Some(recovered) = outage_only(&during, call.entry, call.start)
         {
             // Time to run the line after recovery: its steps, a heartbeat for the

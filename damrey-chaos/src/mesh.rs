@@ -421,6 +421,18 @@ impl Mesh {
             .and_then(Process::pid)
     }
 
+    /// How many worker instances run with agent `agent` as theirs (started, not stopped).
+    pub fn running_on(&self, agent: usize) -> usize {
+        self.workers
+            .iter()
+            .flatten()
+            .filter(|worker| {
+                let worker = worker.borrow();
+                worker.agent == agent && worker.process.is_some()
+            })
+            .count()
+    }
+
     /// The incarnation (record file index) a worker instance runs now.
     pub fn worker_incarnation(&self, worker: usize, instance: usize) -> usize {
         self.workers[worker][instance]

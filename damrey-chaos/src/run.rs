@@ -355,23 +355,10 @@ impl Run {
         self.observed.borrow_mut().notes.push(note);
     }
 
-    /// How many worker instances should be attached to agent `agent` now.
-    fn expected_instances(&self, agent: usize) -> usize {
-        self.mesh
-            .workers
-            .iter()
-            .flatten()
-            .filter(|proc| {
-                let proc = proc.borrow();
-                proc.agent == agent && !proc.records.is_empty()
-            })
-            .count()
-    }
-
     /// Waits (up to `limit`) until agent `agent` has its instances attached again.
     async fn wait_instances(&self, agent: usize, limit: Duration) {
         let started = Instant::now();
-        let expected = self.expected_instances(agent) as u64;
+        let expected = self.mesh.running_on(agent) as u64;
         while started.elapsed() < limit {
             if let Some(health) = self.mesh.agent_health(agent).await
                 && health["instances"].as_u64() >= Some(expected)
