@@ -42,6 +42,9 @@ struct Cli {
     /// Replays per shrink candidate.
     #[arg(long, default_value_t = 2)]
     attempts: usize,
+    /// Print each seed's plan (topology, load, faults) without running anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.dry_run {
+        for seed in cli.seed..cli.seed + cli.seeds {
+            print!(
+                "{}",
+                damrey_chaos::plan::Plan::new(seed, Duration::from_millis(cli.duration))
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
     let binaries = match std::env::current_exe()
         .map_err(|e| e.to_string())
         .and_then(|exe| Binaries::beside(&exe.with_file_name("chaos-worker")))
