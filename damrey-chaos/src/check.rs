@@ -144,6 +144,7 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
                 && active(&observed.spans, call.start - QUIET, call.end).is_empty()
         })
         .filter_map(|call| step::parse_line_type(&call.message.kind).map(|(line, _)| line))
+        .chain(observed.broken_lines.iter().copied())
         .collect();
 
     for call in &observed.calls {
@@ -458,6 +459,14 @@ pub fn summary(observed: &Observed) -> String {
         };
         *tags.entry(key).or_default() += 1;
     }
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for call in &observed.calls {
+        if let CallResult::Reply(_, reply) = &call.result
+            && reply.tag == Tag::Error
+        {
+            *reasons.entry(reply.args.join(" ")).or_default() += 1;
+        }
+    }
     let mut outbox: BTreeMap<&str, usize> = BTreeMap::new();
     for seen in &observed.outbox {
         *outbox.entry(seen.reply.tag.as_str()).or_default() += 1;
@@ -471,5 +480,8 @@ pub fn summary(observed: &Observed) -> String {
         outbox,
         observed.steps.len(),
         observed.versions.len()
-    )
+    ) + &reasons
+        .iter()
+        .map(|(reason, count)| format!("\n  error {count}x: {reason}"))
+        .collect::<String>()
 }

@@ -164,6 +164,8 @@ pub struct Observed {
     pub notes: Vec<String>,
     /// Planned requests not sent because too many were still in flight at the load's end.
     pub skipped: usize,
+    /// Lines that never answered `RESPONSE` in the warm-up (before any fault).
+    pub broken_lines: BTreeSet<usize>,
     /// Agent counters around the final batch, per worker: (received, responses, others).
     pub counted: Option<BTreeMap<String, (u64, u64, u64)>>,
 }
@@ -465,8 +467,10 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     {
         let mut observed = run.observed.borrow_mut();
         let notes = std::mem::take(&mut observed.notes);
+        let broken_lines = std::mem::take(&mut observed.broken_lines);
         *observed = Observed {
             notes,
+            broken_lines,
             ..Observed::default()
         };
         observed.versions.push(Version {
@@ -603,6 +607,7 @@ async fn warm_up(run: &Run) {
         }
     }
     for (line, agent) in pending {
+        run.observed.borrow_mut().broken_lines.insert(line);
         run.note(format!(
             "warm-up: line {line} from a{agent} never answered RESPONSE (last: {})",
             last.get(&(line, agent)).cloned().unwrap_or_default()
