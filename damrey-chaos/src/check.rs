@@ -485,3 +485,146 @@ pub fn summary(observed: &Observed) -> String {
         .map(|(reason, count)| format!("\n  error {count}x: {reason}"))
         .collect::<String>()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::run::{CallOutcome, ProcessEvent, StepSeen, Version};
+
+    /// Seed 5's plan, its base configs, and one call of line 0 at agent 0.
+    fn setup() -> (Plan, Observed, CallOutcome) {
+        let plan = Plan::new(5, Duration::from_secs(6));
+        let configs = plan.base_configs(&|agent| format!("10.0.0.{agent}:7701"));
+        let observed = Observed {
+            versions: vec![Version {
+                sent: Ms::MIN / 2,
+                acked: Ms::MIN / 2,
+                configs: Arc::new(configs.clone()),
+            }],
+            ..Observed::default()
+        };
+        let worker = plan.workers[plan.lines[0][0]].name.clone();
+        let message = Message::request(step::line_type(0, 0), ["r1", "0", "7"]);
+        let expected = model::outcomes(&[Arc::new(configs)], &worker, &message.kind, "r1", 7);
+        let reply = Message::from_json(expected.responses.iter().next().unwrap()).unwrap();
+        let call = CallOutcome {
+            request_id: "r1".into(),
+            load: None,
+            entry: 0,
+            worker,
+            message,
+            deadline: Duration::from_millis(2_000),
+            start: 10_000,
+            end: 10_050,
+            result: CallResult::Reply(200, reply),
+        };
+        (plan, observed, call)
+    }
+
+    fn broken(plan: &Plan, observed: &Observed) -> Vec<&'static str> {
+        check(plan, observed).iter().map(|v| v.invariant).collect()
+    }
+
+    fn span(from: Ms, to: Ms, target: Option<Target>, signal: Option<Signal>) -> Span {
+        Span {
+            fault: Some(0),
+            label: "fault".into(),
+            from,
+            to,
+            target,
+            signal,
+            outage: false,
+        }
+    }
+
+    #[test]
+    fn the_expected_answer_breaks_nothing() {
+        let (plan, mut observed, call) = setup();
+        observed.calls.push(call);
+        assert!(broken(&plan, &observed).is_empty());
+    }
+
+    #[test]
+    fn a_wrong_value_breaks_i2() {
+        let (plan, mut observed, mut call) = setup();
+        if let CallResult::Reply(_, reply) = &mut call.result {
+            reply.args[2] = "1".into();
+        }
+        observed.calls.push(call);
+        assert_eq!(broken(&plan, &observed), ["I2"]);
+    }
+
+    #[test]
+    fn a_stop_breaks_i4_only_when_no_fault_was_near() {
+        let (plan, mut observed, mut call) = setup();
+        call.result = CallResult::Reply(503, Message::stop());
+        observed.calls.push(call);
+        assert_eq!(broken(&plan, &observed), ["I4"]);
+        observed.spans.push(span(7_000, 8_500, None, None));
+        assert!(broken(&plan, &observed).is_empty());
+    }
+
+    #[test]
+    fn a_late_reply_breaks_i1_unless_the_entry_agent_was_frozen_or_the_checker_stalled() {
+        let (plan, mut observed, mut call) = setup();
+        call.end = call.start + 3_200;
+        observed.calls.push(call);
+        assert_eq!(broken(&plan, &observed), ["I1"]);
+        observed.stalls.push((10_100, 10_400));
+        assert!(broken(&plan, &observed).is_empty());
+        observed.stalls.clear();
+        let frozen = span(10_100, 10_300, Some(Target::Agent(0)), Some(Signal::Stop));
+        observed.spans.push(frozen);
+        assert!(broken(&plan, &observed).is_empty());
+    }
+
+    #[test]
+    fn a_lost_call_is_excused_only_by_its_entry_agent_dying() {
+        let (plan, mut observed, mut call) = setup();
+        call.result = CallResult::Lost("connection reset".into());
+        observed.calls.push(call);
+        assert_eq!(broken(&plan, &observed), ["I1"]);
+        observed.spans.push(span(
+            10_020,
+            11_000,
+            Some(Target::Agent(0)),
+            Some(Signal::Kill),
+        ));
+        assert!(broken(&plan, &observed).is_empty());
+    }
+
+    #[test]
+    fn blaming_the_configuration_of_a_configured_worker_breaks_i5() {
+        let (plan, mut observed, mut call) = setup();
+        let reason = format!("no worker named {:?} is configured", call.worker);
+        call.result = CallResult::Reply(422, Message::error("l0t0", reason));
+        observed.calls.push(call);
+        observed
+            .spans
+            .push(span(9_000, 9_500, Some(Target::Proxy), Some(Signal::Kill)));
+        assert_eq!(broken(&plan, &observed), ["I5"]);
+    }
+
+    #[test]
+    fn a_step_run_twice_breaks_i3_unless_its_first_process_was_killed_right_after() {
+        let (plan, mut observed, _) = setup();
+        let step = |at, instance| StepSeen {
+            request_id: "r1".into(),
+            hop: 0,
+            worker: "w0".into(),
+            at,
+            process: (0, instance, 0),
+        };
+        observed.steps = vec![step(100, 0), step(400, 1)];
+        assert_eq!(broken(&plan, &observed), ["I3"]);
+        observed.events.push(ProcessEvent {
+            process: (0, 0, 0),
+            signal: Signal::Kill,
+            from: 120,
+            to: 120,
+        });
+        assert!(broken(&plan, &observed).is_empty());
+    }
+}
