@@ -89,7 +89,7 @@ fn remove_leftovers() {
             continue;
         };
         let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !pid.is_empty() && !crate::procs::alive(&pid) {
             // Its agents and workers outlived it: a namespace is only gone with them.
             for orphan in output(&["ip", "netns", "pids", name]).split_whitespace() {
                 let _ = run(&["kill", "-KILL", orphan]);

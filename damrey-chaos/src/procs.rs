@@ -96,3 +96,45 @@ impl Drop for Process {
         self.kill();
     }
 }
+
+/// Whether process `pid` runs (a zombie does not).
+pub fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+/// The prefix of a run's directory; the checker's pid follows it.
+pub const RUN_DIR_PREFIX: &str = "damrey-chaos-";
+
+/// Kills the processes and removes the directories that runs of a checker that died
+/// (killed before it could clean up) left behind: every process of a run works in
+/// that run's directory, which is named after the checker's pid.
+pub fn reap_leftovers() {
+    let temp = std::env::temp_dir();
+    let dead_run = |path: &Path| {
+        let name = path.strip_prefix(&temp).ok()?.components().next()?;
+        let name = name.as_os_str().to_str()?;
+        let pid = name.strip_prefix(RUN_DIR_PREFIX)?.split('-').next()?;
+        (!pid.is_empty() && !alive(pid)).then(|| temp.join(name))
+    };
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if dead_run(&cwd).is_some()
+            && let Some(pid) = entry.file_name().to_str()
+        {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    for entry in std::fs::read_dir(&temp).into_iter().flatten().flatten() {
+        if let Some(dir) = dead_run(&entry.path()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

@@ -405,8 +405,11 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
         Mode::Netns => Hosts::netns(plan.agents)?,
         Mode::Loopback => Hosts::loopback(plan.agents),
     };
+    crate::procs::reap_leftovers();
     let dir = std::env::temp_dir().join(format!(
-        "damrey-chaos-{}-{}",
+        "{}{}-{}-{}",
+        crate::procs::RUN_DIR_PREFIX,
+        std::process::id(),
         options.seed,
         uuid::Uuid::new_v4().simple()
     ));
