@@ -14,8 +14,9 @@
 //! - I7: an outage shorter than a request's deadline (another agent restarting, a link
 //!   cut and healed) costs that request nothing but time (DESIGN §5.8): a line call
 //!   that started during such an outage, met no other fault, and whose deadline left
-//!   time to run the line after recovery answers `RESPONSE` (not checked on lines that
-//!   already failed without any fault: I4 reports those, and the outage is not why).
+//!   time to run the line after recovery answers `RESPONSE`; so does a call in flight
+//!   when its entry agent is stopped cleanly, if it fits in the 5 s drain (not checked
+//!   on lines that already failed without any fault: I4 reports those).
 //!
 //! What the checker itself causes is never blamed on the mesh: the entry agent killed
 //! or frozen under a call (its connection or its clock is gone), the checker's own
@@ -224,6 +225,26 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
                 format!(
                     "{what}: {} came {late_by}ms past deadline + 1 s; {faults}",
                     reply.to_json()
+                ),
+            );
+        }
+        // A clean stop of the entry agent drains: calls in flight that fit in the
+        // drain's 5 s finish (docs/agent.md, "Stopping").
+        if reply.tag != Tag::Response
+            && let Some((line, _)) = step::parse_line_type(&call.message.kind)
+            && !broken_anyway.contains(&line)
+            && let [span] = during.as_slice()
+            && span.target == Some(Target::Agent(call.entry))
+            && span.signal == Some(Signal::Term)
+            && span.from >= call.start
+            && call.start + call.deadline.as_millis() as Ms + 500 <= span.from + 5_000
+        {
+            push(
+                "I7",
+                format!(
+                    "{what}: {} though it was in flight when its entry agent was stopped cleanly at {}ms and fit in the 5 s drain; {faults}",
+                    reply.to_json(),
+                    span.from
                 ),
             );
         }
