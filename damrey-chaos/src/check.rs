@@ -648,4 +648,34 @@ mod tests {
         });
         assert!(broken(&plan, &observed).is_empty());
     }
+
+    #[test]
+    fn an_outage_over_in_time_must_cost_nothing_but_time() {
+        let (plan, mut observed, mut call) = setup();
+        call.result = CallResult::Reply(422, Message::error("l0t0", "agent unreachable"));
+        call.deadline = Duration::from_millis(8_000);
+        observed.calls.push(call);
+        let mut outage = span(9_000, 10_500, Some(Target::Agent(1)), Some(Signal::Kill));
+        outage.outage = true;
+        observed.spans.push(outage);
+        assert_eq!(broken(&plan, &observed), ["I7"]);
+        // Not when the line is broken anyway, nor when the entry agent itself went down.
+        observed.broken_lines.insert(0);
+        assert!(broken(&plan, &observed).is_empty());
+        observed.broken_lines.clear();
+        observed.spans[0].target = Some(Target::Agent(0));
+        assert!(broken(&plan, &observed).is_empty());
+    }
+
+    #[test]
+    fn a_clean_stop_of_the_entry_agent_drains_the_calls_that_fit() {
+        let (plan, mut observed, mut call) = setup();
+        call.result = CallResult::Reply(503, Message::stop());
+        observed.calls.push(call);
+        let term = span(10_020, 16_000, Some(Target::Agent(0)), Some(Signal::Term));
+        observed.spans.push(term);
+        assert_eq!(broken(&plan, &observed), ["I7"]);
+        observed.calls[0].deadline = Duration::from_millis(4_800);
+        assert!(broken(&plan, &observed).is_empty());
+    }
 }
