@@ -579,7 +579,7 @@ async fn warm_up(run: &Run) {
         .collect();
     let mut last = BTreeMap::new();
     let mut round = 0;
-    while !pending.is_empty() && started.elapsed() < Duration::from_secs(4) {
+    while !pending.is_empty() && started.elapsed() < Duration::from_secs(3) {
         round += 1;
         let probes = pending.iter().map(|&(line, agent)| {
             let worker = run.plan.workers[run.plan.lines[line][0]].name.clone();
@@ -942,7 +942,10 @@ async fn final_batch(run: &Run) {
         return;
     };
     let mut calls = Vec::new();
-    for line in 0..run.plan.lines.len() {
+    // Lines that never answered in the warm-up are reported already; their calls
+    // would only wait out their deadlines here.
+    let broken = run.observed.borrow().broken_lines.clone();
+    for line in (0..run.plan.lines.len()).filter(|line| !broken.contains(line)) {
         for entry in 0..run.plan.agents {
             let n = calls.len();
             let request_id = format!("f{n}");
