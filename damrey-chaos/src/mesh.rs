@@ -131,6 +131,22 @@ pub async fn wait_healthy(url: &str, limit: Duration) -> bool {
     false
 }
 
+/// Waits (up to `limit`) until `GET /readyz` answers 200; an agent without `/readyz`
+/// (404) is ready when healthy.
+async fn wait_ready(address: &str, limit: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        match control()
+            .get(format!("http://{address}/readyz"))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() || response.status() == 404 => return,
+            _ => actix_rt::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
 /// The proxy: its port and store survive restarts.
 pub struct ProxyProc {
     /// `ip:port`.
@@ -267,11 +283,18 @@ impl Mesh {
             command.args(["-p", port, "--host", host]).current_dir(&dir);
             let process = Process::spawn("damrey-proxy", &mut command, &self.log("proxy"))?;
             self.proxy.borrow_mut().process = Some(process);
+            // Healthy, and ours: a process that exited lost its port to another.
             if wait_healthy(
                 &format!("http://{address}/healthz"),
                 Duration::from_secs(10),
             )
             .await
+                && !self
+                    .proxy
+                    .borrow_mut()
+                    .process
+                    .as_mut()
+                    .is_none_or(Process::exited)
             {
                 return Ok(());
             }
@@ -299,12 +322,19 @@ impl Mesh {
     }
 
     /// Starts (or restarts) agent `i` with the same port and settings and waits until
-    /// it is healthy; tries again while the port is taken.
+    /// it is healthy (and ready, for up to `ready_within`, when it serves `/readyz`);
+    /// tries again (`attempts` times) while the port is taken.
     ///
     /// # Errors
     /// It never became healthy.
-    pub async fn start_agent(&self, i: usize, retries: u32) -> Result<(), String> {
-        for _ in 0..10 {
+    pub async fn start_agent(
+        &self,
+        i: usize,
+        retries: u32,
+        attempts: usize,
+        ready_within: Duration,
+    ) -> Result<(), String> {
+        for _ in 0..attempts {
             let (mut command, address) = {
                 let agent = self.agents[i].borrow();
                 let mut command = self.hosts.command(agent.host, &self.binaries.agent);
@@ -326,7 +356,13 @@ impl Mesh {
                 Duration::from_secs(10),
             )
             .await
+                && !self.agents[i]
+                    .borrow_mut()
+                    .process
+                    .as_mut()
+                    .is_none_or(Process::exited)
             {
+                wait_ready(&address, ready_within).await;
                 return Ok(());
             }
             if let Some(mut process) = self.agents[i].borrow_mut().process.take() {

@@ -372,11 +372,35 @@ impl Run {
     }
 }
 
-/// Runs one seed and checks it.
+/// Runs one seed and checks it; a setup that fails (a port taken between being chosen
+/// and bound, on loopback) is started over, up to three times.
 ///
 /// # Errors
 /// The mesh could not be set up (not a violation: nothing was checked).
 pub async fn run_seed(options: &Options) -> Result<Report, String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match run_once(options).await {
+            Ok(report) => return Ok(report),
+            Err(Setup(error)) => {
+                tracing::warn!(%error, "setup failed; starting over");
+                last = error;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A run that could not be carried out (its setup failed): nothing was checked.
+struct Setup(String);
+
+impl From<String> for Setup {
+    fn from(error: String) -> Self {
+        Setup(error)
+    }
+}
+
+async fn run_once(options: &Options) -> Result<Report, Setup> {
     let started = Instant::now();
     let mut plan = Plan::new(options.seed, options.duration);
     let chosen: BTreeSet<usize> = match &options.faults {
@@ -423,7 +447,7 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     for (name, spec) in &base {
         let status = mesh.post_worker("add", &spec.to_json(name)).await?;
         if status != 201 {
-            return Err(format!("adding {name}: {status}"));
+            return Err(format!("adding {name}: {status}").into());
         }
     }
     let run = Rc::new(Run {
@@ -439,7 +463,10 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     });
     let setup = async {
         for agent in 0..run.plan.agents {
-            run.mesh.start_agent(agent, run.plan.retries).await?;
+            // A clash on a port chosen for it fails the setup, which starts over.
+            run.mesh
+                .start_agent(agent, run.plan.retries, 2, Duration::from_secs(10))
+                .await?;
         }
         for agent in 0..run.plan.agents {
             wait_configs(&run.mesh, agent, base.len() as u64).await;
@@ -515,7 +542,7 @@ pub async fn run_seed(options: &Options) -> Result<Report, String> {
     collect_records(&run);
     let run = match Rc::try_unwrap(run) {
         Ok(run) => run,
-        Err(_) => return Err("a task still holds the run".to_owned()),
+        Err(_) => return Err("a task still holds the run".to_owned().into()),
     };
     run.mesh.kill_all();
     let observed = run.observed.into_inner();
@@ -905,7 +932,9 @@ async fn process_fault(run: &Run, target: Target, signal: Signal, down: Duration
                 }
             }
             if signal != Signal::Stop
-                && let Err(error) = mesh.start_agent(agent, run.plan.retries).await
+                && let Err(error) = mesh
+                    .start_agent(agent, run.plan.retries, 10, Duration::from_secs(5))
+                    .await
             {
                 run.note(error);
             }
