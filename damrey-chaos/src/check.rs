@@ -492,8 +492,18 @@ pub fn summary(observed: &Observed) -> String {
     for seen in &observed.outbox {
         *outbox.entry(seen.reply.tag.as_str()).or_default() += 1;
     }
+    let i6 = match &observed.counted {
+        Some(counted) => format!(
+            ", I6 compared over {} final steps",
+            counted
+                .values()
+                .map(|(received, _, _)| received)
+                .sum::<u64>()
+        ),
+        None => ", I6 not compared".to_owned(),
+    };
     format!(
-        "{} calls {:?} ({} not sent: slots still held at the end), {} outbox replies {:?}, {} steps recorded, {} config versions",
+        "{} calls {:?} ({} not sent: slots still held at the end), {} outbox replies {:?}, {} steps recorded, {} config versions{i6}",
         observed.calls.len(),
         tags,
         observed.skipped,
