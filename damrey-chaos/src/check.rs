@@ -148,6 +148,11 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         .chain(observed.broken_lines.iter().copied())
         .collect();
 
+    // The warm-up runs before any fault, after every instance attached.
+    for failure in &observed.warm_up_failures {
+        push("I4", failure.clone());
+    }
+
     for call in &observed.calls {
         let during = active(&observed.spans, call.start - QUIET, call.end);
         let entry_hit: Vec<&Span> = active(&observed.spans, call.start, call.end)

@@ -166,6 +166,8 @@ pub struct Observed {
     pub skipped: usize,
     /// Lines that never answered `RESPONSE` in the warm-up (before any fault).
     pub broken_lines: BTreeSet<usize>,
+    /// Each (line, agent) that never answered `RESPONSE` in the warm-up, described.
+    pub warm_up_failures: Vec<String>,
     /// Agent counters around the final batch, per worker: (received, responses, others).
     pub counted: Option<BTreeMap<String, (u64, u64, u64)>>,
 }
@@ -498,9 +500,11 @@ async fn run_once(options: &Options) -> Result<Report, Setup> {
         let mut observed = run.observed.borrow_mut();
         let notes = std::mem::take(&mut observed.notes);
         let broken_lines = std::mem::take(&mut observed.broken_lines);
+        let warm_up_failures = std::mem::take(&mut observed.warm_up_failures);
         *observed = Observed {
             notes,
             broken_lines,
+            warm_up_failures,
             ..Observed::default()
         };
         observed.versions.push(Version {
@@ -636,10 +640,12 @@ async fn warm_up(run: &Run) {
             actix_rt::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    let waited = started.elapsed().as_millis();
     for (line, agent) in pending {
-        run.observed.borrow_mut().broken_lines.insert(line);
-        run.note(format!(
-            "warm-up: line {line} from a{agent} never answered RESPONSE (last: {})",
+        let mut observed = run.observed.borrow_mut();
+        observed.broken_lines.insert(line);
+        observed.warm_up_failures.push(format!(
+            "line {line} put to a{agent} never answered RESPONSE in the {waited}ms warm-up, before any fault (last: {})",
             last.get(&(line, agent)).cloned().unwrap_or_default()
         ));
     }
