@@ -336,7 +336,9 @@ async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
 async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time() {
     // Agent one holds add, agent two holds square; two is killed and restarted about a
     // second later while calls flow through one with 6 s deadlines and the default
-    // retries: every call still answers the square of its sum.
+    // retries: every call made while two is down, or after, answers the square of its
+    // sum. A call whose line was inside two when it died may only time out: its step
+    // may or may not have run there, so it is not run again.
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(&dir, crate::support::sqsum_specs()).await;
     let (one, mut two) = (Agent::ready(&proxy).await, Agent::ready(&proxy).await);
@@ -346,25 +348,30 @@ async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time()
     two.wait_instances(1).await;
     one.call_until_ok("add", &sqsum(0, 0)).await;
 
+    // Open-loop load: a call every 10 ms, each on its own, so that calls caught inside
+    // the agent that dies hold up no others.
     let flowing = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let callers = (0..4).map(|caller| {
+    let load = actix_rt::spawn({
         let (one, flowing) = (one.handle(), flowing.clone());
-        actix_rt::spawn(async move {
-            let mut answers = Vec::new();
+        async move {
+            let mut calls = Vec::new();
             let mut n = 0i64;
             while flowing.load(std::sync::atomic::Ordering::Relaxed) {
                 n += 1;
-                let answer = one.call("add", &sqsum(caller, n), 6_000).await;
-                let expected =
-                    Message::response("sqsum", [((caller + n) * (caller + n)).to_string()]);
-                answers.push((answer == (200, expected.clone()), answer, expected));
+                let one = one.clone();
+                calls.push(actix_rt::spawn(async move {
+                    let started = Instant::now();
+                    let answer = one.call("add", &sqsum(n, 1), 6_000).await;
+                    let expected = Message::response("sqsum", [((n + 1) * (n + 1)).to_string()]);
+                    (started, answer, expected)
+                }));
                 actix_rt::time::sleep(Duration::from_millis(10)).await;
             }
-            answers
-        })
+            calls
+        }
     });
-    let callers: Vec<_> = callers.collect();
     actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let killed = Instant::now();
     two.process.kill();
     actix_rt::time::sleep(Duration::from_millis(1_100)).await;
     two.restart().await;
@@ -372,19 +379,37 @@ async fn an_agent_down_for_less_than_the_deadline_costs_calls_nothing_but_time()
     actix_rt::time::sleep(Duration::from_millis(1_500)).await;
     flowing.store(false, std::sync::atomic::Ordering::Relaxed);
 
-    let answers: Vec<_> = join_all(callers)
+    let answers: Vec<_> = join_all(load.await.unwrap())
         .await
         .into_iter()
-        .flat_map(|answers| answers.unwrap())
+        .map(|answer| answer.unwrap())
         .collect();
-    let wrong: Vec<_> = answers.iter().filter(|(right, ..)| !right).collect();
-    println!("{} calls through the restart", answers.len());
-    assert!(answers.len() > 20, "too few calls: {}", answers.len());
+    // A hand-off written in the instant the agent died, before its link was seen to
+    // close, may have been taken for all agent one can tell: such a call may only time
+    // out too. A fifth of a second covers noticing the closed link on a loaded machine.
+    let noticed = killed + Duration::from_millis(200);
+    let (caught, after): (Vec<_>, Vec<_>) =
+        answers.iter().partition(|(started, ..)| *started < noticed);
+    let wrong: Vec<_> = after
+        .iter()
+        .filter(|(_, answer, expected)| *answer != (200, expected.clone()))
+        .collect();
+    let lost = caught
+        .iter()
+        .filter(|(_, answer, expected)| *answer != (200, expected.clone()))
+        .inspect(|(_, answer, _)| assert_eq!(*answer, (504, Message::timeout())))
+        .count();
+    println!(
+        "{} calls through the restart, {} made before it was noticed ({lost} caught inside the agent that died)",
+        answers.len(),
+        caught.len()
+    );
+    assert!(after.len() > 20, "too few calls: {}", after.len());
     assert!(
         wrong.is_empty(),
         "{} of {} wrong: {:?}",
         wrong.len(),
-        answers.len(),
+        after.len(),
         &wrong[..wrong.len().min(5)]
     );
     assert_eq!(one.pending().await, 0);
