@@ -147,7 +147,14 @@ impl InstanceStats {
 pub struct Registry {
     next: AtomicU64,
     live: Mutex<Vec<Arc<InstanceStats>>>,
+    /// Instances that left, and how many more heartbeats report their final counts:
+    /// the steps lost with a vanished instance are counted as it goes, and would
+    /// otherwise never reach the proxy.
+    departed: Mutex<Vec<(Arc<InstanceStats>, u32)>>,
 }
+
+/// Heartbeats that report an instance's final counts after it left.
+const DEPARTED_REPORTS: u32 = 2;
 
 impl Registry {
     /// Starts counting for a new instance of `worker`.
@@ -172,6 +179,13 @@ impl Registry {
     /// Stops listing an instance that left.
     pub fn unregister(&self, stats: &Arc<InstanceStats>) {
         self.live().retain(|live| !Arc::ptr_eq(live, stats));
+        self.departed().push((stats.clone(), DEPARTED_REPORTS));
+    }
+
+    fn departed(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<InstanceStats>, u32)>> {
+        self.departed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The stats of every attached instance.
@@ -185,12 +199,21 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Every attached instance's counters, as the heartbeat reports them.
+    /// Every attached instance's counters, as the heartbeat reports them, and those of
+    /// instances that left lately (their final counts, for a couple of heartbeats).
     pub fn reports(&self) -> Vec<report::InstanceReport> {
-        self.instances()
+        let mut reports: Vec<_> = self
+            .instances()
             .iter()
             .map(|stats| stats.report())
-            .collect()
+            .collect();
+        let mut departed = self.departed();
+        for (stats, left) in departed.iter_mut() {
+            reports.push(stats.report());
+            *left -= 1;
+        }
+        departed.retain(|(_, left)| *left > 0);
+        reports
     }
 
     /// Every attached instance's counters and quantiles, for `GET /stats`.

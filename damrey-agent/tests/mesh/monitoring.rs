@@ -173,3 +173,49 @@ async fn killing_the_only_instance_fires_an_alarm_that_resolves_when_it_is_back(
         "fired once, resolved once"
     );
 }
+
+#[actix_rt::test]
+async fn steps_lost_with_a_vanished_instance_reach_the_proxy_as_retries() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        [serde_json::json!({"name": "nap", "commands": [{"name": "nap"}]})],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
+    let mut doomed = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    let call = actix_rt::spawn({
+        let agent = agent.handle();
+        async move {
+            let nap = damrey_actors::Message::request("nap", ["1000", "lost"]);
+            agent.call("nap", &nap, 10_000).await
+        }
+    });
+    agent.wait_in_flight(1).await;
+    let _survivor = agent.worker("nap", "nap");
+    agent.wait_instances(2).await;
+
+    doomed.kill();
+
+    assert_eq!(call.await.unwrap().0, 200, "run again on the survivor");
+    let totals = poll(
+        Duration::from_secs(10),
+        "the lost step at the proxy",
+        || async {
+            let totals = worker_stats(&proxy, "nap").await["totals"].clone();
+            // The survivor answered: the proxy learns it at the next heartbeats.
+            (totals["responses"] == 1).then_some(totals)
+        },
+    )
+    .await;
+    assert_eq!(
+        (
+            &totals["received"],
+            &totals["retries"],
+            &totals["in_flight"]
+        ),
+        (&2.into(), &1.into(), &0.into()),
+        "{totals}"
+    );
+}
