@@ -157,6 +157,10 @@ struct Route {
     remote: Vec<String>,
     /// When the worker last went from some instances (here or elsewhere) to none.
     emptied_at: Option<Instant>,
+    /// Agents that stopped being listed as holders lately, and when: an agent that is
+    /// draining (it left the proxy's list first) still runs what is handed to it, and a
+    /// line already under way may need its instances to finish.
+    departed: Vec<(String, Instant)>,
     /// Its routing events (shared by every copy of the table).
     counters: Arc<RouteCounters>,
 }
@@ -809,7 +813,19 @@ impl Router {
                 trusted
             };
             let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
-            (!others.is_empty()).then(|| Destination::Remote(others[turn % others.len()].clone()))
+            if others.is_empty() {
+                // No holder is listed: the one that left last may still be draining, and
+                // run what a line under way needs (else it refuses, and the line waits).
+                route
+                    .departed
+                    .iter()
+                    .rev()
+                    .map(|(agent, _)| agent)
+                    .find(|agent| *agent != me && !unreachable.contains(agent))
+                    .map(|agent| Destination::Remote(agent.clone()))
+            } else {
+                Some(Destination::Remote(others[turn % others.len()].clone()))
+            }
         } else {
             None
         };
@@ -821,8 +837,9 @@ impl Router {
         }
     }
 
-    /// Whether an agent other than `agent` (and those this line could not reach) is
-    /// known to hold worker `to`, so that a hand-off may go there instead.
+    /// Whether an instance of worker `to` is attached here, or an agent other than
+    /// `agent` (and those this line could not reach) is known to hold one, so that a
+    /// hand-off may go there instead.
     fn another_holder(&self, to: &str, agent: &str, unreachable: &[String]) -> bool {
         let table = self.table();
         let Some(route) = table.routes.get(to) else {
@@ -833,9 +850,10 @@ impl Router {
             .as_ref()
             .is_some_and(|spec| !spec.agent.is_empty());
         !pinned
-            && route.remote.iter().any(|other| {
-                other != agent && *other != self.inner.me && !unreachable.contains(other)
-            })
+            && (!route.local.is_empty()
+                || route.remote.iter().any(|other| {
+                    other != agent && *other != self.inner.me && !unreachable.contains(other)
+                }))
     }
 
     fn least_loaded(&self, instances: &[Instance]) -> Option<Instance> {
@@ -1015,10 +1033,21 @@ impl Router {
         change(&mut table);
         let now = Instant::now();
         for (name, route) in table.routes.iter_mut() {
-            let had = guard.routes.get(name).is_some_and(Route::has_instances);
-            if had && !route.has_instances() {
+            let before = guard.routes.get(name);
+            if before.is_some_and(Route::has_instances) && !route.has_instances() {
                 route.emptied_at = Some(now);
             }
+            let gone = before
+                .into_iter()
+                .flat_map(|before| &before.remote)
+                .filter(|agent| !route.remote.contains(agent))
+                .map(|agent| (agent.clone(), now))
+                .collect::<Vec<_>>();
+            route.departed.extend(gone);
+            let remote = &route.remote;
+            route.departed.retain(|(agent, since)| {
+                now.duration_since(*since) < INSTANCE_GRACE && !remote.contains(agent)
+            });
         }
         *guard = Arc::new(table);
         drop(guard);

@@ -301,3 +301,19 @@ async fn the_largest_deadlines_are_carried_without_overflow() {
     })
     .await;
 }
+
+#[actix::test]
+async fn an_agent_that_left_the_holders_lately_still_gets_the_lines_no_one_else_can_take() {
+    // b said it is leaving (draining): a no longer lists it, but it still runs what it is
+    // handed, and a line that needs its workers must not wait for its deadline.
+    let [a, b] = agents(["10.0.0.1:7701", "10.0.0.2:7701"], "");
+    start(&a, "entry", || Entry(counter())).await;
+    start(&b, "add", || Add(counter())).await;
+    start(&b, "square", || Square(counter())).await;
+    a.set_remote_instances("add", vec!["10.0.0.2:7701".to_owned()]);
+    a.set_remote_instances("add", Vec::new());
+
+    let reply = a.request("entry", sqsum(), Duration::from_secs(2)).await;
+
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+}
