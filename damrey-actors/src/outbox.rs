@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::id::fresh_id;
 use crate::link::{Frame, millis_until};
 use crate::message::Message;
 
@@ -85,7 +86,7 @@ impl Outbox {
         deadline: Instant,
         waiter: Option<oneshot::Sender<Message>>,
     ) -> (Uuid, Frame) {
-        let id = Uuid::new_v4();
+        let id = fresh_id();
         let entry = Entry {
             sent_to: self.connected_run(),
             message,

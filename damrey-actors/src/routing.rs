@@ -23,6 +23,7 @@ use crate::BoxFuture;
 use crate::backoff::Backoff;
 use crate::deadline::deadline_after;
 use crate::error::{RemoteError, SpecError, WorkerError};
+use crate::id::fresh_id;
 use crate::message::{Message, Tag};
 use crate::route_counters::{Rejection, RouteCounters, RouteCounts};
 use crate::spec::{WorkerSpec, validate_name};
@@ -1146,42 +1147,4 @@ fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Message> {
 fn remaining_ms(deadline: Instant) -> u64 {
     let left = deadline.saturating_duration_since(Instant::now());
     u64::try_from(left.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX)
-}
-
-/// A random (version 4) envelope id without a system call per id: a SplitMix64 stream
-/// per thread, seeded once from the operating system's randomness. Ids only need to be
-/// unique (receivers drop ids they have seen); two threads' streams meet with a chance
-/// of about one in 2^64.
-fn fresh_id() -> Uuid {
-    thread_local! {
-        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(Uuid::new_v4().as_u64_pair().0);
-    }
-    STATE.with(|state| {
-        let next = || {
-            let seed = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            state.set(seed);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let bits = (u128::from(next()) << 64) | u128::from(next());
-        uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use super::*;
-
-    #[test]
-    fn fresh_ids_are_version_4_and_never_repeat_across_threads() {
-        let batch = || (0..10_000).map(|_| fresh_id()).collect::<Vec<_>>();
-        let mut ids = batch();
-        ids.extend(std::thread::spawn(batch).join().unwrap());
-        assert!(ids.iter().all(|id| id.get_version_num() == 4));
-        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 20_000);
-    }
 }

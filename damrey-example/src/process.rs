@@ -7,6 +7,7 @@ use actix::dev::MessageResponse;
 use anyhow::Context as _;
 use clap::Parser;
 use damrey_actors::prelude::*;
+pub use damrey_actors::signal::shutdown_signal;
 use tracing_subscriber::EnvFilter;
 
 /// The flags every example worker takes (`add`, `square`, `nap`; `entry` adds `--http`).
@@ -96,15 +97,4 @@ where
         .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;
     tracing::info!(worker = %name, agent = %args.agent, "worker attached");
     Ok(worker)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut terminate =
-        actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = actix_rt::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use damrey_actors::prelude::*;
+use damrey_actors::signal::shutdown_signal;
 use damrey_chaos::record::{Record, Recorder, now_ms};
 use damrey_chaos::step;
 use tracing_subscriber::EnvFilter;
@@ -107,17 +108,6 @@ async fn own_handle(cell: &OnceLock<WorkerHandle>) -> WorkerHandle {
             return handle.clone();
         }
         actix_rt::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate =
-        actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = actix_rt::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
     }
 }
 
