@@ -1,0 +1,59 @@
+//! One module per command; [`run`] picks it.
+
+mod call;
+mod monitor;
+mod watch;
+mod worker;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{Cli, Command};
+use crate::client::{Api, base_url};
+
+/// How long a request to the proxy may take (calls wait for their own timeout instead).
+const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The exit code of a command that did what was asked.
+pub const SUCCESS: u8 = 0;
+/// The exit code when the command could not be done (no answer, refused, bad input).
+pub const FAILURE: u8 = 1;
+
+/// Runs the command line's command; its exit code.
+///
+/// # Errors
+/// The command could not be done: what went wrong, in words.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let proxy = base_url(&cli.proxy);
+    match cli.command {
+        Command::Worker(command) => {
+            let api = Api::new(cli.token, PROXY_TIMEOUT);
+            worker::run(&api, &proxy, command, cli.json).await
+        }
+        Command::Call(args) => call::run(cli.token, &base_url(&cli.agent), args, cli.json).await,
+        Command::Stats(args) => {
+            let api = Api::new(cli.token, PROXY_TIMEOUT);
+            monitor::stats(&api, &proxy, &args, cli.json).await
+        }
+        Command::Alarms(args) => {
+            let api = Api::new(cli.token, PROXY_TIMEOUT);
+            monitor::alarms(&api, &proxy, &args, cli.json).await
+        }
+        Command::Agents => {
+            let api = Api::new(cli.token, PROXY_TIMEOUT);
+            monitor::agents(&api, &proxy, cli.json).await
+        }
+        Command::Watch(args) => {
+            let api = Api::new(cli.token, PROXY_TIMEOUT);
+            watch::watch(&api, &proxy, &args, cli.json).await
+        }
+    }
+}
+
+/// Prints a JSON value as the service answered it, indented.
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
