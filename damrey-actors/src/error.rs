@@ -64,7 +64,8 @@ pub enum WorkerError {
     /// The worker is not attached to a mesh or agent, so it cannot send.
     #[error("worker {0:?} is not attached to a mesh or agent")]
     Detached(String),
-    /// The agent refused the worker, or could not be reached.
+    /// The agent answered and refused the worker (its name is not configured, the token
+    /// is wrong), or broke off the attach.
     #[error("agent {agent} refused the worker: {reason}")]
     Refused {
         /// The agent's `host:port`.
@@ -72,6 +73,22 @@ pub enum WorkerError {
         /// Why.
         reason: String,
     },
+    /// Nothing answered at the agent's address.
+    #[error("no agent answers at {agent} ({reason}); is the agent running there?")]
+    Unreachable {
+        /// The agent's `host:port`.
+        agent: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// The worker was started attached to nothing: it could neither receive steps nor
+    /// send its own requests.
+    #[error(
+        "worker {0:?} is attached to nothing: attach it to an agent with `.agent(\"host:port\")`, \
+         to an in-process mesh with `.attach(&router)`, or call `.detached()` to call it \
+         directly (tests)"
+    )]
+    Unattached(String),
     /// The agent kept answering that it has no configs yet (its proxy is unreachable and
     /// it has no cache), for as long as a starting worker waits.
     #[error("agent {agent} still had no worker configs after {waited:?}; is its proxy reachable?")]

@@ -15,11 +15,13 @@ pub mod inflight;
 pub mod link;
 pub mod message;
 mod outbox;
+pub mod process;
 pub mod report;
 pub mod route_counters;
 pub mod routing;
 pub mod signal;
 pub mod spec;
+pub mod telemetry;
 pub mod testkit;
 pub mod worker;
 

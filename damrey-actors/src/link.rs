@@ -149,7 +149,7 @@ const ATTACH_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration
 enum AttachFailure {
     /// The agent has no configs yet (503); it will once its proxy answers.
     NotReady,
-    /// Refused or unreachable.
+    /// Refused, or nothing answered.
     Refused(WorkerError),
 }
 
@@ -185,13 +185,20 @@ impl AgentAddress {
             }
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 404 => {
                 refused(format!(
-                    "the agent has no config for worker {:?}",
+                    "the agent has no config for worker {:?}; register it with the proxy \
+                     first (`damrey worker add`, or POST /worker/add)",
                     self.name
                 ))
             }
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 503 => {
                 AttachFailure::NotReady
             }
+            awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(
+                error,
+            )) => AttachFailure::Refused(WorkerError::Unreachable {
+                agent: self.agent.clone(),
+                reason: error.to_string(),
+            }),
             other => refused(other.to_string()),
         })?;
         loop {

@@ -69,6 +69,7 @@ where
     F: Fn() -> A + Send + Sync + 'static,
 {
     let worker = Worker::new(Config::named("test"))
+        .detached()
         .start(factory)
         .await
         .expect("testkit::call runs inside an actix system, e.g. under #[actix::test]");

@@ -80,7 +80,7 @@ impl Default for Config {
 /// }
 ///
 /// # actix::System::new().block_on(async {
-/// let add = Worker::new(Config::named("add")).start(|| Add).await.unwrap();
+/// let add = Worker::new(Config::named("add")).detached().start(|| Add).await.unwrap();
 /// let reply = add.call(Message::request("sum", ["3", "4"]), Duration::from_secs(1)).await;
 /// assert_eq!(reply, Message::response("sum", ["7"]));
 /// add.stop().await;
@@ -96,6 +96,9 @@ pub struct Worker {
 /// Where a worker's messages come from and its own requests go.
 #[derive(Clone)]
 enum Attachment {
+    /// None chosen yet: starting fails.
+    Unattached,
+    /// Chosen: called directly only.
     Detached,
     Router(Router),
     Agent(String),
@@ -106,10 +109,17 @@ impl Worker {
     pub fn new(config: Config) -> Self {
         Worker {
             config,
-            attachment: Attachment::Detached,
+            attachment: Attachment::Unattached,
             token: None,
             mpu: None,
         }
+    }
+
+    /// Attaches the worker to nothing, on purpose: it is only called directly
+    /// ([`WorkerHandle::call`]), as in a unit test, and its own requests answer `ERROR`.
+    pub fn detached(mut self) -> Self {
+        self.attachment = Attachment::Detached;
+        self
     }
 
     /// Attaches the worker to an in-process router (a mesh in one process); its `mpu`
@@ -143,9 +153,11 @@ impl Worker {
     /// adds it to the router's (or the agent's) instances of this worker.
     ///
     /// # Errors
-    /// [`WorkerError::NoSystem`] outside an actix system; [`WorkerError::UnknownWorker`]
+    /// [`WorkerError::Unattached`] when none of `agent`, `attach` or `detached` was
+    /// called; [`WorkerError::NoSystem`] outside an actix system; [`WorkerError::UnknownWorker`]
     /// when attached to a router that has no config for `config.name`;
-    /// [`WorkerError::Refused`] when the agent refuses the worker or cannot be reached;
+    /// [`WorkerError::Refused`] when the agent refuses the worker;
+    /// [`WorkerError::Unreachable`] when nothing answers at the agent's address;
     /// [`WorkerError::NotReady`] when the agent still has no configs after
     /// [`crate::link::READY_WAIT`] (it has not heard from its proxy).
     pub async fn start<A, F>(self, factory: F) -> Result<WorkerHandle, WorkerError>
@@ -157,6 +169,7 @@ impl Worker {
         let arbiter = actix::Arbiter::try_current().ok_or(WorkerError::NoSystem)?;
         let name = self.config.name.clone();
         let (outbox, configured_mpu, link) = match self.attachment {
+            Attachment::Unattached => return Err(WorkerError::Unattached(name)),
             Attachment::Detached => (Outbox::Detached, Mpu::UNLIMITED, None),
             Attachment::Router(router) => {
                 let spec = router

@@ -1,6 +1,6 @@
 //! The seed's example workers: `http request => entry => add => square`, computing
-//! (a+b)^2. Each is a plain actix actor handling [`Message`]; the binaries that run them
-//! as processes attached to an agent come with the agent.
+//! (a+b)^2. Each is a plain actix actor handling [`Message`]; the binaries in `src/bin`
+//! run each as its own process attached to an agent.
 
 pub mod front;
 pub mod process;

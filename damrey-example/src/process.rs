@@ -1,32 +1,9 @@
-//! Running one worker as its own process attached to an agent: flags, logging, and a
-//! clean stop on SIGINT/SIGTERM.
+//! The example workers as processes. `add`, `square` and `nap` are each one call of
+//! [`damrey_actors::process::run`]; `entry` also serves the HTTP front door, so it takes
+//! the same flags plus `--http`.
 
-use std::time::Duration;
-
-use actix::dev::MessageResponse;
-use anyhow::Context as _;
 use clap::Parser;
-use damrey_actors::prelude::*;
-pub use damrey_actors::signal::shutdown_signal;
-use tracing_subscriber::EnvFilter;
-
-/// The flags every example worker takes (`add`, `square`, `nap`; `entry` adds `--http`).
-#[derive(Debug, Clone, Parser)]
-#[command(about = "A Damrey example worker, attached to its local agent")]
-pub struct WorkerArgs {
-    /// The local agent's `host:port`.
-    #[arg(long, default_value = "127.0.0.1:7701")]
-    pub agent: String,
-    /// The worker name to attach as (must be configured in the proxy).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// The longest one message may be processed, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
-    pub timeout_ms: u64,
-    /// Attempts to push a message onward.
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
-}
+pub use damrey_actors::process::WorkerArgs;
 
 /// The flags of `entry`: a worker's, plus the HTTP front door's address.
 #[derive(Debug, Clone, Parser)]
@@ -36,65 +13,6 @@ pub struct EntryArgs {
     #[command(flatten)]
     pub worker: WorkerArgs,
     /// Where the HTTP front door listens.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "DAMREY_HTTP", default_value = "127.0.0.1:8080")]
     pub http: String,
-}
-
-/// Parses the flags, attaches the worker made by `factory` to the agent, and serves
-/// until SIGINT or SIGTERM; then it leaves the agent, drains and exits.
-///
-/// # Errors
-/// The agent refused the worker or could not be reached.
-pub fn run<A, F>(default_name: &str, factory: F) -> anyhow::Result<()>
-where
-    A: Actor<Context = Context<A>> + Handler<Message>,
-    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
-    F: Fn() -> A + Send + Sync + 'static,
-{
-    let args = WorkerArgs::parse();
-    init_logging();
-    actix_rt::System::new().block_on(async move {
-        let worker = attach(&args, default_name, factory).await?;
-        shutdown_signal().await;
-        tracing::info!(worker = %worker.name(), "stopping");
-        worker.stop().await;
-        Ok(())
-    })
-}
-
-/// Logs to stderr, `RUST_LOG` over a default of `info`.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-}
-
-/// Attaches the worker made by `factory` to the agent named in `args`, with the token
-/// in `DAMREY_TOKEN` when set.
-///
-/// # Errors
-/// The agent refused the worker or could not be reached.
-pub async fn attach<A, F>(
-    args: &WorkerArgs,
-    default_name: &str,
-    factory: F,
-) -> anyhow::Result<WorkerHandle>
-where
-    A: Actor<Context = Context<A>> + Handler<Message>,
-    <A as Handler<Message>>::Result: MessageResponse<A, Message>,
-    F: Fn() -> A + Send + Sync + 'static,
-{
-    let name = args.name.clone().unwrap_or_else(|| default_name.to_owned());
-    let config = Config {
-        retries: args.retries,
-        name: name.clone(),
-        timeout: Duration::from_millis(args.timeout_ms),
-    };
-    let worker = Worker::new(config)
-        .agent(args.agent.clone())
-        .token(std::env::var("DAMREY_TOKEN").ok())
-        .start(factory)
-        .await
-        .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;
-    tracing::info!(worker = %name, agent = %args.agent, "worker attached");
-    Ok(worker)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
+use damrey_actors::WorkerError;
 use damrey_actors::prelude::*;
 
 use crate::support::{Add, Entry, Sleeper, Square, count, counter, join_all};
@@ -245,6 +246,7 @@ async fn a_push_runs_the_line_without_a_reply() {
 #[actix::test]
 async fn a_detached_worker_cannot_request_or_push() {
     let worker = Worker::new(Config::named("alone"))
+        .detached()
         .start(|| Entry(counter()))
         .await
         .unwrap();
@@ -258,6 +260,52 @@ async fn a_detached_worker_cannot_request_or_push() {
         Message::error("t", "worker \"alone\" is not attached to a mesh or agent")
     );
     assert!(worker.push(Message::request("t", ["1"])).await.is_err());
+}
+
+#[actix::test]
+async fn a_worker_attached_to_nothing_does_not_start() {
+    let started = Worker::new(Config::named("alone"))
+        .start(|| Entry(counter()))
+        .await;
+
+    let Err(error) = started else {
+        panic!("a worker attached to nothing started");
+    };
+    assert!(matches!(error, WorkerError::Unattached(ref name) if name == "alone"));
+    assert!(
+        error.to_string().contains(".agent(\"host:port\")"),
+        "{error}"
+    );
+}
+
+#[actix::test]
+async fn a_worker_whose_agent_does_not_listen_says_nothing_answers_there() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let agent = format!("127.0.0.1:{port}");
+
+    let started = Worker::new(Config::named("alone"))
+        .agent(agent.clone())
+        .start(|| Entry(counter()))
+        .await;
+
+    let Err(error) = started else {
+        panic!("a worker attached to a closed port");
+    };
+    assert!(
+        matches!(error, WorkerError::Unreachable { agent: ref at, .. } if *at == agent),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("no agent answers at {agent}")),
+        "{error}"
+    );
 }
 
 #[actix::test]

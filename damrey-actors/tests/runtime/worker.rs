@@ -12,6 +12,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[actix::test]
 async fn a_panic_mid_message_answers_error_and_the_next_message_is_processed() {
     let worker = Worker::new(Config::named("panicky"))
+        .detached()
         .start(|| Panicky)
         .await
         .unwrap();
@@ -37,6 +38,7 @@ async fn a_panic_mid_message_answers_error_and_the_next_message_is_processed() {
 #[actix::test]
 async fn messages_queued_behind_a_panic_go_to_the_restarted_actor() {
     let worker = Worker::new(Config::named("panicky"))
+        .detached()
         .start(|| Panicky)
         .await
         .unwrap();
@@ -58,6 +60,7 @@ async fn messages_queued_behind_a_panic_go_to_the_restarted_actor() {
 #[actix::test]
 async fn a_panic_inside_a_handler_future_answers_error_and_keeps_the_actor() {
     let worker = Worker::new(Config::named("sleeper"))
+        .detached()
         .start(Sleeper::default)
         .await
         .unwrap();
@@ -81,7 +84,11 @@ async fn a_step_longer_than_the_worker_timeout_is_answered_timeout() {
         timeout: Duration::from_millis(100),
         ..Config::named("sleeper")
     };
-    let worker = Worker::new(config).start(Sleeper::default).await.unwrap();
+    let worker = Worker::new(config)
+        .detached()
+        .start(Sleeper::default)
+        .await
+        .unwrap();
 
     let started = Instant::now();
     let reply = worker
@@ -160,6 +167,7 @@ async fn the_test_kit_calls_one_worker() {
 async fn sleeper_with_mpu(mpu: u32) -> (Sleeper, WorkerHandle) {
     let sleeper = Sleeper::default();
     let worker = Worker::new(Config::named("sleeper"))
+        .detached()
         .mpu(mpu)
         .start(sleeper.factory())
         .await

@@ -1,36 +1,61 @@
 //! The `entry` process: the example's HTTP front door on `--http` (default
 //! 127.0.0.1:8080) and the `entry` worker attached to the agent on `--agent`.
-//! `curl 'localhost:8080/sqsum?a=3&b=4'` answers `49`.
+//! `curl 'localhost:8080/sqsum?a=3&b=4'` answers `49`. Exit codes as every worker
+//! process's ([`damrey_actors::process::Exit`]).
 
-use anyhow::Context as _;
+use std::process::ExitCode;
+
 use clap::Parser;
-use damrey_example::process::{self, EntryArgs};
+use damrey_actors::process::{self, Exit};
+use damrey_actors::signal::shutdown_signal;
+use damrey_example::process::EntryArgs;
 use damrey_example::{Entry, front};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = EntryArgs::parse();
-    process::init_logging();
-    actix_web::rt::System::new().block_on(async move {
-        let worker = process::attach(&args.worker, "entry", || Entry).await?;
-        let server = actix_web::HttpServer::new({
-            let worker = worker.clone();
-            move || actix_web::App::new().configure(front::configure(worker.clone()))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(&args.http)
-        .with_context(|| format!("listening on {}", args.http))?
-        .run();
-        let handle = server.handle();
-        tracing::info!(http = %args.http, "front door open");
-        tokio::select! {
-            served = server => served.context("serving the front door")?,
-            () = process::shutdown_signal() => {
-                tracing::info!("stopping");
-                handle.stop(true).await;
-            }
+    process::init_logging(args.worker.log_format);
+    actix_web::rt::System::new().block_on(serve(args)).into()
+}
+
+async fn serve(args: EntryArgs) -> Exit {
+    let worker = match process::attach(&args.worker, "entry", || Entry).await {
+        Ok(worker) => worker,
+        Err(error) => {
+            tracing::error!(error = %error, "the worker could not attach");
+            return Exit::from(&error);
         }
-        worker.stop().await;
-        Ok(())
+    };
+    let server = actix_web::HttpServer::new({
+        let worker = worker.clone();
+        move || actix_web::App::new().configure(front::configure(worker.clone()))
     })
+    .workers(1)
+    .disable_signals()
+    .bind(&args.http);
+    let server = match server {
+        Ok(server) => server.run(),
+        Err(error) => {
+            tracing::error!(error = %error, http = %args.http, "cannot listen for the front door");
+            worker.stop().await;
+            return Exit::Failed;
+        }
+    };
+    let handle = server.handle();
+    tracing::info!(http = %args.http, "front door open");
+    let exit = tokio::select! {
+        served = server => match served {
+            Ok(()) => Exit::Stopped,
+            Err(error) => {
+                tracing::error!(error = %error, "the front door failed");
+                Exit::Failed
+            }
+        },
+        () = shutdown_signal() => {
+            tracing::info!("stopping");
+            handle.stop(true).await;
+            Exit::Stopped
+        }
+    };
+    worker.stop().await;
+    exit
 }

@@ -1,5 +1,5 @@
-//! The `nap` worker as its own process: `nap --agent 127.0.0.1:7701`.
+//! The `nap` worker as its own process: `nap --agent 127.0.0.1:7701` (`nap --help`).
 
-fn main() -> anyhow::Result<()> {
-    damrey_example::process::run("nap", || damrey_example::Nap)
+fn main() -> std::process::ExitCode {
+    damrey_actors::process::run("nap", || damrey_example::Nap)
 }

@@ -1,5 +1,5 @@
-//! The `square` worker as its own process: `square --agent 127.0.0.1:7701`.
+//! The `square` worker as its own process: `square --agent 127.0.0.1:7701` (`square --help`).
 
-fn main() -> anyhow::Result<()> {
-    damrey_example::process::run("square", || damrey_example::Square)
+fn main() -> std::process::ExitCode {
+    damrey_actors::process::run("square", || damrey_example::Square)
 }
