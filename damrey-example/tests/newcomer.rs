@@ -12,8 +12,12 @@ use support::{Example, text};
 
 /// One HTTP/1.1 exchange with the example's front door: the status and the body.
 fn http(example: &Example, request: &str) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", example.ports[2])).expect("the front door listens");
+    http_to(example.ports[2], request)
+}
+
+/// One HTTP/1.1 exchange with the service on `port`: the status and the body.
+fn http_to(port: u16, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the service listens");
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
@@ -85,4 +89,32 @@ fn run_answers_the_front_door_and_stop_leaves_nothing_behind() {
             "port {port} is still taken"
         );
     }
+}
+
+#[test]
+fn run_comes_up_again_after_the_user_registered_workers_of_their_own() {
+    let example = Example::new("own-workers");
+    let run = example.script("run");
+    assert!(run.status.success(), "run failed: {}", text(&run));
+    let body = r#"{"name":"upper","agent":"","mpu":"1","commands":[{"name":"shout","worker":""}]}"#;
+    let (status, answer) = http_to(
+        example.ports[0],
+        &format!(
+            "POST /worker/add HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let stop = example.script("stop");
+    assert!(stop.status.success(), "stop failed: {}", text(&stop));
+
+    // The proxy's store now holds four configs; the agent is ready all the same.
+    let again = example.script("run");
+
+    assert!(again.status.success(), "run failed: {}", text(&again));
+    let sqsum = http(
+        &example,
+        "GET /sqsum?a=1&b=2 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(sqsum, (200, "9".to_owned()));
 }
