@@ -1,5 +1,5 @@
 //! The link between a worker process and its local agent: the frames both sides speak
-//! over one persistent WebClientSocket, and the worker's side of it (attach, deliveries,
+//! over one persistent WebSocket, and the worker's side of it (attach, deliveries,
 //! the outbox, ping/pong, reconnection with backoff).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
@@ -244,7 +244,7 @@ pub fn too_large(kind: &str, what: &str, bytes: usize) -> Message {
 /// agent is local, so this only matters when it is frozen or gone.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A client WebClientSocket, as awc opens it.
+/// A client WebSocket, as awc opens it.
 pub type ClientSocket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
 /// Writes `first` and whatever else is already queued as text frames, then flushes

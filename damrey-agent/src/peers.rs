@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::shutdown::Shutdown;
 
 /// One frame between agents, a JSON text frame named by its one key:
-/// `{"forward":{"seq":3,"envelope":{...}}}`, `{"ack":{"seq":3}}`.
+/// `{"forward":{"seq":3,"envelope":{...}}}`, `{"reply":{"seq":4,"id":"…","msg":[...]}}`, `{"ack":{"seqs":[3,4]}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PeerFrame {
