@@ -216,13 +216,14 @@ impl MeshBuilder {
         let mesh = actix_rt::task::spawn_blocking(move || self.run_containers())
             .await
             .map_err(|e| Error::Join(e.to_string()))??;
-        wait_until_ready("the proxy", &mesh.proxy_address, mesh.proxy.id()).await?;
+        wait_until_ready("the proxy", &mesh.proxy_address, mesh.proxy.id(), None).await?;
         for spec in &configs {
             mesh.register(spec).await?;
         }
         for (index, agent) in mesh.agents.iter().enumerate() {
             let what = format!("agent {index}");
-            wait_until_ready(&what, &mesh.agent_addresses[index], agent.id()).await?;
+            let wanted = Some(configs.len());
+            wait_until_ready(&what, &mesh.agent_addresses[index], agent.id(), wanted).await?;
         }
         Ok(mesh)
     }
@@ -325,13 +326,33 @@ impl MeshBuilder {
     }
 }
 
-/// Waits until `GET http://address/readyz` answers 200.
-async fn wait_until_ready(what: &str, address: &str, container: &str) -> Result<(), Error> {
+/// Waits until `GET http://address/readyz` answers 200 and, for an agent, says it has
+/// all `configs` (an agent may be ready with the configs from before they were
+/// registered; they reach it through the proxy's change feed).
+async fn wait_until_ready(
+    what: &str,
+    address: &str,
+    container: &str,
+    configs: Option<usize>,
+) -> Result<(), Error> {
     let started = Instant::now();
     let client = http_client();
     loop {
         let last = match client.get(format!("http://{address}/readyz")).send().await {
-            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(mut response) if response.status().is_success() => {
+                let body = response.body().await.unwrap_or_default();
+                let ready: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                match configs {
+                    None => return Ok(()),
+                    Some(wanted) if ready["configs"].as_u64() == Some(wanted as u64) => {
+                        return Ok(());
+                    }
+                    Some(wanted) => format!(
+                        "/readyz answered {}, waiting for {wanted} configs",
+                        String::from_utf8_lossy(&body)
+                    ),
+                }
+            }
             Ok(response) => format!("/readyz answered {}", response.status()),
             Err(e) => format!("/readyz: {e}"),
         };
