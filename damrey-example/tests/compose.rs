@@ -1,736 +1,404 @@
-//! Checks `docker-compose.yml` and the `Dockerfile` without a container engine: every
-//! service's command parses with its binary's real clap flags, the ports are DESIGN.md's,
-//! the services point at each other by name, every started worker has a registered
-//! config, and the image builds every binary the compose file runs.
+//! `docker-compose.yml` brought up for real: Postgres, the proxy on it, the registration,
+//! the agent and the workers, each its own container, driven from this host. It computes
+//! 49; a killed `square` fires `no_instance`, which resolves once it is back; three `add`
+//! replicas share the load; the line keeps running while the proxy is down and after it
+//! restarts; and `down -v` leaves nothing of the project behind.
+//!
+//! It runs the image `damrey:local` as it is on this machine and checks that it was made
+//! from this tree (scripts/offline-images stamps it), so it never tests stale binaries.
+//! Without Docker it is skipped, unless `DAMREY_REQUIRE_DOCKER=1` (CI).
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use clap::Parser;
-use damrey_example::process::{EntryArgs, WorkerArgs};
-use serde::Deserialize;
-use serde_yaml_ng::Value;
+use damrey_testcontainers::docker_or_skip;
+use serde_json::Value;
 
-/// DESIGN.md §1's default ports.
-const PROXY_PORT: u16 = 7700;
-const AGENT_PORT: u16 = 7701;
-const ENTRY_HTTP_PORT: u16 = 8080;
-/// The ports of Postgres, MariaDB, Redis, RabbitMQ, Mosquitto and NATS, which none of
-/// our services may use (DESIGN.md §1).
-const RESERVED_PORTS: [u16; 6] = [5432, 3306, 6379, 5672, 1883, 4222];
-/// The worker binaries; each attaches as its own name unless `--name` says otherwise.
-const WORKER_BINARIES: [&str; 4] = ["entry", "add", "square", "nap"];
-/// Every binary of ours whose flags this test knows.
-const OUR_BINARIES: [&str; 6] = [
-    "damrey-proxy",
-    "damrey-agent",
-    "entry",
-    "add",
-    "square",
-    "nap",
-];
+/// How long a state may take to arrive before the test gives up and says which.
+const PATIENCE: Duration = Duration::from_secs(180);
+const POLL: Duration = Duration::from_millis(250);
 
-// ---------------------------------------------------------------------------------------
-// The compose file, as far as these checks read it.
-
-#[derive(Debug, Deserialize)]
-struct Compose {
-    services: BTreeMap<String, Service>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Service {
-    image: Option<String>,
-    build: Option<Value>,
-    command: Option<Words>,
-    environment: Option<Environment>,
-    ports: Vec<Value>,
-    depends_on: Option<DependsOn>,
-    healthcheck: Option<Healthcheck>,
-    volumes: Vec<String>,
-}
-
-/// A command or healthcheck test: a string (split on whitespace) or a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Words {
-    Line(String),
-    List(Vec<String>),
-}
-
-impl Words {
-    fn to_vec(&self) -> Vec<String> {
-        match self {
-            Words::Line(line) => line.split_whitespace().map(str::to_owned).collect(),
-            Words::List(list) => list.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Environment {
-    Map(BTreeMap<String, Option<Value>>),
-    List(Vec<String>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum DependsOn {
-    List(Vec<String>),
-    Map(BTreeMap<String, Dependency>),
-}
-
-#[derive(Debug, Deserialize)]
-struct Dependency {
-    condition: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Healthcheck {
-    test: Words,
-}
-
-impl Service {
-    fn command(&self) -> Vec<String> {
-        self.command.as_ref().map(Words::to_vec).unwrap_or_default()
-    }
-
-    fn program(&self) -> Option<String> {
-        self.command().first().cloned()
-    }
-
-    fn env(&self) -> BTreeMap<String, String> {
-        match &self.environment {
-            None => BTreeMap::new(),
-            Some(Environment::Map(map)) => map
-                .iter()
-                .map(|(key, value)| (key.clone(), value.as_ref().map(scalar).unwrap_or_default()))
-                .collect(),
-            Some(Environment::List(list)) => list
-                .iter()
-                .map(|item| match item.split_once('=') {
-                    Some((key, value)) => (key.to_owned(), value.to_owned()),
-                    None => (item.clone(), String::new()),
-                })
-                .collect(),
-        }
-    }
-
-    fn depends_on(&self) -> BTreeMap<String, Option<String>> {
-        match &self.depends_on {
-            None => BTreeMap::new(),
-            Some(DependsOn::List(list)) => list.iter().map(|name| (name.clone(), None)).collect(),
-            Some(DependsOn::Map(map)) => map
-                .iter()
-                .map(|(name, dependency)| (name.clone(), dependency.condition.clone()))
-                .collect(),
-        }
-    }
-
-    /// The published ports as (host port, container port); the host port is `None`
-    /// when Docker picks it.
-    fn published(&self) -> Vec<(Option<u16>, u16)> {
-        self.ports.iter().map(published_port).collect()
-    }
-}
-
-fn scalar(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
-        Value::Bool(flag) => flag.to_string(),
-        other => panic!("expected a scalar, got {other:?}"),
-    }
-}
-
-/// Reads a short-syntax port entry: `C`, `H:C` or `IP:H:C`, optionally with `/tcp`.
-fn published_port(entry: &Value) -> (Option<u16>, u16) {
-    let text = scalar(entry);
-    let text = text.split('/').next().expect("split yields one item");
-    let port = |part: &str| -> u16 {
-        part.parse()
-            .unwrap_or_else(|_| panic!("port {part:?} of {text:?} is not a single port"))
-    };
-    let parts: Vec<&str> = text.split(':').collect();
-    match parts.as_slice() {
-        [container] => (None, port(container)),
-        [host, container] | [_, host, container] => (Some(port(host)), port(container)),
-        _ => panic!("cannot read the port entry {text:?}"),
-    }
-}
-
-fn repo_root() -> PathBuf {
+fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("the example crate lives in the workspace")
-        .to_owned()
+        .unwrap()
+        .to_path_buf()
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
-
-/// The compose file with its `<<` merge keys applied, as Compose reads it.
-fn compose() -> Compose {
-    let text = read(&repo_root().join("docker-compose.yml"));
-    let mut value: Value = serde_yaml_ng::from_str(&text).expect("docker-compose.yml is YAML");
-    value.apply_merge().expect("the merge keys are valid");
-    serde_yaml_ng::from_value(value).expect("docker-compose.yml has the expected shape")
-}
-
-// ---------------------------------------------------------------------------------------
-// Each of our services' command, parsed with its binary's own clap definition.
-
-#[derive(Debug)]
-enum Run {
-    Proxy(damrey_proxy::Cli),
-    Agent(damrey_agent::Cli),
-    Worker(WorkerArgs),
-    Entry(EntryArgs),
-}
-
-/// Parses `command` as the binary it names would, or `None` when it is not one of ours.
-fn parse_command(command: &[String]) -> Option<Result<Run, clap::Error>> {
-    let program = command.first()?;
-    let args = command.iter().map(OsString::from);
-    Some(match program.as_str() {
-        "damrey-proxy" => damrey_proxy::Cli::try_parse_from(args).map(Run::Proxy),
-        "damrey-agent" => {
-            damrey_agent::Cli::try_parse_from(damrey_agent::Cli::seed_args(args)).map(Run::Agent)
-        }
-        "entry" => EntryArgs::try_parse_from(args).map(Run::Entry),
-        name if WORKER_BINARIES.contains(&name) => {
-            WorkerArgs::try_parse_from(args).map(Run::Worker)
-        }
-        _ => return None,
-    })
-}
-
-/// A worker process of the compose file.
-struct WorkerService {
-    service: String,
-    /// The worker name it attaches as: `--name`, or its binary's default.
-    name: String,
-    args: WorkerArgs,
-}
-
-/// Our services, found by the binary each runs.
-struct Mesh {
-    compose: Compose,
-    proxy: (String, damrey_proxy::Cli),
-    agent: (String, damrey_agent::Cli),
-    workers: Vec<WorkerService>,
-    /// The entry service and its HTTP address.
-    entry: (String, String),
-}
-
-impl Mesh {
-    fn service(&self, name: &str) -> &Service {
-        self.compose
-            .services
-            .get(name)
-            .unwrap_or_else(|| panic!("no service {name:?} in docker-compose.yml"))
-    }
-
-    /// The service every worker waits for to complete: the config registration.
-    fn registration(&self) -> (&str, &Service) {
-        let name = self
-            .compose
-            .services
-            .values()
-            .flat_map(Service::depends_on)
-            .find(|(_, condition)| condition.as_deref() == Some("service_completed_successfully"))
-            .map(|(name, _)| name)
-            .expect("the workers wait for a registration service");
-        let (name, service) = self
-            .compose
-            .services
-            .get_key_value(&name)
-            .unwrap_or_else(|| panic!("no service {name:?} in docker-compose.yml"));
-        (name, service)
-    }
-}
-
-fn mesh() -> Mesh {
-    let compose = compose();
-    let (mut proxies, mut agents, mut workers, mut entries) = (vec![], vec![], vec![], vec![]);
-    for (name, service) in &compose.services {
-        let command = service.command();
-        let Some(parsed) = parse_command(&command) else {
-            continue;
-        };
-        let run = parsed.unwrap_or_else(|e| {
-            panic!("service {name}'s command {command:?} does not parse:\n{e}")
-        });
-        let default_name = command[0].clone();
-        match run {
-            Run::Proxy(cli) => proxies.push((name.clone(), cli)),
-            Run::Agent(cli) => agents.push((name.clone(), cli)),
-            Run::Worker(args) => workers.push(WorkerService {
-                service: name.clone(),
-                name: args.name.clone().unwrap_or(default_name),
-                args,
-            }),
-            Run::Entry(args) => {
-                entries.push((name.clone(), args.http.clone()));
-                workers.push(WorkerService {
-                    service: name.clone(),
-                    name: args.worker.name.clone().unwrap_or(default_name),
-                    args: args.worker,
-                });
-            }
-        }
-    }
-    assert_eq!(proxies.len(), 1, "one proxy service");
-    assert_eq!(agents.len(), 1, "one agent service");
-    assert_eq!(entries.len(), 1, "one entry service");
-    Mesh {
-        compose,
-        proxy: proxies.remove(0),
-        agent: agents.remove(0),
-        workers,
-        entry: entries.remove(0),
-    }
-}
-
-fn host_port(address: &str) -> (String, u16) {
-    let (host, port) = address
-        .rsplit_once(':')
-        .unwrap_or_else(|| panic!("{address:?} is not host:port"));
-    let port = port
-        .parse()
-        .unwrap_or_else(|_| panic!("{address:?} has no valid port"));
-    (host.to_owned(), port)
-}
-
-// ---------------------------------------------------------------------------------------
-// The checks.
-
-#[test]
-fn every_service_of_our_image_runs_one_of_our_binaries_with_flags_it_accepts() {
-    let compose = compose();
-    let ours: Vec<(&String, &Service)> = compose
-        .services
-        .iter()
-        .filter(|(_, service)| service.build.is_some())
-        .collect();
-    assert!(
-        ours.len() >= 5,
-        "proxy, agent and the workers are built here"
-    );
-    for (name, service) in ours {
-        let command = service.command();
-        let program = service.program().unwrap_or_default();
-        assert!(
-            OUR_BINARIES.contains(&program.as_str()) || program == "sh",
-            "service {name} runs {program:?}, which is none of our binaries"
-        );
-        if let Some(Err(e)) = parse_command(&command) {
-            panic!("service {name}'s command {command:?} does not parse:\n{e}");
-        }
-    }
-    // mesh() parses every command and finds exactly one proxy, agent and entry.
-    let mesh = mesh();
-    let started: Vec<&str> = mesh.workers.iter().map(|w| w.name.as_str()).collect();
-    assert_eq!(
-        started,
-        ["add", "entry", "square"],
-        "the example line's workers run"
-    );
-}
-
-#[test]
-fn a_mistyped_flag_or_a_bad_value_fails_the_parse() {
-    let words = |line: &str| {
-        line.split_whitespace()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
+/// The compose command this machine has: `docker compose` (v2) or `docker-compose` (v1).
+fn compose_command() -> Vec<String> {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
     };
-    for bad in [
-        "add --agnet agent:7701",
-        "entry --agent agent:7701 --htp 0.0.0.0:8080",
-        "square --retries many",
-        "damrey-proxy -p 77000",
-        "damrey-proxy --database postgres://x",
-        "damrey-agent -p 7701 -pr",
-        "damrey-agent -x proxy:7700",
-    ] {
-        assert!(
-            matches!(parse_command(&words(bad)), Some(Err(_))),
-            "{bad:?} should not parse"
-        );
-    }
-    assert!(
-        matches!(parse_command(&words("damrey-agent -pr proxy:7700")), Some(Ok(Run::Agent(cli))) if cli.proxy.as_deref() == Some("proxy:7700"))
-    );
-    assert!(parse_command(&words("sh -c true")).is_none());
-}
-
-#[test]
-fn the_proxy_agent_and_entry_listen_and_publish_on_the_design_ports() {
-    let mesh = mesh();
-    let (proxy, cli) = &mesh.proxy;
-    assert_eq!(
-        cli.port,
-        Some(PROXY_PORT),
-        "the proxy is started with -p {PROXY_PORT}"
-    );
-    assert_eq!(
-        cli.host.as_deref().unwrap_or("0.0.0.0"),
-        "0.0.0.0",
-        "the proxy binds all interfaces"
-    );
-    assert_eq!(
-        mesh.service(proxy).published(),
-        [(Some(PROXY_PORT), PROXY_PORT)]
-    );
-
-    let (agent, cli) = &mesh.agent;
-    assert_eq!(
-        cli.port,
-        Some(AGENT_PORT),
-        "the agent is started with -p {AGENT_PORT}"
-    );
-    assert_eq!(
-        cli.host.as_deref().unwrap_or("0.0.0.0"),
-        "0.0.0.0",
-        "the agent binds all interfaces"
-    );
-    assert_eq!(
-        mesh.service(agent).published(),
-        [(Some(AGENT_PORT), AGENT_PORT)]
-    );
-
-    let (entry, http) = &mesh.entry;
-    assert_eq!(
-        http,
-        &format!("0.0.0.0:{ENTRY_HTTP_PORT}"),
-        "entry serves HTTP on all interfaces"
-    );
-    assert_eq!(
-        mesh.service(entry).published(),
-        [(Some(ENTRY_HTTP_PORT), ENTRY_HTTP_PORT)]
-    );
-}
-
-#[test]
-fn no_service_of_ours_uses_a_reserved_port() {
-    let mesh = mesh();
-    let mut ports = vec![
-        mesh.proxy.1.port.expect("the proxy has -p"),
-        mesh.agent.1.port.expect("the agent has -p"),
-        host_port(&mesh.entry.1).1,
-    ];
-    for service in mesh.compose.services.values() {
-        if service.build.is_some() {
-            for (host, container) in service.published() {
-                ports.extend(host);
-                ports.push(container);
-            }
-        }
-    }
-    for port in ports {
-        assert!(
-            !RESERVED_PORTS.contains(&port),
-            "port {port} is reserved for another system"
-        );
+    if works("docker", &["compose", "version"]) {
+        vec!["docker".into(), "compose".into()]
+    } else if works("docker-compose", &["version"]) {
+        vec!["docker-compose".into()]
+    } else {
+        panic!("Docker is here but neither `docker compose` nor `docker-compose` is")
     }
 }
 
-#[test]
-fn the_proxy_stores_its_configs_in_the_postgres_service() {
-    let mesh = mesh();
-    let proxy = mesh.service(&mesh.proxy.0);
-    let url = proxy
-        .env()
-        .get("DATABASE_URL")
-        .cloned()
-        .expect("the proxy's environment sets DATABASE_URL");
-    let rest = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-        .unwrap_or_else(|| panic!("DATABASE_URL {url:?} is not a postgres:// URL"));
-    let authority = rest.split('/').next().expect("split yields one item");
-    let host_and_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, after)| after);
-    let host = host_and_port
-        .split(':')
-        .next()
-        .expect("split yields one item");
-    assert!(rest.contains('/'), "DATABASE_URL {url:?} names a database");
-
-    let postgres = mesh.service(host);
-    let image = postgres.image.clone().unwrap_or_default();
-    assert!(
-        image.starts_with("postgres"),
-        "service {host} runs a Postgres image, not {image:?}"
-    );
-    let check = postgres
-        .healthcheck
-        .as_ref()
-        .expect("Postgres has a healthcheck")
-        .test
-        .to_vec();
-    assert!(
-        check.join(" ").contains("pg_isready"),
-        "Postgres is checked with pg_isready: {check:?}"
-    );
-    assert_eq!(
-        proxy.depends_on().get(host),
-        Some(&Some("service_healthy".to_owned())),
-        "the proxy waits for a healthy Postgres"
-    );
+/// One compose project, with its own name and host ports chosen by Docker; `down -v`
+/// on drop, however the test ends.
+struct Project {
+    name: String,
+    compose: Vec<String>,
+    down: bool,
 }
 
-#[test]
-fn the_agent_and_the_workers_reach_each_other_by_service_name_and_port() {
-    let mesh = mesh();
-    let (proxy, proxy_cli) = &mesh.proxy;
-    let (agent, agent_cli) = &mesh.agent;
-    let agent_port = agent_cli.port.expect("the agent has -p");
-
-    let expected_proxy = (proxy.clone(), proxy_cli.port.expect("the proxy has -p"));
-    let to_proxy = agent_cli.proxy.as_deref().expect("the agent has -pr");
-    assert_eq!(
-        host_port(to_proxy),
-        expected_proxy,
-        "the agent's -pr names the proxy"
-    );
-    let advertised = agent_cli.advertise.as_deref().expect("the agent has -a");
-    assert_eq!(
-        host_port(advertised),
-        (agent.clone(), agent_port),
-        "the agent advertises itself"
-    );
-
-    for worker in &mesh.workers {
-        assert_eq!(
-            host_port(&worker.args.agent),
-            (agent.clone(), agent_port),
-            "worker service {}'s --agent names the agent",
-            worker.service
-        );
-    }
-}
-
-#[test]
-fn every_started_worker_has_a_config_that_the_registration_posts_to_the_proxy() {
-    let mesh = mesh();
-    let (name, registration) = mesh.registration();
-
-    // The registration mounts the configs folder and posts every JSON file in it.
-    let (source, target) = registration
-        .volumes
-        .iter()
-        .find_map(|volume| {
-            let mut parts = volume.split(':');
-            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
-        })
-        .unwrap_or_else(|| panic!("the registration service {name} mounts the configs"));
-    let script = registration.command().join(" ");
-    assert!(
-        script.contains(&format!("{target}/*.json")),
-        "{name} posts every file in {target}"
-    );
-    let proxy_url = format!("http://{}:{}", mesh.proxy.0, mesh.proxy.1.port.expect("-p"));
-    assert!(
-        script.contains(&format!("{proxy_url}/worker/add")),
-        "{name} posts to {proxy_url}"
-    );
-    assert_eq!(
-        registration.depends_on().get(&mesh.proxy.0),
-        Some(&Some("service_healthy".to_owned())),
-        "the registration waits for a healthy proxy"
-    );
-
-    let configs = repo_root().join(source.trim_start_matches("./"));
-    let started: Vec<&str> = mesh.workers.iter().map(|w| w.name.as_str()).collect();
-    for worker in &started {
-        let file = configs.join(format!("{worker}.json"));
-        let config: Value = serde_yaml_ng::from_str(&read(&file)).expect("a config is JSON");
-        assert_eq!(
-            config["name"].as_str(),
-            Some(*worker),
-            "{} names its worker",
-            file.display()
-        );
-        // Where a line goes next must be running too, or requests would end in ERROR.
-        for command in config["commands"]
-            .as_sequence()
-            .expect("a config lists commands")
-        {
-            let next = command["worker"]
-                .as_str()
-                .expect("a command names its next worker");
-            assert!(
-                next.is_empty() || started.contains(&next),
-                "{worker} sends to {next}, which is not started"
-            );
-        }
-    }
-}
-
-#[test]
-fn workers_start_after_their_configs_are_registered_and_the_agent_is_healthy() {
-    let mesh = mesh();
-    let (registration, _) = mesh.registration();
-    for worker in &mesh.workers {
-        let service = mesh.service(&worker.service);
-        let depends_on = service.depends_on();
-        assert_eq!(
-            depends_on.get(registration),
-            Some(&Some("service_completed_successfully".to_owned())),
-            "{} waits for the registration",
-            worker.service
-        );
-        assert_eq!(
-            depends_on.get(&mesh.agent.0),
-            Some(&Some("service_healthy".to_owned())),
-            "{} waits for a healthy agent",
-            worker.service
-        );
-    }
-    for (name, port) in [
-        (&mesh.proxy.0, PROXY_PORT),
-        (&mesh.agent.0, AGENT_PORT),
-        (&mesh.entry.0, ENTRY_HTTP_PORT),
-    ] {
-        let check = mesh
-            .service(name)
-            .healthcheck
-            .as_ref()
-            .map(|h| h.test.to_vec().join(" "));
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        assert!(
-            check.as_deref().is_some_and(|c| c.contains(&url)),
-            "{name} is checked at {url}"
-        );
-    }
-}
-
-#[test]
-fn the_token_if_set_anywhere_is_the_same_on_every_damrey_service() {
-    let compose = compose();
-    let tokens: BTreeMap<&String, Option<String>> = compose
-        .services
-        .iter()
-        .filter(|(_, service)| service.build.is_some())
-        .map(|(name, service)| (name, service.env().get("DAMREY_TOKEN").cloned()))
-        .collect();
-    let anywhere = compose
-        .services
-        .values()
-        .any(|s| s.env().contains_key("DAMREY_TOKEN"));
-    if anywhere {
-        let first = tokens.values().next().expect("there are services").clone();
-        assert!(
-            first.is_some(),
-            "DAMREY_TOKEN is set on every Damrey service: {tokens:?}"
-        );
-        assert!(
-            tokens.values().all(|token| *token == first),
-            "one token everywhere: {tokens:?}"
-        );
-    }
-}
-
-#[test]
-fn the_registration_script_is_valid_shell_with_its_dollars_escaped_from_compose() {
-    let mesh = mesh();
-    let (name, registration) = mesh.registration();
-    let command = registration.command();
-    assert_eq!(&command[..2], ["sh", "-c"], "{name} runs a shell script");
-    let script = &command[2];
-    // Compose replaces `$VAR` itself; the script's own variables must be written `$$`.
-    assert!(
-        !script.replace("$$", "").contains('$'),
-        "{name}'s script has a `$` that Compose would interpolate"
-    );
-    let script = script.replace("$$", "$");
-    let checked = std::process::Command::new("sh")
-        .args(["-n", "-c", &script])
-        .output()
-        .expect("sh runs");
-    assert!(
-        checked.status.success(),
-        "{name}'s script is not valid shell: {}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-}
-
-#[test]
-fn the_dockerfile_builds_and_ships_every_binary_the_compose_file_runs() {
-    let compose = compose();
-    let dockerfile = read(&repo_root().join("Dockerfile"));
-    let build = dockerfile
-        .split("\nFROM ")
-        .find(|stage| stage.contains("cargo build"))
-        .expect("a stage runs cargo build");
-    assert!(
-        build.contains("--release"),
-        "the binaries are built in release"
-    );
-    let runtime = dockerfile
-        .rsplit("\nFROM ")
-        .next()
-        .expect("split yields one item");
-    assert!(
-        runtime.contains("COPY --from=build"),
-        "the runtime stage takes the binaries from the builder"
-    );
-    assert!(
-        runtime.contains("curl"),
-        "the runtime has curl for the healthchecks"
-    );
-
-    let images: Vec<(&String, &Service)> = compose
-        .services
-        .iter()
-        .filter(|(_, s)| s.build.is_some())
-        .collect();
-    for (name, service) in &images {
-        assert_eq!(
-            service.build,
-            Some(Value::from(".")),
-            "service {name} builds ./Dockerfile"
-        );
-        assert_eq!(
-            service.image, images[0].1.image,
-            "service {name} shares the one image"
-        );
-        let program = service.program().expect("our services name their binary");
-        if OUR_BINARIES.contains(&program.as_str()) {
-            assert!(
-                build.contains(&format!("--bin {program}")),
-                "the Dockerfile builds {program}"
-            );
-            assert!(
-                build.contains(&format!("target/release/{program}")),
-                "the Dockerfile ships {program}"
-            );
+impl Project {
+    fn new() -> Project {
+        Project {
+            name: format!(
+                "damrey-test-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
+            compose: compose_command(),
+            down: false,
         }
     }
 
-    // The build context keeps what the build needs.
-    let ignored = read(&repo_root().join(".dockerignore"));
-    for needed in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "migrations",
-        "damrey-actors",
-        "damrey-proxy",
-        "damrey-agent",
-        "damrey-example",
-    ] {
+    /// Runs `compose ARGS` for this project and returns its output (also on failure).
+    fn run(&self, args: &[&str]) -> Output {
+        let repository = repository();
+        Command::new(&self.compose[0])
+            .args(&self.compose[1..])
+            .args(["-p", &self.name, "-f"])
+            .arg(repository.join("docker-compose.yml"))
+            .args(args)
+            .current_dir(&repository)
+            // Empty host ports: Docker picks free ones, read back with `port`.
+            .env("DAMREY_PROXY_PORT", "")
+            .env("DAMREY_AGENT_PORT", "")
+            .env("DAMREY_HTTP_PORT", "")
+            .env("DAMREY_PUBLISH_HOST", "127.0.0.1")
+            .env_remove("DAMREY_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the compose command runs")
+    }
+
+    /// Runs `compose ARGS` and panics with its output unless it succeeds.
+    fn must(&self, args: &[&str]) -> String {
+        let output = self.run(args);
         assert!(
-            !ignored
+            output.status.success(),
+            "`compose {}` failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The `127.0.0.1:port` a service's port is published on (it changes when the
+    /// container is recreated or restarted).
+    fn address(&self, service: &str, port: u16) -> String {
+        let published = self.must(&["port", service, &port.to_string()]);
+        let port = published.rsplit(':').next().unwrap();
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The ids of a service's containers, running or not.
+    fn containers(&self, service: &str) -> Vec<String> {
+        self.must(&["ps", "-q", service])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What the project left on the engine: containers, networks and volumes.
+    fn leftovers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        [
+            vec!["ps", "-a", "-q", "--filter", &label],
+            vec!["network", "ls", "-q", "--filter", &label],
+            vec!["volume", "ls", "-q", "--filter", &label],
+        ]
+        .iter()
+        .flat_map(|args| {
+            let output = Command::new("docker").args(args).output().unwrap();
+            String::from_utf8_lossy(&output.stdout)
                 .lines()
-                .any(|line| line.trim().trim_matches('/') == needed),
-            ".dockerignore keeps {needed}"
-        );
+                .map(|line| format!("{} {line}", args[0]))
+                .collect::<Vec<_>>()
+        })
+        .collect()
     }
+
+    fn logs(&self) -> String {
+        let output = self.run(&["logs", "--no-color", "--tail", "30"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `down -v`, once.
+    fn down(&mut self) {
+        if !self.down {
+            self.down = true;
+            self.run(&["down", "-v", "--remove-orphans", "-t", "5"]);
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("logs of compose project {}:\n{}", self.name, self.logs());
+        }
+        self.down();
+    }
+}
+
+/// Checks that `damrey:local` was made from this tree by scripts/offline-images.
+fn image_is_from_this_tree() {
+    let image = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"damrey.source\"}}",
+            "damrey:local",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        image.status.success(),
+        "the image damrey:local is missing: make it with scripts/offline-images"
+    );
+    let stamp = Command::new(repository().join("scripts/offline-images"))
+        .arg("--source-stamp")
+        .output()
+        .unwrap();
+    assert!(
+        stamp.status.success(),
+        "scripts/offline-images --source-stamp failed"
+    );
+    let (image, tree) = (
+        String::from_utf8_lossy(&image.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&stamp.stdout).trim().to_owned(),
+    );
+    assert_eq!(
+        image, tree,
+        "damrey:local was not made from this tree (its source stamp is {image:?}, the \
+         tree's {tree:?}): run scripts/offline-images so the test does not run stale binaries"
+    );
+}
+
+/// Polls `check` until it gives a value; panics saying what was awaited and last seen.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if started.elapsed() > PATIENCE => {
+                panic!("{what}: not seen within {PATIENCE:?}; last: {last}")
+            }
+            Err(_) => actix_rt::time::sleep(POLL).await,
+        }
+    }
+}
+
+async fn get(url: &str) -> Result<(u16, String), String> {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let body = response.body().await.map_err(|e| e.to_string())?;
+    Ok((
+        response.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+async fn get_json(url: &str) -> Result<Value, String> {
+    match get(url).await? {
+        (200, body) => serde_json::from_str(&body).map_err(|e| format!("{e}: {body}")),
+        (status, body) => Err(format!("{status} {body}")),
+    }
+}
+
+/// `entry`'s front door computes (3+4)^2.
+async fn sqsum(entry: &str) -> Result<(), String> {
+    match get(&format!("http://{entry}/sqsum?a=3&b=4")).await? {
+        (200, body) if body.trim() == "49" => Ok(()),
+        (status, body) => Err(format!("{status} {body}")),
+    }
+}
+
+/// The active (or, with `all`, any) `no_instance` alarm of `square` with id `id` (any
+/// when `None`).
+async fn square_alarm(proxy: &str, all: bool) -> Result<Vec<Value>, String> {
+    let alarms = get_json(&format!("http://{proxy}/alarms?all={all}")).await?;
+    Ok(alarms["alarms"]
+        .as_array()
+        .ok_or("no alarms list")?
+        .iter()
+        .filter(|alarm| alarm["rule"] == "no_instance" && alarm["worker"] == "square")
+        .cloned()
+        .collect())
+}
+
+/// The live instances of `add` with what each has received: `(agent, instance) => received`.
+async fn add_instances(proxy: &str) -> Result<Vec<((String, u64), u64)>, String> {
+    let stats = get_json(&format!("http://{proxy}/workers/stats")).await?;
+    let add = stats["workers"]
+        .as_array()
+        .ok_or("no workers list")?
+        .iter()
+        .find(|worker| worker["worker"] == "add")
+        .ok_or("add is not in /workers/stats")?;
+    Ok(add["instances"]
+        .as_array()
+        .ok_or("add has no instances list")?
+        .iter()
+        .filter(|instance| instance["live"] == true)
+        .map(|instance| {
+            let key = (
+                instance["agent"].as_str().unwrap_or_default().to_owned(),
+                instance["instance"].as_u64().unwrap_or_default(),
+            );
+            (
+                key,
+                instance["totals"]["received"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+#[actix_rt::test]
+async fn the_compose_example_runs_heals_scales_and_leaves_nothing_behind() {
+    if !docker_or_skip("the_compose_example_runs_heals_scales_and_leaves_nothing_behind") {
+        return;
+    }
+    image_is_from_this_tree();
+    let mut project = Project::new();
+
+    // Up: Postgres, the proxy, the registration, the agent, the workers; then 49.
+    let started = Instant::now();
+    project.must(&["up", "-d", "--no-build"]);
+    let entry = project.address("entry", 8080);
+    eventually("49 from entry's front door", || sqsum(&entry)).await;
+    println!(
+        "from `up` to the first 49: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let proxy = project.address("proxy", 7700);
+    let stored = get_json(&format!("http://{proxy}/workers/get"))
+        .await
+        .unwrap();
+    let names: Vec<_> = stored["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["add", "entry", "square"],
+        "the registered configs, from Postgres"
+    );
+
+    // Kill square: no_instance fires; start it again: the alarm resolves, 49 again.
+    let square = project.containers("square");
+    assert_eq!(square.len(), 1);
+    project.must(&["kill", "square"]);
+    let fired = eventually("no_instance firing for the killed square", || async {
+        match square_alarm(&proxy, false).await?.pop() {
+            Some(alarm) => Ok(alarm),
+            None => Err("no active no_instance alarm for square".to_owned()),
+        }
+    })
+    .await;
+    assert_eq!(fired["resolved_ms"], Value::Null);
+    project.must(&["start", "square"]);
+    eventually("no_instance resolving once square is back", || async {
+        let alarms = square_alarm(&proxy, true).await?;
+        match alarms.iter().find(|alarm| alarm["id"] == fired["id"]) {
+            Some(alarm) if alarm["resolved_ms"].is_u64() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eventually("49 with square back", || sqsum(&entry)).await;
+
+    // Scale add to 3: each of the three live instances gets some of the load.
+    project.must(&[
+        "up",
+        "-d",
+        "--no-build",
+        "--no-recreate",
+        "--scale",
+        "add=3",
+    ]);
+    assert_eq!(project.containers("add").len(), 3);
+    let before = eventually("three live add instances", || async {
+        let instances = add_instances(&proxy).await?;
+        if instances.len() == 3 {
+            Ok(instances)
+        } else {
+            Err(format!("{instances:?}"))
+        }
+    })
+    .await;
+    for _ in 0..30 {
+        sqsum(&entry).await.unwrap();
+    }
+    eventually(
+        "every add instance received some of the 30 requests",
+        || async {
+            let after = add_instances(&proxy).await?;
+            let shared = before.iter().all(|(key, received)| {
+                after
+                    .iter()
+                    .any(|(other, now)| other == key && now > received)
+            });
+            if shared {
+                Ok(())
+            } else {
+                Err(format!("before {before:?}, after {after:?}"))
+            }
+        },
+    )
+    .await;
+
+    // Stop the proxy: the agent keeps routing from its last configs; start it again.
+    project.must(&["stop", "proxy"]);
+    eventually("49 while the proxy is down", || sqsum(&entry)).await;
+    project.must(&["start", "proxy"]);
+    let proxy = project.address("proxy", 7700);
+    eventually("the restarted proxy ready", || async {
+        match get(&format!("http://{proxy}/readyz")).await? {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        }
+    })
+    .await;
+    eventually("49 after the proxy's restart", || sqsum(&entry)).await;
+    eventually(
+        "add's three instances reported to the restarted proxy",
+        || async {
+            let instances = add_instances(&proxy).await?;
+            if instances.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{instances:?}"))
+            }
+        },
+    )
+    .await;
+
+    // Down -v: no container, network or volume of the project is left.
+    project.down();
+    assert_eq!(project.leftovers(), Vec::<String>::new());
 }

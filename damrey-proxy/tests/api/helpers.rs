@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -75,7 +75,9 @@ impl Drop for TestDb {
     }
 }
 
-/// Whether the tests run against Postgres (DATABASE_URL set).
+/// The Postgres server the tests run against, if any: the one `DATABASE_URL` names;
+/// without `DATABASE_URL`, one in a container when Docker is here (started once for the
+/// whole test binary, removed when it exits); else none, and the tests use SQLite.
 pub fn postgres_url() -> Option<String> {
     let url = std::env::var("DATABASE_URL")
         .ok()
@@ -89,12 +91,28 @@ pub fn postgres_url() -> Option<String> {
             "DAMREY_REQUIRE_POSTGRES=1 but DATABASE_URL={url:?} is not a postgres:// URL; \
              the Postgres store tests must run in CI"
         ),
-        _ if required => panic!(
-            "DAMREY_REQUIRE_POSTGRES=1 but DATABASE_URL is not set; \
-             set it to postgres://postgres@127.0.0.1:5432/postgres so the Postgres store tests run"
-        ),
-        _ => None,
+        Some(_) => None,
+        None => postgres_in_container(required),
     }
+}
+
+/// Postgres in a test container, started by the first test that asks; `None` when
+/// Docker is not usable here (a panic when `required`).
+fn postgres_in_container(required: bool) -> Option<String> {
+    static CONTAINER: OnceLock<Option<damrey_testcontainers::Postgres>> = OnceLock::new();
+    CONTAINER
+        .get_or_init(|| match damrey_testcontainers::docker_available() {
+            Ok(()) => Some(damrey_testcontainers::Postgres::start().unwrap_or_else(|e| {
+                panic!("DATABASE_URL is not set and Docker is here, but Postgres did not start in a container: {e}")
+            })),
+            Err(e) if required => panic!(
+                "DAMREY_REQUIRE_POSTGRES=1 but DATABASE_URL is not set and Docker is not usable ({e}); \
+                 set DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres or start Docker"
+            ),
+            Err(_) => None,
+        })
+        .as_ref()
+        .map(|postgres| postgres.url().to_owned())
 }
 
 /// `url` with its database name replaced by `database`.
