@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod backoff;
+pub mod credential;
 pub mod deadline;
 pub mod error;
 pub mod id;

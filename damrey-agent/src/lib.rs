@@ -6,6 +6,7 @@
 //! and lets curl put requests to any worker (`/call`).
 
 pub mod attach;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;

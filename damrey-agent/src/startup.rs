@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use actix_rt::task::JoinHandle;
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
+use damrey_actors::credential::Credentials;
 
 use crate::attach::SessionSettings;
+use crate::auth;
 use crate::cache::ConfigCache;
 use crate::config::Settings;
 use crate::peers::PeerLinks;
@@ -146,7 +149,6 @@ impl Application {
         let state = AppState {
             router: router.clone(),
             seen: Arc::default(),
-            token: settings.token.clone(),
             sessions: SessionSettings {
                 ping_every: Duration::from_millis(settings.ping_ms),
                 registry,
@@ -157,10 +159,14 @@ impl Application {
             max_call: Duration::from_millis(settings.max_call_ms),
             shutdown: shutdown.clone(),
         };
+        let credentials = web::Data::new(Credentials::open().with_shared(settings.token.clone()));
         let connections = shutdown.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
+                .app_data(credentials.clone())
+                // Before any handler, so before any body is read or upgrade handled.
+                .wrap(from_fn(auth::require_credential))
                 .app_data(web::PayloadConfig::new(1 << 20))
                 .configure(routes::configure)
         })

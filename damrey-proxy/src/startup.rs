@@ -6,9 +6,10 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use damrey_actors::credential::Credentials;
 
 use crate::alarms::{Evaluator, EvaluatorSettings};
-use crate::auth::{self, Auth};
+use crate::auth;
 use crate::config::Settings;
 use crate::feed::{Feed, Topic};
 use crate::monitor::Monitor;
@@ -97,14 +98,12 @@ impl Application {
             agent_ttl: settings.agent_ttl(),
             monitor: monitor.clone(),
         });
-        let auth = web::Data::new(Auth {
-            token: settings.token.clone(),
-        });
+        let credentials = web::Data::new(Credentials::open().with_shared(settings.token.clone()));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(auth.clone())
-                .wrap(from_fn(auth::require_token))
+                .app_data(credentials.clone())
+                .wrap(from_fn(auth::require_credential))
                 .wrap(from_fn(telemetry::log_requests))
                 .configure(routes::configure)
         })

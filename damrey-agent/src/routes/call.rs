@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use damrey_actors::spec::validate_name;
 use damrey_actors::{Message, Tag};
 use serde::Deserialize;
@@ -27,13 +27,11 @@ pub struct CallQuery {
 
 /// Runs the request and answers with its terminal reply.
 pub async fn call(
-    req: HttpRequest,
     state: web::Data<AppState>,
     worker: web::Path<String>,
     query: web::Query<CallQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&req)?;
     state.admit()?;
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let message = Message::from_json_slice(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;

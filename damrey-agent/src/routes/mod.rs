@@ -25,8 +25,6 @@ pub struct AppState {
     pub router: Router,
     /// Envelope ids taken recently from other agents.
     pub seen: Arc<SeenIds>,
-    /// The bearer token everything but `/healthz`, `/readyz` and `/metrics` wants, when set.
-    pub token: Option<String>,
     /// What worker sessions take from the settings (pings, stats).
     pub sessions: SessionSettings,
     /// The longest a `/call` may wait.
@@ -36,27 +34,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Checks the bearer token in constant time.
-    ///
-    /// # Errors
-    /// [`ApiError::Unauthorized`] without the right token.
-    pub fn authorize(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Some(expected) = &self.token else {
-            return Ok(());
-        };
-        let given = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized)
-        }
-    }
-
     /// Refuses new work once the agent is stopping.
     ///
     /// # Errors
@@ -68,12 +45,6 @@ impl AppState {
             Ok(())
         }
     }
-}
-
-/// Compares without stopping at the first differing byte, so timing tells nothing
-/// about the token but its length.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Registers every route, with JSON answers for unknown paths.
@@ -92,18 +63,4 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
         "error": format!("no route for {} {}", req.method(), req.path())
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_compare_equal_only_when_identical() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cres", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
-        assert!(!constant_time_eq(b"", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret!", b"s3cret"));
-    }
 }

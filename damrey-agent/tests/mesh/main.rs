@@ -11,6 +11,7 @@ mod monitoring;
 mod outbox;
 mod placement;
 mod readiness;
+mod security;
 mod shutdown;
 mod stats;
 mod support;
