@@ -167,7 +167,6 @@ impl Application {
                 .app_data(credentials.clone())
                 // Before any handler, so before any body is read or upgrade handled.
                 .wrap(from_fn(auth::require_credential))
-                .app_data(web::PayloadConfig::new(1 << 20))
                 .configure(routes::configure)
         })
         // Kept with the connection and dropped when it ends: the drain waits for them.

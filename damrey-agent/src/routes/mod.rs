@@ -10,6 +10,7 @@ pub mod peer;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::error::QueryPayloadError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use damrey_actors::Router;
 
@@ -47,9 +48,18 @@ impl AppState {
     }
 }
 
-/// Registers every route, with JSON answers for unknown paths.
+/// Registers every route, with JSON answers for unknown paths, bad queries and bodies
+/// over the limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.app_data(web::PayloadConfig::new(call::BODY_LIMIT))
+        .app_data(web::QueryConfig::default().error_handler(|error, _req| {
+            let reason = match error {
+                QueryPayloadError::Deserialize(error) => error.to_string(),
+                other => other.to_string(),
+            };
+            ApiError::Invalid(format!("invalid query string: {reason}")).into()
+        }))
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/call/{worker}", web::post().to(call::call))
         .route("/attach/{worker}", web::get().to(attach::attach))

@@ -151,3 +151,19 @@ async fn many_tokenless_large_bodies_leave_the_agents_memory_flat() {
         "resident memory went from {before} KiB to {after} KiB"
     );
 }
+
+#[actix_rt::test]
+async fn the_bearer_scheme_is_taken_in_any_case() {
+    let dir = TempDir::new();
+    let (_proxy, agent) = agent_with_token(&dir).await;
+
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = crate::support::client()
+            .get(format!("http://{}/stats", agent.address))
+            .insert_header(("authorization", format!("{scheme} s3cret")))
+            .send()
+            .await
+            .expect("agent answers");
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
+}
