@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use config::{Config, Environment, File};
+use damrey_actors::credential::{Credentials, Role};
 use serde::Deserialize;
 
 /// The command line of `damrey-agent`. Every field is optional so that an absent flag
@@ -93,10 +94,19 @@ pub struct Settings {
     /// Attempts to push a message onward (to another agent, or a step to another
     /// instance when its instance is lost).
     pub retries: u32,
-    /// With a token, everything but `/healthz`, `/readyz` and `/metrics` wants
-    /// `Authorization: Bearer <token>`, and the agent sends it to other agents and to
-    /// the proxy.
+    /// `DAMREY_TOKEN`, the development shortcut: one token for every role. With any
+    /// token set, everything but `/healthz`, `/readyz` and `/metrics` wants
+    /// `Authorization: Bearer <token>` (see [`Settings::credentials`]).
     pub token: Option<String>,
+    /// `DAMREY_ADMIN_TOKEN`: calls (`/call`) and stats.
+    pub admin_token: Option<String>,
+    /// `DAMREY_AGENT_TOKEN`: peer links (`/peer`); the agent also presents it to other
+    /// agents and to the proxy.
+    pub agent_token: Option<String>,
+    /// `DAMREY_WORKER_TOKEN`: worker processes attaching (`/attach`), and calls.
+    pub worker_token: Option<String>,
+    /// `DAMREY_READ_TOKEN`: stats (`/stats`).
+    pub read_token: Option<String>,
     /// How often the agent tells the proxy its instances and their counters (it also
     /// does at once when its instances change), and the longest one wait on the proxy's
     /// placement feed lasts (agents that go silent leave it without a change).
@@ -133,6 +143,10 @@ impl Default for Settings {
             proxy: "127.0.0.1:7700".to_owned(),
             retries: 3,
             token: None,
+            admin_token: None,
+            agent_token: None,
+            worker_token: None,
+            read_token: None,
             heartbeat_ms: 1_000,
             feed_wait_ms: 25_000,
             ping_ms: 1_000,
@@ -219,8 +233,33 @@ impl Settings {
             )?
             .build()?;
         let mut settings: Settings = settings.try_deserialize()?;
-        settings.token = settings.token.filter(|token| !token.is_empty());
+        for token in [
+            &mut settings.token,
+            &mut settings.admin_token,
+            &mut settings.agent_token,
+            &mut settings.worker_token,
+            &mut settings.read_token,
+        ] {
+            *token = token.take().filter(|token| !token.is_empty());
+        }
         Ok(settings)
+    }
+
+    /// The credentials the agent accepts: `token` for every role, each role's own token
+    /// for that role; none set, everything passes.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::open()
+            .with_shared(self.token.clone())
+            .with_role(Role::Admin, self.admin_token.clone())
+            .with_role(Role::Agent, self.agent_token.clone())
+            .with_role(Role::Worker, self.worker_token.clone())
+            .with_role(Role::Read, self.read_token.clone())
+    }
+
+    /// The token the agent presents to the proxy and to other agents: the agent role's,
+    /// else the shared one.
+    pub fn own_token(&self) -> Option<String> {
+        self.agent_token.clone().or_else(|| self.token.clone())
     }
 }
 
@@ -290,6 +329,48 @@ mod tests {
         assert_eq!(settings.retries, 2);
         assert_eq!(settings.token.as_deref(), Some("s3cret"));
         assert_eq!(settings.port, 7701);
+    }
+
+    #[test]
+    fn each_role_has_its_token_and_the_agent_presents_its_own() {
+        let env = HashMap::from([
+            ("DAMREY_ADMIN_TOKEN".to_owned(), "adm".to_owned()),
+            ("DAMREY_AGENT_TOKEN".to_owned(), "agt".to_owned()),
+            ("DAMREY_WORKER_TOKEN".to_owned(), "wrk".to_owned()),
+            ("DAMREY_READ_TOKEN".to_owned(), String::new()),
+        ]);
+        let settings = Settings::load_from(&cli(&[]), env).unwrap();
+        let credentials = settings.credentials();
+
+        assert_eq!(settings.own_token().as_deref(), Some("agt"));
+        assert_eq!(settings.read_token, None, "empty means unset");
+        assert!(
+            credentials
+                .authorize(Some(b"Bearer wrk"), &[Role::Worker])
+                .is_ok()
+        );
+        assert!(
+            credentials
+                .authorize(Some(b"Bearer wrk"), &[Role::Agent])
+                .is_err()
+        );
+        assert!(
+            credentials
+                .authorize(Some(b"Bearer agt"), &[Role::Agent])
+                .is_ok()
+        );
+        let shared = Settings::load_from(
+            &cli(&[]),
+            HashMap::from([("DAMREY_TOKEN".to_owned(), "one".to_owned())]),
+        )
+        .unwrap();
+        assert_eq!(shared.own_token().as_deref(), Some("one"));
+        assert!(
+            shared
+                .credentials()
+                .authorize(Some(b"Bearer one"), &[Role::Agent])
+                .is_ok()
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod known;
 pub mod outbox;
 pub mod peers;
 pub mod proxy_client;

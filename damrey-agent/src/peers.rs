@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
+use crate::known::KnownAgents;
 use crate::shutdown::Shutdown;
 
 /// One frame between agents, a JSON text frame named by its one key:
@@ -421,13 +422,14 @@ impl SeenIds {
     }
 }
 
-/// Serves a link another agent opened to this one: acknowledges every frame, runs new
-/// envelopes, and resolves replies to requests that started here. Acks are gathered
+/// Serves a link another agent opened to this one: acknowledges every frame (but an
+/// envelope whose origin is no agent it knows, which it refuses), runs new envelopes, and resolves replies to requests that started here. Acks are gathered
 /// while frames keep arriving and sent as one frame when the link goes quiet. The link
 /// closes when this agent stops, after acknowledging what it took.
 pub async fn serve_incoming(
     router: Router,
     seen: Arc<SeenIds>,
+    known: Arc<KnownAgents>,
     shutdown: Shutdown,
     mut session: Session,
     stream: actix_ws::MessageStream,
@@ -451,6 +453,10 @@ pub async fn serve_incoming(
         match incoming {
             Some(Ok(AggregatedMessage::Text(text))) => {
                 match serde_json::from_str::<PeerFrame>(&text) {
+                    Ok(PeerFrame::Forward { envelope, .. }) if !known.knows(&envelope.origin) => {
+                        // Not acknowledged: a real agent resends it, and is listed by then.
+                        known.unknown(&envelope.origin);
+                    }
                     Ok(PeerFrame::Forward { seq, envelope }) => {
                         unacked.push(seq);
                         let remaining = Duration::from_millis(envelope.remaining_ms);

@@ -11,12 +11,12 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
-use damrey_actors::credential::Credentials;
 
 use crate::attach::SessionSettings;
 use crate::auth;
 use crate::cache::ConfigCache;
 use crate::config::Settings;
+use crate::known::KnownAgents;
 use crate::peers::PeerLinks;
 
 use crate::proxy_client::{self, ProxyClient};
@@ -108,7 +108,8 @@ impl Application {
         };
 
         let cache = ConfigCache::new(&settings.state_dir, &me);
-        let links = PeerLinks::new(settings.token.clone());
+        let known = Arc::new(KnownAgents::new(me.clone()));
+        let links = PeerLinks::new(settings.own_token());
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
         // Before the proxy's answer can arrive, so that the cache never overwrites it.
@@ -117,7 +118,7 @@ impl Application {
         let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
         actix_rt::spawn(proxy_client::follow_configs(
             router.clone(),
-            ProxyClient::new(&settings.proxy, settings.token.clone(), proxy_timeout),
+            ProxyClient::new(&settings.proxy, settings.own_token(), proxy_timeout),
             settings.feed_wait_ms,
             cache,
         ));
@@ -127,10 +128,11 @@ impl Application {
             router.clone(),
             ProxyClient::new(
                 &settings.proxy,
-                settings.token.clone(),
+                settings.own_token(),
                 Duration::from_millis(settings.heartbeat_ms + 5_000),
             ),
             settings.heartbeat_ms,
+            known.clone(),
         ));
         let registry = Arc::new(Registry::default());
         let shutdown = Shutdown::default();
@@ -139,7 +141,7 @@ impl Application {
             settings.stats.then(|| registry.clone()),
             ProxyClient::new(
                 &settings.proxy,
-                settings.token.clone(),
+                settings.own_token(),
                 Duration::from_secs(2),
             ),
             Duration::from_millis(settings.heartbeat_ms),
@@ -149,6 +151,7 @@ impl Application {
         let state = AppState {
             router: router.clone(),
             seen: Arc::default(),
+            known,
             sessions: SessionSettings {
                 ping_every: Duration::from_millis(settings.ping_ms),
                 registry,
@@ -159,7 +162,7 @@ impl Application {
             max_call: Duration::from_millis(settings.max_call_ms),
             shutdown: shutdown.clone(),
         };
-        let credentials = web::Data::new(Credentials::open().with_shared(settings.token.clone()));
+        let credentials = web::Data::new(settings.credentials());
         let connections = shutdown.clone();
         let mut server = HttpServer::new(move || {
             App::new()

@@ -68,8 +68,17 @@ pub fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
-/// Attaches the worker made by `factory` to the agent named in `args`, with the token
-/// in `DAMREY_TOKEN` when set.
+/// The token a worker presents to its agent: `DAMREY_WORKER_TOKEN` (the worker role's),
+/// else `DAMREY_TOKEN` (the development shortcut).
+fn worker_token() -> Option<String> {
+    ["DAMREY_WORKER_TOKEN", "DAMREY_TOKEN"]
+        .into_iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|token| !token.is_empty())
+}
+
+/// Attaches the worker made by `factory` to the agent named in `args`, with its
+/// worker token when set.
 ///
 /// # Errors
 /// The agent refused the worker or could not be reached.
@@ -91,7 +100,7 @@ where
     };
     let worker = Worker::new(config)
         .agent(args.agent.clone())
-        .token(std::env::var("DAMREY_TOKEN").ok())
+        .token(worker_token())
         .start(factory)
         .await
         .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use damrey_actors::credential::Credentials;
 
 use crate::alarms::{Evaluator, EvaluatorSettings};
 use crate::auth;
@@ -98,7 +97,7 @@ impl Application {
             agent_ttl: settings.agent_ttl(),
             monitor: monitor.clone(),
         });
-        let credentials = web::Data::new(Credentials::open().with_shared(settings.token.clone()));
+        let credentials = web::Data::new(settings.credentials());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -7,6 +7,9 @@ use actix_web::{HttpResponse, web};
 use crate::routes::AppState;
 use crate::stats;
 
+/// The counter of envelopes refused for an unknown origin.
+const REFUSED_ORIGINS: &str = "damrey_peer_origins_refused_total";
+
 /// The Prometheus text exposition of the agent's stats.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
@@ -16,6 +19,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 + &stats::routes_prometheus(
                     &state.router.route_counts(),
                     state.router.not_configured(),
+                )
+                + &format!(
+                    "# HELP {REFUSED_ORIGINS} Envelopes refused because their origin is no agent the proxy lists.\n\
+                     # TYPE {REFUSED_ORIGINS} counter\n{REFUSED_ORIGINS} {}\n",
+                    state.known.refused()
                 ),
         )
 }

@@ -16,6 +16,7 @@ use damrey_actors::Router;
 
 use crate::attach::SessionSettings;
 use crate::error::ApiError;
+use crate::known::KnownAgents;
 use crate::peers::SeenIds;
 use crate::shutdown::Shutdown;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub router: Router,
     /// Envelope ids taken recently from other agents.
     pub seen: Arc<SeenIds>,
+    /// The agents an envelope's origin may name.
+    pub known: Arc<KnownAgents>,
     /// What worker sessions take from the settings (pings, stats).
     pub sessions: SessionSettings,
     /// The longest a `/call` may wait.

@@ -21,6 +21,7 @@ pub async fn peer(
     actix_rt::spawn(peers::serve_incoming(
         state.router.clone(),
         state.seen.clone(),
+        state.known.clone(),
         state.shutdown.clone(),
         session,
         stream,

@@ -201,6 +201,8 @@ pub struct Proxy {
     port: u16,
     dir: PathBuf,
     token: Option<String>,
+    /// The token this handle's own requests carry: `token`, or a role's.
+    client_token: Option<String>,
     env: Vec<(String, String)>,
     /// Worker configs added through this handle.
     configs: std::cell::Cell<u64>,
@@ -234,6 +236,14 @@ impl Proxy {
         Self::start_on(&dir.0, free_port(), Some(token.to_owned()), Vec::new()).await
     }
 
+    /// A proxy with role tokens in `env` (`DAMREY_ADMIN_TOKEN`...) and no shared one;
+    /// this handle's requests carry `admin_token`.
+    pub async fn start_with_roles(dir: &TempDir, env: &[(&str, &str)], admin_token: &str) -> Proxy {
+        let mut proxy = Self::start_with_env(dir, env).await;
+        proxy.client_token = Some(admin_token.to_owned());
+        proxy
+    }
+
     async fn start_on(
         dir: &Path,
         port: u16,
@@ -258,6 +268,7 @@ impl Proxy {
             process,
             port,
             dir: dir.to_owned(),
+            client_token: token.clone(),
             token,
             env,
             configs: std::cell::Cell::new(0),
@@ -285,7 +296,7 @@ impl Proxy {
 
     fn post(&self, path: &str) -> awc::ClientRequest {
         let request = client().post(format!("http://{}{path}", self.address));
-        match &self.token {
+        match &self.client_token {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
@@ -302,6 +313,16 @@ impl Proxy {
         self.configs.set(self.configs.get() + 1);
     }
 
+    /// Lists `agent` (with no instances) as an agent speaking to this proxy.
+    pub async fn heartbeat_as(&self, agent: &str) {
+        let response = self
+            .post("/agents/heartbeat")
+            .send_json(&serde_json::json!({ "agent": agent }))
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status().as_u16(), 200, "heartbeat of {agent}");
+    }
+
     /// `GET /agents`: the live agents and their instances.
     pub async fn agents(&self) -> Value {
         self.get_json("/agents").await
@@ -310,7 +331,7 @@ impl Proxy {
     /// `GET path` as JSON, with the token when there is one.
     pub async fn get_json(&self, path: &str) -> Value {
         let mut request = client().get(format!("http://{}{path}", self.address));
-        if let Some(token) = &self.token {
+        if let Some(token) = &self.client_token {
             request = request.bearer_auth(token);
         }
         request
@@ -359,6 +380,8 @@ pub struct AgentOptions {
     /// `--state-dir`; a fresh directory of the agent's own when `None`, so that no
     /// agent ever reads a cache another test left for the same port.
     pub state_dir: Option<PathBuf>,
+    /// More environment (`DAMREY_AGENT_TOKEN`...).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running agent.
@@ -421,6 +444,7 @@ impl Agent {
         if let Some(heartbeat_ms) = options.heartbeat_ms {
             command.env("DAMREY_HEARTBEAT_MS", heartbeat_ms.to_string());
         }
+        command.envs(options.env.iter().map(|(key, value)| (key, value)));
         let process = Process::spawn("damrey-agent", &mut command);
         wait_healthy(&address).await;
         Agent {

@@ -10,7 +10,7 @@ pub mod workers;
 
 use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::{Method, header};
@@ -117,7 +117,9 @@ fn resource(
     >,
 > {
     web::resource(path)
-        .wrap(from_fn(json_bodies))
+        .wrap(from_fn(move |req, next: Next<BoxBody>| {
+            json_bodies(allowed, req, next)
+        }))
         .route(route)
         .default_service(web::to(move |req: HttpRequest| async move {
             Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
@@ -128,15 +130,17 @@ fn resource(
         }))
 }
 
-/// Middleware of every resource: a POST body must be `application/json` (or
-/// `application/*+json`) in UTF-8, checked before the body is read. actix-web's JSON
+/// Middleware of every resource: a POST body to a resource that takes POST (`allowed`)
+/// must be `application/json` (or `application/*+json`) in UTF-8, checked before the
+/// body is read. actix-web's JSON
 /// extractor alone would also take `text/json` and any charset, then read the bytes as
 /// UTF-8 whatever they are.
 async fn json_bodies(
+    allowed: &'static str,
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let refusal = if req.method() == Method::POST {
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
+    let refusal = if req.method() == Method::POST && allowed == "POST" {
         json_content_type(req.headers().get(header::CONTENT_TYPE))
     } else {
         Ok(())
