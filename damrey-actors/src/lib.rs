@@ -22,6 +22,7 @@ pub mod routing;
 pub mod signal;
 pub mod spec;
 pub mod testkit;
+pub mod tls;
 pub mod worker;
 
 use std::future::Future;

@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use config::{Config, Environment, File};
 use damrey_actors::credential::{Credentials, Role};
+use damrey_actors::tls::{self, Identity, TlsError};
 use serde::Deserialize;
 
 /// The command line of `damrey-agent`. Every field is optional so that an absent flag
@@ -132,6 +134,16 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Log output format.
     pub log_format: LogFormat,
+    /// `DAMREY_TLS_CERT`: with `tls_key`, the agent serves HTTPS and WSS with this
+    /// certificate chain (PEM, leaf first; its subject names the advertised host), and
+    /// presents it on its peer links (mutual TLS).
+    pub tls_cert: Option<PathBuf>,
+    /// `DAMREY_TLS_KEY`: the private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `DAMREY_TLS_CA`: the mesh's CA (PEM). Set, the agent reaches the proxy over
+    /// HTTPS and other agents over WSS trusting this CA only, and its listener verifies
+    /// the certificates clients present against it (a peer link must present one).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -156,6 +168,9 @@ impl Default for Settings {
             http_workers: 1,
             state_dir: PathBuf::from("damrey-agent-state"),
             log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -254,6 +269,29 @@ impl Settings {
             .with_role(Role::Agent, self.agent_token.clone())
             .with_role(Role::Worker, self.worker_token.clone())
             .with_role(Role::Read, self.read_token.clone())
+    }
+
+    /// The certificate and key the agent serves and presents; none for plain HTTP.
+    ///
+    /// # Errors
+    /// [`TlsError::HalfIdentity`] when only one of them is set.
+    pub fn tls_identity(&self) -> Result<Option<Identity>, TlsError> {
+        Identity::from_settings(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+
+    /// The client config of the agent's links to the proxy and to other agents: none
+    /// (plain HTTP and WS) without `tls_ca`.
+    ///
+    /// # Errors
+    /// [`TlsError`] when a file cannot be used.
+    pub fn tls_client(&self) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(tls::client_config(
+            ca,
+            self.tls_identity()?.as_ref(),
+        )?)))
     }
 
     /// The token the agent presents to the proxy and to other agents: the agent role's,

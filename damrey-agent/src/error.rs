@@ -15,6 +15,9 @@ pub enum ApiError {
     /// admit (403).
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Under mutual TLS, a peer link came without a client certificate (403).
+    #[error("a peer link needs a client certificate signed by the mesh's CA (mutual TLS)")]
+    NoPeerCertificate,
     /// The body is larger than the limit (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -39,6 +42,7 @@ impl ResponseError for ApiError {
             ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
             ApiError::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoPeerCertificate => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use damrey_actors::report::{Heartbeat, InstanceCount};
+use damrey_actors::tls;
 use damrey_actors::{Router, WorkerSpec};
 use serde::{Deserialize, Serialize};
 
@@ -59,12 +60,18 @@ pub struct ProxyClient {
 }
 
 impl ProxyClient {
-    /// A client for the proxy at `host:port`, sending `token` when set.
-    pub fn new(proxy: &str, token: Option<String>, timeout: Duration) -> Self {
+    /// A client for the proxy at `host:port`, sending `token` when set, over HTTPS with
+    /// `tls`.
+    pub fn new(
+        proxy: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Self {
         ProxyClient {
-            base: format!("http://{proxy}"),
+            base: format!("{}://{proxy}", tls::http_scheme(tls.is_some())),
             token,
-            client: awc::Client::builder().timeout(timeout).finish(),
+            client: tls::client(timeout, tls),
         }
     }
 

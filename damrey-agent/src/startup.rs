@@ -11,6 +11,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
+use damrey_actors::tls::{self, TlsError};
 
 use crate::attach::SessionSettings;
 use crate::auth;
@@ -44,6 +45,9 @@ pub struct Application {
 /// An agent that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The TLS settings cannot be used.
+    #[error("the TLS settings cannot be used")]
+    Tls(#[from] TlsError),
     /// The port could not be bound.
     #[error("cannot listen on {address}")]
     Bind {
@@ -90,7 +94,8 @@ impl Application {
     /// background loops that follow the proxy. Must run inside an actix system.
     ///
     /// # Errors
-    /// [`StartupError::Bind`] when the port is taken.
+    /// [`StartupError::Bind`] when the port is taken, [`StartupError::Tls`] when a TLS
+    /// file cannot be used.
     pub fn build(settings: Settings) -> Result<Application, StartupError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
@@ -109,7 +114,13 @@ impl Application {
 
         let cache = ConfigCache::new(&settings.state_dir, &me);
         let known = Arc::new(KnownAgents::new(me.clone()));
-        let links = PeerLinks::new(settings.own_token());
+        let identity = settings.tls_identity()?;
+        let tls_client = settings.tls_client()?;
+        let tls_server = match &identity {
+            Some(identity) => Some(tls::server_config(identity, settings.tls_ca.as_deref())?),
+            None => None,
+        };
+        let links = PeerLinks::new(settings.own_token(), tls_client.clone());
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
         // Before the proxy's answer can arrive, so that the cache never overwrites it.
@@ -118,7 +129,12 @@ impl Application {
         let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
         actix_rt::spawn(proxy_client::follow_configs(
             router.clone(),
-            ProxyClient::new(&settings.proxy, settings.own_token(), proxy_timeout),
+            ProxyClient::new(
+                &settings.proxy,
+                settings.own_token(),
+                proxy_timeout,
+                tls_client.as_ref(),
+            ),
             settings.feed_wait_ms,
             cache,
         ));
@@ -130,6 +146,7 @@ impl Application {
                 &settings.proxy,
                 settings.own_token(),
                 Duration::from_millis(settings.heartbeat_ms + 5_000),
+                tls_client.as_ref(),
             ),
             settings.heartbeat_ms,
             known.clone(),
@@ -143,6 +160,7 @@ impl Application {
                 &settings.proxy,
                 settings.own_token(),
                 Duration::from_secs(2),
+                tls_client.as_ref(),
             ),
             Duration::from_millis(settings.heartbeat_ms),
             shutdown.on_draining(),
@@ -161,6 +179,7 @@ impl Application {
             },
             max_call: Duration::from_millis(settings.max_call_ms),
             shutdown: shutdown.clone(),
+            peer_certificate_required: tls_server.is_some() && settings.tls_ca.is_some(),
         };
         let credentials = web::Data::new(settings.credentials());
         let connections = shutdown.clone();
@@ -173,22 +192,28 @@ impl Application {
                 .configure(routes::configure)
         })
         // Kept with the connection and dropped when it ends: the drain waits for them.
-        .on_connect(move |_, extensions| {
+        .on_connect(move |connection, extensions| {
             extensions.insert(connections.connection());
+            if routes::peer::presented_certificate(connection) {
+                extensions.insert(routes::peer::VerifiedClient);
+            }
         })
         .disable_signals()
         .shutdown_timeout(SERVER_STOP_TIMEOUT_S);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind {
-                address: format!("port {port}"),
-                source,
-            })?
-            .run();
-        tracing::info!(port, agent = router.me(), proxy = %settings.proxy, "agent listening");
+        let https = tls_server.is_some();
+        let server = match tls_server {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartupError::Bind {
+            address: format!("port {port}"),
+            source,
+        })?
+        .run();
+        tracing::info!(port, https, agent = router.me(), proxy = %settings.proxy, "agent listening");
         Ok(Application {
             port,
             router,

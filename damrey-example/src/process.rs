@@ -1,6 +1,8 @@
 //! Running one worker as its own process attached to an agent: flags, logging, and a
 //! clean stop on SIGINT/SIGTERM.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::dev::MessageResponse;
@@ -98,9 +100,18 @@ where
         name: name.clone(),
         timeout: Duration::from_millis(args.timeout_ms),
     };
+    // With the mesh's CA in DAMREY_TLS_CA, the worker attaches over WSS.
+    let tls = match std::env::var_os("DAMREY_TLS_CA").filter(|ca| !ca.is_empty()) {
+        Some(ca) => Some(Arc::new(
+            damrey_actors::tls::client_config(Path::new(&ca), None)
+                .context("reading the CA of DAMREY_TLS_CA")?,
+        )),
+        None => None,
+    };
     let worker = Worker::new(config)
         .agent(args.agent.clone())
         .token(worker_token())
+        .tls(tls)
         .start(factory)
         .await
         .with_context(|| format!("attaching worker {name} to agent {}", args.agent))?;

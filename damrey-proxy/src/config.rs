@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use config::{Config, Environment, File};
 use damrey_actors::credential::{Credentials, Role};
+use damrey_actors::tls::{Identity, TlsError};
 use serde::Deserialize;
 
 use crate::alarms::EvaluatorSettings;
@@ -73,6 +74,11 @@ pub struct Settings {
     pub agent_token: Option<String>,
     /// `DAMREY_READ_TOKEN`: stats, alarms, and what the dashboard reads.
     pub read_token: Option<String>,
+    /// `DAMREY_TLS_CERT`: with `tls_key`, the proxy serves HTTPS with this certificate
+    /// chain (PEM, leaf first).
+    pub tls_cert: Option<PathBuf>,
+    /// `DAMREY_TLS_KEY`: the private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
     /// `DAMREY_WORKER_TOKEN`: opens nothing on the proxy; known so that a worker's
     /// credential is told 403 (not its role) rather than 401 (not a credential).
     pub worker_token: Option<String>,
@@ -122,6 +128,8 @@ impl Default for Settings {
             agent_token: None,
             read_token: None,
             worker_token: None,
+            tls_cert: None,
+            tls_key: None,
             agent_ttl_ms: 10_000,
             stats_retention_ms: 600_000,
             no_instance_grace_ms: 3_000,
@@ -160,6 +168,14 @@ impl From<config::ConfigError> for SettingsError {
 }
 
 impl Settings {
+    /// The certificate and key to serve HTTPS with; none for plain HTTP.
+    ///
+    /// # Errors
+    /// [`TlsError::HalfIdentity`] when only one of them is set.
+    pub fn tls_identity(&self) -> Result<Option<Identity>, TlsError> {
+        Identity::from_settings(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+
     /// The credentials the proxy accepts: `token` for every role, each role's own token
     /// for that role; none set, everything passes.
     pub fn credentials(&self) -> Credentials {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use damrey_actors::tls::{self, TlsError};
 
 use crate::alarms::{Evaluator, EvaluatorSettings};
 use crate::auth;
@@ -23,6 +24,9 @@ pub enum StartupError {
     /// The store could not be opened or migrated.
     #[error("opening the store failed")]
     Store(#[from] StoreError),
+    /// The TLS settings cannot be used.
+    #[error("the TLS settings cannot be used")]
+    Tls(#[from] TlsError),
     /// The address could not be bound.
     #[error("binding {address} failed")]
     Bind {
@@ -112,11 +116,18 @@ impl Application {
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { address, source })?
-            .run();
-        tracing::info!(port, backend = ?store.backend(), "damrey-proxy listening");
+        let tls = match settings.tls_identity()? {
+            Some(identity) => Some(tls::server_config(&identity, None)?),
+            None => None,
+        };
+        let https = tls.is_some();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartupError::Bind { address, source })?
+        .run();
+        tracing::info!(port, https, backend = ?store.backend(), "damrey-proxy listening");
         Ok(Application {
             port,
             server,

@@ -35,6 +35,8 @@ pub struct AppState {
     pub max_call: Duration,
     /// The agent's stop: refuses new work while draining, closes sessions at its end.
     pub shutdown: Shutdown,
+    /// Mutual TLS: a peer link must come with a client certificate the mesh's CA signed.
+    pub peer_certificate_required: bool,
 }
 
 impl AppState {

@@ -15,3 +15,4 @@ mod security;
 mod shutdown;
 mod stats;
 mod support;
+mod tls;

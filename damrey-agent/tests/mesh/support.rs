@@ -94,7 +94,7 @@ impl Drop for TempDir {
 }
 
 /// A binary of this workspace, next to the agent's.
-fn sibling(name: &str) -> PathBuf {
+pub fn sibling(name: &str) -> PathBuf {
     let agent = Path::new(env!("CARGO_BIN_EXE_damrey-agent"));
     let path = agent.with_file_name(name);
     assert!(
