@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::Client;
 use damrey_actors::Message;
+use damrey_actors::tls::{self, Identity};
 use serde_json::Value;
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -779,4 +781,136 @@ where
     .run();
     actix_rt::spawn(server);
     address
+}
+
+/// The token of the TLS meshes.
+pub const TLS_TOKEN: &str = "s3cret";
+
+/// A CA and the certificates it signs, as PEM files in a directory.
+pub struct Authority {
+    dir: PathBuf,
+    name: String,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl Authority {
+    pub fn new(dir: &Path, name: &str) -> Authority {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("damrey test CA {name}"));
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
+        Authority {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            key,
+            cert,
+        }
+    }
+
+    /// The CA certificate's file.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(format!("{}-ca.pem", self.name))
+    }
+
+    /// A certificate for 127.0.0.1 named `holder`, signed by this CA.
+    pub fn issue(&self, holder: &str) -> Identity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, holder);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let identity = Identity {
+            cert: self.dir.join(format!("{}-{holder}.pem", self.name)),
+            key: self.dir.join(format!("{}-{holder}.key", self.name)),
+        };
+        std::fs::write(&identity.cert, cert.pem()).unwrap();
+        std::fs::write(&identity.key, key.serialize_pem()).unwrap();
+        identity
+    }
+}
+
+/// An HTTPS client trusting `ca`, presenting `identity` when asked.
+pub fn https_client(ca: &Path, identity: Option<&Identity>) -> awc::Client {
+    let config = Arc::new(tls::client_config(ca, identity).unwrap());
+    tls::client(Duration::from_secs(30), Some(&config))
+}
+
+pub async fn wait_healthy_over_https(client: &awc::Client, address: &str) {
+    eventually(Duration::from_secs(20), "healthy over HTTPS", || async {
+        let answer = client
+            .get(format!("https://{address}/healthz"))
+            .send()
+            .await;
+        answer
+            .is_ok_and(|response| response.status().is_success())
+            .then_some(())
+    })
+    .await;
+}
+
+fn tls_env(command: &mut Command, identity: &Identity, ca: Option<&Path>) {
+    command
+        .env("DAMREY_TLS_CERT", &identity.cert)
+        .env("DAMREY_TLS_KEY", &identity.key)
+        .env("DAMREY_TLS_TOKEN", TLS_TOKEN);
+    if let Some(ca) = ca {
+        command.env("DAMREY_TLS_CA", ca);
+    }
+}
+
+/// A proxy serving HTTPS with `identity`, on SQLite in `dir`.
+pub async fn tls_proxy(
+    dir: &TempDir,
+    identity: &Identity,
+    client: &awc::Client,
+) -> (String, Process) {
+    let port = free_port();
+    let mut command = Command::new(sibling("damrey-proxy"));
+    command
+        .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
+        .current_dir(&dir.0)
+        .env_remove("DATABASE_URL");
+    tls_env(&mut command, identity, None);
+    let process = Process::spawn("damrey-proxy", &mut command);
+    let address = format!("127.0.0.1:{port}");
+    wait_healthy_over_https(client, &address).await;
+    (address, process)
+}
+
+/// An agent serving HTTPS and WSS with `identity`, trusting `ca` for the proxy and its
+/// peers, which must present certificates `ca` signed.
+pub async fn tls_agent(
+    proxy: &str,
+    identity: &Identity,
+    ca: &Path,
+    state: &TempDir,
+    client: &awc::Client,
+) -> (String, Process) {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_damrey-agent"));
+    command
+        .args(["-p", &port.to_string(), "-a", &address, "-pr", proxy])
+        .args(["--host", "127.0.0.1", "--state-dir"])
+        .arg(&state.0);
+    tls_env(&mut command, identity, Some(ca));
+    let process = Process::spawn("damrey-agent", &mut command);
+    wait_healthy_over_https(client, &address).await;
+    (address, process)
+}
+
+/// A worker process attaching over WSS, trusting `ca`.
+pub fn tls_worker(agent: &str, binary: &str, ca: &Path) -> Process {
+    let mut command = Command::new(sibling(binary));
+    command
+        .args(["--agent", agent, "--name", binary])
+        .env("DAMREY_TLS_TOKEN", TLS_TOKEN)
+        .env("DAMREY_TLS_CA", ca);
+    Process::spawn(binary, &mut command)
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use damrey_actors::WorkerSpec;
 use damrey_actors::report::{Heartbeat, InstanceCount};
-use damrey_proxy::alarms::{Condition, Rule};
 use damrey_proxy::Store;
+use damrey_proxy::alarms::{Condition, Rule};
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
 use sqlx::Connection;
 
