@@ -81,6 +81,9 @@ pub enum WorkerError {
         /// What the connection attempt said.
         reason: String,
     },
+    /// The worker's TLS settings (its CA file) cannot be used.
+    #[error("the worker's TLS settings cannot be used: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The worker was started attached to nothing: it could neither receive steps nor
     /// send its own requests.
     #[error(

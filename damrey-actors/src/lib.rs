@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod backoff;
+pub mod credential;
 pub mod deadline;
 pub mod error;
 pub mod id;
@@ -23,6 +24,7 @@ pub mod signal;
 pub mod spec;
 pub mod telemetry;
 pub mod testkit;
+pub mod tls;
 pub mod worker;
 
 use std::future::Future;

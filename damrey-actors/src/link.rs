@@ -159,6 +159,8 @@ pub(crate) struct AgentAddress {
     pub(crate) agent: String,
     pub(crate) token: Option<String>,
     pub(crate) name: String,
+    /// Attaches over WSS with this config.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl AgentAddress {
@@ -170,10 +172,13 @@ impl AgentAddress {
                 reason,
             })
         };
-        let url = format!("ws://{}/attach/{}", self.agent, self.name);
-        let mut request = awc::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .finish()
+        let url = format!(
+            "{}://{}/attach/{}",
+            crate::tls::ws_scheme(self.tls.is_some()),
+            self.agent,
+            self.name
+        );
+        let mut request = crate::tls::client(Duration::from_secs(5), self.tls.as_ref())
             .ws(url)
             .max_frame_size(crate::link::MAX_FRAME);
         if let Some(token) = &self.token {
@@ -182,6 +187,9 @@ impl AgentAddress {
         let (_, mut socket) = request.connect().await.map_err(|error| match error {
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 401 => {
                 refused("the agent refused the token".to_owned())
+            }
+            awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 403 => {
+                refused("the agent refused the token: it is not a worker's".to_owned())
             }
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 404 => {
                 refused(format!(

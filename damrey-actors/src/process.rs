@@ -21,7 +21,9 @@
 //! }
 //! ```
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::dev::MessageResponse;
@@ -32,6 +34,7 @@ use crate::error::WorkerError;
 use crate::message::Message;
 use crate::signal::shutdown_signal;
 use crate::telemetry::{self, LogFormat};
+use crate::tls::client_config;
 use crate::worker::{Config, Worker, WorkerHandle};
 
 /// The flags of a worker process; each can also come from its environment variable.
@@ -48,9 +51,13 @@ pub struct WorkerArgs {
     /// program's own worker name).
     #[arg(long, env = "DAMREY_WORKER_NAME")]
     pub name: Option<String>,
-    /// The bearer token the agent wants, if it wants one.
-    #[arg(long, env = "DAMREY_TOKEN", hide_env_values = true)]
+    /// The worker credential the agent wants, if it wants one (else `DAMREY_TOKEN`, the
+    /// one-token development shortcut).
+    #[arg(long, env = "DAMREY_WORKER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The mesh's CA certificate (PEM): attach over TLS (WSS), trusting the agents it signed.
+    #[arg(long, env = "DAMREY_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
     /// How many times the worker's own requests and pushes are resent over a reconnect.
     #[arg(long, env = "DAMREY_RETRIES", default_value_t = 3)]
     pub retries: u32,
@@ -152,9 +159,18 @@ where
         name: name.clone(),
         timeout: Duration::from_millis(args.timeout_ms),
     };
+    let token = args
+        .token
+        .clone()
+        .or_else(|| std::env::var("DAMREY_TOKEN").ok());
+    let tls = match args.tls_ca.as_deref().filter(|ca| !ca.as_os_str().is_empty()) {
+        Some(ca) => Some(Arc::new(client_config(ca, None)?)),
+        None => None,
+    };
     let worker = Worker::new(config)
         .agent(args.agent.clone())
-        .token(args.token.clone())
+        .token(token)
+        .tls(tls)
         .start(factory)
         .await?;
     tracing::info!(worker = %name, agent = %args.agent, "worker attached");

@@ -82,9 +82,12 @@ pub struct InstanceReport {
 }
 
 impl InstanceReport {
-    /// Steps answered, whatever the answer.
+    /// Steps answered, whatever the answer; `u64::MAX` when the sum overflows (the proxy
+    /// refuses a report whose sums do not fit).
     pub fn processed(&self) -> u64 {
-        self.responses + self.errors + self.timeouts + self.stops
+        [self.errors, self.timeouts, self.stops]
+            .into_iter()
+            .fold(self.responses, u64::saturating_add)
     }
 }
 
@@ -198,9 +201,9 @@ impl Default for Latency {
 }
 
 impl Latency {
-    /// How many durations were recorded.
+    /// How many durations were recorded; `u64::MAX` when the sum overflows.
     pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().copied().fold(0, u64::saturating_add)
     }
 
     /// The upper bound in milliseconds of the bucket holding the `q` quantile
@@ -213,7 +216,7 @@ impl Latency {
         let rank = ((total as f64) * q).ceil().max(1.0) as u64;
         let mut seen = 0;
         for (bucket, count) in self.counts.iter().enumerate() {
-            seen += count;
+            seen = count.saturating_add(seen);
             if seen >= rank {
                 let bound = LATENCY_BOUNDS_MICROS[bucket.min(LATENCY_BOUNDS_MICROS.len() - 1)];
                 return Some(bound as f64 / 1e3);
@@ -403,6 +406,16 @@ mod tests {
                 "{json}: `{error}` lacks `{expected}`"
             );
         }
+    }
+
+    #[test]
+    fn sums_that_overflow_saturate_instead_of_wrapping_or_panicking() {
+        let mut report: InstanceReport = serde_json::from_str(&report(1, LATENCY_BUCKETS)).unwrap();
+        report.responses = u64::MAX;
+        report.latency.counts[3] = u64::MAX;
+        assert_eq!(report.processed(), u64::MAX);
+        assert_eq!(report.latency.count(), u64::MAX);
+        assert_eq!(report.latency.quantile_ms(1.0), Some(0.5));
     }
 
     #[test]

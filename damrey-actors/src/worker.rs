@@ -90,6 +90,7 @@ pub struct Worker {
     config: Config,
     attachment: Attachment,
     token: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     mpu: Option<Mpu>,
 }
 
@@ -111,6 +112,7 @@ impl Worker {
             config,
             attachment: Attachment::Unattached,
             token: None,
+            tls: None,
             mpu: None,
         }
     }
@@ -140,6 +142,13 @@ impl Worker {
     /// The bearer token to present to the agent (its `DAMREY_TOKEN`).
     pub fn token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|token| !token.is_empty());
+        self
+    }
+
+    /// Attaches to the agent over TLS (WSS) with `tls` (see [`crate::tls::client_config`]);
+    /// plain WS when `None`.
+    pub fn tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -182,6 +191,7 @@ impl Worker {
                     agent,
                     token: self.token,
                     name: name.clone(),
+                    tls: self.tls,
                 };
                 let (link, mpu, starter) = AgentLink::attach(address, self.config.retries).await?;
                 (Outbox::Agent(link), Mpu(mpu), Some(starter))

@@ -7,9 +7,12 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use config::{Config, Environment, File};
+use damrey_actors::credential::{Credentials, Role};
+use damrey_actors::tls::{self, Identity, TlsError};
 use serde::Deserialize;
 
 /// The command line of `damrey-agent`. Every field is optional so that an absent flag
@@ -93,10 +96,19 @@ pub struct Settings {
     /// Attempts to push a message onward (to another agent, or a step to another
     /// instance when its instance is lost).
     pub retries: u32,
-    /// With a token, everything but `/healthz`, `/readyz` and `/metrics` wants
-    /// `Authorization: Bearer <token>`, and the agent sends it to other agents and to
-    /// the proxy.
+    /// `DAMREY_TOKEN`, the development shortcut: one token for every role. With any
+    /// token set, everything but `/healthz`, `/readyz` and `/metrics` wants
+    /// `Authorization: Bearer <token>` (see [`Settings::credentials`]).
     pub token: Option<String>,
+    /// `DAMREY_ADMIN_TOKEN`: calls (`/call`) and stats.
+    pub admin_token: Option<String>,
+    /// `DAMREY_AGENT_TOKEN`: peer links (`/peer`); the agent also presents it to other
+    /// agents and to the proxy.
+    pub agent_token: Option<String>,
+    /// `DAMREY_WORKER_TOKEN`: worker processes attaching (`/attach`), and calls.
+    pub worker_token: Option<String>,
+    /// `DAMREY_READ_TOKEN`: stats (`/stats`).
+    pub read_token: Option<String>,
     /// How often the agent tells the proxy its instances and their counters (it also
     /// does at once when its instances change), and the longest one wait on the proxy's
     /// placement feed lasts (agents that go silent leave it without a change).
@@ -122,6 +134,16 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Log output format.
     pub log_format: LogFormat,
+    /// `DAMREY_TLS_CERT`: with `tls_key`, the agent serves HTTPS and WSS with this
+    /// certificate chain (PEM, leaf first; its subject names the advertised host), and
+    /// presents it on its peer links (mutual TLS).
+    pub tls_cert: Option<PathBuf>,
+    /// `DAMREY_TLS_KEY`: the private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `DAMREY_TLS_CA`: the mesh's CA (PEM). Set, the agent reaches the proxy over
+    /// HTTPS and other agents over WSS trusting this CA only, and its listener verifies
+    /// the certificates clients present against it (a peer link must present one).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -133,6 +155,10 @@ impl Default for Settings {
             proxy: "127.0.0.1:7700".to_owned(),
             retries: 3,
             token: None,
+            admin_token: None,
+            agent_token: None,
+            worker_token: None,
+            read_token: None,
             heartbeat_ms: 1_000,
             feed_wait_ms: 25_000,
             ping_ms: 1_000,
@@ -142,6 +168,9 @@ impl Default for Settings {
             http_workers: 1,
             state_dir: PathBuf::from("damrey-agent-state"),
             log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -219,8 +248,56 @@ impl Settings {
             )?
             .build()?;
         let mut settings: Settings = settings.try_deserialize()?;
-        settings.token = settings.token.filter(|token| !token.is_empty());
+        for token in [
+            &mut settings.token,
+            &mut settings.admin_token,
+            &mut settings.agent_token,
+            &mut settings.worker_token,
+            &mut settings.read_token,
+        ] {
+            *token = token.take().filter(|token| !token.is_empty());
+        }
         Ok(settings)
+    }
+
+    /// The credentials the agent accepts: `token` for every role, each role's own token
+    /// for that role; none set, everything passes.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::open()
+            .with_shared(self.token.clone())
+            .with_role(Role::Admin, self.admin_token.clone())
+            .with_role(Role::Agent, self.agent_token.clone())
+            .with_role(Role::Worker, self.worker_token.clone())
+            .with_role(Role::Read, self.read_token.clone())
+    }
+
+    /// The certificate and key the agent serves and presents; none for plain HTTP.
+    ///
+    /// # Errors
+    /// [`TlsError::HalfIdentity`] when only one of them is set.
+    pub fn tls_identity(&self) -> Result<Option<Identity>, TlsError> {
+        Identity::from_settings(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+
+    /// The client config of the agent's links to the proxy and to other agents: none
+    /// (plain HTTP and WS) without `tls_ca`.
+    ///
+    /// # Errors
+    /// [`TlsError`] when a file cannot be used.
+    pub fn tls_client(&self) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(tls::client_config(
+            ca,
+            self.tls_identity()?.as_ref(),
+        )?)))
+    }
+
+    /// The token the agent presents to the proxy and to other agents: the agent role's,
+    /// else the shared one.
+    pub fn own_token(&self) -> Option<String> {
+        self.agent_token.clone().or_else(|| self.token.clone())
     }
 }
 
@@ -290,6 +367,48 @@ mod tests {
         assert_eq!(settings.retries, 2);
         assert_eq!(settings.token.as_deref(), Some("s3cret"));
         assert_eq!(settings.port, 7701);
+    }
+
+    #[test]
+    fn each_role_has_its_token_and_the_agent_presents_its_own() {
+        let env = HashMap::from([
+            ("DAMREY_ADMIN_TOKEN".to_owned(), "adm".to_owned()),
+            ("DAMREY_AGENT_TOKEN".to_owned(), "agt".to_owned()),
+            ("DAMREY_WORKER_TOKEN".to_owned(), "wrk".to_owned()),
+            ("DAMREY_READ_TOKEN".to_owned(), String::new()),
+        ]);
+        let settings = Settings::load_from(&cli(&[]), env).unwrap();
+        let credentials = settings.credentials();
+
+        assert_eq!(settings.own_token().as_deref(), Some("agt"));
+        assert_eq!(settings.read_token, None, "empty means unset");
+        assert!(
+            credentials
+                .authorize(Some(b"Bearer wrk"), &[Role::Worker])
+                .is_ok()
+        );
+        assert!(
+            credentials
+                .authorize(Some(b"Bearer wrk"), &[Role::Agent])
+                .is_err()
+        );
+        assert!(
+            credentials
+                .authorize(Some(b"Bearer agt"), &[Role::Agent])
+                .is_ok()
+        );
+        let shared = Settings::load_from(
+            &cli(&[]),
+            HashMap::from([("DAMREY_TOKEN".to_owned(), "one".to_owned())]),
+        )
+        .unwrap();
+        assert_eq!(shared.own_token().as_deref(), Some("one"));
+        assert!(
+            shared
+                .credentials()
+                .authorize(Some(b"Bearer one"), &[Role::Agent])
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The agent's HTTP errors: one `ApiError`, shown as `{"error": "..."}`.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use damrey_actors::credential::AuthError;
 
 /// What an agent endpoint answers when it cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -9,9 +11,19 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
-    /// No bearer token, or the wrong one.
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    /// No bearer token, a wrong one (401), or one whose roles the endpoint does not
+    /// admit (403).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Under mutual TLS, a peer link came without a client certificate (403).
+    #[error("a peer link needs a client certificate signed by the mesh's CA (mutual TLS)")]
+    NoPeerCertificate,
+    /// The body is larger than the limit (413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// Nothing by that name.
     #[error("{0}")]
     NotFound(String),
@@ -27,7 +39,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoPeerCertificate => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -35,7 +50,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Auth(AuthError::Unauthorized) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
     }
 }

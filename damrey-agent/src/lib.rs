@@ -6,9 +6,11 @@
 //! and lets curl put requests to any worker (`/call`).
 
 pub mod attach;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod known;
 pub mod outbox;
 pub mod peers;
 pub mod proxy_client;

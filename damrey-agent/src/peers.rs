@@ -17,6 +17,7 @@ use actix_http::ws;
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::link::{ClientSocket, MAX_FRAME, write_batch};
+use damrey_actors::tls;
 use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
+use crate::known::KnownAgents;
 use crate::shutdown::Shutdown;
 
 /// One frame between agents, a JSON text frame named by its one key:
@@ -77,6 +79,8 @@ const FAIL_FAST: Duration = Duration::from_millis(100);
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
     token: Option<String>,
+    /// Links go over TLS (WSS) with this config, presenting the agent's certificate.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Each agent thread has its own link to each peer: awc connections stay on the
     /// thread that opened them, and a hand-off then never waits for another thread.
     /// By thread, then by peer, so that finding a link allocates nothing.
@@ -97,11 +101,12 @@ struct PeerLink {
 }
 
 impl PeerLinks {
-    /// Links that authenticate with `token`. They must be used from actix arbiters (the
-    /// agent's HTTP workers), where connections live.
-    pub fn new(token: Option<String>) -> Self {
+    /// Links that authenticate with `token`, over TLS with `tls`. They must be used from
+    /// actix arbiters (the agent's HTTP workers), where connections live.
+    pub fn new(token: Option<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         PeerLinks {
             token,
+            tls,
             links: Mutex::default(),
         }
     }
@@ -137,7 +142,7 @@ impl PeerLinks {
         frame: impl FnOnce(u64) -> PeerFrame,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let link = self.link(agent);
-        let token = self.token.clone();
+        let (token, tls) = (self.token.clone(), self.tls.clone());
         let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
         let text = serde_json::to_string(&frame(seq)).expect("frames always serialize");
         if text.len() > MAX_FRAME {
@@ -148,7 +153,7 @@ impl PeerLinks {
             };
             return Box::pin(async move { Err(error) });
         }
-        Box::pin(async move { link.send(text, seq, deadline, leg, &token).await })
+        Box::pin(async move { link.send(text, seq, deadline, leg, &token, &tls).await })
     }
 }
 
@@ -225,12 +230,16 @@ impl PeerLink {
         deadline: Instant,
         leg: Option<(Uuid, u32)>,
         token: &Option<String>,
+        tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<(), RemoteError> {
         let unreachable = |reason: String| RemoteError::Unreachable {
             agent: self.agent.clone(),
             reason,
         };
-        let live = self.writer(deadline, token).await.map_err(unreachable)?;
+        let live = self
+            .writer(deadline, token, tls)
+            .await
+            .map_err(unreachable)?;
         if let Some(leg) = leg {
             self.written(leg, live.run, deadline)?;
         }
@@ -261,6 +270,7 @@ impl PeerLink {
         self: &Arc<Self>,
         deadline: Instant,
         token: &Option<String>,
+        tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Live, String> {
         // Bounded, so that a line never waits past its deadline behind other lines'
         // connects to a peer that does not answer.
@@ -281,9 +291,9 @@ impl PeerLink {
             return Err(reason);
         }
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (link, token) = (self.clone(), token.clone());
+        let (link, token, tls) = (self.clone(), token.clone(), tls.clone());
         actix_rt::spawn(async move {
-            match connect(&link.agent, token.as_deref()).await {
+            match connect(&link.agent, token.as_deref(), tls.as_ref()).await {
                 Ok((socket, run)) => {
                     let (out, out_rx) = mpsc::unbounded_channel();
                     if ready_tx.send(Ok(Live { out, run })).is_ok() {
@@ -350,11 +360,14 @@ impl PeerLink {
 }
 
 /// Opens a link to `agent`; the socket and the peer's run (from its answer's header).
-async fn connect(agent: &str, token: Option<&str>) -> Result<(ClientSocket, Uuid), String> {
-    let mut request = awc::Client::builder()
-        .timeout(CONNECT_TIMEOUT)
-        .finish()
-        .ws(format!("ws://{agent}/peer"))
+async fn connect(
+    agent: &str,
+    token: Option<&str>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<(ClientSocket, Uuid), String> {
+    let scheme = tls::ws_scheme(tls.is_some());
+    let mut request = tls::client(CONNECT_TIMEOUT, tls)
+        .ws(format!("{scheme}://{agent}/peer"))
         .max_frame_size(MAX_FRAME);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -421,13 +434,14 @@ impl SeenIds {
     }
 }
 
-/// Serves a link another agent opened to this one: acknowledges every frame, runs new
-/// envelopes, and resolves replies to requests that started here. Acks are gathered
+/// Serves a link another agent opened to this one: acknowledges every frame (but an
+/// envelope whose origin is no agent it knows, which it refuses), runs new envelopes, and resolves replies to requests that started here. Acks are gathered
 /// while frames keep arriving and sent as one frame when the link goes quiet. The link
 /// closes when this agent stops, after acknowledging what it took.
 pub async fn serve_incoming(
     router: Router,
     seen: Arc<SeenIds>,
+    known: Arc<KnownAgents>,
     shutdown: Shutdown,
     mut session: Session,
     stream: actix_ws::MessageStream,
@@ -451,6 +465,10 @@ pub async fn serve_incoming(
         match incoming {
             Some(Ok(AggregatedMessage::Text(text))) => {
                 match serde_json::from_str::<PeerFrame>(&text) {
+                    Ok(PeerFrame::Forward { envelope, .. }) if !known.knows(&envelope.origin) => {
+                        // Not acknowledged: a real agent resends it, and is listed by then.
+                        known.unknown(&envelope.origin);
+                    }
                     Ok(PeerFrame::Forward { seq, envelope }) => {
                         unacked.push(seq);
                         let remaining = Duration::from_millis(envelope.remaining_ms);
@@ -506,7 +524,7 @@ mod tests {
 
     #[test]
     fn a_leg_written_to_one_run_of_a_peer_is_never_written_to_the_next() {
-        let link = PeerLinks::new(None).link("10.0.0.2:7701");
+        let link = PeerLinks::new(None, None).link("10.0.0.2:7701");
         let (leg, deadline) = ((Uuid::new_v4(), 1), Instant::now() + Duration::from_secs(5));
         let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
 

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use damrey_actors::report::{Heartbeat, InstanceCount};
+use damrey_actors::tls;
 use damrey_actors::{Router, WorkerSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ConfigCache;
+use crate::known::KnownAgents;
 use crate::shutdown::Flag;
 use crate::stats::Registry;
 
@@ -58,12 +60,18 @@ pub struct ProxyClient {
 }
 
 impl ProxyClient {
-    /// A client for the proxy at `host:port`, sending `token` when set.
-    pub fn new(proxy: &str, token: Option<String>, timeout: Duration) -> Self {
+    /// A client for the proxy at `host:port`, sending `token` when set, over HTTPS with
+    /// `tls`.
+    pub fn new(
+        proxy: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Self {
         ProxyClient {
-            base: format!("http://{proxy}"),
+            base: format!("{}://{proxy}", tls::http_scheme(tls.is_some())),
             token,
-            client: awc::Client::builder().timeout(timeout).finish(),
+            client: tls::client(timeout, tls),
         }
     }
 
@@ -191,17 +199,30 @@ fn pause_after(failures: u32) -> Duration {
 }
 
 /// Keeps the router's view of where the other agents' instances are equal to the
-/// proxy's, forever: a wait on the placement feed (at most `wait_ms`), then the next.
-/// Every answer is applied, a timed-out one too: an agent whose entry expired leaves the
-/// list without moving the version.
-pub async fn follow_placement(router: Router, client: ProxyClient, wait_ms: u64) {
+/// proxy's, and `known` the agents it lists, forever: a wait on the placement feed (at
+/// most `wait_ms`), then the next; a list at once when `known` wants one. Every answer
+/// is applied, a timed-out one too: an agent whose entry expired leaves the list without
+/// moving the version.
+pub async fn follow_placement(
+    router: Router,
+    client: ProxyClient,
+    wait_ms: u64,
+    known: Arc<KnownAgents>,
+) {
     let mut version = None;
     let mut failures = 0u32;
     loop {
-        match client.agents(version, wait_ms).await {
+        let answer = tokio::select! {
+            answer = client.agents(version, wait_ms) => answer,
+            // An envelope named an origin not listed yet: the list now, not at the
+            // end of the wait.
+            () = known.refresh_wanted() => client.agents(None, 0).await,
+        };
+        match answer {
             Ok(list) => {
                 failures = 0;
                 version = Some(list.version);
+                known.listed(list.agents.iter().map(|entry| entry.agent.as_str()));
                 router.set_all_remote_instances(holders(list, router.me()));
             }
             Err(error) => {

@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use actix_rt::task::JoinHandle;
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
+use damrey_actors::tls::{self, TlsError};
 
 use crate::attach::SessionSettings;
+use crate::auth;
 use crate::cache::ConfigCache;
 use crate::config::Settings;
+use crate::known::KnownAgents;
 use crate::peers::PeerLinks;
 
 use crate::proxy_client::{self, ProxyClient};
@@ -41,6 +45,9 @@ pub struct Application {
 /// An agent that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The TLS settings cannot be used.
+    #[error("the TLS settings cannot be used")]
+    Tls(#[from] TlsError),
     /// The port could not be bound.
     #[error("cannot listen on {address}")]
     Bind {
@@ -87,7 +94,8 @@ impl Application {
     /// background loops that follow the proxy. Must run inside an actix system.
     ///
     /// # Errors
-    /// [`StartupError::Bind`] when the port is taken.
+    /// [`StartupError::Bind`] when the port is taken, [`StartupError::Tls`] when a TLS
+    /// file cannot be used.
     pub fn build(settings: Settings) -> Result<Application, StartupError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
@@ -105,7 +113,14 @@ impl Application {
         };
 
         let cache = ConfigCache::new(&settings.state_dir, &me);
-        let links = PeerLinks::new(settings.token.clone());
+        let known = Arc::new(KnownAgents::new(me.clone()));
+        let identity = settings.tls_identity()?;
+        let tls_client = settings.tls_client()?;
+        let tls_server = match &identity {
+            Some(identity) => Some(tls::server_config(identity, settings.tls_ca.as_deref())?),
+            None => None,
+        };
+        let links = PeerLinks::new(settings.own_token(), tls_client.clone());
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
         // Before the proxy's answer can arrive, so that the cache never overwrites it.
@@ -114,7 +129,12 @@ impl Application {
         let proxy_timeout = Duration::from_millis(settings.feed_wait_ms + 5_000);
         actix_rt::spawn(proxy_client::follow_configs(
             router.clone(),
-            ProxyClient::new(&settings.proxy, settings.token.clone(), proxy_timeout),
+            ProxyClient::new(
+                &settings.proxy,
+                settings.own_token(),
+                proxy_timeout,
+                tls_client.as_ref(),
+            ),
             settings.feed_wait_ms,
             cache,
         ));
@@ -124,10 +144,12 @@ impl Application {
             router.clone(),
             ProxyClient::new(
                 &settings.proxy,
-                settings.token.clone(),
+                settings.own_token(),
                 Duration::from_millis(settings.heartbeat_ms + 5_000),
+                tls_client.as_ref(),
             ),
             settings.heartbeat_ms,
+            known.clone(),
         ));
         let registry = Arc::new(Registry::default());
         let shutdown = Shutdown::default();
@@ -136,8 +158,9 @@ impl Application {
             settings.stats.then(|| registry.clone()),
             ProxyClient::new(
                 &settings.proxy,
-                settings.token.clone(),
+                settings.own_token(),
                 Duration::from_secs(2),
+                tls_client.as_ref(),
             ),
             Duration::from_millis(settings.heartbeat_ms),
             shutdown.on_draining(),
@@ -146,7 +169,7 @@ impl Application {
         let state = AppState {
             router: router.clone(),
             seen: Arc::default(),
-            token: settings.token.clone(),
+            known,
             sessions: SessionSettings {
                 ping_every: Duration::from_millis(settings.ping_ms),
                 registry,
@@ -156,31 +179,41 @@ impl Application {
             },
             max_call: Duration::from_millis(settings.max_call_ms),
             shutdown: shutdown.clone(),
+            peer_certificate_required: tls_server.is_some() && settings.tls_ca.is_some(),
         };
+        let credentials = web::Data::new(settings.credentials());
         let connections = shutdown.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(state.clone()))
-                .app_data(web::PayloadConfig::new(1 << 20))
+                .app_data(credentials.clone())
+                // Before any handler, so before any body is read or upgrade handled.
+                .wrap(from_fn(auth::require_credential))
                 .configure(routes::configure)
         })
         // Kept with the connection and dropped when it ends: the drain waits for them.
-        .on_connect(move |_, extensions| {
+        .on_connect(move |connection, extensions| {
             extensions.insert(connections.connection());
+            if routes::peer::presented_certificate(connection) {
+                extensions.insert(routes::peer::VerifiedClient);
+            }
         })
         .disable_signals()
         .shutdown_timeout(SERVER_STOP_TIMEOUT_S);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind {
-                address: format!("port {port}"),
-                source,
-            })?
-            .run();
-        tracing::info!(port, agent = router.me(), proxy = %settings.proxy, "agent listening");
+        let https = tls_server.is_some();
+        let server = match tls_server {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartupError::Bind {
+            address: format!("port {port}"),
+            source,
+        })?
+        .run();
+        tracing::info!(port, https, agent = router.me(), proxy = %settings.proxy, "agent listening");
         Ok(Application {
             port,
             router,

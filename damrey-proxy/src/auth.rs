@@ -1,12 +1,15 @@
-//! Bearer-token auth: with a token configured, every path but `/healthz`, `/readyz`,
-//! `/metrics` (DESIGN §8: scrapers and probes carry no token) and the dashboard page `/`
-//! (which carries no data) requires it.
+//! Credentials on the proxy's endpoints: a middleware that runs before any handler, so a
+//! request without the right credential is answered 401 (or 403) before its body is read.
+//! The check itself is [`damrey_actors::credential::Credentials::authorize`], shared with
+//! the agent. `/healthz`, `/readyz`, `/metrics` (DESIGN §8: scrapers and probes carry no
+//! token) and the dashboard page `/` (which carries no data) are open.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
+use damrey_actors::credential::{Credentials, Role};
 
 use crate::error::ApiError;
 
@@ -14,91 +17,49 @@ use crate::error::ApiError;
 /// the dashboard page, which holds no data and sends the token itself on its API calls.
 pub const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/metrics"];
 
-/// The configured token, if any; held as app data.
-#[derive(Debug, Clone, Default)]
-pub struct Auth {
-    /// The token callers must send; `None` turns auth off.
-    pub token: Option<String>,
-}
-
-impl Auth {
-    /// Whether the `Authorization` header value grants access.
-    pub fn allows(&self, authorization: Option<&[u8]>) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let Some(given) = authorization.and_then(bearer_token) else {
-            return false;
-        };
-        constant_time_eq(given, token.as_bytes())
+/// The roles a request needs: `None` for the open paths, an empty list for "any
+/// credential" (an unknown path answers 404 only to a caller that has one).
+pub fn roles_for(method: &Method, path: &str) -> Option<&'static [Role]> {
+    if OPEN_PATHS.contains(&path) {
+        return None;
     }
+    Some(match (method.as_str(), path) {
+        ("POST", "/worker/add" | "/worker/del" | "/worker/chg" | "/agents/forget") => {
+            &[Role::Admin]
+        }
+        ("POST", "/agents/heartbeat") => &[Role::Agent],
+        ("GET", "/workers/stats" | "/alarms") => &[Role::Read, Role::Admin],
+        ("GET", "/workers/get" | "/agents") => &[Role::Read, Role::Admin, Role::Agent],
+        ("GET", _) if path.starts_with("/workers/") => &[Role::Read, Role::Admin, Role::Agent],
+        _ => &[],
+    })
 }
 
-/// The token of a `Bearer <token>` header value (the scheme in any case).
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, token) = value.split_at_checked(7)?;
-    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
-}
-
-/// Compares two byte strings in time that depends only on their lengths, so that a
-/// caller cannot find the token byte by byte by timing the answers.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        difference |= usize::from(x ^ y);
-    }
-    difference == 0
-}
-
-/// Middleware: answers 401 unless the request may pass.
+/// Middleware: answers 401 or 403 unless the request's credential may pass.
 ///
 /// # Errors
 /// Whatever the inner service fails with.
-pub async fn require_token(
+pub async fn require_credential(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let allowed = OPEN_PATHS.contains(&req.path())
-        || req.app_data::<web::Data<Auth>>().is_none_or(|auth| {
-            auth.allows(
-                req.headers()
-                    .get(header::AUTHORIZATION)
-                    .map(|v| v.as_bytes()),
-            )
-        });
-    if allowed {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let response = ApiError::Unauthorized.error_response();
-    Ok(req.into_response(response).map_into_right_body())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn equal_strings_compare_equal_and_others_do_not() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(constant_time_eq(b"", b""));
-        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cret-"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
-
-    #[test]
-    fn only_the_right_bearer_token_is_allowed() {
-        let auth = Auth {
-            token: Some("s3cret".to_owned()),
-        };
-        assert!(auth.allows(Some(b"Bearer s3cret")));
-        assert!(auth.allows(Some(b"bearer s3cret")));
-        assert!(!auth.allows(Some(b"Bearer wrong")));
-        assert!(!auth.allows(Some(b"Basic s3cret")));
-        assert!(!auth.allows(Some(b"s3cret")));
-        assert!(!auth.allows(None));
-        assert!(Auth::default().allows(None));
+    let verdict = match (
+        roles_for(req.method(), req.path()),
+        req.app_data::<web::Data<Credentials>>(),
+    ) {
+        (Some(wanted), Some(credentials)) => credentials.authorize(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(|value| value.as_bytes()),
+            wanted,
+        ),
+        _ => Ok(()),
+    };
+    match verdict {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(refused) => {
+            let response = ApiError::from(refused).error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use config::{Config, Environment, File};
+use damrey_actors::credential::{Credentials, Role};
+use damrey_actors::tls::{Identity, TlsError};
 use serde::Deserialize;
 
 use crate::alarms::EvaluatorSettings;
@@ -62,8 +64,24 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// The embedded SQLite file used when no `database_url` is set, created if missing.
     pub sqlite_path: String,
-    /// With a token, every endpoint but `/healthz` wants `Authorization: Bearer <token>`.
+    /// `DAMREY_TOKEN`, the development shortcut: one token for every role. With any
+    /// token set, every endpoint but `/`, `/healthz`, `/readyz` and `/metrics` wants
+    /// `Authorization: Bearer <token>` (see [`Settings::credentials`]).
     pub token: Option<String>,
+    /// `DAMREY_ADMIN_TOKEN`: config writes, `forget`, and every read.
+    pub admin_token: Option<String>,
+    /// `DAMREY_AGENT_TOKEN`: heartbeats, and the config and placement reads agents make.
+    pub agent_token: Option<String>,
+    /// `DAMREY_READ_TOKEN`: stats, alarms, and what the dashboard reads.
+    pub read_token: Option<String>,
+    /// `DAMREY_TLS_CERT`: with `tls_key`, the proxy serves HTTPS with this certificate
+    /// chain (PEM, leaf first).
+    pub tls_cert: Option<PathBuf>,
+    /// `DAMREY_TLS_KEY`: the private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// `DAMREY_WORKER_TOKEN`: opens nothing on the proxy; known so that a worker's
+    /// credential is told 403 (not its role) rather than 401 (not a credential).
+    pub worker_token: Option<String>,
     /// Agents silent for longer than this are not listed and their instances not live.
     pub agent_ttl_ms: u64,
     /// How long instance samples (the counters agents report) are kept.
@@ -106,6 +124,12 @@ impl Default for Settings {
             database_url: None,
             sqlite_path: "damrey-proxy.db".to_owned(),
             token: None,
+            admin_token: None,
+            agent_token: None,
+            read_token: None,
+            worker_token: None,
+            tls_cert: None,
+            tls_key: None,
             agent_ttl_ms: 10_000,
             stats_retention_ms: 600_000,
             no_instance_grace_ms: 3_000,
@@ -144,6 +168,25 @@ impl From<config::ConfigError> for SettingsError {
 }
 
 impl Settings {
+    /// The certificate and key to serve HTTPS with; none for plain HTTP.
+    ///
+    /// # Errors
+    /// [`TlsError::HalfIdentity`] when only one of them is set.
+    pub fn tls_identity(&self) -> Result<Option<Identity>, TlsError> {
+        Identity::from_settings(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+
+    /// The credentials the proxy accepts: `token` for every role, each role's own token
+    /// for that role; none set, everything passes.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::open()
+            .with_shared(self.token.clone())
+            .with_role(Role::Admin, self.admin_token.clone())
+            .with_role(Role::Agent, self.agent_token.clone())
+            .with_role(Role::Read, self.read_token.clone())
+            .with_role(Role::Worker, self.worker_token.clone())
+    }
+
     /// Loads the settings from the process environment and the command line.
     ///
     /// # Errors
@@ -210,7 +253,15 @@ impl Settings {
             )?;
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         // An empty variable means "not set", as shells write it.
-        settings.token = settings.token.filter(|token| !token.is_empty());
+        for token in [
+            &mut settings.token,
+            &mut settings.admin_token,
+            &mut settings.agent_token,
+            &mut settings.read_token,
+            &mut settings.worker_token,
+        ] {
+            *token = token.take().filter(|token| !token.is_empty());
+        }
         settings.database_url = settings.database_url.filter(|url| !url.is_empty());
         settings.alarm_webhook = settings.alarm_webhook.filter(|url| !url.is_empty());
         if let Some(url) = &settings.alarm_webhook

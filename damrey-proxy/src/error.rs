@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use damrey_actors::credential::AuthError;
 
 use crate::store::StoreError;
 
@@ -20,9 +21,10 @@ pub enum ApiError {
     /// The thing exists already (409).
     #[error("{0}")]
     Conflict(String),
-    /// The bearer token is missing or wrong (401).
-    #[error("missing or wrong bearer token; send Authorization: Bearer <token>")]
-    Unauthorized,
+    /// The bearer token is missing or wrong (401), or its roles do not cover the
+    /// endpoint (403).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The body is larger than the limit (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -75,7 +77,8 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
+            ApiError::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,7 +101,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { allowed, .. } => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allowed)));
             }
-            ApiError::Unauthorized => {
+            ApiError::Auth(AuthError::Unauthorized) => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }

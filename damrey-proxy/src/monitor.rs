@@ -28,16 +28,28 @@ pub enum ReportError {
         /// The instance's number.
         instance: u64,
         /// The field's name.
-        field: &'static str,
+        field: String,
         /// The value sent.
         value: u64,
     },
+    /// A sum the proxy makes of an instance's numbers is over what a BIGINT holds,
+    /// though each number fits.
+    #[error("stats of instance {instance}: {sum} is over the largest storable {max}", max = i64::MAX)]
+    SumTooLarge {
+        /// The instance's number.
+        instance: u64,
+        /// What is summed.
+        sum: &'static str,
+    },
 }
 
-/// Checks that every number of `heartbeat`'s stats fits the store.
+/// Checks that every number of `heartbeat`'s stats fits the store, the latency buckets
+/// among them, and so do the sums the proxy makes of them (the steps processed, the
+/// latency count), so that no total it shows has overflowed.
 ///
 /// # Errors
-/// [`ReportError::TooLarge`] naming the first number that does not.
+/// [`ReportError::TooLarge`] naming the first number that does not fit,
+/// [`ReportError::SumTooLarge`] the first sum.
 pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
     for report in &heartbeat.stats {
         let fields = [
@@ -52,6 +64,16 @@ pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
             ("in_flight", report.in_flight),
             ("latency.sum_us", report.latency.sum_us),
         ];
+        let buckets = &report.latency.counts;
+        let fields = fields
+            .into_iter()
+            .map(|(field, value)| (field.to_owned(), value))
+            .chain(
+                buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(bucket, count)| (format!("latency.counts[{bucket}]"), *count)),
+            );
         for (field, value) in fields {
             if i64::try_from(value).is_err() {
                 return Err(ReportError::TooLarge {
@@ -60,6 +82,30 @@ pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
                     value,
                 });
             }
+        }
+        let storable_sum = |values: &[u64]| {
+            values
+                .iter()
+                .try_fold(0u64, |sum, value| sum.checked_add(*value))
+                .is_some_and(|sum| i64::try_from(sum).is_ok())
+        };
+        let answers = [
+            report.responses,
+            report.errors,
+            report.timeouts,
+            report.stops,
+        ];
+        if !storable_sum(&answers) {
+            return Err(ReportError::SumTooLarge {
+                instance: report.instance,
+                sum: "processed (responses + errors + timeouts + stops)",
+            });
+        }
+        if !storable_sum(buckets) {
+            return Err(ReportError::SumTooLarge {
+                instance: report.instance,
+                sum: "the latency count (the buckets' sum)",
+            });
         }
     }
     Ok(())

@@ -6,9 +6,10 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
+use damrey_actors::tls::{self, TlsError};
 
 use crate::alarms::{Evaluator, EvaluatorSettings};
-use crate::auth::{self, Auth};
+use crate::auth;
 use crate::config::Settings;
 use crate::feed::{Feed, Topic};
 use crate::monitor::Monitor;
@@ -23,6 +24,9 @@ pub enum StartupError {
     /// The store could not be opened or migrated.
     #[error("opening the store failed")]
     Store(#[from] StoreError),
+    /// The TLS settings cannot be used.
+    #[error("the TLS settings cannot be used")]
+    Tls(#[from] TlsError),
     /// The address could not be bound.
     #[error("binding {address} failed")]
     Bind {
@@ -97,14 +101,12 @@ impl Application {
             agent_ttl: settings.agent_ttl(),
             monitor: monitor.clone(),
         });
-        let auth = web::Data::new(Auth {
-            token: settings.token.clone(),
-        });
+        let credentials = web::Data::new(settings.credentials());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(auth.clone())
-                .wrap(from_fn(auth::require_token))
+                .app_data(credentials.clone())
+                .wrap(from_fn(auth::require_credential))
                 .wrap(from_fn(telemetry::log_requests))
                 .configure(routes::configure)
         })
@@ -114,11 +116,18 @@ impl Application {
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { address, source })?
-            .run();
-        tracing::info!(port, backend = ?store.backend(), "damrey-proxy listening");
+        let tls = match settings.tls_identity()? {
+            Some(identity) => Some(tls::server_config(&identity, None)?),
+            None => None,
+        };
+        let https = tls.is_some();
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config),
+            None => server.listen(listener),
+        }
+        .map_err(|source| StartupError::Bind { address, source })?
+        .run();
+        tracing::info!(port, https, backend = ?store.backend(), "damrey-proxy listening");
         Ok(Application {
             port,
             server,

@@ -16,7 +16,6 @@ pub async fn attach(
     worker: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    state.authorize(&req)?;
     state.admit()?;
     let worker = worker.into_inner();
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;

@@ -5,14 +5,18 @@
 
 use std::time::Duration;
 
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use damrey_actors::spec::validate_name;
 use damrey_actors::{Message, Tag};
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::routes::AppState;
+
+/// The largest body a call takes (1 MiB).
+pub const BODY_LIMIT: usize = 1 << 20;
 
 /// The wait when the caller gives none.
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -22,20 +26,33 @@ const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 #[serde(deny_unknown_fields)]
 pub struct CallQuery {
     /// How long to wait for the terminal reply (capped by the agent's `max_call_ms`).
+    #[serde(default, deserialize_with = "millis")]
     pub timeout_ms: Option<u64>,
+}
+
+/// A count of milliseconds, named in the error when it is not one.
+fn millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "timeout_ms must be a whole number of milliseconds, not {text:?}"
+        ))
+    })
 }
 
 /// Runs the request and answers with its terminal reply.
 pub async fn call(
-    req: HttpRequest,
     state: web::Data<AppState>,
     worker: web::Path<String>,
     query: web::Query<CallQuery>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    state.authorize(&req)?;
     state.admit()?;
     validate_name("worker", &worker).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let body = body.map_err(|error| match error.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => ApiError::TooLarge { limit: BODY_LIMIT },
+        _ => ApiError::Invalid(format!("could not read the body: {error}")),
+    })?;
     let message = Message::from_json_slice(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let timeout =
         Duration::from_millis(query.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)).min(state.max_call);

@@ -2,11 +2,13 @@
 //! Prometheus text format, open without a token like `/healthz` (DESIGN §8); and
 //! `GET /stats`: the same as JSON with latency quantiles, behind the token.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
-use crate::error::ApiError;
 use crate::routes::AppState;
 use crate::stats;
+
+/// The counter of envelopes refused for an unknown origin.
+const REFUSED_ORIGINS: &str = "damrey_peer_origins_refused_total";
 
 /// The Prometheus text exposition of the agent's stats.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
@@ -17,6 +19,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 + &stats::routes_prometheus(
                     &state.router.route_counts(),
                     state.router.not_configured(),
+                )
+                + &format!(
+                    "# HELP {REFUSED_ORIGINS} Envelopes refused because their origin is no agent the proxy lists.\n\
+                     # TYPE {REFUSED_ORIGINS} counter\n{REFUSED_ORIGINS} {}\n",
+                    state.known.refused()
                 ),
         )
 }
@@ -25,12 +32,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// each instance's counters and p50, p90 and p99 in milliseconds; each configured
 /// worker's routing events (they outlive its instances); and the steps refused because
 /// no worker of their name is configured.
-///
-/// # Errors
-/// [`ApiError::Unauthorized`] without the token, when one is set.
-pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.authorize(&req)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
         "agent": state.router.me(),
         "instances": state.sessions.registry.summaries(),
         "workers": state.router.route_counts().into_iter().map(|(worker, counts)| {
@@ -39,5 +42,5 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             entry
         }).collect::<Vec<_>>(),
         "not_configured": state.router.not_configured(),
-    })))
+    }))
 }

@@ -10,11 +10,13 @@ pub mod peer;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::error::QueryPayloadError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use damrey_actors::Router;
 
 use crate::attach::SessionSettings;
 use crate::error::ApiError;
+use crate::known::KnownAgents;
 use crate::peers::SeenIds;
 use crate::shutdown::Shutdown;
 
@@ -25,38 +27,19 @@ pub struct AppState {
     pub router: Router,
     /// Envelope ids taken recently from other agents.
     pub seen: Arc<SeenIds>,
-    /// The bearer token everything but `/healthz`, `/readyz` and `/metrics` wants, when set.
-    pub token: Option<String>,
+    /// The agents an envelope's origin may name.
+    pub known: Arc<KnownAgents>,
     /// What worker sessions take from the settings (pings, stats).
     pub sessions: SessionSettings,
     /// The longest a `/call` may wait.
     pub max_call: Duration,
     /// The agent's stop: refuses new work while draining, closes sessions at its end.
     pub shutdown: Shutdown,
+    /// Mutual TLS: a peer link must come with a client certificate the mesh's CA signed.
+    pub peer_certificate_required: bool,
 }
 
 impl AppState {
-    /// Checks the bearer token in constant time.
-    ///
-    /// # Errors
-    /// [`ApiError::Unauthorized`] without the right token.
-    pub fn authorize(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Some(expected) = &self.token else {
-            return Ok(());
-        };
-        let given = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized)
-        }
-    }
-
     /// Refuses new work once the agent is stopping.
     ///
     /// # Errors
@@ -70,15 +53,18 @@ impl AppState {
     }
 }
 
-/// Compares without stopping at the first differing byte, so timing tells nothing
-/// about the token but its length.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Registers every route, with JSON answers for unknown paths.
+/// Registers every route, with JSON answers for unknown paths, bad queries and bodies
+/// over the limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    cfg.app_data(web::PayloadConfig::new(call::BODY_LIMIT))
+        .app_data(web::QueryConfig::default().error_handler(|error, _req| {
+            let reason = match error {
+                QueryPayloadError::Deserialize(error) => error.to_string(),
+                other => other.to_string(),
+            };
+            ApiError::Invalid(format!("invalid query string: {reason}")).into()
+        }))
+        .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/call/{worker}", web::post().to(call::call))
         .route("/attach/{worker}", web::get().to(attach::attach))
@@ -92,18 +78,4 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
         "error": format!("no route for {} {}", req.method(), req.path())
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_compare_equal_only_when_identical() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cres", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
-        assert!(!constant_time_eq(b"", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret!", b"s3cret"));
-    }
 }

@@ -3,16 +3,38 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use std::any::Any;
+
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::rt::net::TcpStream;
+
+use crate::error::ApiError;
 use crate::peers;
 use crate::routes::AppState;
 
-/// Checks the token, upgrades, and serves the link until it closes.
+/// Marks a connection whose client presented a certificate during the TLS handshake;
+/// the handshake verified it against the mesh's CA (a foreign one fails it).
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedClient;
+
+/// Whether `connection` (as `on_connect` sees it) is TLS with a client certificate.
+pub fn presented_certificate(connection: &dyn Any) -> bool {
+    connection
+        .downcast_ref::<TlsStream<TcpStream>>()
+        .and_then(|stream| stream.get_ref().1.peer_certificates())
+        .is_some_and(|certificates| !certificates.is_empty())
+}
+
+/// Checks the client certificate under mutual TLS (the token was checked before),
+/// upgrades, and serves the link until it closes.
 pub async fn peer(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    state.authorize(&req)?;
+    if state.peer_certificate_required && req.conn_data::<VerifiedClient>().is_none() {
+        return Err(ApiError::NoPeerCertificate.into());
+    }
     let (mut response, session, stream) = actix_ws::handle(&req, body)?;
     response.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static(peers::RUN_HEADER),
@@ -22,6 +44,7 @@ pub async fn peer(
     actix_rt::spawn(peers::serve_incoming(
         state.router.clone(),
         state.seen.clone(),
+        state.known.clone(),
         state.shutdown.clone(),
         session,
         stream,

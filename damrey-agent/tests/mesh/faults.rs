@@ -215,6 +215,8 @@ async fn a_resent_envelope_is_acknowledged_every_time_but_runs_once() {
     let _nap = agent.worker("nap", "nap");
     agent.wait_instances(1).await;
     let origin = FakeOrigin::start();
+    // The agent takes envelopes only from origins its proxy lists.
+    proxy.heartbeat_as(&origin.address).await;
 
     let (_, mut link) = awc::Client::new()
         .ws(format!("ws://{}/peer", agent.address))
@@ -235,18 +237,27 @@ async fn a_resent_envelope_is_acknowledged_every_time_but_runs_once() {
             seq,
             envelope: envelope.clone(),
         };
-        link.send(ws::Message::Text(
-            serde_json::to_string(&frame).unwrap().into(),
-        ))
-        .await
-        .unwrap();
+        // Sent again while unacknowledged, as an agent does: the first is until the
+        // agent has the proxy's list that names the origin.
         let ack = loop {
-            match link.next().await {
-                Some(Ok(ws::Frame::Text(text))) => {
-                    break serde_json::from_slice::<PeerFrame>(&text).unwrap();
+            link.send(ws::Message::Text(
+                serde_json::to_string(&frame).unwrap().into(),
+            ))
+            .await
+            .unwrap();
+            let next = actix_rt::time::timeout(Duration::from_millis(500), async {
+                loop {
+                    match link.next().await {
+                        Some(Ok(ws::Frame::Text(text))) => {
+                            break serde_json::from_slice::<PeerFrame>(&text).unwrap();
+                        }
+                        Some(Ok(_)) => continue,
+                        other => panic!("no ack: {other:?}"),
+                    }
                 }
-                Some(Ok(_)) => continue,
-                other => panic!("no ack: {other:?}"),
+            });
+            if let Ok(ack) = next.await {
+                break ack;
             }
         };
         assert_eq!(ack, PeerFrame::Ack { seqs: vec![seq] });

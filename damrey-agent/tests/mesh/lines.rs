@@ -378,3 +378,46 @@ async fn a_changed_mpu_reaches_an_attached_worker_process_without_a_reattach() {
         "no re-attach was needed"
     );
 }
+
+#[actix_rt::test]
+async fn every_refusal_of_a_call_is_json_naming_what_is_wrong() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let agent = Agent::ready(&proxy).await;
+    let url = |query: &str| format!("http://{}/call/add?{query}", agent.address);
+    let oversized = format!(r#"["REQUEST","sqsum","{}"]"#, "1".repeat(1 << 20));
+    let cases = [
+        (
+            url("timeout_ms=100"),
+            oversized,
+            413,
+            "request body is larger than the limit of 1048576 bytes",
+        ),
+        (
+            url("timeout_ms=soon"),
+            sqsum(1, 2).to_json(),
+            400,
+            "invalid query string: timeout_ms must be a whole number of milliseconds, not \"soon\"",
+        ),
+        (
+            url("colour=red"),
+            sqsum(1, 2).to_json(),
+            400,
+            "invalid query string: unknown field `colour`, expected `timeout_ms`",
+        ),
+    ];
+
+    for (url, body, status, error) in cases {
+        let mut response = crate::support::client()
+            .post(&url)
+            .send_body(body)
+            .await
+            .expect("agent answers");
+        let body: serde_json::Value = response.json().limit(1 << 20).await.expect("JSON");
+        assert_eq!(
+            (response.status().as_u16(), body),
+            (status, json!({ "error": error })),
+            "{url}"
+        );
+    }
+}

@@ -11,6 +11,8 @@ mod monitoring;
 mod outbox;
 mod placement;
 mod readiness;
+mod security;
 mod shutdown;
 mod stats;
 mod support;
+mod tls;

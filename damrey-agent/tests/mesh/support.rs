@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::Client;
 use damrey_actors::Message;
+use damrey_actors::tls::{self, Identity};
 use serde_json::Value;
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -53,6 +55,11 @@ impl Process {
         panic!("{} did not exit", self.name);
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has not exited yet.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -89,7 +96,7 @@ impl Drop for TempDir {
 }
 
 /// A binary of this workspace, next to the agent's.
-fn sibling(name: &str) -> PathBuf {
+pub fn sibling(name: &str) -> PathBuf {
     let agent = Path::new(env!("CARGO_BIN_EXE_damrey-agent"));
     let path = agent.with_file_name(name);
     assert!(
@@ -196,6 +203,8 @@ pub struct Proxy {
     port: u16,
     dir: PathBuf,
     token: Option<String>,
+    /// The token this handle's own requests carry: `token`, or a role's.
+    client_token: Option<String>,
     env: Vec<(String, String)>,
     /// Worker configs added through this handle.
     configs: std::cell::Cell<u64>,
@@ -229,6 +238,14 @@ impl Proxy {
         Self::start_on(&dir.0, free_port(), Some(token.to_owned()), Vec::new()).await
     }
 
+    /// A proxy with role tokens in `env` (`DAMREY_ADMIN_TOKEN`...) and no shared one;
+    /// this handle's requests carry `admin_token`.
+    pub async fn start_with_roles(dir: &TempDir, env: &[(&str, &str)], admin_token: &str) -> Proxy {
+        let mut proxy = Self::start_with_env(dir, env).await;
+        proxy.client_token = Some(admin_token.to_owned());
+        proxy
+    }
+
     async fn start_on(
         dir: &Path,
         port: u16,
@@ -253,6 +270,7 @@ impl Proxy {
             process,
             port,
             dir: dir.to_owned(),
+            client_token: token.clone(),
             token,
             env,
             configs: std::cell::Cell::new(0),
@@ -280,7 +298,7 @@ impl Proxy {
 
     fn post(&self, path: &str) -> awc::ClientRequest {
         let request = client().post(format!("http://{}{path}", self.address));
-        match &self.token {
+        match &self.client_token {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
@@ -297,6 +315,16 @@ impl Proxy {
         self.configs.set(self.configs.get() + 1);
     }
 
+    /// Lists `agent` (with no instances) as an agent speaking to this proxy.
+    pub async fn heartbeat_as(&self, agent: &str) {
+        let response = self
+            .post("/agents/heartbeat")
+            .send_json(&serde_json::json!({ "agent": agent }))
+            .await
+            .expect("proxy answers");
+        assert_eq!(response.status().as_u16(), 200, "heartbeat of {agent}");
+    }
+
     /// `GET /agents`: the live agents and their instances.
     pub async fn agents(&self) -> Value {
         self.get_json("/agents").await
@@ -305,7 +333,7 @@ impl Proxy {
     /// `GET path` as JSON, with the token when there is one.
     pub async fn get_json(&self, path: &str) -> Value {
         let mut request = client().get(format!("http://{}{path}", self.address));
-        if let Some(token) = &self.token {
+        if let Some(token) = &self.client_token {
             request = request.bearer_auth(token);
         }
         request
@@ -354,6 +382,8 @@ pub struct AgentOptions {
     /// `--state-dir`; a fresh directory of the agent's own when `None`, so that no
     /// agent ever reads a cache another test left for the same port.
     pub state_dir: Option<PathBuf>,
+    /// More environment (`DAMREY_AGENT_TOKEN`...).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running agent.
@@ -416,6 +446,7 @@ impl Agent {
         if let Some(heartbeat_ms) = options.heartbeat_ms {
             command.env("DAMREY_HEARTBEAT_MS", heartbeat_ms.to_string());
         }
+        command.envs(options.env.iter().map(|(key, value)| (key, value)));
         let process = Process::spawn("damrey-agent", &mut command);
         wait_healthy(&address).await;
         Agent {
@@ -750,4 +781,136 @@ where
     .run();
     actix_rt::spawn(server);
     address
+}
+
+/// The token of the TLS meshes.
+pub const TLS_TOKEN: &str = "s3cret";
+
+/// A CA and the certificates it signs, as PEM files in a directory.
+pub struct Authority {
+    dir: PathBuf,
+    name: String,
+    key: rcgen::KeyPair,
+    cert: rcgen::Certificate,
+}
+
+impl Authority {
+    pub fn new(dir: &Path, name: &str) -> Authority {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("damrey test CA {name}"));
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
+        Authority {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            key,
+            cert,
+        }
+    }
+
+    /// The CA certificate's file.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(format!("{}-ca.pem", self.name))
+    }
+
+    /// A certificate for 127.0.0.1 named `holder`, signed by this CA.
+    pub fn issue(&self, holder: &str) -> Identity {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, holder);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let identity = Identity {
+            cert: self.dir.join(format!("{}-{holder}.pem", self.name)),
+            key: self.dir.join(format!("{}-{holder}.key", self.name)),
+        };
+        std::fs::write(&identity.cert, cert.pem()).unwrap();
+        std::fs::write(&identity.key, key.serialize_pem()).unwrap();
+        identity
+    }
+}
+
+/// An HTTPS client trusting `ca`, presenting `identity` when asked.
+pub fn https_client(ca: &Path, identity: Option<&Identity>) -> awc::Client {
+    let config = Arc::new(tls::client_config(ca, identity).unwrap());
+    tls::client(Duration::from_secs(30), Some(&config))
+}
+
+pub async fn wait_healthy_over_https(client: &awc::Client, address: &str) {
+    eventually(Duration::from_secs(20), "healthy over HTTPS", || async {
+        let answer = client
+            .get(format!("https://{address}/healthz"))
+            .send()
+            .await;
+        answer
+            .is_ok_and(|response| response.status().is_success())
+            .then_some(())
+    })
+    .await;
+}
+
+fn tls_env(command: &mut Command, identity: &Identity, ca: Option<&Path>) {
+    command
+        .env("DAMREY_TLS_CERT", &identity.cert)
+        .env("DAMREY_TLS_KEY", &identity.key)
+        .env("DAMREY_TLS_TOKEN", TLS_TOKEN);
+    if let Some(ca) = ca {
+        command.env("DAMREY_TLS_CA", ca);
+    }
+}
+
+/// A proxy serving HTTPS with `identity`, on SQLite in `dir`.
+pub async fn tls_proxy(
+    dir: &TempDir,
+    identity: &Identity,
+    client: &awc::Client,
+) -> (String, Process) {
+    let port = free_port();
+    let mut command = Command::new(sibling("damrey-proxy"));
+    command
+        .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
+        .current_dir(&dir.0)
+        .env_remove("DATABASE_URL");
+    tls_env(&mut command, identity, None);
+    let process = Process::spawn("damrey-proxy", &mut command);
+    let address = format!("127.0.0.1:{port}");
+    wait_healthy_over_https(client, &address).await;
+    (address, process)
+}
+
+/// An agent serving HTTPS and WSS with `identity`, trusting `ca` for the proxy and its
+/// peers, which must present certificates `ca` signed.
+pub async fn tls_agent(
+    proxy: &str,
+    identity: &Identity,
+    ca: &Path,
+    state: &TempDir,
+    client: &awc::Client,
+) -> (String, Process) {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_damrey-agent"));
+    command
+        .args(["-p", &port.to_string(), "-a", &address, "-pr", proxy])
+        .args(["--host", "127.0.0.1", "--state-dir"])
+        .arg(&state.0);
+    tls_env(&mut command, identity, Some(ca));
+    let process = Process::spawn("damrey-agent", &mut command);
+    wait_healthy_over_https(client, &address).await;
+    (address, process)
+}
+
+/// A worker process attaching over WSS, trusting `ca`.
+pub fn tls_worker(agent: &str, binary: &str, ca: &Path) -> Process {
+    let mut command = Command::new(sibling(binary));
+    command
+        .args(["--agent", agent, "--name", binary])
+        .env("DAMREY_TLS_TOKEN", TLS_TOKEN)
+        .env("DAMREY_TLS_CA", ca);
+    Process::spawn(binary, &mut command)
 }

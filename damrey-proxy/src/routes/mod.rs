@@ -10,8 +10,13 @@ pub mod workers;
 
 use std::time::Duration;
 
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError};
-use actix_web::{HttpRequest, HttpResponse, Route, web};
+use actix_web::http::{Method, header};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::mime;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, Route, web};
 
 use crate::error::ApiError;
 use crate::feed::Feed;
@@ -98,8 +103,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-fn resource(path: &'static str, allowed: &'static str, route: Route) -> actix_web::Resource {
+fn resource(
+    path: &'static str,
+    allowed: &'static str,
+    route: Route,
+) -> actix_web::Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     web::resource(path)
+        .wrap(from_fn(move |req, next: Next<BoxBody>| {
+            json_bodies(allowed, req, next)
+        }))
         .route(route)
         .default_service(web::to(move |req: HttpRequest| async move {
             Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
@@ -108,6 +128,49 @@ fn resource(path: &'static str, allowed: &'static str, route: Route) -> actix_we
                 allowed,
             })
         }))
+}
+
+/// Middleware of every resource: a POST body to a resource that takes POST (`allowed`)
+/// must be `application/json` (or `application/*+json`) in UTF-8, checked before the
+/// body is read. actix-web's JSON
+/// extractor alone would also take `text/json` and any charset, then read the bytes as
+/// UTF-8 whatever they are.
+async fn json_bodies(
+    allowed: &'static str,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
+    let refusal = if req.method() == Method::POST && allowed == "POST" {
+        json_content_type(req.headers().get(header::CONTENT_TYPE))
+    } else {
+        Ok(())
+    };
+    match refusal {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(error) => {
+            let response = error.error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+/// Whether a `Content-Type` names JSON in UTF-8.
+fn json_content_type(value: Option<&header::HeaderValue>) -> Result<(), ApiError> {
+    let mime = value
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<mime::Mime>().ok())
+        .filter(|mime| {
+            mime.type_() == mime::APPLICATION
+                && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+        })
+        .ok_or_else(|| ApiError::Invalid("content type must be application/json".to_owned()))?;
+    match mime.get_param(mime::CHARSET) {
+        Some(charset) if charset != mime::UTF_8 => Err(ApiError::Invalid(
+            "JSON bodies must be UTF-8; send application/json without a charset or with charset=utf-8"
+                .to_owned(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {

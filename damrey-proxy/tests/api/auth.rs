@@ -1,5 +1,5 @@
-//! `DAMREY_TOKEN`: a bearer token on every endpoint but the probes (`/healthz`, `/readyz`),
-//! `/metrics` and the dashboard page.
+//! Credentials: `DAMREY_TOKEN` (every role) and the role tokens, on every endpoint but
+//! the probes (`/healthz`, `/readyz`), `/metrics` and the dashboard page.
 
 use crate::helpers::{Api, SEED, TestApp, spawn_app_with};
 
@@ -60,4 +60,80 @@ async fn the_right_token_is_let_through() {
     assert_eq!(app.api.add(SEED).await.status, 201);
     assert_eq!(app.api.workers().await.status, 200);
     assert_eq!(app.api.healthz().await.status, 200);
+}
+
+async fn spawn_with_roles() -> TestApp {
+    spawn_app_with(|settings| {
+        settings.admin_token = Some("adm".to_owned());
+        settings.agent_token = Some("agt".to_owned());
+        settings.read_token = Some("rd".to_owned());
+        settings.worker_token = Some("wrk".to_owned());
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn each_role_opens_its_endpoints_and_is_refused_403_elsewhere() {
+    let app = spawn_with_roles().await;
+    let (admin, agent, read, worker) = (
+        app.api.with_token(Some("adm")),
+        app.api.with_token(Some("agt")),
+        app.api.with_token(Some("rd")),
+        app.api.with_token(Some("wrk")),
+    );
+    let heartbeat = r#"{"agent":"127.0.0.1:7701"}"#;
+
+    // Config writes are the admin's.
+    for writer in [&agent, &read, &worker] {
+        let reply = writer.add(SEED).await;
+        assert_eq!(reply.status, 403, "{reply:?}");
+        assert!(
+            reply.error().ends_with("it needs the role admin"),
+            "{}",
+            reply.error()
+        );
+        assert_eq!(writer.forget("127.0.0.1:7701").await.status, 403);
+    }
+    assert_eq!(admin.add(SEED).await.status, 201);
+    assert_eq!(admin.chg(SEED).await.status, 200);
+    // Heartbeats are the agents'.
+    for other in [&admin, &read, &worker] {
+        assert_eq!(other.heartbeat(heartbeat).await.status, 403);
+    }
+    assert_eq!(agent.heartbeat(heartbeat).await.status, 200);
+    // Agents read configs and placement; readers read those, stats and alarms.
+    for reader in [&admin, &agent, &read] {
+        assert_eq!(reader.workers().await.status, 200);
+        assert_eq!(reader.worker("entry").await.status, 200);
+        assert_eq!(reader.agents().await.status, 200);
+    }
+    for reader in [&admin, &read] {
+        assert_eq!(reader.stats(None).await.status, 200);
+        assert_eq!(reader.alarms(false).await.status, 200);
+    }
+    assert_eq!(worker.workers().await.status, 403);
+    assert_eq!(agent.stats(None).await.status, 403);
+    assert_eq!(agent.alarms(false).await.status, 403);
+    // No role token is the shared one, and none passes without a token.
+    assert_eq!(app.api.with_token(None).workers().await.status, 401);
+    assert_eq!(
+        app.api.with_token(Some("s3cret")).workers().await.status,
+        401
+    );
+    assert_eq!(admin.del(SEED).await.status, 200);
+}
+
+#[actix_web::test]
+async fn the_shared_token_still_opens_everything_beside_the_role_tokens() {
+    let app = spawn_app_with(|settings| {
+        settings.token = Some("s3cret".to_owned());
+        settings.read_token = Some("rd".to_owned());
+    })
+    .await;
+    let shared = app.api.with_token(Some("s3cret"));
+
+    assert_eq!(shared.add(SEED).await.status, 201);
+    assert_eq!(shared.heartbeat(r#"{"agent":"h:1"}"#).await.status, 200);
+    assert_eq!(shared.stats(None).await.status, 200);
+    assert_eq!(app.api.with_token(Some("rd")).add(SEED).await.status, 403);
 }

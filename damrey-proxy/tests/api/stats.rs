@@ -165,6 +165,17 @@ async fn bad_heartbeat_stats_are_answered_400_and_nothing_is_stored() {
     huge["errors"] = json!(u64::MAX);
     let mut unknown = good.clone();
     unknown["colour"] = json!("red");
+    let mut huge_bucket = instance_report("add", 3, [0; 8], &[], 0);
+    huge_bucket["latency"]["counts"][5] = json!(u64::MAX);
+    // Each answer fits; their sum, the steps processed, does not.
+    let mut answers_overflow = instance_report("add", 4, [0; 8], &[], 0);
+    for field in ["responses", "errors", "timeouts"] {
+        answers_overflow[field] = json!(i64::MAX);
+    }
+    let mut buckets_overflow = instance_report("add", 5, [0; 8], &[], 0);
+    for bucket in [0, 1, 2] {
+        buckets_overflow["latency"]["counts"][bucket] = json!(i64::MAX);
+    }
     let cases = [
         (
             vec![short],
@@ -183,6 +194,28 @@ async fn bad_heartbeat_stats_are_answered_400_and_nothing_is_stored() {
             ),
         ),
         (vec![unknown], "unknown field `colour`".to_owned()),
+        (
+            vec![huge_bucket],
+            format!(
+                "stats of instance 3: latency.counts[5] {} is over the largest storable {}",
+                u64::MAX,
+                i64::MAX
+            ),
+        ),
+        (
+            vec![answers_overflow],
+            format!(
+                "stats of instance 4: processed (responses + errors + timeouts + stops) is over the largest storable {}",
+                i64::MAX
+            ),
+        ),
+        (
+            vec![buckets_overflow],
+            format!(
+                "stats of instance 5: the latency count (the buckets' sum) is over the largest storable {}",
+                i64::MAX
+            ),
+        ),
     ];
     for (stats, expected) in cases {
         let reply = app

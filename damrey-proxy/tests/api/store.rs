@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use damrey_actors::WorkerSpec;
 use damrey_actors::report::{Heartbeat, InstanceCount};
+use damrey_proxy::Store;
 use damrey_proxy::alarms::{Condition, Rule};
-use damrey_proxy::store::{Placement, StoreError};
+use damrey_proxy::store::{Placement, StoreError, StoreOptions};
+use sqlx::Connection;
 
 use crate::helpers::{fresh_database, open_store};
 
@@ -190,4 +192,33 @@ async fn resolved_alarms_are_pruned_by_age_and_active_ones_stay() {
         .map(|alarm| alarm.condition.key)
         .collect();
     assert_eq!(left, ["no_instance:new", "no_instance:open"]);
+}
+
+#[actix_web::test]
+async fn a_postgres_url_with_sslmode_require_connects_over_tls() {
+    let db = fresh_database().await;
+    if db.backend != damrey_proxy::store::Backend::Postgres {
+        println!("skipped: TLS to the store is Postgres's; set DATABASE_URL");
+        return;
+    }
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}sslmode=require", db.url);
+
+    let store = Store::connect(&StoreOptions {
+        url: url.clone(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+        query_timeout: Duration::from_secs(10),
+    })
+    .await
+    .expect("the proxy's store connects with sslmode=require");
+    assert_eq!(store.version().await.unwrap(), 0);
+    let mut probe = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut probe)
+            .await
+            .unwrap();
+    assert!(encrypted, "the connection is not encrypted");
+    store.close().await;
 }

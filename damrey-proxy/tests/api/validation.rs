@@ -77,19 +77,36 @@ async fn bad_worker_json_is_answered_400_naming_the_problem_on_every_write_route
 async fn a_wrong_or_missing_content_type_is_answered_400() {
     let app = spawn_app().await;
 
-    for content_type in [
-        Some("text/plain"),
-        Some("application/x-www-form-urlencoded"),
-        None,
+    let json_only = "content type must be application/json";
+    let utf8_only =
+        "JSON bodies must be UTF-8; send application/json without a charset or with charset=utf-8";
+    for (content_type, error) in [
+        (Some("text/plain"), json_only),
+        (Some("application/x-www-form-urlencoded"), json_only),
+        (Some("text/json"), json_only),
+        (None, json_only),
+        (Some("application/json; charset=utf-16"), utf8_only),
+        (Some("application/json; charset=iso-8859-1"), utf8_only),
     ] {
         let reply = app
             .api
             .request(Method::POST, "/worker/add", content_type, SEED)
             .await;
         assert_eq!(reply.status, 400, "{content_type:?}");
-        assert_eq!(reply.error(), "content type must be application/json");
+        assert_eq!(reply.error(), error, "{content_type:?}");
     }
     assert_nothing_stored(&app).await;
+    for content_type in [
+        "application/json; charset=UTF-8",
+        "application/json;charset=utf-8",
+    ] {
+        let reply = app
+            .api
+            .request(Method::POST, "/worker/add", Some(content_type), SEED)
+            .await;
+        assert_eq!(reply.status, 201, "{content_type:?}");
+        app.api.del(SEED).await;
+    }
 }
 
 #[actix_web::test]

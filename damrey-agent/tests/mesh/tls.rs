@@ -1,0 +1,100 @@
+//! TLS everywhere in a mesh of real processes: the proxy over HTTPS, agents over HTTPS
+//! and WSS, worker processes attaching over WSS, and mutual TLS between agents, with a
+//! CA and certificates made by the test (rcgen).
+
+use std::time::Duration;
+
+use damrey_actors::Message;
+
+use crate::support::{
+    Authority, TLS_TOKEN, TempDir, eventually, https_client, sqsum, sqsum_specs, tls_agent,
+    tls_proxy, tls_worker,
+};
+
+#[actix_rt::test]
+async fn a_line_crosses_two_agents_with_tls_and_mutual_tls_on_every_link() {
+    let dir = TempDir::new();
+    let mesh = Authority::new(&dir.0, "mesh");
+    let client = https_client(&mesh.ca(), None);
+    let (proxy, _proxy_process) = tls_proxy(&dir, &mesh.issue("proxy"), &client).await;
+    for spec in sqsum_specs() {
+        let response = client
+            .post(format!("https://{proxy}/worker/add"))
+            .bearer_auth(TLS_TOKEN)
+            .send_json(&spec)
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    let (states_one, states_two) = (TempDir::new(), TempDir::new());
+    let (one, _one) = tls_agent(
+        &proxy,
+        &mesh.issue("agent-one"),
+        &mesh.ca(),
+        &states_one,
+        &client,
+    )
+    .await;
+    let (two, _two) = tls_agent(
+        &proxy,
+        &mesh.issue("agent-two"),
+        &mesh.ca(),
+        &states_two,
+        &client,
+    )
+    .await;
+    let _add = tls_worker(&one, "add", &mesh.ca());
+    let _square = tls_worker(&two, "square", &mesh.ca());
+
+    // add runs at one, square at two: the line crosses the mutual-TLS peer link.
+    let reply = eventually(Duration::from_secs(20), "a line across agents", || async {
+        let mut response = client
+            .post(format!("https://{one}/call/add?timeout_ms=2000"))
+            .bearer_auth(TLS_TOKEN)
+            .send_body(sqsum(3, 4).to_json())
+            .await
+            .ok()?;
+        let body = response.body().await.ok()?;
+        (response.status().as_u16() == 200).then(|| Message::from_json_slice(&body).unwrap())
+    })
+    .await;
+
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+}
+
+#[actix_rt::test]
+async fn a_peer_with_another_cas_certificate_or_none_is_refused() {
+    let dir = TempDir::new();
+    let mesh = Authority::new(&dir.0, "mesh");
+    let foreign = Authority::new(&dir.0, "foreign");
+    let client = https_client(&mesh.ca(), None);
+    let (proxy, _proxy_process) = tls_proxy(&dir, &mesh.issue("proxy"), &client).await;
+    let state = TempDir::new();
+    let (agent, _agent) =
+        tls_agent(&proxy, &mesh.issue("agent"), &mesh.ca(), &state, &client).await;
+    let peer_link = |client: awc::Client| {
+        let url = format!("wss://{agent}/peer");
+        async move {
+            client
+                .ws(url)
+                .bearer_auth(TLS_TOKEN)
+                .connect()
+                .await
+                .map(|_| ())
+        }
+    };
+
+    let impostor = https_client(&mesh.ca(), Some(&foreign.issue("impostor")));
+    let refused = peer_link(impostor).await;
+    assert!(
+        matches!(refused, Err(awc::error::WsClientError::SendRequest(_))),
+        "the handshake fails: {refused:?}"
+    );
+    let anonymous = peer_link(https_client(&mesh.ca(), None)).await;
+    assert!(
+        matches!(&anonymous, Err(awc::error::WsClientError::InvalidResponseStatus(status)) if status.as_u16() == 403),
+        "no client certificate: {anonymous:?}"
+    );
+    let member = peer_link(https_client(&mesh.ca(), Some(&mesh.issue("member")))).await;
+    assert!(member.is_ok(), "{member:?}");
+}
