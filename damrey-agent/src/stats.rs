@@ -346,6 +346,23 @@ pub fn routes_prometheus(routes: &[(String, RouteCounts)], not_configured: u64) 
     not_configured_prometheus(out, not_configured)
 }
 
+/// Each worker's instances here out of full rotation for failing (ejected or on
+/// probation), as a Prometheus gauge labelled `worker`.
+pub fn ejected_prometheus(ejected: &[(String, usize, Duration)]) -> String {
+    let mut out = String::new();
+    let name = "damrey_route_ejected_instances";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Instances here out of full rotation for failing (ejected or on probation)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (worker, instances, _) in ejected {
+        // Worker names are validated, so nothing needs escaping.
+        let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {instances}");
+    }
+    out
+}
+
 fn not_configured_prometheus(mut out: String, not_configured: u64) -> String {
     let name = "damrey_route_rejected_not_configured_total";
     let _ = writeln!(
