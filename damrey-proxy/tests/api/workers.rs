@@ -207,6 +207,42 @@ async fn a_workers_alarms_are_stored_listed_and_changed() {
 }
 
 #[actix_web::test]
+async fn a_workers_outlier_settings_are_stored_listed_and_changed() {
+    let app = spawn_app().await;
+    let with_outlier = serde_json::json!({"name":"add","agent":"","mpu":"1","commands":[],
+        "outlier":{"consecutive_failures":2,"max_queue":50}});
+    let stored_outlier = serde_json::json!({"consecutive_failures":2,"window_ms":10000,
+        "min_steps":20,"failure_rate":0.5,"ejection_ms":1000,"max_ejection_ms":60000,
+        "probation_steps":3,"max_queue":50});
+
+    let reply = app.api.add(&with_outlier).await;
+
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.body["outlier"], stored_outlier);
+    assert_eq!(app.api.worker("add").await.body["outlier"], stored_outlier);
+    assert_eq!(
+        app.api.workers().await.body["workers"][0]["outlier"],
+        stored_outlier
+    );
+    let plain = app.api.chg(worker("add", 0)).await;
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert!(app.api.worker("add").await.body.get("outlier").is_none());
+    let bad = app
+        .api
+        .chg(&serde_json::json!({"name":"add","outlier":{"max_queue":0}}))
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(
+        bad.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("outlier.max_queue 0 must be at least 1"),
+        "{bad:?}"
+    );
+    assert!(app.api.worker("add").await.body.get("outlier").is_none());
+}
+
+#[actix_web::test]
 async fn bad_alarms_are_answered_400_naming_the_field_and_change_nothing() {
     let app = spawn_app().await;
     app.api.add(worker("add", 0)).await;
