@@ -396,7 +396,7 @@ impl OutlierRules {
 
 /// When the proxy raises an alarm for a worker; the optional `alarms` object of the
 /// worker JSON, every field optional:
-/// `{"no_instance":true,"window_ms":60000,"min_messages":20,"error_rate":0.05,"timeout_rate":0.05,"p99_ms":1000}`.
+/// `{"no_instance":true,"window_ms":60000,"min_messages":20,"error_rate":0.05,"timeout_rate":0.05,"p99_ms":1000,"ejected_ms":30000}`.
 ///
 /// Rates are shares of the steps processed within the window; the rate and p99 rules
 /// apply only once the window holds at least `min_messages` steps. A window longer than
@@ -417,6 +417,9 @@ pub struct AlarmRules {
     pub timeout_rate: f64,
     /// Alarm when the 99th percentile step latency is over this many milliseconds.
     pub p99_ms: f64,
+    /// Alarm when an instance has been out of an agent's rotation for failing (ejected,
+    /// or on probation after an ejection) longer than this many milliseconds, 1 s to 1 day.
+    pub ejected_ms: u64,
 }
 
 impl Default for AlarmRules {
@@ -428,6 +431,7 @@ impl Default for AlarmRules {
             error_rate: 0.05,
             timeout_rate: 0.05,
             p99_ms: 1_000.0,
+            ejected_ms: 30_000,
         }
     }
 }
@@ -455,6 +459,12 @@ impl AlarmRules {
         }
         if !(self.p99_ms > 0.0 && self.p99_ms.is_finite()) {
             return invalid("p99_ms", format!("{} must be over 0", self.p99_ms));
+        }
+        if !(1_000..=86_400_000).contains(&self.ejected_ms) {
+            return invalid(
+                "ejected_ms",
+                format!("{} must be from 1000 to 86400000", self.ejected_ms),
+            );
         }
         Ok(())
     }
@@ -586,6 +596,10 @@ mod tests {
                 "alarms.timeout_rate 1.5 must be over 0",
             ),
             (r#"{"p99_ms":-1}"#, "alarms.p99_ms -1 must be over 0"),
+            (
+                r#"{"ejected_ms":5}"#,
+                "alarms.ejected_ms 5 must be from 1000",
+            ),
             (r#"{"p99":5}"#, "unknown field `p99`"),
             (r#"{"min_messages":-1}"#, "invalid value"),
         ];

@@ -316,7 +316,7 @@ impl Instance {
     }
 
     /// The router's view of its health: ejection and recent step time.
-    pub fn health(&self) -> &Health {
+    pub fn health(&self) -> &Arc<Health> {
         &self.1
     }
 

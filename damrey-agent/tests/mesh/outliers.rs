@@ -60,7 +60,7 @@ async fn a_failing_instance_is_ejected_and_the_healthy_one_answers_the_rest() {
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(
         &dir,
-        [json!({"name": "nap", "commands": [{"name": "nap"}]})],
+        [json!({"name": "nap", "commands": [{"name": "nap"}], "alarms": {"ejected_ms": 1000}})],
     )
     .await;
     let agent = Agent::ready(&proxy).await;
@@ -109,6 +109,32 @@ async fn a_failing_instance_is_ejected_and_the_healthy_one_answers_the_rest() {
             .any(|line| line == "damrey_route_ejected_instances{worker=\"nap\"} 1"),
         "{metrics}"
     );
+    // The agent reports the ejection to the proxy, which alarms once it lasts.
+    let alarm = eventually(Duration::from_secs(20), "an ejected alarm", || async {
+        proxy.get_json("/alarms").await["alarms"]
+            .as_array()?
+            .iter()
+            .find(|alarm| alarm["rule"] == "ejected" && alarm["worker"] == "nap")
+            .cloned()
+    })
+    .await;
+    assert!(
+        alarm["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of the rotation for failing"),
+        "{alarm}"
+    );
+    let stats = proxy.get_json("/workers/stats").await;
+    let nap = stats["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|worker| worker["worker"] == "nap")
+        .unwrap()
+        .clone();
+    assert!(nap["totals"]["ejections"].as_u64() >= Some(1), "{nap}");
+    assert!(nap["totals"]["ejected_ms"].as_u64() > Some(0), "{nap}");
 }
 
 #[actix_rt::test]
