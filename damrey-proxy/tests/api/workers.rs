@@ -182,7 +182,7 @@ async fn a_workers_alarms_are_stored_listed_and_changed() {
     let with_alarms = serde_json::json!({"name":"add","agent":"","mpu":"0","commands":[],
         "alarms":{"window_ms":5000,"error_rate":0.5}});
     let stored_alarms = serde_json::json!({"no_instance":true,"window_ms":5000,"min_messages":20,
-        "error_rate":0.5,"timeout_rate":0.05,"p99_ms":1000.0});
+        "error_rate":0.5,"timeout_rate":0.05,"p99_ms":1000.0,"ejected_ms":30000});
 
     let reply = app.api.add(&with_alarms).await;
 
