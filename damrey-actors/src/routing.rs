@@ -868,11 +868,11 @@ impl Router {
             if let LocalPick::Chosen(instance, probe) = local {
                 Some(Destination::Local(instance, probe))
             } else {
-                let elsewhere = spec.agent.is_empty()
-                    && (matches!(local, LocalPick::Empty) || !line.handed_over);
+                let none_here = matches!(local, LocalPick::Empty);
+                let elsewhere = spec.agent.is_empty() && (none_here || !line.handed_over);
                 match (
                     elsewhere
-                        .then(|| self.pick_remote(route, unreachable))
+                        .then(|| self.pick_remote(route, unreachable, none_here))
                         .flatten(),
                     local,
                 ) {
@@ -951,8 +951,14 @@ impl Router {
     }
 
     /// Another agent for a step of a worker held elsewhere: one that is not suspected of
-    /// being unreachable, in turn; when no holder is listed, the one that left last.
-    fn pick_remote(&self, route: &Route, unreachable: &[String]) -> Option<String> {
+    /// being unreachable, in turn; when no holder is listed and `departed_too` (no
+    /// instance here at all), the one that left last.
+    fn pick_remote(
+        &self,
+        route: &Route,
+        unreachable: &[String],
+        departed_too: bool,
+    ) -> Option<String> {
         let me = &self.inner.me;
         let reachable: Vec<&String> = route
             .remote
@@ -974,6 +980,9 @@ impl Router {
         if others.is_empty() {
             // No holder is listed: the one that left last may still be draining, and
             // run what a line under way needs (else it refuses, and the line waits).
+            if !departed_too {
+                return None;
+            }
             route
                 .departed
                 .iter()
