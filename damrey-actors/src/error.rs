@@ -50,6 +50,14 @@ pub enum SpecError {
         /// What is wrong with it.
         problem: String,
     },
+    /// An outlier ejection or queue setting is out of its range.
+    #[error("outlier.{field} {problem}")]
+    InvalidOutlier {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// A worker that could not start or could not reach its routing.

@@ -16,6 +16,7 @@ pub mod inflight;
 pub mod link;
 pub mod message;
 mod outbox;
+pub mod outlier;
 pub mod process;
 pub mod report;
 pub mod route_counters;
@@ -34,7 +35,7 @@ pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use inflight::InFlight;
 pub use message::{Message, Tag};
 pub use routing::{Envelope, MAX_HOPS, Remote, Router};
-pub use spec::{AlarmRules, CommandSpec, Mpu, WorkerSpec};
+pub use spec::{AlarmRules, CommandSpec, Mpu, OutlierRules, WorkerSpec};
 pub use worker::{Config, Endpoint, Instance, Lost, Worker, WorkerHandle};
 
 /// A boxed future that can move between threads, as the [`Remote`] trait returns.

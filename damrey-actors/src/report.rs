@@ -79,6 +79,13 @@ pub struct InstanceReport {
     pub in_flight: u64,
     /// How long answered steps took, delivery to answer.
     pub latency: Latency,
+    /// Times the agent ejected the instance from its rotation for failing.
+    #[serde(default)]
+    pub ejections: u64,
+    /// How long the instance has been out of full rotation for failing (ejected or on
+    /// probation), in ms; `0` while it is in rotation.
+    #[serde(default)]
+    pub ejected_ms: u64,
 }
 
 impl InstanceReport {
@@ -112,6 +119,11 @@ pub struct Counters {
     pub restarts: u64,
     /// Steps delivered and not answered yet (a gauge: the latest value, never a delta).
     pub in_flight: u64,
+    /// Ejections from the rotation for failing.
+    pub ejections: u64,
+    /// How long it has been out of full rotation for failing, in ms (a gauge, the latest
+    /// value; summed instances keep the longest).
+    pub ejected_ms: u64,
 }
 
 impl Counters {
@@ -127,11 +139,13 @@ impl Counters {
             retries: report.retries,
             restarts: report.restarts,
             in_flight: report.in_flight,
+            ejections: report.ejections,
+            ejected_ms: report.ejected_ms,
         }
     }
 
     /// The counters that only grow while the instance's agent runs.
-    fn cumulative(&self) -> [u64; 7] {
+    fn cumulative(&self) -> [u64; 8] {
         [
             self.received,
             self.responses,
@@ -140,6 +154,7 @@ impl Counters {
             self.stops,
             self.retries,
             self.restarts,
+            self.ejections,
         ]
     }
 
@@ -163,6 +178,8 @@ impl Counters {
             retries: self.retries - earlier.retries,
             restarts: self.restarts - earlier.restarts,
             in_flight: self.in_flight,
+            ejections: self.ejections - earlier.ejections,
+            ejected_ms: self.ejected_ms,
         }
     }
 
@@ -177,6 +194,8 @@ impl Counters {
         self.retries = self.retries.saturating_add(other.retries);
         self.restarts = self.restarts.saturating_add(other.restarts);
         self.in_flight = self.in_flight.saturating_add(other.in_flight);
+        self.ejections = self.ejections.saturating_add(other.ejections);
+        self.ejected_ms = self.ejected_ms.max(other.ejected_ms);
     }
 }
 

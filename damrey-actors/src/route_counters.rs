@@ -13,6 +13,8 @@ pub struct RouteCounters {
     handoff_retries: AtomicU64,
     rejected_type: AtomicU64,
     rejected_no_instance: AtomicU64,
+    rejected_overloaded: AtomicU64,
+    ejections: AtomicU64,
 }
 
 /// Why the router refused a step of a configured worker.
@@ -22,6 +24,8 @@ pub enum Rejection {
     UnknownType,
     /// The worker had no live instance (after any wait for one).
     NoInstance,
+    /// Every instance's queue was full, or would not start the step before its deadline.
+    Overloaded,
 }
 
 /// A snapshot of [`RouteCounters`], as `/stats` and `/metrics` show it.
@@ -35,6 +39,12 @@ pub struct RouteCounts {
     pub rejected_type: u64,
     /// Steps refused because the worker had no live instance.
     pub rejected_no_instance: u64,
+    /// Steps refused at once because no instance could start them before their deadline.
+    #[serde(default)]
+    pub rejected_overloaded: u64,
+    /// Instances taken out of the rotation for failing (each ejection counts).
+    #[serde(default)]
+    pub ejections: u64,
 }
 
 impl RouteCounters {
@@ -53,8 +63,14 @@ impl RouteCounters {
         let counter = match why {
             Rejection::UnknownType => &self.rejected_type,
             Rejection::NoInstance => &self.rejected_no_instance,
+            Rejection::Overloaded => &self.rejected_overloaded,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An instance was ejected for failing.
+    pub fn ejected(&self) {
+        self.ejections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts now.
@@ -64,6 +80,8 @@ impl RouteCounters {
             handoff_retries: self.handoff_retries.load(Ordering::Relaxed),
             rejected_type: self.rejected_type.load(Ordering::Relaxed),
             rejected_no_instance: self.rejected_no_instance.load(Ordering::Relaxed),
+            rejected_overloaded: self.rejected_overloaded.load(Ordering::Relaxed),
+            ejections: self.ejections.load(Ordering::Relaxed),
         }
     }
 }
@@ -71,7 +89,7 @@ impl RouteCounters {
 impl RouteCounts {
     /// Every count with its Prometheus metric name and help text, in one place for
     /// `/metrics`.
-    pub fn metrics(&self) -> [(&'static str, &'static str, u64); 4] {
+    pub fn metrics(&self) -> [(&'static str, &'static str, u64); 6] {
         [
             (
                 "damrey_route_rerouted_total",
@@ -92,6 +110,16 @@ impl RouteCounts {
                 "damrey_route_rejected_no_instance_total",
                 "Steps refused because the worker had no live instance.",
                 self.rejected_no_instance,
+            ),
+            (
+                "damrey_route_rejected_overloaded_total",
+                "Steps refused at once because no instance could start them before their deadline.",
+                self.rejected_overloaded,
+            ),
+            (
+                "damrey_route_ejections_total",
+                "Instances taken out of the rotation for failing.",
+                self.ejections,
             ),
         ]
     }

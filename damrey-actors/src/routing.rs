@@ -25,9 +25,10 @@ use crate::deadline::deadline_after;
 use crate::error::{RemoteError, SpecError, WorkerError};
 use crate::id::fresh_id;
 use crate::message::{Message, Tag};
+use crate::outlier::{self, Choice, Outcome, Overload, Standing};
 use crate::route_counters::{Rejection, RouteCounters, RouteCounts};
 use crate::spec::{WorkerSpec, validate_name};
-use crate::worker::Instance;
+use crate::worker::{Instance, is_panic_error};
 
 /// The most worker steps one line may take; a longer line ends with `ERROR`.
 pub const MAX_HOPS: u32 = 64;
@@ -204,6 +205,21 @@ enum NoRoute {
         /// When the worker lost its last instance, if it had any.
         emptied_at: Option<Instant>,
     },
+    /// Every instance that could take the step has a full queue, or one that would
+    /// not start it before its deadline: a final `ERROR` at once, saying so.
+    Overloaded(String),
+}
+
+/// What a worker's instances on this agent offer a step.
+enum LocalPick {
+    /// This one; `true` when it is the probe of an instance on probation.
+    Chosen(Instance, bool),
+    /// Every instance is out of the rotation (ejected for failing).
+    AllEjected,
+    /// None would start the step in time; why.
+    Overloaded(String),
+    /// No instance here.
+    Empty,
 }
 
 /// How long an agent that could not be reached is passed over while others hold the worker.
@@ -232,7 +248,8 @@ const REPLY_SLACK: Duration = Duration::from_secs(1);
 
 /// Where the current step goes.
 enum Destination {
-    Local(Instance),
+    /// An instance here; `true` when the step is its probation probe.
+    Local(Instance, bool),
     Remote(String),
 }
 
@@ -421,6 +438,27 @@ impl Router {
             .iter()
             .filter(|(_, route)| route.spec.is_some())
             .map(|(name, route)| (name.clone(), route.counters.counts()))
+            .collect()
+    }
+
+    /// Every configured worker's instances here that are out of full rotation for
+    /// failing (ejected, or on probation after an ejection), and how long the one out
+    /// longest has been out.
+    pub fn ejected_instances(&self) -> Vec<(String, usize, Duration)> {
+        let now = Instant::now();
+        self.table()
+            .routes
+            .iter()
+            .filter(|(_, route)| route.spec.is_some())
+            .map(|(name, route)| {
+                let out: Vec<Duration> = route
+                    .local
+                    .iter()
+                    .filter_map(|instance| instance.health().out_for(now))
+                    .collect();
+                let longest = out.iter().max().copied().unwrap_or_default();
+                (name.clone(), out.len(), longest)
+            })
             .collect()
     }
 
@@ -654,49 +692,52 @@ impl Router {
             }
             // Seen before looking, so that a change made after the look wakes the wait.
             changes.borrow_and_update();
-            let (spec, destination) =
-                match self.choose(&line.to, &line.message.kind, &line.unreachable) {
-                    Ok(found) => found,
-                    Err(NoRoute::Invalid(..)) if !self.is_confirmed() => {
-                        // Cached configs may predate this worker or type: wait for the
-                        // proxy's, within the deadline.
-                        let _ = changes.changed().await;
-                        continue;
-                    }
-                    Err(NoRoute::Invalid(why, reason)) => {
-                        self.count_rejection(&line.to, why);
-                        return Some(Message::error(line.message.kind, reason));
-                    }
-                    Err(NoRoute::NotLoaded) => {
-                        // Until the first configs arrive nothing is known; the deadline
-                        // bounds the wait.
-                        let _ = changes.changed().await;
-                        continue;
-                    }
-                    Err(NoRoute::NoInstance { emptied_at }) => {
-                        let until = self.instance_wait_until(&line, emptied_at);
-                        if Instant::now() >= until {
-                            // The lines handed off from here failed for agents that
-                            // are gone from the table now: start afresh with them.
-                            if !line.unreachable.is_empty() {
-                                line.unreachable.clear();
-                                continue;
-                            }
-                            self.count_rejection(&line.to, Some(Rejection::NoInstance));
-                            return Some(Message::error(
-                                line.message.kind,
-                                format!("worker {} has no live instance", line.to),
-                            ));
+            let (spec, destination) = match self.choose(&line) {
+                Ok(found) => found,
+                Err(NoRoute::Invalid(..)) if !self.is_confirmed() => {
+                    // Cached configs may predate this worker or type: wait for the
+                    // proxy's, within the deadline.
+                    let _ = changes.changed().await;
+                    continue;
+                }
+                Err(NoRoute::Invalid(why, reason)) => {
+                    self.count_rejection(&line.to, why);
+                    return Some(Message::error(line.message.kind, reason));
+                }
+                Err(NoRoute::Overloaded(reason)) => {
+                    self.count_rejection(&line.to, Some(Rejection::Overloaded));
+                    return Some(Message::error(line.message.kind, reason));
+                }
+                Err(NoRoute::NotLoaded) => {
+                    // Until the first configs arrive nothing is known; the deadline
+                    // bounds the wait.
+                    let _ = changes.changed().await;
+                    continue;
+                }
+                Err(NoRoute::NoInstance { emptied_at }) => {
+                    let until = self.instance_wait_until(&line, emptied_at);
+                    if Instant::now() >= until {
+                        // The lines handed off from here failed for agents that
+                        // are gone from the table now: start afresh with them.
+                        if !line.unreachable.is_empty() {
+                            line.unreachable.clear();
+                            continue;
                         }
-                        tokio::select! {
-                            _ = changes.changed() => {}
-                            () = tokio::time::sleep_until(until) => {}
-                        }
-                        continue;
+                        self.count_rejection(&line.to, Some(Rejection::NoInstance));
+                        return Some(Message::error(
+                            line.message.kind,
+                            format!("worker {} has no live instance", line.to),
+                        ));
                     }
-                };
-            let instance = match destination {
-                Destination::Local(instance) => instance,
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                    continue;
+                }
+            };
+            let (instance, probe) = match destination {
+                Destination::Local(instance, probe) => (instance, probe),
                 Destination::Remote(agent) => match self.hand_off(&agent, &mut line).await {
                     HandOff::Done(reply) => return reply,
                     HandOff::Unreachable(reason) => {
@@ -710,11 +751,38 @@ impl Router {
                 },
             };
             let span = tracing::debug_span!("step", worker = %line.to, kind = %line.message.kind);
-            let result = match instance
+            let ahead = instance.load();
+            let started = Instant::now();
+            let probing = ProbeGuard(probe.then(|| instance.clone()));
+            let processed = instance
                 .process(line.message, line.deadline)
                 .instrument(span)
-                .await
-            {
+                .await;
+            drop(probing);
+            match &processed {
+                Ok(reply) => {
+                    // A TIMEOUT before the deadline is the worker's step timeout; one at
+                    // the deadline says as much about the request as about the instance.
+                    let before_deadline = Instant::now() < line.deadline;
+                    let step_timed_out = reply.tag == Tag::Timeout && before_deadline;
+                    if reply.tag != Tag::Timeout || before_deadline {
+                        instance.health().sample(started.elapsed(), ahead, spec.mpu);
+                    }
+                    let outcome = if step_timed_out || is_panic_error(reply, &line.to) {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    };
+                    if reply.tag != Tag::Timeout || before_deadline {
+                        self.record_step(&line.to, &spec, &instance, outcome);
+                    }
+                }
+                Err(lost) if !lost.stopped => {
+                    self.record_step(&line.to, &spec, &instance, Outcome::Failure);
+                }
+                Err(_stopped) => {}
+            }
+            let result = match processed {
                 Ok(result) => result,
                 Err(lost) if attempts < self.retries() => {
                     // The instance died before answering, or was stopping and never
@@ -763,12 +831,14 @@ impl Router {
     }
 
     /// Finds worker `to`'s config and the instance or agent for this step.
-    fn choose(
-        &self,
-        to: &str,
-        kind: &str,
-        unreachable: &[String],
-    ) -> Result<(Arc<WorkerSpec>, Destination), NoRoute> {
+    ///
+    /// Instances here come first: one on probation takes the step as its probe, else the
+    /// least loaded in rotation that can start it before the line's deadline. When every
+    /// one here is ejected or overloaded, the step goes to another agent holding the
+    /// worker — unless the line was handed here by another agent, which would only bounce
+    /// it back — else to an ejected instance (the last ones are still used) or `ERROR`.
+    fn choose(&self, line: &Line) -> Result<(Arc<WorkerSpec>, Destination), NoRoute> {
+        let (to, kind, unreachable) = (&line.to, &line.message.kind, &line.unreachable);
         if !self.is_loaded() {
             return Err(NoRoute::NotLoaded);
         }
@@ -793,48 +863,166 @@ impl Router {
         let pinned_elsewhere = !spec.agent.is_empty() && spec.agent != *me;
         let destination = if pinned_elsewhere {
             (!unreachable.contains(&spec.agent)).then(|| Destination::Remote(spec.agent.clone()))
-        } else if let Some(instance) = self.least_loaded(&route.local) {
-            Some(Destination::Local(instance))
-        } else if spec.agent.is_empty() {
-            let reachable: Vec<&String> = route
-                .remote
-                .iter()
-                .filter(|agent| *agent != me && !unreachable.contains(agent))
-                .collect();
-            let trusted: Vec<&String> = {
-                let suspects = self.suspects();
-                let now = Instant::now();
-                let trusted =
-                    |agent: &&String| suspects.get(*agent).is_none_or(|until| *until <= now);
-                reachable.iter().copied().filter(trusted).collect()
-            };
-            let others = if trusted.is_empty() {
-                reachable
-            } else {
-                trusted
-            };
-            let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
-            if others.is_empty() {
-                // No holder is listed: the one that left last may still be draining, and
-                // run what a line under way needs (else it refuses, and the line waits).
-                route
-                    .departed
-                    .iter()
-                    .rev()
-                    .map(|(agent, _)| agent)
-                    .find(|agent| *agent != me && !unreachable.contains(agent))
-                    .map(|agent| Destination::Remote(agent.clone()))
-            } else {
-                Some(Destination::Remote(others[turn % others.len()].clone()))
-            }
         } else {
-            None
+            let local = self.pick_local(&spec, &route.local, line.deadline);
+            if let LocalPick::Chosen(instance, probe) = local {
+                Some(Destination::Local(instance, probe))
+            } else {
+                let none_here = matches!(local, LocalPick::Empty);
+                let elsewhere = spec.agent.is_empty() && (none_here || !line.handed_over);
+                match (
+                    elsewhere
+                        .then(|| self.pick_remote(route, unreachable, none_here))
+                        .flatten(),
+                    local,
+                ) {
+                    (Some(agent), _) => Some(Destination::Remote(agent)),
+                    (None, LocalPick::AllEjected) => self
+                        .least_loaded(&route.local)
+                        .map(|instance| Destination::Local(instance, false)),
+                    (None, LocalPick::Overloaded(reason)) => {
+                        return Err(NoRoute::Overloaded(reason));
+                    }
+                    (None, _) => None,
+                }
+            }
         };
         match destination {
             Some(destination) => Ok((spec, destination)),
             None => Err(NoRoute::NoInstance {
                 emptied_at: route.emptied_at,
             }),
+        }
+    }
+
+    /// The instance here for a step of worker `spec` due by `deadline` (see [`Router::choose`]).
+    fn pick_local(&self, spec: &WorkerSpec, local: &[Instance], deadline: Instant) -> LocalPick {
+        if local.is_empty() {
+            return LocalPick::Empty;
+        }
+        let now = Instant::now();
+        let rules = spec.outlier_rules();
+        let admits = |instance: &Instance| {
+            outlier::admit(
+                instance.load(),
+                spec.mpu,
+                instance.health().step_time(),
+                rules.max_queue,
+                now,
+                deadline,
+            )
+        };
+        let mut serving = Vec::with_capacity(local.len());
+        for instance in local {
+            match instance.health().choice(now) {
+                Choice::Serving => serving.push(instance.clone()),
+                Choice::Probe if admits(instance).is_ok() && instance.health().claim_probe(now) => {
+                    return LocalPick::Chosen(instance.clone(), true);
+                }
+                Choice::Probe | Choice::Out => {}
+            }
+        }
+        if serving.is_empty() {
+            return LocalPick::AllEjected;
+        }
+        let (fit, unfit): (Vec<Instance>, Vec<Instance>) = serving
+            .into_iter()
+            .partition(|instance| admits(instance).is_ok());
+        if let Some(instance) = self.least_loaded(&fit) {
+            return LocalPick::Chosen(instance, false);
+        }
+        let least = unfit
+            .iter()
+            .min_by_key(|instance| instance.load())
+            .expect("serving instances that do not fit are the unfit ones");
+        let reason = match admits(least) {
+            Err(Overload::QueueFull { queued }) => format!(
+                "worker {} is overloaded: {queued} steps wait at its least loaded instance here, the most its queue holds (outlier.max_queue {})",
+                spec.name, rules.max_queue
+            ),
+            Err(Overload::TooLate { queued, wait }) => format!(
+                "worker {} is overloaded: {queued} steps wait at its least loaded instance here, and this one would start in about {} ms, after its deadline",
+                spec.name,
+                wait.as_millis()
+            ),
+            Ok(()) => format!("worker {} is overloaded", spec.name),
+        };
+        LocalPick::Overloaded(reason)
+    }
+
+    /// Another agent for a step of a worker held elsewhere: one that is not suspected of
+    /// being unreachable, in turn; when no holder is listed and `departed_too` (no
+    /// instance here at all), the one that left last.
+    fn pick_remote(
+        &self,
+        route: &Route,
+        unreachable: &[String],
+        departed_too: bool,
+    ) -> Option<String> {
+        let me = &self.inner.me;
+        let reachable: Vec<&String> = route
+            .remote
+            .iter()
+            .filter(|agent| *agent != me && !unreachable.contains(agent))
+            .collect();
+        let trusted: Vec<&String> = {
+            let suspects = self.suspects();
+            let now = Instant::now();
+            let trusted = |agent: &&String| suspects.get(*agent).is_none_or(|until| *until <= now);
+            reachable.iter().copied().filter(trusted).collect()
+        };
+        let others = if trusted.is_empty() {
+            reachable
+        } else {
+            trusted
+        };
+        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+        if others.is_empty() {
+            // No holder is listed: the one that left last may still be draining, and
+            // run what a line under way needs (else it refuses, and the line waits).
+            if !departed_too {
+                return None;
+            }
+            route
+                .departed
+                .iter()
+                .rev()
+                .map(|(agent, _)| agent)
+                .find(|agent| *agent != me && !unreachable.contains(agent))
+                .cloned()
+        } else {
+            Some(others[turn % others.len()].clone())
+        }
+    }
+
+    /// Whether a holder of worker `to` other than `instance` is in rotation: another
+    /// instance here that is serving, or another agent (for a worker not pinned).
+    fn others_routable(&self, to: &str, instance: &Instance) -> bool {
+        let table = self.table();
+        let Some(route) = table.routes.get(to) else {
+            return false;
+        };
+        let unpinned = route
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.agent.is_empty());
+        route
+            .local
+            .iter()
+            .any(|other| !other.same(instance) && other.health().standing() == Standing::Serving)
+            || (unpinned && route.remote.iter().any(|agent| *agent != self.inner.me))
+    }
+
+    /// Takes how a step on `instance` ended into its health, and counts an ejection.
+    fn record_step(&self, line_to: &str, spec: &WorkerSpec, instance: &Instance, outcome: Outcome) {
+        let rules = spec.outlier_rules();
+        let others = self.others_routable(line_to, instance);
+        if instance
+            .health()
+            .record(outcome, &rules, others, Instant::now())
+        {
+            self.count(line_to, RouteCounters::ejected);
+            tracing::warn!(worker = %line_to, ejections = instance.health().ejections(), "instance ejected from the rotation for failing");
         }
     }
 
@@ -1075,6 +1263,18 @@ impl Router {
             .pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Gives back the probation probe of an instance when its step ends, whatever the
+/// ending (the line may give up at its deadline while the step is under way).
+struct ProbeGuard(Option<Instance>);
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        if let Some(instance) = &self.0 {
+            instance.health().release_probe();
+        }
     }
 }
 

@@ -144,6 +144,10 @@ pub struct WorkerSpec {
     /// Alarm thresholds for this worker; `None` uses [`AlarmRules::default`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<AlarmRules>,
+    /// When an instance is taken out of the rotation for failing, and how deep its
+    /// queue may grow; `None` uses [`OutlierRules::default`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierRules>,
 }
 
 /// The worker JSON as written, before validation.
@@ -159,6 +163,8 @@ struct RawWorkerSpec {
     commands: Vec<CommandSpec>,
     #[serde(default)]
     alarms: Option<AlarmRules>,
+    #[serde(default)]
+    outlier: Option<OutlierRules>,
 }
 
 impl TryFrom<RawWorkerSpec> for WorkerSpec {
@@ -171,6 +177,7 @@ impl TryFrom<RawWorkerSpec> for WorkerSpec {
             mpu: raw.mpu,
             commands: raw.commands,
             alarms: raw.alarms,
+            outlier: raw.outlier,
         };
         spec.validate()?;
         Ok(spec)
@@ -186,6 +193,7 @@ impl WorkerSpec {
             mpu: Mpu::UNLIMITED,
             commands: Vec::new(),
             alarms: None,
+            outlier: None,
         }
     }
 
@@ -253,6 +261,9 @@ impl WorkerSpec {
         if let Some(alarms) = &self.alarms {
             alarms.validate()?;
         }
+        if let Some(outlier) = &self.outlier {
+            outlier.validate()?;
+        }
         Ok(())
     }
 
@@ -266,11 +277,126 @@ impl WorkerSpec {
     pub fn alarm_rules(&self) -> AlarmRules {
         self.alarms.unwrap_or_default()
     }
+
+    /// Sets the worker's outlier ejection and queue settings.
+    pub fn outlier(mut self, outlier: OutlierRules) -> Self {
+        self.outlier = Some(outlier);
+        self
+    }
+
+    /// The outlier ejection and queue settings that apply: the worker's own or the defaults.
+    pub fn outlier_rules(&self) -> OutlierRules {
+        self.outlier.unwrap_or_default()
+    }
+}
+
+/// When an agent takes one instance of a worker out of its rotation for failing, and
+/// how many steps may wait for one instance; the optional `outlier` object of the
+/// worker JSON, every field optional:
+/// `{"consecutive_failures":5,"window_ms":10000,"min_steps":20,"failure_rate":0.5,"ejection_ms":1000,"max_ejection_ms":60000,"probation_steps":3,"max_queue":1000}`.
+///
+/// A failure is a step the instance is to blame for: `TIMEOUT` of the step (the worker's
+/// step timeout, before the request's deadline), the instance lost while it held the
+/// step (connection or process gone), or an `ERROR` the runtime produced because the
+/// handler panicked. An `ERROR` the handler returned is its answer about the request
+/// and counts as a success. `consecutive_failures` failures in a row, or more than
+/// `failure_rate` of at least `min_steps` steps within `window_ms`, eject the instance
+/// for `ejection_ms`, doubling (with jitter) up to `max_ejection_ms` while it keeps
+/// failing. Then it is on probation: one step at a time, and back in full rotation
+/// after `probation_steps` successes; a failure ejects it again for longer. The last
+/// routable instance of a worker is never ejected. `consecutive_failures: 0` turns
+/// ejection off.
+///
+/// `max_queue` bounds the steps waiting for a slot (beyond `mpu`) of one instance: a
+/// step that finds it full, or that could not start before its deadline (from the
+/// queue and the instance's recent step times), goes to another instance or is
+/// answered `ERROR` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierRules {
+    /// Failures in a row that eject an instance; `0` never ejects.
+    pub consecutive_failures: u32,
+    /// The window the failure rate is measured over, 1 s to 1 h.
+    pub window_ms: u64,
+    /// The fewest steps in the window for the rate rule to apply (at least 1).
+    pub min_steps: u64,
+    /// Eject when more than this share of the window's steps failed (0 < rate ≤ 1).
+    pub failure_rate: f64,
+    /// The first ejection's length, 10 ms to 1 h.
+    pub ejection_ms: u64,
+    /// The longest ejection, from `ejection_ms` to 1 h.
+    pub max_ejection_ms: u64,
+    /// Successes on probation that put an instance back in full rotation (at least 1).
+    pub probation_steps: u32,
+    /// The most steps waiting for one instance beyond its `mpu` (at least 1).
+    pub max_queue: u32,
+}
+
+impl Default for OutlierRules {
+    fn default() -> Self {
+        OutlierRules {
+            consecutive_failures: 5,
+            window_ms: 10_000,
+            min_steps: 20,
+            failure_rate: 0.5,
+            ejection_ms: 1_000,
+            max_ejection_ms: 60_000,
+            probation_steps: 3,
+            max_queue: 1_000,
+        }
+    }
+}
+
+impl OutlierRules {
+    /// Checks every setting's range.
+    ///
+    /// # Errors
+    /// [`SpecError::InvalidOutlier`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let invalid = |field, problem: String| Err(SpecError::InvalidOutlier { field, problem });
+        if !(1_000..=3_600_000).contains(&self.window_ms) {
+            return invalid(
+                "window_ms",
+                format!("{} must be from 1000 to 3600000", self.window_ms),
+            );
+        }
+        if self.min_steps == 0 {
+            return invalid("min_steps", "0 must be at least 1".to_owned());
+        }
+        if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
+            return invalid(
+                "failure_rate",
+                format!("{} must be over 0 and at most 1", self.failure_rate),
+            );
+        }
+        if !(10..=3_600_000).contains(&self.ejection_ms) {
+            return invalid(
+                "ejection_ms",
+                format!("{} must be from 10 to 3600000", self.ejection_ms),
+            );
+        }
+        if !(self.ejection_ms..=3_600_000).contains(&self.max_ejection_ms) {
+            return invalid(
+                "max_ejection_ms",
+                format!(
+                    "{} must be from ejection_ms ({}) to 3600000",
+                    self.max_ejection_ms, self.ejection_ms
+                ),
+            );
+        }
+        if self.probation_steps == 0 {
+            return invalid("probation_steps", "0 must be at least 1".to_owned());
+        }
+        if self.max_queue == 0 {
+            return invalid("max_queue", "0 must be at least 1".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// When the proxy raises an alarm for a worker; the optional `alarms` object of the
 /// worker JSON, every field optional:
-/// `{"no_instance":true,"window_ms":60000,"min_messages":20,"error_rate":0.05,"timeout_rate":0.05,"p99_ms":1000}`.
+/// `{"no_instance":true,"window_ms":60000,"min_messages":20,"error_rate":0.05,"timeout_rate":0.05,"p99_ms":1000,"ejected_ms":30000}`.
 ///
 /// Rates are shares of the steps processed within the window; the rate and p99 rules
 /// apply only once the window holds at least `min_messages` steps. A window longer than
@@ -291,6 +417,9 @@ pub struct AlarmRules {
     pub timeout_rate: f64,
     /// Alarm when the 99th percentile step latency is over this many milliseconds.
     pub p99_ms: f64,
+    /// Alarm when an instance has been out of an agent's rotation for failing (ejected,
+    /// or on probation after an ejection) longer than this many milliseconds, 1 s to 1 day.
+    pub ejected_ms: u64,
 }
 
 impl Default for AlarmRules {
@@ -302,6 +431,7 @@ impl Default for AlarmRules {
             error_rate: 0.05,
             timeout_rate: 0.05,
             p99_ms: 1_000.0,
+            ejected_ms: 30_000,
         }
     }
 }
@@ -329,6 +459,12 @@ impl AlarmRules {
         }
         if !(self.p99_ms > 0.0 && self.p99_ms.is_finite()) {
             return invalid("p99_ms", format!("{} must be over 0", self.p99_ms));
+        }
+        if !(1_000..=86_400_000).contains(&self.ejected_ms) {
+            return invalid(
+                "ejected_ms",
+                format!("{} must be from 1000 to 86400000", self.ejected_ms),
+            );
         }
         Ok(())
     }
@@ -460,6 +596,10 @@ mod tests {
                 "alarms.timeout_rate 1.5 must be over 0",
             ),
             (r#"{"p99_ms":-1}"#, "alarms.p99_ms -1 must be over 0"),
+            (
+                r#"{"ejected_ms":5}"#,
+                "alarms.ejected_ms 5 must be from 1000",
+            ),
             (r#"{"p99":5}"#, "unknown field `p99`"),
             (r#"{"min_messages":-1}"#, "invalid value"),
         ];
@@ -468,6 +608,58 @@ mod tests {
             assert!(
                 error.contains(expected),
                 "{alarms}: `{error}` lacks `{expected}`"
+            );
+        }
+    }
+
+    #[test]
+    fn outlier_settings_override_some_defaults_and_are_validated() {
+        let spec =
+            parse(r#"{"name":"a","outlier":{"consecutive_failures":2,"max_queue":7}}"#).unwrap();
+        let rules = spec.outlier_rules();
+        assert_eq!((rules.consecutive_failures, rules.max_queue), (2, 7));
+        assert_eq!(rules.ejection_ms, OutlierRules::default().ejection_ms);
+        assert!(
+            serde_json::to_string(&spec)
+                .unwrap()
+                .contains(r#""max_queue":7"#)
+        );
+        let plain = parse(r#"{"name":"a"}"#).unwrap();
+        assert_eq!(plain.outlier_rules(), OutlierRules::default());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("outlier"));
+        let cases = [
+            (
+                r#"{"window_ms":10}"#,
+                "outlier.window_ms 10 must be from 1000",
+            ),
+            (
+                r#"{"min_steps":0}"#,
+                "outlier.min_steps 0 must be at least 1",
+            ),
+            (
+                r#"{"failure_rate":0}"#,
+                "outlier.failure_rate 0 must be over 0",
+            ),
+            (
+                r#"{"ejection_ms":1}"#,
+                "outlier.ejection_ms 1 must be from 10",
+            ),
+            (
+                r#"{"ejection_ms":5000,"max_ejection_ms":1000}"#,
+                "outlier.max_ejection_ms 1000 must be from ejection_ms (5000)",
+            ),
+            (r#"{"probation_steps":0}"#, "outlier.probation_steps 0"),
+            (
+                r#"{"max_queue":0}"#,
+                "outlier.max_queue 0 must be at least 1",
+            ),
+            (r#"{"queue":5}"#, "unknown field `queue`"),
+        ];
+        for (outlier, expected) in cases {
+            let error = parse(&format!(r#"{{"name":"a","outlier":{outlier}}}"#)).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{outlier}: `{error}` lacks `{expected}`"
             );
         }
     }

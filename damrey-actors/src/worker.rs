@@ -29,6 +29,7 @@ use crate::deadline::deadline_after;
 use crate::error::WorkerError;
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
+use crate::outlier::Health;
 use crate::routing::{MAX_HOPS, Router};
 use crate::spec::Mpu;
 
@@ -202,7 +203,7 @@ impl Worker {
             Some(mpu) => (mpu, false),
             None => (configured_mpu, true),
         };
-        let instance = Instance(Host::start(
+        let instance = Instance::new(Host::start(
             &self.config,
             mpu,
             follows_config,
@@ -329,12 +330,17 @@ impl WorkerHandle {
 /// message into the step's result. In-process workers are hosted by the runtime; an
 /// agent wraps a worker process attached over the network in its own [`Endpoint`].
 #[derive(Clone)]
-pub struct Instance(Arc<dyn Endpoint>);
+pub struct Instance(Arc<dyn Endpoint>, Arc<Health>);
 
 impl Instance {
     /// Wraps an endpoint so a router can deliver to it.
     pub fn new(endpoint: Arc<dyn Endpoint>) -> Self {
-        Instance(endpoint)
+        Instance(endpoint, Arc::default())
+    }
+
+    /// The router's view of its health: ejection and recent step time.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.1
     }
 
     /// Processes one step: the handler's result, or `ERROR`/`TIMEOUT`/`STOP`; or
@@ -575,20 +581,9 @@ where
                 Ok(Err(_closed)) => {
                     match self.after_closed(dispatched.generation, dispatched.seq) {
                         Verdict::Culprit => {
-                            return Ok(Message::error(
-                                kind,
-                                format!(
-                                    "worker {} panicked processing this message and was restarted",
-                                    self.name
-                                ),
-                            ));
+                            return Ok(panicked(kind, &self.name, " and was restarted"));
                         }
-                        Verdict::FuturePanicked => {
-                            return Ok(Message::error(
-                                kind,
-                                format!("worker {} panicked processing this message", self.name),
-                            ));
-                        }
+                        Verdict::FuturePanicked => return Ok(panicked(kind, &self.name, "")),
                         Verdict::Stopped => return Ok(Message::stop()),
                         Verdict::Retry => match dispatched.retry {
                             Some(message) => next = message,
@@ -715,6 +710,31 @@ where
             self.admission.set_limit(mpu);
         }
     }
+}
+
+/// The `ERROR` the runtime answers for a step whose handler panicked.
+fn panicked(kind: String, worker: &str, then: &str) -> Message {
+    Message::error(
+        kind,
+        format!("worker {worker} {PANICKED} processing this message{then}"),
+    )
+}
+
+/// The words that mark a runtime's panic `ERROR` (see [`is_panic_error`]).
+const PANICKED: &str = "panicked";
+
+/// Whether `reply` is the `ERROR` the runtime answers when worker `worker`'s handler
+/// panicked — the instance's fault, unlike an `ERROR` the handler returned about the
+/// request. (A handler could return the same words; the outlier rules only count it.)
+pub fn is_panic_error(reply: &Message, worker: &str) -> bool {
+    reply.tag == crate::message::Tag::Error
+        && reply.args.first().is_some_and(|reason| {
+            reason
+                .strip_prefix("worker ")
+                .and_then(|rest| rest.strip_prefix(worker))
+                .and_then(|rest| rest.strip_prefix(' '))
+                .is_some_and(|rest| rest.starts_with(PANICKED))
+        })
 }
 
 /// Starts an actor from `factory` on `arbiter` with a mailbox that never pushes back:

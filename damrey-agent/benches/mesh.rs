@@ -15,6 +15,9 @@
 #[path = "../tests/mesh/support.rs"]
 mod support;
 
+#[path = "raw_http.rs"]
+mod raw_http;
+
 use std::cell::RefCell;
 use std::net::TcpListener;
 use std::process::Command;
@@ -26,6 +29,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use damrey_actors::{Config, Message, Router, Worker, WorkerSpec};
 use damrey_example::{Add, Entry, Square};
+use raw_http::{connect, exchange};
 use serde_json::json;
 use support::{Agent, AgentOptions, Process, Proxy, TempDir};
 
@@ -159,52 +163,8 @@ async fn take_connection(address: &str) -> tokio::net::TcpStream {
     }
 }
 
-async fn connect(address: &str) -> tokio::net::TcpStream {
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("the agent listens");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
-
 fn give_back(address: &str, stream: tokio::net::TcpStream) {
     CONNECTION.with(|pool| pool.borrow_mut().push((address.to_owned(), stream)));
-}
-
-/// Writes one request and reads one response (Content-Length bodies only); `None` when
-/// the connection turns out to be closed.
-async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Option<Message> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(request).await.ok()?;
-    let mut buffer = Vec::with_capacity(512);
-    loop {
-        let mut chunk = [0u8; 512];
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            assert!(
-                buffer.is_empty(),
-                "the agent closed the connection mid-response"
-            );
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-        let Some(head_end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = std::str::from_utf8(&buffer[..head_end]).expect("ascii head");
-        let length: usize = head
-            .lines()
-            .find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
-            })
-            .expect("content-length");
-        let body = &buffer[head_end + 4..];
-        if body.len() >= length {
-            return Some(Message::from_json_slice(&body[..length]).expect("a message"));
-        }
-    }
 }
 
 fn median(rates: &mut [f64]) -> f64 {

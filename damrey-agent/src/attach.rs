@@ -187,6 +187,7 @@ pub async fn serve(
         left: AtomicBool::new(false),
     });
     let instance = Instance::new(endpoint.clone());
+    let _ = stats.health.set(instance.health().clone());
     if session
         .text(
             Frame::Welcome {

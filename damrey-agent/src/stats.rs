@@ -5,10 +5,11 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use damrey_actors::Tag;
+use damrey_actors::outlier::Health;
 use damrey_actors::report::{self, Counters, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency};
 use damrey_actors::route_counters::RouteCounts;
 use serde::Serialize;
@@ -68,6 +69,8 @@ pub struct InstanceStats {
     pub in_flight: AtomicUsize,
     /// How long answered steps took, delivery to answer.
     pub latency: Histogram,
+    /// The router's view of the instance (ejections), once it is attached.
+    pub health: OnceLock<Arc<Health>>,
 }
 
 impl InstanceStats {
@@ -125,6 +128,12 @@ impl InstanceStats {
             restarts: self.restarts.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
             latency: self.latency.snapshot(),
+            ejections: self.health.get().map_or(0, |health| health.ejections()),
+            ejected_ms: self
+                .health
+                .get()
+                .and_then(|health| health.out_for(tokio::time::Instant::now()))
+                .map_or(0, |out| u64::try_from(out.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -171,6 +180,7 @@ impl Registry {
             restarts: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             latency: Histogram::default(),
+            health: OnceLock::new(),
         });
         self.live().push(stats.clone());
         stats
@@ -344,6 +354,23 @@ pub fn routes_prometheus(routes: &[(String, RouteCounts)], not_configured: u64) 
         }
     }
     not_configured_prometheus(out, not_configured)
+}
+
+/// Each worker's instances here out of full rotation for failing (ejected or on
+/// probation), as a Prometheus gauge labelled `worker`.
+pub fn ejected_prometheus(ejected: &[(String, usize, Duration)]) -> String {
+    let mut out = String::new();
+    let name = "damrey_route_ejected_instances";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Instances here out of full rotation for failing (ejected or on probation)."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (worker, instances, _) in ejected {
+        // Worker names are validated, so nothing needs escaping.
+        let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {instances}");
+    }
+    out
 }
 
 fn not_configured_prometheus(mut out: String, not_configured: u64) -> String {

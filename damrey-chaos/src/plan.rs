@@ -102,6 +102,16 @@ pub enum FaultKind {
         /// How long.
         hold: Duration,
     },
+    /// Instance `instance` of worker `worker` fails every step at once (its handler
+    /// panics) for `hold`, then works again: agents should eject it while others serve.
+    Failing {
+        /// The worker.
+        worker: usize,
+        /// Its instance.
+        instance: usize,
+        /// How long it fails.
+        hold: Duration,
+    },
     /// Extra worker `worker` is added, started, takes over hop `hop` of `line`, gives
     /// it back, is stopped and deleted.
     AddDelete {
@@ -196,6 +206,9 @@ pub struct Plan {
     /// How long faults are injected; the load runs on through a quiet tail.
     pub duration: Duration,
 }
+
+/// Seeds the stream that draws the failing-instance fault (see [`FaultKind::Failing`]).
+const FAILING_STREAM: u64 = 0xFA11_1AC7;
 
 /// The quiet tail after the fault window: load goes on with no fault, so that I4 is tried.
 pub const QUIET_TAIL: Duration = Duration::from_millis(3_500);
@@ -378,6 +391,35 @@ impl Plan {
                 kind,
             });
         }
+        // A failing instance, drawn from a stream of its own so that the rest of every
+        // seed's plan stays what it was before this fault kind existed.
+        let mut failing = ChaCha8Rng::seed_from_u64(seed ^ FAILING_STREAM);
+        if failing.gen_bool(0.6) {
+            // Mostly one of two instances: a failing instance among healthy ones.
+            let pairs: Vec<usize> = (0..n_workers)
+                .filter(|worker| workers[*worker].instances.len() == 2)
+                .collect();
+            let worker = if !pairs.is_empty() && failing.gen_bool(0.8) {
+                pairs[failing.gen_range(0..pairs.len())]
+            } else {
+                failing.gen_range(0..n_workers)
+            };
+            let instance = failing.gen_range(0..workers[worker].instances.len());
+            let at = failing.gen_range(0..window);
+            let hold = Duration::from_millis(failing.gen_range(1_000..=3_000));
+            let target = Target::Worker(worker, instance);
+            if busy.get(&target).is_none_or(|free| *free <= at) {
+                busy.insert(target, at + hold.as_millis() as u64 + 1_000);
+                faults.push(Fault {
+                    at: Duration::from_millis(at),
+                    kind: FaultKind::Failing {
+                        worker,
+                        instance,
+                        hold,
+                    },
+                });
+            }
+        }
         faults.sort_by_key(|fault| fault.at);
 
         let concurrency = rng.gen_range(3..=6);
@@ -555,6 +597,15 @@ impl fmt::Display for FaultKind {
             FaultKind::Mpu { worker, mpu, hold } => {
                 write!(f, "mpu of w{worker} to {mpu} for {}ms", hold.as_millis())
             }
+            FaultKind::Failing {
+                worker,
+                instance,
+                hold,
+            } => write!(
+                f,
+                "failing worker w{worker}#{instance} for {}ms",
+                hold.as_millis()
+            ),
             FaultKind::AddDelete {
                 line, hop, hold, ..
             } => write!(

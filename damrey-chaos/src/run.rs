@@ -796,6 +796,22 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
             hold_overlay(&run, index, overlay, hold).await;
             run.span(Some(index), label, from, None, None);
         }
+        FaultKind::Failing {
+            worker,
+            instance,
+            hold,
+        } => {
+            run.mesh.signal_worker(worker, instance, "USR1");
+            actix_rt::time::sleep(hold).await;
+            run.mesh.signal_worker(worker, instance, "USR2");
+            run.span(
+                Some(index),
+                label,
+                from,
+                Some(Target::Worker(worker, instance)),
+                None,
+            );
+        }
         FaultKind::Mpu { worker, mpu, hold } => {
             let overlay = Overlay::Mpu {
                 worker: run.plan.workers[worker].name.clone(),

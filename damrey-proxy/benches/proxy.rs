@@ -156,6 +156,8 @@ fn heartbeat(agent: usize, n: usize) -> String {
                 sum_us: count * 700,
                 counts: (0..17).map(|bucket| count * (bucket % 3)).collect(),
             },
+            ejections: 0,
+            ejected_ms: 0,
         })
         .collect::<Vec<_>>();
     let instances = stats

@@ -28,16 +28,19 @@ pub enum Rule {
     P99Latency,
     /// An agent has not been heard from and did not say it was leaving.
     AgentSilent,
+    /// An instance of a worker has been out of its agent's rotation for failing too long.
+    Ejected,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::NoInstance,
         Rule::ErrorRate,
         Rule::TimeoutRate,
         Rule::P99Latency,
         Rule::AgentSilent,
+        Rule::Ejected,
     ];
 
     /// The rule's name in JSON, the store and metrics.
@@ -48,6 +51,7 @@ impl Rule {
             Rule::TimeoutRate => "timeout_rate",
             Rule::P99Latency => "p99_latency",
             Rule::AgentSilent => "agent_silent",
+            Rule::Ejected => "ejected",
         }
     }
 
@@ -200,6 +204,26 @@ pub fn conditions(
                     1.0,
                 ));
             }
+        }
+        let ejected_ms = stats.usage.totals.ejected_ms;
+        if ejected_ms > rules.ejected_ms {
+            let out = stats
+                .instances
+                .iter()
+                .filter(|instance| instance.usage.totals.ejected_ms > rules.ejected_ms)
+                .map(|instance| format!("{}#{}", instance.agent, instance.instance))
+                .collect::<Vec<_>>()
+                .join(", ");
+            found.push(Condition::worker(
+                Rule::Ejected,
+                name,
+                format!(
+                    "worker {name}: instance {out} out of the rotation for failing for {ejected_ms} ms (> {} ms)",
+                    rules.ejected_ms
+                ),
+                ejected_ms as f64,
+                rules.ejected_ms as f64,
+            ));
         }
         let processed = stats.usage.window.processed;
         if processed > 0 && processed >= rules.min_messages {
@@ -467,6 +491,56 @@ mod tests {
             ["agent_silent:h:2"]
         );
         assert_eq!(keys(&inputs(now, 0, None), now - 10), ["agent_silent:h:2"]);
+    }
+
+    #[test]
+    fn an_instance_out_of_the_rotation_longer_than_the_threshold_fires_ejected() {
+        use crate::store::stats::{Sample, SamplePair};
+        use damrey_actors::report::{Counters, Latency};
+        let now = 100_000;
+        let sample = |ejected_ms| Sample {
+            agent: "h:1".to_owned(),
+            instance: 2,
+            worker: "add".to_owned(),
+            at_ms: now - 500,
+            counters: Counters {
+                ejections: 4,
+                ejected_ms,
+                ..Counters::default()
+            },
+            latency: Latency::default(),
+        };
+        let ejected = |ejected_ms| {
+            let mut inputs = inputs(now, 0, Some(now - 500));
+            let pair = SamplePair {
+                latest: sample(ejected_ms),
+                baseline: sample(0),
+            };
+            let agent = crate::registry::AgentEntry {
+                agent: "h:1".to_owned(),
+                last_seen_ms: now - 500,
+                instances: vec![damrey_actors::report::InstanceCount {
+                    worker: "add".to_owned(),
+                    count: 1,
+                }],
+                first_seen_ms: 0,
+                age_ms: 500,
+            };
+            let report = StatsReport::build(now, 60_000, ["add".to_owned()], &[agent], vec![pair]);
+            inputs.reports = BTreeMap::from([(60_000, report)]);
+            conditions(&inputs, &settings(), 0).remove("ejected:add")
+        };
+
+        assert_eq!(ejected(30_000), None, "not longer than the 30 s default");
+        let fired = ejected(30_001).expect("fires");
+        assert_eq!(
+            fired.message,
+            "worker add: instance h:1#2 out of the rotation for failing for 30001 ms (> 30000 ms)"
+        );
+        assert_eq!(
+            (fired.value, fired.threshold),
+            (Some(30_001.0), Some(30_000.0))
+        );
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
             ("restarts", report.restarts),
             ("in_flight", report.in_flight),
             ("latency.sum_us", report.latency.sum_us),
+            ("ejections", report.ejections),
+            ("ejected_ms", report.ejected_ms),
         ];
         let buckets = &report.latency.counts;
         let fields = fields
@@ -256,8 +258,9 @@ impl InstanceStats {
         } = latest;
         if !live {
             // What a vanished instance had in flight was retried elsewhere or ended
-            // with it; its last report's gauge no longer describes anything.
+            // with it; its last report's gauges no longer describe anything.
             counters.in_flight = 0;
+            counters.ejected_ms = 0;
         }
         InstanceStats {
             agent,

@@ -350,3 +350,139 @@ async fn ten_thousand_concurrent_requests_through_a_three_worker_line_each_get_o
     let steps = REQUESTS as usize;
     assert_eq!(calls.each_ref().map(|c| count(c)), [steps, steps, steps]);
 }
+
+/// An instance whose 10 ms step timeout no 50 ms nap fits: it fails every step at once.
+async fn start_failing_nap(mesh: &TestMesh) -> Sleeper {
+    let failing = Sleeper::default();
+    let config = Config {
+        timeout: Duration::from_millis(10),
+        ..Config::named("nap")
+    };
+    mesh.start_with(config, failing.factory()).await.unwrap();
+    failing
+}
+
+async fn nap(router: &Router, ms: u64) -> Message {
+    router
+        .request(
+            "nap",
+            Message::request("nap", [ms.to_string()]),
+            Duration::from_secs(2),
+        )
+        .await
+}
+
+fn ejections(router: &Router) -> u64 {
+    router
+        .route_counts()
+        .into_iter()
+        .find(|(worker, _)| worker == "nap")
+        .map_or(0, |(_, counts)| counts.ejections)
+}
+
+#[actix::test]
+async fn a_failing_instance_is_ejected_and_the_healthy_one_takes_every_step() {
+    let mesh = TestMesh::new([WorkerSpec::new("nap").command("nap", "")]).unwrap();
+    let healthy = Sleeper::default();
+    mesh.start("nap", healthy.factory()).await.unwrap();
+    let _failing = start_failing_nap(&mesh).await;
+    let router = mesh.router();
+
+    let mut timeouts = 0;
+    while ejections(router) == 0 {
+        if nap(router, 50).await.tag == Tag::Timeout {
+            timeouts += 1;
+        }
+        assert!(timeouts <= 5, "ejected after five failures in a row");
+    }
+    let done = count(&healthy.done);
+    let replies = join_all((0..10).map(|_| {
+        let router = router.clone();
+        async move { nap(&router, 50).await }
+    }))
+    .await;
+
+    assert!(
+        replies.iter().all(|reply| reply.tag == Tag::Response),
+        "{replies:?}"
+    );
+    assert_eq!(count(&healthy.done), done + 10);
+    let ejected: Vec<(String, usize)> = router
+        .ejected_instances()
+        .into_iter()
+        .map(|(worker, instances, _)| (worker, instances))
+        .collect();
+    assert_eq!(ejected, [("nap".to_owned(), 1)]);
+}
+
+#[actix::test]
+async fn the_last_instance_is_never_ejected_and_keeps_answering() {
+    let mesh = TestMesh::new([WorkerSpec::new("nap").command("nap", "")]).unwrap();
+    let failing = start_failing_nap(&mesh).await;
+    let router = mesh.router();
+
+    for _ in 0..10 {
+        assert_eq!(nap(router, 50).await, Message::timeout());
+    }
+    assert_eq!(nap(router, 1).await, Message::response("nap", ["1"]));
+
+    assert_eq!(ejections(router), 0);
+    // Every step reached it (a timed-out nap still ends, a little later).
+    for _ in 0..500 {
+        if count(&failing.done) == 11 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(count(&failing.done), 11);
+}
+
+#[actix::test]
+async fn a_step_that_could_not_start_before_its_deadline_is_refused_and_never_runs() {
+    let mesh = TestMesh::new([WorkerSpec::new("nap").mpu(1).command("nap", "")]).unwrap();
+    let sleeper = Sleeper::default();
+    mesh.start("nap", sleeper.factory()).await.unwrap();
+    let router = mesh.router();
+    // One step first: the router learns how long a nap takes.
+    assert_eq!(nap(router, 50).await.tag, Tag::Response);
+
+    let replies = join_all((0..100).map(|_| {
+        let router = router.clone();
+        async move {
+            router
+                .request(
+                    "nap",
+                    Message::request("nap", ["50"]),
+                    Duration::from_millis(500),
+                )
+                .await
+        }
+    }))
+    .await;
+
+    let overloaded: Vec<&Message> = replies.iter().filter(|r| r.tag == Tag::Error).collect();
+    let responses = replies.iter().filter(|r| r.tag == Tag::Response).count();
+    assert!(overloaded.len() >= 80, "{replies:?}");
+    for reply in &overloaded {
+        assert!(
+            reply.args[0].starts_with("worker nap is overloaded: "),
+            "{reply}"
+        );
+    }
+    // Refused steps never reach the worker, now or later.
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        count(&sleeper.done),
+        1 + responses + replies.iter().filter(|r| r.tag == Tag::Timeout).count()
+    );
+    assert_eq!(
+        router
+            .route_counts()
+            .into_iter()
+            .find(|(worker, _)| worker == "nap")
+            .unwrap()
+            .1
+            .rejected_overloaded,
+        overloaded.len() as u64
+    );
+}

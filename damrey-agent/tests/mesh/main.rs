@@ -9,6 +9,7 @@ mod faults;
 mod lines;
 mod monitoring;
 mod outbox;
+mod outliers;
 mod placement;
 mod readiness;
 mod security;

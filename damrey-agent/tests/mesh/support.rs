@@ -56,8 +56,20 @@ impl Process {
     }
 
     /// The process id.
+    /// The process's id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process's resident memory in KiB (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("no status of {}: {e}", self.name));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in the status of {}", self.name))
     }
 
     /// Whether the process has not exited yet.

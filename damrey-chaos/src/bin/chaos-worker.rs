@@ -2,10 +2,11 @@
 //! worker. Its answer is a pure function of the message ([`damrey_chaos::step`]); it
 //! sleeps the step's time, appends the step to its record file before returning the
 //! result, and on `o{k}` puts a sub-request along line `k` from its own outbox.
-//! SIGINT/SIGTERM: leaves the agent, drains, exits.
+//! SIGINT/SIGTERM: leaves the agent, drains, exits. SIGUSR1 makes it a failing instance
+//! (every step's handler panics at once, which the runtime answers `ERROR`) until SIGUSR2.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,26 @@ struct Args {
     record: PathBuf,
 }
 
+/// Set by SIGUSR1, cleared by SIGUSR2: every step fails.
+static FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Follows SIGUSR1 and SIGUSR2 into [`FAILING`].
+fn follow_failing_signals() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, failing) in [
+        (SignalKind::user_defined1(), true),
+        (SignalKind::user_defined2(), false),
+    ] {
+        let mut signals = signal(kind).context("installing a SIGUSR handler")?;
+        actix_rt::spawn(async move {
+            while signals.recv().await.is_some() {
+                FAILING.store(failing, Ordering::Relaxed);
+            }
+        });
+    }
+    Ok(())
+}
+
 /// The actor: its name, its record file, and its own handle for the outbox.
 struct Chaos {
     name: Arc<str>,
@@ -55,6 +76,11 @@ impl Handler<Message> for Chaos {
         let handle = self.handle.clone();
         let sub = self.subs.fetch_add(1, Ordering::Relaxed);
         Box::pin(async move {
+            // Before anything is recorded: the step did not run.
+            assert!(
+                !FAILING.load(Ordering::Relaxed),
+                "failing instance (the checker's fault)"
+            );
             let Some(args) = step::StepArgs::parse(&message) else {
                 return Message::error(message.kind, "not a chaos message");
             };
@@ -123,6 +149,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", args.record.display()))?,
     );
     actix_rt::System::new().block_on(async move {
+        follow_failing_signals()?;
         let handle = Arc::new(OnceLock::new());
         let subs = Arc::new(AtomicU64::new(0));
         let config = Config {

@@ -74,7 +74,7 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
             worker.worker, worker.live_instances
         );
     }
-    let counters: [CounterFamily; 9] = [
+    let counters: [CounterFamily; 11] = [
         (
             "damrey_worker_steps_received_total",
             "counter",
@@ -128,6 +128,18 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
             "gauge",
             "Steps delivered and not answered yet.",
             |c| c.in_flight,
+        ),
+        (
+            "damrey_worker_ejections_total",
+            "counter",
+            "Times an agent ejected one of the worker's instances from its rotation for failing.",
+            |c| c.ejections,
+        ),
+        (
+            "damrey_worker_ejected_ms",
+            "gauge",
+            "How long the instance out of full rotation longest has been out, in ms (0: none).",
+            |c| c.ejected_ms,
         ),
     ];
     for (name, kind, help, value) in counters {

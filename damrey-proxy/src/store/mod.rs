@@ -220,7 +220,7 @@ pub struct StoreOptions {
     pub query_timeout: Duration,
 }
 
-const WORKER_COLUMNS: &str = "name, agent, mpu, commands, alarms";
+const WORKER_COLUMNS: &str = "name, agent, mpu, commands, alarms, outlier";
 
 impl Store {
     /// Opens a pool on `options.url` (connections are made when first needed).
@@ -396,7 +396,7 @@ impl Store {
         self.bounded(async move {
             // One statement, so one snapshot on every backend, even at READ COMMITTED.
             let rows = sqlx::query(
-                "SELECT c.version, w.name, w.agent, w.mpu, w.commands, w.alarms \
+                "SELECT c.version, w.name, w.agent, w.mpu, w.commands, w.alarms, w.outlier \
                  FROM config_version c LEFT JOIN workers w ON 1 = 1 WHERE c.id = 1",
             )
             .fetch_all(&self.pool)
@@ -444,14 +444,15 @@ impl Store {
             let version = bump_version(&mut tx).await?;
             let inserted = sqlx::query(
                 "INSERT INTO workers \
-                 (name, agent, mpu, commands, alarms, version, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                 (name, agent, mpu, commands, alarms, outlier, version, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
             )
             .bind(&spec.name)
             .bind(&spec.agent)
             .bind(i64::from(spec.mpu.0))
             .bind(&commands)
             .bind(alarms_json(spec))
+            .bind(outlier_json(spec))
             .bind(version)
             .bind(now)
             .execute(&mut *tx)
@@ -482,13 +483,14 @@ impl Store {
             let version = bump_version(&mut tx).await?;
             let row = sqlx::query(&format!(
                 "UPDATE workers SET agent = $2, mpu = $3, commands = $4, alarms = $5, \
-                 version = $6, updated_ms = $7 WHERE name = $1 RETURNING {WORKER_COLUMNS}"
+                 outlier = $6, version = $7, updated_ms = $8 WHERE name = $1 RETURNING {WORKER_COLUMNS}"
             ))
             .bind(&spec.name)
             .bind(&spec.agent)
             .bind(i64::from(spec.mpu.0))
             .bind(&commands)
             .bind(alarms_json(spec))
+            .bind(outlier_json(spec))
             .bind(version)
             .bind(now_ms())
             .fetch_optional(&mut *tx)
@@ -838,18 +840,33 @@ fn alarms_json(spec: &WorkerSpec) -> Option<String> {
     })
 }
 
-/// The stored `alarms` column read back; `name` names the row in errors.
-fn alarms_from_column(
+/// The worker's `outlier` object as JSON, or `None` (SQL NULL) when it has none.
+fn outlier_json(spec: &WorkerSpec) -> Option<String> {
+    spec.outlier.map(|outlier| {
+        serde_json::to_string(&outlier).expect("outlier rules are numbers and always serialize")
+    })
+}
+
+/// A stored JSON column (`alarms`, `outlier`) read back; `name` names the row in errors.
+fn json_from_column<T: serde::de::DeserializeOwned>(
     name: &str,
-    alarms: Option<String>,
-) -> Result<Option<AlarmRules>, StoreError> {
-    alarms
-        .map(|alarms| serde_json::from_str(&alarms))
+    column: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    column
+        .map(|json| serde_json::from_str(&json))
         .transpose()
         .map_err(|source| StoreError::Corrupt {
             name: name.to_owned(),
             source,
         })
+}
+
+/// The stored `alarms` column read back; `name` names the row in errors.
+fn alarms_from_column(
+    name: &str,
+    alarms: Option<String>,
+) -> Result<Option<AlarmRules>, StoreError> {
+    json_from_column(name, alarms)
 }
 
 fn worker_from_row(row: &AnyRow) -> Result<WorkerSpec, StoreError> {
@@ -862,12 +879,14 @@ fn worker_from_row(row: &AnyRow) -> Result<WorkerSpec, StoreError> {
         })?;
     let mpu: i64 = row.try_get("mpu")?;
     let alarms = alarms_from_column(&name, row.try_get("alarms")?)?;
+    let outlier = json_from_column(&name, row.try_get("outlier")?)?;
     Ok(WorkerSpec {
         name,
         agent: row.try_get("agent")?,
         mpu: Mpu(u32::try_from(mpu).unwrap_or(u32::MAX)),
         commands,
         alarms,
+        outlier,
     })
 }
 

@@ -11,11 +11,12 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError};
 
-/// The most sample rows one INSERT carries (14 parameters each).
+/// The most sample rows one INSERT carries (16 parameters each).
 const ROWS_PER_INSERT: usize = 64;
 
 const SAMPLE_COLUMNS: &str = "agent, instance, worker, at_ms, received, responses, errors, \
-     timeouts, stops, retries, restarts, in_flight, latency_sum_us, latency_counts";
+     timeouts, stops, retries, restarts, in_flight, latency_sum_us, latency_counts, ejections, \
+     ejected_ms";
 
 /// A series of samples: agent, instance and worker.
 type SeriesKey = (String, u64, String);
@@ -57,7 +58,7 @@ pub(super) async fn insert_samples(
     for chunk in heartbeat.stats.chunks(ROWS_PER_INSERT) {
         let mut sql = format!(
             "INSERT INTO instance_samples ({SAMPLE_COLUMNS}) VALUES {}",
-            placeholders(chunk.len(), 14)
+            placeholders(chunk.len(), 16)
         );
         // Two heartbeats of one agent within one millisecond: the first one stands.
         sql.push_str(" ON CONFLICT (agent, instance, at_ms) DO NOTHING");
@@ -80,7 +81,9 @@ pub(super) async fn insert_samples(
                 .bind(
                     serde_json::to_string(&report.latency.counts)
                         .expect("a list of numbers always serializes"),
-                );
+                )
+                .bind(stored(report.ejections))
+                .bind(stored(report.ejected_ms));
         }
         query.execute(&mut **tx).await?;
         let mut sql = format!(
@@ -171,6 +174,8 @@ fn sample_from_row(row: &AnyRow) -> Result<Sample, StoreError> {
             sum_us: counter(row, "latency_sum_us")?,
             counts,
         },
+        ejections: counter(row, "ejections")?,
+        ejected_ms: counter(row, "ejected_ms")?,
     };
     Ok(Sample {
         agent,
@@ -209,13 +214,13 @@ impl Store {
                  ) \
                  SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
                  s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
-                 s.latency_sum_us, s.latency_counts, 1 AS newest \
+                 s.latency_sum_us, s.latency_counts, s.ejections, s.ejected_ms, 1 AS newest \
                  FROM k JOIN instance_samples s ON s.agent = k.agent \
                  AND s.instance = k.instance AND s.at_ms = k.latest_ms AND s.worker = k.worker \
                  UNION ALL \
                  SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
                  s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
-                 s.latency_sum_us, s.latency_counts, 0 AS newest \
+                 s.latency_sum_us, s.latency_counts, s.ejections, s.ejected_ms, 0 AS newest \
                  FROM k JOIN instance_samples s ON s.agent = k.agent \
                  AND s.instance = k.instance AND s.at_ms = k.base_ms AND s.worker = k.worker",
             )

@@ -45,6 +45,14 @@ damrey_worker_restarts_total{worker="square"} 0
 # TYPE damrey_worker_steps_in_flight gauge
 damrey_worker_steps_in_flight{worker="add"} 3
 damrey_worker_steps_in_flight{worker="square"} 0
+# HELP damrey_worker_ejections_total Times an agent ejected one of the worker's instances from its rotation for failing.
+# TYPE damrey_worker_ejections_total counter
+damrey_worker_ejections_total{worker="add"} 3
+damrey_worker_ejections_total{worker="square"} 0
+# HELP damrey_worker_ejected_ms How long the instance out of full rotation longest has been out, in ms (0: none).
+# TYPE damrey_worker_ejected_ms gauge
+damrey_worker_ejected_ms{worker="add"} 1500
+damrey_worker_ejected_ms{worker="square"} 0
 # HELP damrey_worker_step_duration_seconds How long answered steps took, delivery to answer.
 # TYPE damrey_worker_step_duration_seconds histogram
 damrey_worker_step_duration_seconds_bucket{worker="add",le="0.00005"} 0
@@ -92,6 +100,7 @@ damrey_alarms_active{rule="error_rate"} 0
 damrey_alarms_active{rule="timeout_rate"} 0
 damrey_alarms_active{rule="p99_latency"} 0
 damrey_alarms_active{rule="agent_silent"} 0
+damrey_alarms_active{rule="ejected"} 0
 "#;
 
 #[actix_web::test]
@@ -111,7 +120,10 @@ async fn metrics_lines_are_exact_for_a_known_report_and_need_no_token() {
         &[(4, 7), (9, 3)],
         9_000,
     );
-    let second = instance_report("add", 2, [5, 4, 1, 0, 0, 0, 0, 1], &[(2, 5)], 1_000);
+    let mut second = instance_report("add", 2, [5, 4, 1, 0, 0, 0, 0, 1], &[(2, 5)], 1_000);
+    // The first reports no ejection fields, as an agent from before them did.
+    second["ejections"] = 3.into();
+    second["ejected_ms"] = 1_500.into();
     let beat = app
         .api
         .heartbeat(heartbeat_json(

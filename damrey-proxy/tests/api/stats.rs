@@ -28,7 +28,10 @@ async fn counters_at_workers_stats_equal_what_the_heartbeats_reported() {
         &[(4, 7), (9, 3)],
         9_000,
     );
-    let second = instance_report("add", 2, [5, 4, 1, 0, 0, 0, 0, 1], &[(2, 5)], 1_000);
+    let mut second = instance_report("add", 2, [5, 4, 1, 0, 0, 0, 0, 1], &[(2, 5)], 1_000);
+    // The first reports no ejection fields, as an agent from before them did.
+    second["ejections"] = 3.into();
+    second["ejected_ms"] = 1_500.into();
     let ghost = instance_report("ghost", 3, [1, 1, 0, 0, 0, 0, 0, 0], &[(0, 1)], 10);
 
     let beat = app
@@ -59,7 +62,7 @@ async fn counters_at_workers_stats_equal_what_the_heartbeats_reported() {
     assert_eq!(
         add["totals"],
         json!({"received":15,"processed":15,"responses":10,"errors":3,"timeouts":1,"stops":1,
-               "retries":3,"restarts":1,"in_flight":3})
+               "retries":3,"restarts":1,"in_flight":3,"ejections":3,"ejected_ms":1500})
     );
     // One report per instance: they attached within the window, so all they counted
     // (from zero at their attach) happened within it: 15 steps, 3 errors over 10 s.
@@ -73,12 +76,14 @@ async fn counters_at_workers_stats_equal_what_the_heartbeats_reported() {
         json!([
             {"agent":AGENT,"instance":1,"live":true,"last_seen_ms":seen,
              "totals":{"received":10,"processed":10,"responses":6,"errors":2,"timeouts":1,
-                       "stops":1,"retries":3,"restarts":1,"in_flight":2},
+                       "stops":1,"retries":3,"restarts":1,"in_flight":2,"ejections":0,
+                       "ejected_ms":0},
              "rates":{"received":1.0,"processed":1.0,"errors":0.2,"timeouts":0.1},
              "latency_ms":{"p50":1.0,"p90":50.0,"p99":50.0}},
             {"agent":AGENT,"instance":2,"live":true,"last_seen_ms":seen,
              "totals":{"received":5,"processed":5,"responses":4,"errors":1,"timeouts":0,
-                       "stops":0,"retries":0,"restarts":0,"in_flight":1},
+                       "stops":0,"retries":0,"restarts":0,"in_flight":1,"ejections":3,
+                       "ejected_ms":1500},
              "rates":{"received":0.5,"processed":0.5,"errors":0.1,"timeouts":0.0},
              "latency_ms":{"p50":0.25,"p90":0.25,"p99":0.25}}
         ])

@@ -182,7 +182,7 @@ async fn a_workers_alarms_are_stored_listed_and_changed() {
     let with_alarms = serde_json::json!({"name":"add","agent":"","mpu":"0","commands":[],
         "alarms":{"window_ms":5000,"error_rate":0.5}});
     let stored_alarms = serde_json::json!({"no_instance":true,"window_ms":5000,"min_messages":20,
-        "error_rate":0.5,"timeout_rate":0.05,"p99_ms":1000.0});
+        "error_rate":0.5,"timeout_rate":0.05,"p99_ms":1000.0,"ejected_ms":30000});
 
     let reply = app.api.add(&with_alarms).await;
 
@@ -204,6 +204,42 @@ async fn a_workers_alarms_are_stored_listed_and_changed() {
         app.api.worker("add").await.body["alarms"]["no_instance"],
         false
     );
+}
+
+#[actix_web::test]
+async fn a_workers_outlier_settings_are_stored_listed_and_changed() {
+    let app = spawn_app().await;
+    let with_outlier = serde_json::json!({"name":"add","agent":"","mpu":"1","commands":[],
+        "outlier":{"consecutive_failures":2,"max_queue":50}});
+    let stored_outlier = serde_json::json!({"consecutive_failures":2,"window_ms":10000,
+        "min_steps":20,"failure_rate":0.5,"ejection_ms":1000,"max_ejection_ms":60000,
+        "probation_steps":3,"max_queue":50});
+
+    let reply = app.api.add(&with_outlier).await;
+
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.body["outlier"], stored_outlier);
+    assert_eq!(app.api.worker("add").await.body["outlier"], stored_outlier);
+    assert_eq!(
+        app.api.workers().await.body["workers"][0]["outlier"],
+        stored_outlier
+    );
+    let plain = app.api.chg(worker("add", 0)).await;
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert!(app.api.worker("add").await.body.get("outlier").is_none());
+    let bad = app
+        .api
+        .chg(&serde_json::json!({"name":"add","outlier":{"max_queue":0}}))
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(
+        bad.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("outlier.max_queue 0 must be at least 1"),
+        "{bad:?}"
+    );
+    assert!(app.api.worker("add").await.body.get("outlier").is_none());
 }
 
 #[actix_web::test]
