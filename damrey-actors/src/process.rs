@@ -163,7 +163,11 @@ where
         .token
         .clone()
         .or_else(|| std::env::var("DAMREY_TOKEN").ok());
-    let tls = match args.tls_ca.as_deref().filter(|ca| !ca.as_os_str().is_empty()) {
+    let tls = match args
+        .tls_ca
+        .as_deref()
+        .filter(|ca| !ca.as_os_str().is_empty())
+    {
         Some(ca) => Some(Arc::new(client_config(ca, None)?)),
         None => None,
     };
