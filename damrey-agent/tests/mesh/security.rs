@@ -155,6 +155,9 @@ async fn many_tokenless_large_bodies_leave_the_agents_memory_flat() {
             .all(|answer| *answer == (401, unauthorized()))
     );
     let after = resident_kib(agent.process.pid());
+    println!(
+        "agent resident memory: {before} KiB before 200 token-less 1 MiB bodies, {after} KiB after"
+    );
     // Buffering those bodies would take 200 MiB; a generous bound far below that.
     assert!(
         after < before + 48 * 1024,
