@@ -85,7 +85,7 @@ fn median(mut runs: Vec<Figures>) -> Figures {
 
 fn report(label: &str, figures: &Figures) {
     println!(
-        "{label:<36} {:>9.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
+        "{label:<44} {:>9.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
         figures.rate,
         figures.p50.as_secs_f64() * 1e6,
         figures.p99.as_secs_f64() * 1e6

@@ -182,6 +182,12 @@ impl Application {
             peer_certificate_required: tls_server.is_some() && settings.tls_ca.is_some(),
         };
         let credentials = web::Data::new(settings.credentials());
+        if !credentials.is_required() {
+            tracing::warn!(
+                host = %settings.host,
+                "no credentials set: every endpoint is open (set DAMREY_TOKEN or the role tokens)"
+            );
+        }
         let connections = shutdown.clone();
         let mut server = HttpServer::new(move || {
             App::new()

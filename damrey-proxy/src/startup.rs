@@ -102,6 +102,12 @@ impl Application {
             monitor: monitor.clone(),
         });
         let credentials = web::Data::new(settings.credentials());
+        if !credentials.is_required() {
+            tracing::warn!(
+                host = %settings.host,
+                "no credentials set: every endpoint is open (set DAMREY_TOKEN or the role tokens)"
+            );
+        }
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use damrey_actors::Message;
 use serde_json::json;
 
-use crate::support::{Agent, AgentOptions, Proxy, TempDir, client};
+use crate::support::{Agent, AgentOptions, Proxy, TempDir, client, eventually};
 
 /// The `nap` worker's config, one step at a time.
 fn nap_spec() -> serde_json::Value {
@@ -87,6 +87,12 @@ async fn an_agent_stopped_mid_call_refuses_new_work_and_lets_the_call_finish() {
     agent.wait_in_flight(1).await;
 
     agent.process.signal("TERM");
+    // The signal is handled a moment later: a call sent before that is admitted (and
+    // waits behind the nap). An attach probe sees the drain begin without side effects.
+    eventually(Duration::from_secs(10), "the agent drains", || async {
+        (agent.attach_refusal("nap").await.0 == 503).then_some(())
+    })
+    .await;
 
     // Draining: new calls and attaches are refused; health and metrics still answer.
     let (status, body) = refused_call(&agent).await;
