@@ -13,7 +13,11 @@ use damrey_actors::credential::{Credentials, Role};
 use crate::error::ApiError;
 
 /// The roles a request to `path` needs: `None` for the open paths (probes and the
-/// scraper carry no token, DESIGN §8), an empty list for "any credential".
+/// scraper carry no token, DESIGN §8). A path no rule names needs the admin role, so a
+/// route added without a rule fails closed.
+///
+/// `path` must be the path the router matches (percent-decoded), not the raw one:
+/// `/%70eer` is routed to `/peer` and must need what `/peer` needs.
 pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     match path {
         "/healthz" | "/readyz" | "/metrics" => None,
@@ -21,7 +25,7 @@ pub fn roles_for(path: &str) -> Option<&'static [Role]> {
         "/stats" => Some(&[Role::Read, Role::Admin]),
         _ if path.starts_with("/attach/") => Some(&[Role::Worker]),
         _ if path.starts_with("/call/") => Some(&[Role::Worker, Role::Admin]),
-        _ => Some(&[]),
+        _ => Some(&[Role::Admin]),
     }
 }
 
@@ -34,7 +38,7 @@ pub async fn require_credential(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match (
-        roles_for(req.path()),
+        roles_for(req.match_info().as_str()),
         req.app_data::<web::Data<Credentials>>(),
     ) {
         (Some(wanted), Some(credentials)) => credentials.authorize(

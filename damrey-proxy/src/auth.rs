@@ -17,8 +17,11 @@ use crate::error::ApiError;
 /// the dashboard page, which holds no data and sends the token itself on its API calls.
 pub const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/metrics"];
 
-/// The roles a request needs: `None` for the open paths, an empty list for "any
-/// credential" (an unknown path answers 404 only to a caller that has one).
+/// The roles a request needs: `None` for the open paths. A method and path no rule names
+/// needs the admin role, so a route added without a rule fails closed.
+///
+/// `path` must be the path the router matches (percent-decoded), not the raw one:
+/// `/worker/%61dd` is routed to `/worker/add` and must need what `/worker/add` needs.
 pub fn roles_for(method: &Method, path: &str) -> Option<&'static [Role]> {
     if OPEN_PATHS.contains(&path) {
         return None;
@@ -31,7 +34,7 @@ pub fn roles_for(method: &Method, path: &str) -> Option<&'static [Role]> {
         ("GET", "/workers/stats" | "/alarms") => &[Role::Read, Role::Admin],
         ("GET", "/workers/get" | "/agents") => &[Role::Read, Role::Admin, Role::Agent],
         ("GET", _) if path.starts_with("/workers/") => &[Role::Read, Role::Admin, Role::Agent],
-        _ => &[],
+        _ => &[Role::Admin],
     })
 }
 
@@ -44,7 +47,7 @@ pub async fn require_credential(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match (
-        roles_for(req.method(), req.path()),
+        roles_for(req.method(), req.match_info().as_str()),
         req.app_data::<web::Data<Credentials>>(),
     ) {
         (Some(wanted), Some(credentials)) => credentials.authorize(

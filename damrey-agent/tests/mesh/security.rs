@@ -383,17 +383,20 @@ async fn a_worker_credential_cannot_open_a_peer_link() {
     )
     .await;
 
-    let Err(refusal) = awc::Client::new()
-        .ws(format!("ws://{}/peer", agent.address))
-        .bearer_auth("wrk")
-        .connect()
-        .await
-    else {
-        panic!("a worker token opened a peer link");
-    };
+    // `/%70eer` is routed to `/peer`: it must need what `/peer` needs.
+    for path in ["/peer", "/%70eer"] {
+        let Err(refusal) = awc::Client::new()
+            .ws(format!("ws://{}{path}", agent.address))
+            .bearer_auth("wrk")
+            .connect()
+            .await
+        else {
+            panic!("a worker token opened a peer link at {path}");
+        };
 
-    assert!(
-        matches!(&refusal, awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 403),
-        "{refusal:?}"
-    );
+        assert!(
+            matches!(&refusal, awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 403),
+            "{path}: {refusal:?}"
+        );
+    }
 }

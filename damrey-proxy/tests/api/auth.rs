@@ -124,6 +124,26 @@ async fn each_role_opens_its_endpoints_and_is_refused_403_elsewhere() {
 }
 
 #[actix_web::test]
+async fn a_percent_encoded_path_needs_the_role_of_the_route_it_reaches() {
+    let app = spawn_with_roles().await;
+    let read = app.api.with_token(Some("rd"));
+    let heartbeat = r#"{"agent":"127.0.0.1:7701"}"#;
+
+    // Each of these is routed to /worker/add, /agents/heartbeat, /agents/forget.
+    let add = read.post("/worker/%61dd", SEED).await;
+    let beat = read.post("/agents/%68eartbeat", heartbeat).await;
+    let forget = read.post("/agents/%66orget", r#"{"agent":"127.0.0.1:7701"}"#).await;
+
+    for reply in [&add, &beat, &forget] {
+        assert_eq!(reply.status, 403, "{reply:?}");
+    }
+    assert_eq!(read.workers().await.body["workers"], serde_json::json!([]));
+    // A path no rule names needs the admin's credential: it fails closed.
+    assert_eq!(read.get("/nope").await.status, 403);
+    assert_eq!(app.api.with_token(Some("adm")).get("/nope").await.status, 404);
+}
+
+#[actix_web::test]
 async fn the_shared_token_still_opens_everything_beside_the_role_tokens() {
     let app = spawn_app_with(|settings| {
         settings.token = Some("s3cret".to_owned());
