@@ -126,12 +126,6 @@ impl Frame {
     }
 }
 
-/// Milliseconds left until `deadline`, for the wire.
-pub fn millis_until(deadline: Instant) -> u64 {
-    let left = deadline.saturating_duration_since(Instant::now());
-    u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
-}
-
 // Where the agent's and the proxy's retries have always found it.
 pub use crate::backoff::jitter;
 
@@ -200,6 +194,12 @@ impl AgentAddress {
             }
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 503 => {
                 AttachFailure::NotReady
+            }
+            // A TLS handshake that fails is an answer, not silence: say so.
+            awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(
+                awc::error::ConnectError::Io(error),
+            )) if error.kind() == std::io::ErrorKind::InvalidData => {
+                refused(format!("the TLS handshake with the agent failed: {error}"))
             }
             awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(
                 error,

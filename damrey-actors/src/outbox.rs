@@ -13,8 +13,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::deadline::millis_left;
 use crate::id::fresh_id;
-use crate::link::{Frame, millis_until};
+use crate::link::Frame;
 use crate::message::Message;
 
 /// The unanswered requests and unacknowledged pushes of one worker process.
@@ -39,7 +40,7 @@ struct Entry {
 
 impl Entry {
     fn frame(&self, id: Uuid) -> Frame {
-        let (ms, msg) = (millis_until(self.deadline), self.message.clone());
+        let (ms, msg) = (millis_left(self.deadline), self.message.clone());
         match self.waiter {
             Some(_) => Frame::Request { id, ms, msg },
             None => Frame::Push { id, ms, msg },

@@ -102,29 +102,18 @@ impl Health {
     /// Whether a line may choose the instance at `now`; an ejection that is over
     /// becomes probation here.
     pub fn choice(&self, now: Instant) -> Choice {
-        let mut state = self.state();
-        if let Standing::Ejected(until) = state.standing {
-            if until > now {
-                return Choice::Out;
-            }
-            state.standing = Standing::Probation;
-            state.probing = false;
-            state.probation_successes = 0;
-        }
-        match state.standing {
-            Standing::Serving => Choice::Serving,
-            Standing::Probation if !state.probing => Choice::Probe,
-            _ => Choice::Out,
-        }
+        choice(&mut self.state(), now)
     }
 
     /// Takes the probation step at `now`: `true` when this line is the probe (no other
     /// one is under way), after which other lines pass the instance over until it ends.
+    /// One lock covers the look and the claim, so two lines never both probe.
     pub fn claim_probe(&self, now: Instant) -> bool {
-        if self.choice(now) != Choice::Probe {
+        let mut state = self.state();
+        if choice(&mut state, now) != Choice::Probe {
             return false;
         }
-        self.state().probing = true;
+        state.probing = true;
         true
     }
 
@@ -252,6 +241,23 @@ impl Health {
             0 => None,
             micros => Some(Duration::from_micros(micros)),
         }
+    }
+}
+
+/// Where an instance stands at `now`, moving an ejection that has run out to probation.
+fn choice(state: &mut State, now: Instant) -> Choice {
+    if let Standing::Ejected(until) = state.standing {
+        if until > now {
+            return Choice::Out;
+        }
+        state.standing = Standing::Probation;
+        state.probing = false;
+        state.probation_successes = 0;
+    }
+    match state.standing {
+        Standing::Serving => Choice::Serving,
+        Standing::Probation if !state.probing => Choice::Probe,
+        _ => Choice::Out,
     }
 }
 

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::BoxFuture;
 use crate::backoff::Backoff;
-use crate::deadline::deadline_after;
+use crate::deadline::{deadline_after, millis_left};
 use crate::error::{RemoteError, SpecError, WorkerError};
 use crate::id::fresh_id;
 use crate::message::{Message, Tag};
@@ -224,6 +224,10 @@ enum LocalPick {
 
 /// How long an agent that could not be reached is passed over while others hold the worker.
 const SUSPECT_FOR: Duration = Duration::from_secs(1);
+
+/// How long before the line's deadline a step's `TIMEOUT` must arrive to be the
+/// instance's own step timeout, a failure that counts towards ejection.
+const STEP_TIMEOUT_MARGIN: Duration = Duration::from_millis(20);
 
 /// How long a line handed over by another agent waits for an instance to (re)attach:
 /// the sender chose this agent because instances were attached here.
@@ -761,9 +765,11 @@ impl Router {
             drop(probing);
             match &processed {
                 Ok(reply) => {
-                    // A TIMEOUT before the deadline is the worker's step timeout; one at
-                    // the deadline says as much about the request as about the instance.
-                    let before_deadline = Instant::now() < line.deadline;
+                    // A TIMEOUT well before the deadline is the worker's step timeout; one
+                    // near it (the worker's clock, and the millisecond the deadline
+                    // travels in, may run a little ahead) says as much about the request
+                    // as about the instance, and counts as neither.
+                    let before_deadline = Instant::now() + STEP_TIMEOUT_MARGIN < line.deadline;
                     let step_timed_out = reply.tag == Tag::Timeout && before_deadline;
                     if reply.tag != Tag::Timeout || before_deadline {
                         instance.health().sample(started.elapsed(), ahead, spec.mpu);
@@ -864,7 +870,7 @@ impl Router {
         let destination = if pinned_elsewhere {
             (!unreachable.contains(&spec.agent)).then(|| Destination::Remote(spec.agent.clone()))
         } else {
-            let local = self.pick_local(&spec, &route.local, line.deadline);
+            let local = self.pick_local(&spec, &route.local, line.deadline, false);
             if let LocalPick::Chosen(instance, probe) = local {
                 Some(Destination::Local(instance, probe))
             } else {
@@ -877,9 +883,20 @@ impl Router {
                     local,
                 ) {
                     (Some(agent), _) => Some(Destination::Remote(agent)),
-                    (None, LocalPick::AllEjected) => self
-                        .least_loaded(&route.local)
-                        .map(|instance| Destination::Local(instance, false)),
+                    // Every instance here is out of the rotation and no other agent
+                    // takes the line: the ejected ones serve what they can, still within
+                    // admission (queue bound and deadline).
+                    (None, LocalPick::AllEjected) => {
+                        match self.pick_local(&spec, &route.local, line.deadline, true) {
+                            LocalPick::Chosen(instance, _) => {
+                                Some(Destination::Local(instance, false))
+                            }
+                            LocalPick::Overloaded(reason) => {
+                                return Err(NoRoute::Overloaded(reason));
+                            }
+                            LocalPick::Empty | LocalPick::AllEjected => None,
+                        }
+                    }
                     (None, LocalPick::Overloaded(reason)) => {
                         return Err(NoRoute::Overloaded(reason));
                     }
@@ -895,8 +912,16 @@ impl Router {
         }
     }
 
-    /// The instance here for a step of worker `spec` due by `deadline` (see [`Router::choose`]).
-    fn pick_local(&self, spec: &WorkerSpec, local: &[Instance], deadline: Instant) -> LocalPick {
+    /// The instance here for a step of worker `spec` due by `deadline` (see
+    /// [`Router::choose`]); with `ejected_too`, instances out of the rotation are taken
+    /// as serving (the fallback when every one is out).
+    fn pick_local(
+        &self,
+        spec: &WorkerSpec,
+        local: &[Instance],
+        deadline: Instant,
+        ejected_too: bool,
+    ) -> LocalPick {
         if local.is_empty() {
             return LocalPick::Empty;
         }
@@ -914,7 +939,12 @@ impl Router {
         };
         let mut serving = Vec::with_capacity(local.len());
         for instance in local {
-            match instance.health().choice(now) {
+            let choice = if ejected_too {
+                Choice::Serving
+            } else {
+                instance.health().choice(now)
+            };
+            match choice {
                 Choice::Serving => serving.push(instance.clone()),
                 Choice::Probe if admits(instance).is_ok() && instance.health().claim_probe(now) => {
                     return LocalPick::Chosen(instance.clone(), true);
@@ -995,28 +1025,40 @@ impl Router {
         }
     }
 
-    /// Whether a holder of worker `to` other than `instance` is in rotation: another
-    /// instance here that is serving, or another agent (for a worker not pinned).
-    fn others_routable(&self, to: &str, instance: &Instance) -> bool {
+    /// Where `instance` stands among the holders of worker `to`: `None` when it is no
+    /// longer attached here (a vanished instance is not ejected: it is gone), else
+    /// whether another holder is in rotation — another instance here that is serving, or
+    /// another agent not suspected of being unreachable (for a worker not pinned).
+    fn others_routable(&self, to: &str, instance: &Instance) -> Option<bool> {
         let table = self.table();
-        let Some(route) = table.routes.get(to) else {
-            return false;
-        };
+        let route = table.routes.get(to)?;
+        if !route.local.iter().any(|other| other.same(instance)) {
+            return None;
+        }
         let unpinned = route
             .spec
             .as_ref()
             .is_some_and(|spec| spec.agent.is_empty());
-        route
-            .local
-            .iter()
-            .any(|other| !other.same(instance) && other.health().standing() == Standing::Serving)
-            || (unpinned && route.remote.iter().any(|agent| *agent != self.inner.me))
+        let suspects = self.suspects();
+        let now = Instant::now();
+        let trusted = |agent: &String| suspects.get(agent).is_none_or(|until| *until <= now);
+        Some(
+            route.local.iter().any(|other| {
+                !other.same(instance) && other.health().standing() == Standing::Serving
+            }) || (unpinned
+                && route
+                    .remote
+                    .iter()
+                    .any(|agent| *agent != self.inner.me && trusted(agent))),
+        )
     }
 
     /// Takes how a step on `instance` ended into its health, and counts an ejection.
     fn record_step(&self, line_to: &str, spec: &WorkerSpec, instance: &Instance, outcome: Outcome) {
         let rules = spec.outlier_rules();
-        let others = self.others_routable(line_to, instance);
+        let Some(others) = self.others_routable(line_to, instance) else {
+            return;
+        };
         if instance
             .health()
             .record(outcome, &rules, others, Instant::now())
@@ -1145,7 +1187,7 @@ impl Router {
                 leg: line.leg,
                 to: line.to.clone(),
                 origin: line.origin.clone().unwrap_or_else(|| self.inner.me.clone()),
-                remaining_ms: remaining_ms(line.deadline),
+                remaining_ms: millis_left(line.deadline),
                 hops: line.hops,
                 message: line.message.clone(),
             };
@@ -1340,11 +1382,4 @@ fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Message> {
             ),
         )),
     }
-}
-
-/// Time left, rounded up to the millisecond: whoever carries the envelope never gives up
-/// before the origin's own deadline, so running out of time reads as `TIMEOUT` there.
-fn remaining_ms(deadline: Instant) -> u64 {
-    let left = deadline.saturating_duration_since(Instant::now());
-    u64::try_from(left.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX)
 }

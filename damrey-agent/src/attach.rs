@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
-use damrey_actors::link::{Frame, MAX_FRAME, Waiters, millis_until, too_large};
+use damrey_actors::deadline::millis_left;
+use damrey_actors::link::{Frame, MAX_FRAME, Waiters, too_large};
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -83,7 +84,7 @@ impl WorkerSession {
         }
         let frame = Frame::Deliver {
             id,
-            ms: millis_until(deadline),
+            ms: millis_left(deadline),
             msg: message,
         };
         let text = frame.to_json();

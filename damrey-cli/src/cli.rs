@@ -28,6 +28,9 @@ pub struct Cli {
     /// Bearer token, when the proxy and agent want one.
     #[arg(long, global = true, env = "DAMREY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The mesh's CA certificate (PEM), for `https://` proxies and agents.
+    #[arg(long, global = true, env = "DAMREY_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
     /// Print the JSON the service answered instead of a table.
     #[arg(long, global = true)]
     pub json: bool,

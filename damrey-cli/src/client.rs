@@ -1,10 +1,12 @@
 //! Talking to the proxy and the agent over HTTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use awc::http::StatusCode;
 use awc::{Client, SendClientRequest};
+use rustls::ClientConfig;
 use serde_json::Value;
 
 /// The largest answer read (a big `/workers/stats`, a reply with a large argument).
@@ -27,10 +29,11 @@ pub struct Answer {
 }
 
 impl Api {
-    /// A client whose requests give up after `timeout`.
-    pub fn new(token: Option<String>, timeout: Duration) -> Api {
+    /// A client whose requests give up after `timeout`, trusting the CA of `tls` for
+    /// `https://` URLs.
+    pub fn new(token: Option<String>, timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> Api {
         Api {
-            client: Client::builder().timeout(timeout).finish(),
+            client: damrey_actors::tls::client(timeout, tls),
             token,
         }
     }

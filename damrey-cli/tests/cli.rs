@@ -108,16 +108,22 @@ impl Mesh {
             .unwrap()
     }
 
-    /// Runs `damrey ARGS` until its stdout satisfies `wanted`; that stdout (or the last
-    /// one, if none does within 20 s).
+    /// Runs `damrey ARGS` until its stdout satisfies `wanted`, and returns that stdout;
+    /// fails the test when none does within 20 s.
     async fn damrey_until(&self, args: &[&str], wanted: impl Fn(&str) -> bool) -> String {
         let give_up = Instant::now() + Duration::from_secs(20);
         loop {
             let output = self.damrey(args).await;
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-            if wanted(&stdout) || Instant::now() > give_up {
+            if wanted(&stdout) {
                 return stdout;
             }
+            assert!(
+                Instant::now() < give_up,
+                "`damrey {}` never showed what was awaited; last: {stdout}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -389,4 +395,81 @@ async fn stats_agents_alarms_and_watch_show_the_mesh() {
     assert_eq!(draw["lines"][1]["end"]["kind"], "reply");
     entry.stop().await;
     loud.stop().await;
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed, written to `dir`: (ca, cert, key).
+fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("proxy.pem"),
+        dir.join("proxy.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[actix_web::test]
+async fn an_https_proxy_is_reached_with_the_mesh_s_ca() {
+    let dir = fresh_dir("tls");
+    let (ca, cert, key) = certificates(&dir);
+    let proxy = damrey_proxy::startup::Application::build(damrey_proxy::config::Settings {
+        host: "127.0.0.1".into(),
+        port: 0,
+        sqlite_path: dir.join("proxy.db").display().to_string(),
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..Default::default()
+    })
+    .await
+    .expect("the proxy starts");
+    let url = format!("https://127.0.0.1:{}", proxy.port());
+    actix_web::rt::spawn(proxy.run_until_stopped());
+    let damrey = |args: Vec<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_damrey"));
+        command.args(args).env_remove("DAMREY_TLS_CA");
+        actix_web::rt::task::spawn_blocking(move || command.output().expect("damrey runs"))
+    };
+
+    let trusted = damrey(
+        [
+            "--proxy",
+            &url,
+            "--tls-ca",
+            ca.to_str().unwrap(),
+            "worker",
+            "list",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .await
+    .unwrap();
+    let untrusted = damrey(
+        ["--proxy", &url, "worker", "list"]
+            .map(str::to_owned)
+            .to_vec(),
+    )
+    .await
+    .unwrap();
+
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    assert_eq!(stdout(&trusted), "NAME  AGENT  MPU  COMMANDS\n");
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        stderr(&untrusted).contains(&format!("no answer from {url}")),
+        "{}",
+        stderr(&untrusted)
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

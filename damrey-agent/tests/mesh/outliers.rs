@@ -268,3 +268,28 @@ async fn a_burst_beyond_what_the_deadline_allows_is_answered_overloaded_at_once(
         Some(overloaded.len() as u64)
     );
 }
+
+#[actix_rt::test]
+async fn requests_that_run_out_of_time_on_healthy_instances_eject_none() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        [json!({"name": "nap", "commands": [{"name": "nap"}]})],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
+    let _first = agent.worker("nap", "nap");
+    let _second = agent.worker("nap", "nap");
+    agent.wait_instances(2).await;
+
+    // Each nap outlasts its request: the line ends TIMEOUT at the request's deadline, which
+    // the worker (its deadline carried in whole milliseconds) may reach a moment first.
+    for _ in 0..20 {
+        let (_, reply) = agent.call("nap", &nap(200), 30).await;
+        assert_eq!(reply.tag, Tag::Timeout, "{reply}");
+    }
+
+    let routes = nap_routes(&agent).await;
+    assert_eq!(routes["ejections"], 0, "{routes}");
+    assert_eq!(routes["ejected_now"], 0, "{routes}");
+}

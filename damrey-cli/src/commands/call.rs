@@ -2,9 +2,11 @@
 //! line's terminal reply.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use damrey_actors::{Message, Tag};
+use rustls::ClientConfig;
 
 use super::{FAILURE, SUCCESS};
 use crate::cli::CallArgs;
@@ -29,6 +31,7 @@ const SLACK: Duration = Duration::from_secs(10);
 /// The agent did not answer with a message (unreachable, refused, bad request).
 pub async fn run(
     token: Option<String>,
+    tls: Option<&Arc<ClientConfig>>,
     agent: &str,
     args: CallArgs,
     json: bool,
@@ -36,7 +39,7 @@ pub async fn run(
     let timeout = args
         .timeout
         .map_or(AGENT_DEFAULT_TIMEOUT, Duration::from_millis);
-    let api = Api::new(token, timeout + SLACK);
+    let api = Api::new(token, timeout + SLACK, tls);
     let mut url = format!("{agent}/call/{}", args.worker);
     if let Some(ms) = args.timeout {
         url.push_str(&format!("?timeout_ms={ms}"));

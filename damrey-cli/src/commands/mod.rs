@@ -6,7 +6,11 @@ mod watch;
 mod worker;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
+use damrey_actors::tls::client_config;
 
 use crate::cli::{Cli, Command};
 use crate::client::{Api, base_url};
@@ -25,28 +29,29 @@ pub const FAILURE: u8 = 1;
 /// The command could not be done: what went wrong, in words.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let proxy = base_url(&cli.proxy);
+    let tls = match &cli.tls_ca {
+        Some(ca) => Some(Arc::new(client_config(ca, None).with_context(|| {
+            format!("the CA certificate {} cannot be used", ca.display())
+        })?)),
+        None => None,
+    };
+    let api = Api::new(cli.token.clone(), PROXY_TIMEOUT, tls.as_ref());
     match cli.command {
-        Command::Worker(command) => {
-            let api = Api::new(cli.token, PROXY_TIMEOUT);
-            worker::run(&api, &proxy, command, cli.json).await
+        Command::Worker(command) => worker::run(&api, &proxy, command, cli.json).await,
+        Command::Call(args) => {
+            call::run(
+                cli.token,
+                tls.as_ref(),
+                &base_url(&cli.agent),
+                args,
+                cli.json,
+            )
+            .await
         }
-        Command::Call(args) => call::run(cli.token, &base_url(&cli.agent), args, cli.json).await,
-        Command::Stats(args) => {
-            let api = Api::new(cli.token, PROXY_TIMEOUT);
-            monitor::stats(&api, &proxy, &args, cli.json).await
-        }
-        Command::Alarms(args) => {
-            let api = Api::new(cli.token, PROXY_TIMEOUT);
-            monitor::alarms(&api, &proxy, &args, cli.json).await
-        }
-        Command::Agents => {
-            let api = Api::new(cli.token, PROXY_TIMEOUT);
-            monitor::agents(&api, &proxy, cli.json).await
-        }
-        Command::Watch(args) => {
-            let api = Api::new(cli.token, PROXY_TIMEOUT);
-            watch::watch(&api, &proxy, &args, cli.json).await
-        }
+        Command::Stats(args) => monitor::stats(&api, &proxy, &args, cli.json).await,
+        Command::Alarms(args) => monitor::alarms(&api, &proxy, &args, cli.json).await,
+        Command::Agents => monitor::agents(&api, &proxy, cli.json).await,
+        Command::Watch(args) => watch::watch(&api, &proxy, &args, cli.json).await,
     }
 }
 

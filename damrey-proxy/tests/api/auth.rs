@@ -132,7 +132,9 @@ async fn a_percent_encoded_path_needs_the_role_of_the_route_it_reaches() {
     // Each of these is routed to /worker/add, /agents/heartbeat, /agents/forget.
     let add = read.post("/worker/%61dd", SEED).await;
     let beat = read.post("/agents/%68eartbeat", heartbeat).await;
-    let forget = read.post("/agents/%66orget", r#"{"agent":"127.0.0.1:7701"}"#).await;
+    let forget = read
+        .post("/agents/%66orget", r#"{"agent":"127.0.0.1:7701"}"#)
+        .await;
 
     for reply in [&add, &beat, &forget] {
         assert_eq!(reply.status, 403, "{reply:?}");
@@ -140,7 +142,10 @@ async fn a_percent_encoded_path_needs_the_role_of_the_route_it_reaches() {
     assert_eq!(read.workers().await.body["workers"], serde_json::json!([]));
     // A path no rule names needs the admin's credential: it fails closed.
     assert_eq!(read.get("/nope").await.status, 403);
-    assert_eq!(app.api.with_token(Some("adm")).get("/nope").await.status, 404);
+    assert_eq!(
+        app.api.with_token(Some("adm")).get("/nope").await.status,
+        404
+    );
 }
 
 #[actix_web::test]
