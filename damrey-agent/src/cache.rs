@@ -17,6 +17,8 @@ use crate::proxy_client::WorkerList;
 #[derive(Debug, Clone)]
 pub struct ConfigCache {
     path: PathBuf,
+    /// Beside the configs: the agents the proxy listed lately.
+    agents_path: PathBuf,
 }
 
 /// A cache that could not be read or written.
@@ -66,6 +68,7 @@ impl ConfigCache {
             .collect();
         ConfigCache {
             path: dir.join(format!("configs-{agent}.json")),
+            agents_path: dir.join(format!("agents-{agent}.json")),
         }
     }
 
@@ -103,26 +106,58 @@ impl ConfigCache {
     /// [`CacheError::Write`].
     pub fn store(&self, list: &WorkerList) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(list).expect("configs always serialize");
-        self.replace(&bytes).map_err(|source| CacheError::Write {
+        replace(&self.path, &bytes).map_err(|source| CacheError::Write {
             path: self.path.clone(),
             source,
         })
     }
 
-    fn replace(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let temporary = self.path.with_extension("json.tmp");
-        let mut file = File::create(&temporary)?;
-        file.write_all(bytes)?;
-        // On disk before the rename makes it the cache: a power cut then leaves the
-        // old file or the new one, whole.
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, &self.path)?;
-        // The rename itself lives in the directory.
-        File::open(dir)?.sync_all()
+    /// The agents the proxy listed lately, as last stored (see [`crate::known`]); empty
+    /// when none were.
+    ///
+    /// # Errors
+    /// [`CacheError::Read`] or [`CacheError::Corrupt`].
+    pub fn load_agents(&self) -> Result<Vec<String>, CacheError> {
+        match std::fs::read(&self.agents_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| CacheError::Corrupt {
+                path: self.agents_path.clone(),
+                source,
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(CacheError::Read {
+                path: self.agents_path.clone(),
+                source,
+            }),
+        }
     }
+
+    /// Replaces the stored agents with `agents`, atomically; blocks on the disk.
+    ///
+    /// # Errors
+    /// [`CacheError::Write`].
+    pub fn store_agents(&self, agents: &[String]) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(agents).expect("names always serialize");
+        replace(&self.agents_path, &bytes).map_err(|source| CacheError::Write {
+            path: self.agents_path.clone(),
+            source,
+        })
+    }
+}
+
+/// Replaces the file at `path` with `bytes`: a crash leaves the old file or the new one.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temporary = path.with_extension("json.tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(bytes)?;
+    // On disk before the rename makes it the file: a power cut then leaves the old file
+    // or the new one, whole.
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    // The rename itself lives in the directory.
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+
+use crate::cache::ConfigCache;
 use tokio::time::Instant;
 
 /// How long an agent stays known after the proxy last listed it: longer than the
@@ -27,6 +29,9 @@ pub const KNOWN_FOR: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub struct KnownAgents {
     me: String,
+    /// Where the names are kept across a restart: an agent restarted while its proxy is
+    /// away must still take the lines of the agents it knew.
+    disk: Option<ConfigCache>,
     /// Each agent and when a list last named it.
     listed: Mutex<HashMap<String, Instant>>,
     /// Wakes the placement loop for a list now.
@@ -39,10 +44,32 @@ impl KnownAgents {
     pub fn new(me: impl Into<String>) -> Self {
         KnownAgents {
             me: me.into(),
+            disk: None,
             listed: Mutex::default(),
             refresh: Notify::new(),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// The agents `disk` kept from an earlier run, known from now (a proxy outage across
+    /// the restart forgets no one); later lists are kept there whenever the names change.
+    /// A file that cannot be read is logged and starts empty, as the config cache does.
+    pub fn remembered(me: impl Into<String>, disk: ConfigCache) -> Self {
+        let names = disk.load_agents().unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "the known agents on disk cannot be read; starting with none");
+            Vec::new()
+        });
+        let now = Instant::now();
+        let known = KnownAgents {
+            disk: Some(disk),
+            ..KnownAgents::new(me)
+        };
+        known
+            .listed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(names.into_iter().map(|name| (name, now)));
+        known
     }
 
     /// Records a placement list from the proxy: every agent it names is known from now,
@@ -53,10 +80,23 @@ impl KnownAgents {
             .listed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = listed.len();
+        let mut added = false;
         for agent in agents {
-            listed.insert(agent.to_owned(), now);
+            added |= listed.insert(agent.to_owned(), now).is_none();
         }
         listed.retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
+        if let Some(disk) = self
+            .disk
+            .as_ref()
+            .filter(|_| added || listed.len() != before)
+        {
+            let mut names: Vec<String> = listed.keys().cloned().collect();
+            names.sort();
+            if let Err(error) = disk.store_agents(&names) {
+                tracing::warn!(error = %error, "the known agents cannot be kept on disk");
+            }
+        }
     }
 
     /// Whether `agent` may be an envelope's origin: this agent, or one listed lately.
@@ -72,11 +112,16 @@ impl KnownAgents {
     /// Counts and logs an envelope refused for its unknown `origin`, and asks for a
     /// fresh list (the origin may have just started).
     pub fn unknown(&self, origin: &str) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            agent = origin,
-            "refused an envelope whose origin is no agent the proxy lists; not acknowledged"
-        );
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        // Resends repeat a refusal many times a second: the 1st, 2nd, 4th, 8th... are
+        // logged, so a sender cannot flood the log.
+        if refused.is_power_of_two() {
+            tracing::warn!(
+                agent = origin,
+                refused,
+                "refused an envelope whose origin is no agent the proxy lists; not acknowledged"
+            );
+        }
         self.refresh.notify_one();
     }
 
@@ -94,6 +139,27 @@ impl KnownAgents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agents_known_before_a_restart_are_known_after_it() {
+        let dir = std::env::temp_dir().join(format!("damrey-known-{}", uuid::Uuid::new_v4()));
+        let me = "10.0.0.1:7701";
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let before = KnownAgents::remembered(me, ConfigCache::new(&dir, me));
+            before.listed(["10.0.0.2:7701"]);
+
+            // The restart: no list from the proxy yet.
+            let after = KnownAgents::remembered(me, ConfigCache::new(&dir, me));
+
+            assert!(after.knows("10.0.0.2:7701"));
+            assert!(!after.knows("10.0.0.3:7701"));
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_is_known_once_listed_until_lists_leave_it_out_for_long() {

@@ -113,7 +113,10 @@ impl Application {
         };
 
         let cache = ConfigCache::new(&settings.state_dir, &me);
-        let known = Arc::new(KnownAgents::new(me.clone()));
+        let known = Arc::new(KnownAgents::remembered(
+            me.clone(),
+            ConfigCache::new(&settings.state_dir, &me),
+        ));
         let identity = settings.tls_identity()?;
         let tls_client = settings.tls_client()?;
         let tls_server = match &identity {
