@@ -48,6 +48,17 @@ pub enum StartupError {
     /// The TLS settings cannot be used.
     #[error("the TLS settings cannot be used")]
     Tls(#[from] TlsError),
+    /// Only half of TLS is set: an agent serves and dials over TLS, or neither.
+    #[error(
+        "TLS is half set: give an agent its certificate and key (tls_cert, tls_key) and the \
+         mesh's CA (tls_ca) together, or none of them; with {set} alone it would {half}"
+    )]
+    HalfTls {
+        /// What is set.
+        set: &'static str,
+        /// What would go wrong.
+        half: &'static str,
+    },
     /// The port could not be bound.
     #[error("cannot listen on {address}")]
     Bind {
@@ -118,6 +129,21 @@ impl Application {
             ConfigCache::new(&settings.state_dir, &me),
         ));
         let identity = settings.tls_identity()?;
+        match (identity.is_some(), settings.tls_ca.is_some()) {
+            (true, false) => {
+                return Err(StartupError::HalfTls {
+                    set: "a certificate",
+                    half: "serve HTTPS but dial its proxy and peers in plain text",
+                });
+            }
+            (false, true) => {
+                return Err(StartupError::HalfTls {
+                    set: "a CA",
+                    half: "dial over TLS but serve plain HTTP its peers cannot reach",
+                });
+            }
+            _ => {}
+        }
         let tls_client = settings.tls_client()?;
         let tls_server = match &identity {
             Some(identity) => Some(tls::server_config(identity, settings.tls_ca.as_deref())?),

@@ -154,7 +154,7 @@ pub enum SettingsError {
     /// The file, an environment variable or a flag holds a value of the wrong kind.
     #[error("invalid settings")]
     Config(#[source] config::ConfigError),
-    /// The alarm webhook is not a plain `http://` URL (the proxy is built without TLS).
+    /// The alarm webhook is not a plain `http://` URL (the webhook client speaks plain HTTP only).
     #[error(
         "alarm_webhook {0:?} must be an http:// URL (put a TLS-terminating proxy in front of an https receiver)"
     )]

@@ -7,7 +7,8 @@ use crate::attach;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-/// Refuses with 401 (token), 503 (the agent is stopping; or it has no configs yet, so
+/// Reached only with a worker credential (the middleware answers 401/403 first).
+/// Refuses with 503 (the agent is stopping; or it has no configs yet, so
 /// no answer about the worker is true yet: the worker waits and tries again) or 404 (no
 /// config for the worker) before upgrading; then serves the session until it closes.
 pub async fn attach(

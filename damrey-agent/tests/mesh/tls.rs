@@ -134,3 +134,24 @@ async fn a_peer_with_another_cas_certificate_or_none_is_refused() {
     let member = peer_link(https_client(&mesh.ca(), Some(&mesh.issue("member")))).await;
     assert!(member.is_ok(), "{member:?}");
 }
+
+#[actix_rt::test]
+async fn an_agent_with_half_of_tls_set_refuses_to_start_and_says_what_is_missing() {
+    let dir = TempDir::new();
+    let mesh = Authority::new(&dir.0, "mesh");
+    let identity = mesh.issue("agent");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_damrey-agent"))
+        .args(["-p", "0", "--host", "127.0.0.1", "--state-dir"])
+        .arg(&dir.0)
+        .env("DAMREY_TLS_CERT", &identity.cert)
+        .env("DAMREY_TLS_KEY", &identity.key)
+        .env_remove("DAMREY_TLS_CA")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS is half set"), "{stderr}");
+    assert!(stderr.contains("plain text"), "{stderr}");
+}
