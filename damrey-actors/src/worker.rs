@@ -726,7 +726,7 @@ const PANICKED: &str = "panicked";
 /// Whether `reply` is the `ERROR` the runtime answers when worker `worker`'s handler
 /// panicked — the instance's fault, unlike an `ERROR` the handler returned about the
 /// request. (A handler could return the same words; the outlier rules only count it.)
-pub fn is_panic_error(reply: &Message, worker: &str) -> bool {
+pub(crate) fn is_panic_error(reply: &Message, worker: &str) -> bool {
     reply.tag == crate::message::Tag::Error
         && reply.args.first().is_some_and(|reason| {
             reason
