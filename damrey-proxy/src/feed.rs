@@ -74,6 +74,12 @@ impl Feed {
         });
     }
 
+    /// The newest version this feed has seen: this proxy's own writes at once, other
+    /// proxies' within the poll period while someone waits.
+    pub fn latest(&self) -> i64 {
+        *self.version.borrow()
+    }
+
     /// Whether a request is waiting for a change now.
     pub fn has_waiters(&self) -> bool {
         self.version.receiver_count() > 0

@@ -9,6 +9,7 @@ use damrey_actors::report::{Counters, Heartbeat, Latency};
 use serde::Serialize;
 
 use crate::registry::AgentEntry;
+use crate::store::placement::Known;
 use crate::store::stats::{Sample, SamplePair};
 use crate::store::{Store, StoreError};
 
@@ -391,7 +392,11 @@ impl Monitor {
     /// # Errors
     /// [`StoreError`] when the database fails.
     pub async fn live_agents(&self, now_ms: i64) -> Result<Vec<AgentEntry>, StoreError> {
-        Ok(self.store.agents(now_ms, self.agent_ttl).await?.agents)
+        let placement = self
+            .store
+            .placement(now_ms, self.agent_ttl, Known::Stored)
+            .await?;
+        Ok(placement.agents)
     }
 
     /// The stats at `now_ms` over `window_ms` (at most the retention) of `configured`

@@ -15,6 +15,7 @@ use damrey_actors::spec::validate_agent;
 
 use crate::registry::AgentEntry;
 use crate::store::now_ms;
+use crate::store::placement::Known;
 
 /// The answer of `GET /agents`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,12 +63,7 @@ pub async fn heartbeat(
     crate::monitor::check_storable(&heartbeat).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let recorded = state
         .store
-        .heartbeat(
-            &heartbeat,
-            now_ms(),
-            state.agent_ttl,
-            state.monitor.retention,
-        )
+        .heartbeat(&heartbeat, now_ms(), state.agent_ttl)
         .await?;
     if let Some(version) = recorded.placement {
         state.placement.publish(version);
@@ -85,9 +81,13 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = || state.store.agents(now_ms(), state.agent_ttl);
     let placement = match (query.after, query.wait_ms) {
-        (None, None) => read().await?,
+        (None, None) => {
+            state
+                .store
+                .placement(now_ms(), state.agent_ttl, Known::Stored)
+                .await?
+        }
         (None, Some(_)) => {
             return Err(ApiError::Invalid(
                 "wait_ms needs after, the version to wait past".to_owned(),
@@ -95,6 +95,20 @@ pub async fn list(
         }
         (Some(after), wait_ms) => {
             let wait = wait_ms.map_or(MAX_WAIT, Duration::from_millis);
+            // The version the feed has seen, not a read of the stored one: N agents
+            // woken by one change cost one read of the placement, not N.
+            let read = || async {
+                let placement = state
+                    .store
+                    .placement(
+                        now_ms(),
+                        state.agent_ttl,
+                        Known::AtLeast(state.placement.latest()),
+                    )
+                    .await?;
+                state.placement.publish(placement.version);
+                Ok(placement)
+            };
             state.placement.wait_for_change(after, wait, read).await?
         }
     };

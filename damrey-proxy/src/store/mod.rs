@@ -14,6 +14,7 @@
 //! Monitoring lives in [`stats`] (the samples agents report) and alarms in [`alarms`].
 
 pub mod alarms;
+pub mod placement;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -205,6 +206,8 @@ pub struct Store {
     query_timeout: Duration,
     /// The last snapshot read, served again while the stored version is unchanged.
     latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    /// The placement held in memory, served while its version is current.
+    placement_cache: Arc<placement::PlacementCache>,
 }
 
 /// How to open a store.
@@ -242,6 +245,7 @@ impl Store {
             backend,
             query_timeout: options.query_timeout,
             latest: Arc::default(),
+            placement_cache: Arc::default(),
         })
     }
 
@@ -530,9 +534,10 @@ impl Store {
     }
 
     /// Records an agent's heartbeat at `now_ms`: its address, the instances attached to it
-    /// now (replacing what it reported before) and one sample per reported instance;
-    /// its samples older than `retention` are pruned on the way. An agent heard again
-    /// after more than `ttl` of silence counts as first seen now.
+    /// now (replacing what it reported before) and one sample per reported instance (the
+    /// alarm evaluator prunes samples older than the retention, for every agent at once,
+    /// rather than each heartbeat its own). An agent heard again after more than `ttl`
+    /// of silence counts as first seen now.
     ///
     /// A `leaving` heartbeat removes the agent and its instances at once (its samples
     /// stay until the retention prunes them), so that no alarm fires for it.
@@ -549,7 +554,6 @@ impl Store {
         heartbeat: &Heartbeat,
         now_ms: i64,
         ttl: Duration,
-        retention: Duration,
     ) -> Result<Registered<AgentEntry>, StoreError> {
         self.bounded(async move {
             let mut tx = self.pool.begin().await?;
@@ -568,6 +572,7 @@ impl Store {
                     .await?;
                 let placement = bump_placement_if(&mut tx, held > 0).await?;
                 tx.commit().await?;
+                self.placement_cache.gone(&heartbeat.agent);
                 return Ok(Registered {
                     value: AgentEntry {
                         agent: heartbeat.agent.clone(),
@@ -621,24 +626,22 @@ impl Store {
                 }
             }
             stats::insert_samples(&mut tx, heartbeat, now_ms).await?;
-            stats::prune_agent_samples(
-                &mut tx,
-                &heartbeat.agent,
-                now_ms.saturating_sub(ms(retention)),
-            )
-            .await?;
             let placement =
                 bump_placement_if(&mut tx, changed || (listed_again && !instances.is_empty()))
                     .await?;
             tx.commit().await?;
+            let entry = AgentEntry {
+                agent: heartbeat.agent.clone(),
+                instances,
+                first_seen_ms,
+                last_seen_ms: now_ms,
+                age_ms: 0,
+            };
+            if placement.is_none() {
+                self.placement_cache.heard(&entry);
+            }
             Ok(Registered {
-                value: AgentEntry {
-                    agent: heartbeat.agent.clone(),
-                    instances,
-                    first_seen_ms,
-                    last_seen_ms: now_ms,
-                    age_ms: 0,
-                },
+                value: entry,
                 placement,
             })
         })
@@ -674,6 +677,7 @@ impl Store {
             let [held, ..] = removed;
             let placement = bump_placement_if(&mut tx, held > 0).await?;
             tx.commit().await?;
+            self.placement_cache.gone(agent);
             Ok(Registered {
                 value: removed.iter().sum::<u64>() > 0,
                 placement,

@@ -119,25 +119,6 @@ fn placeholders(rows: usize, columns: usize) -> String {
     sql
 }
 
-/// Removes `agent`'s samples taken before `oldest_ms`.
-pub(super) async fn prune_agent_samples(
-    tx: &mut Transaction<'_, Any>,
-    agent: &str,
-    oldest_ms: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM instance_samples WHERE agent = $1 AND at_ms < $2")
-        .bind(agent)
-        .bind(oldest_ms)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM instance_series WHERE agent = $1 AND latest_ms < $2")
-        .bind(agent)
-        .bind(oldest_ms)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// A counter as stored: BIGINT holds up to `i64::MAX`, which the API checks for.
 fn stored(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)

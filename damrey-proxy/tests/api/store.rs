@@ -6,6 +6,7 @@ use damrey_actors::WorkerSpec;
 use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_proxy::Store;
 use damrey_proxy::alarms::{Condition, Rule};
+use damrey_proxy::store::placement::Known;
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
 use sqlx::Connection;
 
@@ -114,10 +115,7 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         leaving: false,
     };
 
-    let recorded = store
-        .heartbeat(&heartbeat, 1_000_000, ttl, ttl)
-        .await
-        .unwrap();
+    let recorded = store.heartbeat(&heartbeat, 1_000_000, ttl).await.unwrap();
     let entry = recorded.value;
 
     assert_eq!(entry.first_seen_ms, 1_000_000);
@@ -147,20 +145,106 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         stats: vec![],
         leaving: false,
     };
-    let without_instances = store.heartbeat(&other, 1_020_001, ttl, ttl).await.unwrap();
+    let without_instances = store.heartbeat(&other, 1_020_001, ttl).await.unwrap();
     assert_eq!(without_instances.placement, None);
-    let back = store
-        .heartbeat(&heartbeat, 1_020_002, ttl, ttl)
-        .await
-        .unwrap();
+    let back = store.heartbeat(&heartbeat, 1_020_002, ttl).await.unwrap();
     assert_eq!(back.value.first_seen_ms, 1_020_002);
     assert_eq!(back.placement, Some(2));
-    let again = store
-        .heartbeat(&heartbeat, 1_021_000, ttl, ttl)
-        .await
-        .unwrap();
+    let again = store.heartbeat(&heartbeat, 1_021_000, ttl).await.unwrap();
     assert_eq!(again.placement, None, "the same instances again");
     assert_eq!(store.agents(1_021_000, ttl).await.unwrap().agents.len(), 2);
+}
+
+#[actix_web::test]
+async fn the_placement_is_served_from_memory_until_its_stored_version_moves() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    // Another proxy's store on the same database: its writes reach this one only
+    // through the stored version.
+    let other = open_store(&db).await;
+    let ttl = Duration::from_secs(10);
+    let now = damrey_proxy::store::now_ms();
+    let heartbeat = |agent: &str, worker: &str| Heartbeat {
+        agent: agent.to_owned(),
+        instances: vec![InstanceCount {
+            worker: worker.to_owned(),
+            count: 1,
+        }],
+        stats: vec![],
+        leaving: false,
+    };
+    store
+        .heartbeat(&heartbeat("h:1", "add"), now, ttl)
+        .await
+        .unwrap();
+    let held = store.placement(now, ttl, Known::Stored).await.unwrap();
+    assert_eq!(held.version, 1);
+
+    // A row written behind the proxies' back, version unmoved: not read again.
+    sqlx::query("UPDATE agent_instances SET count = 7 WHERE agent = 'h:1'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.placement(now, ttl, Known::Stored).await.unwrap(),
+        held
+    );
+    assert_eq!(
+        store.placement(now, ttl, Known::AtLeast(1)).await.unwrap(),
+        held
+    );
+
+    // A change through the other proxy moves the version: read again, all of it.
+    let moved = other
+        .heartbeat(&heartbeat("h:2", "square"), now, ttl)
+        .await
+        .unwrap();
+    assert_eq!(moved.placement, Some(2));
+    let fresh = store.placement(now, ttl, Known::Stored).await.unwrap();
+    assert_eq!(fresh.version, 2);
+    let counts: Vec<(String, String, u32)> = fresh
+        .agents
+        .iter()
+        .flat_map(|entry| {
+            entry
+                .instances
+                .iter()
+                .map(|i| (entry.agent.clone(), i.worker.clone(), i.count))
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("h:1".to_owned(), "add".to_owned(), 7),
+            ("h:2".to_owned(), "square".to_owned(), 1)
+        ]
+    );
+
+    // This proxy's own heartbeats that move nothing update the held entry in place.
+    let later = now + 500;
+    let beat = store
+        .heartbeat(
+            &Heartbeat {
+                instances: vec![InstanceCount {
+                    worker: "add".to_owned(),
+                    count: 7,
+                }],
+                ..heartbeat("h:1", "add")
+            },
+            later,
+            ttl,
+        )
+        .await
+        .unwrap();
+    assert_eq!(beat.placement, None);
+    let listed = store
+        .placement(later, ttl, Known::AtLeast(2))
+        .await
+        .unwrap();
+    assert_eq!(listed.version, 2);
+    assert_eq!(listed.agents[0].last_seen_ms, later);
+    assert_eq!(listed.agents[1].last_seen_ms, now);
+    assert_eq!(listed.agents[1].age_ms, 500);
 }
 
 #[actix_web::test]
