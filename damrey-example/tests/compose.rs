@@ -236,8 +236,7 @@ async fn sqsum(entry: &str) -> Result<(), String> {
     }
 }
 
-/// The active (or, with `all`, any) `no_instance` alarm of `square` with id `id` (any
-/// when `None`).
+/// The active (with `all`, also the resolved) `no_instance` alarms of `square`.
 async fn square_alarm(proxy: &str, all: bool) -> Result<Vec<Value>, String> {
     let alarms = get_json(&format!("http://{proxy}/alarms?all={all}")).await?;
     Ok(alarms["alarms"]

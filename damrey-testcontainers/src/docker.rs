@@ -1,10 +1,13 @@
-//! The docker command line: whether Docker is here, the images' names, the private
-//! network of a mesh, and the reaper that removes what a test process leaves behind.
+//! The docker command line: its client, whether Docker is here, the images' names, the
+//! private network of a mesh, and the reaper that removes what a test process leaves
+//! behind.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use testcontainers::GenericImage;
+use testcontainers::clients::Cli;
 
 use crate::error::Error;
 
@@ -59,6 +62,13 @@ pub fn docker_or_skip(test: &str) -> bool {
             false
         }
     }
+}
+
+/// The docker command line client every container of this crate is started with; it
+/// lives as long as the process, so containers can be kept in statics.
+pub(crate) fn cli() -> &'static Cli {
+    static CLI: OnceLock<Cli> = OnceLock::new();
+    CLI.get_or_init(Cli::default)
 }
 
 /// Runs `docker ARGS` and returns its trimmed stdout.

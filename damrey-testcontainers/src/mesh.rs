@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use damrey_actors::{Message, WorkerSpec};
 use testcontainers::{Container, GenericImage, RunnableImage};
 
-use crate::docker::{self, Network};
+use crate::docker::{self, Network, cli};
 use crate::error::Error;
-use crate::postgres::{Postgres, cli};
+use crate::postgres::Postgres;
 
 /// The port the proxy listens on inside its container (DESIGN.md §1).
 pub const PROXY_PORT: u16 = 7700;

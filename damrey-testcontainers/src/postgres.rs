@@ -1,14 +1,12 @@
 //! Postgres in a container: the store of a mesh's proxy, or on its own for a test suite
 //! that needs a database server and has only Docker.
 
-use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use testcontainers::clients::Cli;
 use testcontainers::{Container, GenericImage, RunnableImage};
 
-use crate::docker::{self, Network};
+use crate::docker::{self, Network, cli};
 use crate::error::Error;
 
 /// The superuser, its password and the database the container is made with.
@@ -19,13 +17,6 @@ const PORT: u16 = 5432;
 /// How long a fresh Postgres may take to initialise and start.
 const STARTUP: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(200);
-
-/// The docker command line client every container of this crate is started with; it
-/// lives as long as the process, so containers can be kept in statics.
-pub(crate) fn cli() -> &'static Cli {
-    static CLI: OnceLock<Cli> = OnceLock::new();
-    CLI.get_or_init(Cli::default)
-}
 
 /// A Postgres server in a container, removed when dropped (or when this process ends):
 /// superuser `damrey`, password `damrey`, database `damrey`.
