@@ -16,10 +16,10 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-        -p damrey-proxy -p damrey-agent -p damrey-example \
-        --bin damrey-proxy --bin damrey-agent --bin entry --bin add --bin square \
+        -p damrey-proxy -p damrey-agent -p damrey-example -p damrey-cli \
+        --bin damrey-proxy --bin damrey-agent --bin damrey --bin entry --bin add --bin square \
  && mkdir -p /out \
- && cp target/release/damrey-proxy target/release/damrey-agent \
+ && cp target/release/damrey-proxy target/release/damrey-agent target/release/damrey \
        target/release/entry target/release/add target/release/square /out/ \
  && strip /out/*
 
