@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::fault::{Fault, Terminal};
 use crate::id::fresh_id;
 use crate::link::{Frame, millis_until};
 use crate::message::Message;
@@ -34,7 +35,7 @@ struct Entry {
     deadline: Instant,
     resends_left: u32,
     /// Who waits for the reply; `None` for a push.
-    waiter: Option<oneshot::Sender<Message>>,
+    waiter: Option<oneshot::Sender<Terminal>>,
 }
 
 impl Entry {
@@ -69,7 +70,7 @@ impl Outbox {
         &self,
         message: Message,
         deadline: Instant,
-    ) -> (Uuid, oneshot::Receiver<Message>, Frame) {
+    ) -> (Uuid, oneshot::Receiver<Terminal>, Frame) {
         let (tx, rx) = oneshot::channel();
         let (id, frame) = self.record(message, deadline, Some(tx));
         (id, rx, frame)
@@ -84,7 +85,7 @@ impl Outbox {
         &self,
         message: Message,
         deadline: Instant,
-        waiter: Option<oneshot::Sender<Message>>,
+        waiter: Option<oneshot::Sender<Terminal>>,
     ) -> (Uuid, Frame) {
         let id = fresh_id();
         let entry = Entry {
@@ -100,7 +101,7 @@ impl Outbox {
     }
 
     /// The agent's reply to request `id` (or its ack of push `id`).
-    pub(crate) fn answered(&self, id: Uuid, reply: Option<Message>) {
+    pub(crate) fn answered(&self, id: Uuid, reply: Option<Terminal>) {
         let waiter = self.entries().remove(&id).and_then(|entry| entry.waiter);
         if let (Some(waiter), Some(reply)) = (waiter, reply) {
             let _ = waiter.send(reply);
@@ -126,8 +127,9 @@ impl Outbox {
             }
             match entry.waiter.take() {
                 Some(waiter) => {
-                    let _ = waiter.send(Message::error(
+                    let _ = waiter.send(Terminal::fault(
                         entry.message.kind.clone(),
+                        Fault::Unreachable,
                         "the connection to the agent was lost before the reply, and the resends are used up",
                     ));
                 }
@@ -161,8 +163,9 @@ impl Outbox {
             }
             match entry.waiter.take() {
                 Some(waiter) => {
-                    let _ = waiter.send(Message::error(
+                    let _ = waiter.send(Terminal::fault(
                         entry.message.kind.clone(),
+                        Fault::Unreachable,
                         "the agent restarted while it held this request; it may have run part of its line, so it is not sent again",
                     ));
                 }
@@ -214,7 +217,8 @@ mod tests {
         outbox.connection_lost();
         assert!(outbox.reconnected(run).is_empty());
         let reply = rx.await.unwrap();
-        assert_eq!(reply.tag, crate::Tag::Error);
+        assert_eq!(reply.message.tag, crate::Tag::Error);
+        assert_eq!(reply.fault, Some(Fault::Unreachable));
     }
 
     #[tokio::test]
@@ -226,11 +230,11 @@ mod tests {
         let Frame::Push { id: push_id, .. } = push else {
             panic!("a push")
         };
-        outbox.answered(id, Some(Message::response("t", ["ok"])));
+        outbox.answered(id, Some(Message::response("t", ["ok"]).into()));
         outbox.answered(push_id, None);
         outbox.connection_lost();
         assert!(outbox.reconnected(run).is_empty());
-        assert_eq!(rx.await.unwrap(), Message::response("t", ["ok"]));
+        assert_eq!(rx.await.unwrap().message, Message::response("t", ["ok"]));
     }
 
     #[tokio::test]
@@ -251,7 +255,7 @@ mod tests {
 
         let resent = outbox.reconnected(Uuid::new_v4());
 
-        assert_eq!(sent.await.unwrap().tag, crate::Tag::Error);
+        assert_eq!(sent.await.unwrap().message.tag, crate::Tag::Error);
         assert_eq!(resent.len(), 1);
         assert!(matches!(resent[0], Frame::Request { id, .. } if id == waiting_id));
     }

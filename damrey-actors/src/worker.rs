@@ -27,6 +27,7 @@ use crate::BoxFuture;
 use crate::admission::{Admission, Slot};
 use crate::deadline::deadline_after;
 use crate::error::WorkerError;
+use crate::fault::{Fault, Terminal};
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
 use crate::outlier::Health;
@@ -249,15 +250,22 @@ impl WorkerHandle {
     /// for the message's type, along the line, and the line's one terminal reply comes
     /// back here. Never fails: problems come back as `ERROR`, `TIMEOUT` or `STOP`.
     pub async fn request(&self, message: Message, timeout: Duration) -> Message {
+        self.request_terminal(message, timeout).await.message
+    }
+
+    /// [`WorkerHandle::request`], with the [`Fault`] behind an `ERROR` the runtime made
+    /// (a front door answers it 5xx, a handler's `ERROR` 4xx).
+    pub async fn request_terminal(&self, message: Message, timeout: Duration) -> Terminal {
         match &self.outbox {
             Outbox::Router(router) => {
                 router
-                    .request_from(&self.config.name, message, timeout)
+                    .request_from_terminal(&self.config.name, message, timeout)
                     .await
             }
             Outbox::Agent(link) => link.request(message, timeout).await,
-            Outbox::Detached => Message::error(
+            Outbox::Detached => Terminal::fault(
                 message.kind,
+                Fault::Unreachable,
                 WorkerError::Detached(self.config.name.clone()).to_string(),
             ),
         }

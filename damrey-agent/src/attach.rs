@@ -330,11 +330,15 @@ fn on_frame(
                 actix_rt::spawn(async move {
                     let until = deadline_after(Duration::from_millis(ms));
                     let reply = router
-                        .request_from(&worker, msg, Duration::from_millis(ms))
+                        .request_from_terminal(&worker, msg, Duration::from_millis(ms))
                         .await;
                     if let Some(out) = outbox.finish(id, Some(reply.clone()), until) {
-                        let _ =
-                            out.send(Outgoing::Frame(Frame::Reply { id, msg: reply }.to_json()));
+                        let frame = Frame::Reply {
+                            id,
+                            msg: reply.message,
+                            fault: reply.fault,
+                        };
+                        let _ = out.send(Outgoing::Frame(frame.to_json()));
                     }
                     drop(replying);
                 });
@@ -342,8 +346,13 @@ fn on_frame(
             // Resent over this connection: the running line answers here.
             Arrival::Running => {}
             Arrival::Done(reply) => {
-                let msg = reply.unwrap_or_else(Message::stop);
-                let _ = out.send(Outgoing::Frame(Frame::Reply { id, msg }.to_json()));
+                let reply = reply.unwrap_or_else(|| Message::stop().into());
+                let frame = Frame::Reply {
+                    id,
+                    msg: reply.message,
+                    fault: reply.fault,
+                };
+                let _ = out.send(Outgoing::Frame(frame.to_json()));
             }
         },
         Ok(Frame::Push { id, ms, msg }) => {
