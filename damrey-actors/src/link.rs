@@ -86,6 +86,10 @@ pub enum Frame {
         ms: u64,
         /// The message.
         msg: Message,
+        /// The worker the line starts at (a front door starting its own worker's line);
+        /// absent: the worker of the sender's command for the message's type.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
     },
     /// Agent → worker: the terminal reply to request `id`.
     Reply {
@@ -372,11 +376,17 @@ impl AgentLink {
         Ok((link, welcome.mpu, starter))
     }
 
-    /// Sends a request along the worker's line through the agent; one terminal reply.
-    pub(crate) async fn request(&self, message: Message, timeout: Duration) -> Terminal {
+    /// Sends a request through the agent, along the worker's line or starting at
+    /// worker `to`; one terminal reply.
+    pub(crate) async fn request(
+        &self,
+        message: Message,
+        to: Option<String>,
+        timeout: Duration,
+    ) -> Terminal {
         let deadline = deadline_after(timeout);
         let kind = message.kind.clone();
-        let (id, rx, frame) = self.outbox.request(message, deadline);
+        let (id, rx, frame) = self.outbox.request(message, to, deadline);
         let text = frame.to_json();
         if text.len() > MAX_FRAME {
             self.outbox.forget(id);

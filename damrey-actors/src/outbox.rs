@@ -32,6 +32,8 @@ struct Entry {
     /// no agent was connected (it waits for one).
     sent_to: Option<Uuid>,
     message: Message,
+    /// The worker a request's line starts at; `None`: the sender's next worker.
+    to: Option<String>,
     deadline: Instant,
     resends_left: u32,
     /// Who waits for the reply; `None` for a push.
@@ -42,7 +44,12 @@ impl Entry {
     fn frame(&self, id: Uuid) -> Frame {
         let (ms, msg) = (millis_until(self.deadline), self.message.clone());
         match self.waiter {
-            Some(_) => Frame::Request { id, ms, msg },
+            Some(_) => Frame::Request {
+                id,
+                ms,
+                msg,
+                to: self.to.clone(),
+            },
             None => Frame::Push { id, ms, msg },
         }
     }
@@ -65,25 +72,28 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records a request; its id, the receiver of its reply and its frame.
+    /// Records a request whose line starts at worker `to` (`None`: the sender's next
+    /// worker); its id, the receiver of its reply and its frame.
     pub(crate) fn request(
         &self,
         message: Message,
+        to: Option<String>,
         deadline: Instant,
     ) -> (Uuid, oneshot::Receiver<Terminal>, Frame) {
         let (tx, rx) = oneshot::channel();
-        let (id, frame) = self.record(message, deadline, Some(tx));
+        let (id, frame) = self.record(message, to, deadline, Some(tx));
         (id, rx, frame)
     }
 
     /// Records a push until the agent acknowledges it; its id and frame.
     pub(crate) fn push(&self, message: Message, deadline: Instant) -> (Uuid, Frame) {
-        self.record(message, deadline, None)
+        self.record(message, None, deadline, None)
     }
 
     fn record(
         &self,
         message: Message,
+        to: Option<String>,
         deadline: Instant,
         waiter: Option<oneshot::Sender<Terminal>>,
     ) -> (Uuid, Frame) {
@@ -91,6 +101,7 @@ impl Outbox {
         let entry = Entry {
             sent_to: self.connected_run(),
             message,
+            to,
             deadline,
             resends_left: self.retries,
             waiter,
@@ -205,7 +216,7 @@ mod tests {
     async fn a_request_is_resent_with_its_id_until_the_resends_are_used_up() {
         let run = Uuid::new_v4();
         let outbox = Outbox::new(1, run);
-        let (id, rx, first) = outbox.request(Message::request("t", ["1"]), later());
+        let (id, rx, first) = outbox.request(Message::request("t", ["1"]), None, later());
         outbox.connection_lost();
         let resent = outbox.reconnected(run);
         let Frame::Request { id: resent_id, .. } = &resent[0] else {
@@ -225,7 +236,7 @@ mod tests {
     async fn an_answered_request_and_an_acknowledged_push_are_not_resent() {
         let run = Uuid::new_v4();
         let outbox = Outbox::new(3, run);
-        let (id, rx, _) = outbox.request(Message::request("t", ["1"]), later());
+        let (id, rx, _) = outbox.request(Message::request("t", ["1"]), None, later());
         let (_, push) = outbox.push(Message::request("p", ["2"]), later());
         let Frame::Push { id: push_id, .. } = push else {
             panic!("a push")
@@ -249,9 +260,10 @@ mod tests {
     #[tokio::test]
     async fn what_a_restarted_agent_may_have_run_is_answered_and_only_the_rest_resent() {
         let outbox = Outbox::new(3, Uuid::new_v4());
-        let (_, sent, _) = outbox.request(Message::request("t", ["sent"]), later());
+        let (_, sent, _) = outbox.request(Message::request("t", ["sent"]), None, later());
         outbox.connection_lost();
-        let (waiting_id, _waiting, _) = outbox.request(Message::request("t", ["waiting"]), later());
+        let (waiting_id, _waiting, _) =
+            outbox.request(Message::request("t", ["waiting"]), None, later());
 
         let resent = outbox.reconnected(Uuid::new_v4());
 

@@ -262,13 +262,30 @@ impl WorkerHandle {
                     .request_from_terminal(&self.config.name, message, timeout)
                     .await
             }
-            Outbox::Agent(link) => link.request(message, timeout).await,
-            Outbox::Detached => Terminal::fault(
-                message.kind,
-                Fault::Unreachable,
-                WorkerError::Detached(self.config.name.clone()).to_string(),
-            ),
+            Outbox::Agent(link) => link.request(message, None, timeout).await,
+            Outbox::Detached => self.detached(message),
         }
+    }
+
+    /// Puts a request to worker `to` — this worker itself included — as the start of a
+    /// line, and waits for its terminal reply, with the [`Fault`] behind an `ERROR` the
+    /// runtime made. A front door served by worker W starts W's own line this way, so
+    /// W's step runs and is counted as every other (`http request => W => ...`).
+    pub async fn request_at(&self, to: &str, message: Message, timeout: Duration) -> Terminal {
+        match &self.outbox {
+            Outbox::Router(router) => router.request_terminal(to, message, timeout).await,
+            Outbox::Agent(link) => link.request(message, Some(to.to_owned()), timeout).await,
+            Outbox::Detached => self.detached(message),
+        }
+    }
+
+    /// The reply of a detached worker to its own request.
+    fn detached(&self, message: Message) -> Terminal {
+        Terminal::fault(
+            message.kind,
+            Fault::Unreachable,
+            WorkerError::Detached(self.config.name.clone()).to_string(),
+        )
     }
 
     /// Sends a message from this worker along its line without waiting for a reply.

@@ -1,7 +1,8 @@
 //! The example's HTTP front door, served by the `entry` process: `GET /sqsum?a=3&b=4`
 //! answers `49` as plain text, `POST /` takes a message as the JSON list and answers the
-//! terminal reply as the JSON list. Both send the request along entry's line with the
-//! worker's own outbox (`entry => add => square`).
+//! terminal reply as the JSON list. Both start the line at `entry` itself, with the
+//! worker's own outbox (`http request => entry => add => square`, DESIGN's line): entry's
+//! step runs and is counted like any other.
 //!
 //! Statuses ([`Terminal::http_status`], as the agent's `/call`): a `RESPONSE` is 200; a
 //! request the front door cannot read (not a message, a missing or non-integer
@@ -89,7 +90,7 @@ async fn sqsum(worker: web::Data<WorkerHandle>, query: web::Query<SqsumQuery>) -
         return HttpResponse::BadRequest().body(reason);
     }
     let reply = worker
-        .request_terminal(request, timeout(query.timeout_ms))
+        .request_at(worker.name(), request, timeout(query.timeout_ms))
         .await;
     let message = &reply.message;
     let text = match message.tag {
@@ -125,7 +126,7 @@ async fn call(
             .body(reply.to_json());
     }
     let reply = worker
-        .request_terminal(request, timeout(query.timeout_ms))
+        .request_at(worker.name(), request, timeout(query.timeout_ms))
         .await;
     answer(&reply)
         .content_type("application/json")

@@ -1,7 +1,8 @@
 //! The front door's statuses: 400 for a request it cannot read, 422 for a handler's
 //! `ERROR` about the request's data, 502/503 for an `ERROR` the mesh made (named in the
-//! `damrey-fault` header). The proxy and agent run in this test from their libraries,
-//! `entry` and `add` attach to the agent over its link; `square` never starts.
+//! `damrey-fault` header); and each request that reaches the mesh runs entry's own step.
+//! The proxy and agent run in this test from their libraries, `entry` and `add` attach
+//! to the agent over its link; `square` never starts.
 
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ async fn each_failure_gets_the_status_of_whose_fault_it_is() {
         .await
         .expect("entry attaches");
     let _add = Worker::new(Config::named("add"))
-        .agent(agent)
+        .agent(agent.clone())
         .start(|| Add)
         .await
         .expect("add attaches");
@@ -123,4 +124,21 @@ async fn each_failure_gets_the_status_of_whose_fault_it_is() {
             "worker square has no live instance".to_owned()
         )
     );
+    // The two requests that reached the mesh ran entry's own step (the line starts at
+    // entry), so the agent counted them for entry.
+    let metrics = awc::Client::default()
+        .get(format!("http://{agent}/metrics"))
+        .send()
+        .await
+        .expect("the agent answers")
+        .body()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    let entry_steps: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("damrey_steps_received_total{worker=\"entry\","))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(entry_steps, 2, "{metrics}");
 }

@@ -37,7 +37,8 @@ pub struct ListQuery {
     pub wait_ms: Option<u64>,
 }
 
-/// `POST /worker/add`: 201 and the stored worker; 409 when the name exists.
+/// `POST /worker/add`: 201 and the stored worker (with its `warnings`, if any); 409 when
+/// the name exists.
 ///
 /// # Errors
 /// [`ApiError`] for a taken name or a store failure.
@@ -47,7 +48,24 @@ pub async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let change = state.store.add_worker(&spec).await?;
     state.feed.publish(change.version);
-    Ok(HttpResponse::Created().json(change.worker))
+    let body = with_warnings(&state, change.worker).await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+/// The stored worker's JSON, with a `warnings` list when the stored configs cannot carry
+/// its lines yet ([`WorkerSpec::warnings`]): the change is kept, as configs may arrive
+/// in any order.
+async fn with_warnings(
+    state: &AppState,
+    worker: WorkerSpec,
+) -> Result<serde_json::Value, ApiError> {
+    let snapshot = state.store.snapshot().await?;
+    let warnings = worker.warnings(&snapshot.workers);
+    let mut body = serde_json::json!(worker);
+    if !warnings.is_empty() {
+        body["warnings"] = serde_json::json!(warnings);
+    }
+    Ok(body)
 }
 
 /// `POST /worker/del`: 200 and the removed worker; 404 when there is none.
@@ -63,7 +81,8 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(change.worker))
 }
 
-/// `POST /worker/chg`: 200 and the stored worker; 404 when there is none.
+/// `POST /worker/chg`: 200 and the stored worker (with its `warnings`, if any); 404 when
+/// there is none.
 ///
 /// # Errors
 /// [`ApiError`] for an unknown name or a store failure.
@@ -73,7 +92,8 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let change = state.store.change_worker(&spec).await?;
     state.feed.publish(change.version);
-    Ok(HttpResponse::Ok().json(change.worker))
+    let body = with_warnings(&state, change.worker).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /workers/get[?after=N[&wait_ms=M]]`: every worker and the config version; with
