@@ -147,7 +147,7 @@ async fn head_metrics_answers_200_without_a_body() {
     let app = spawn_app_with(|_| {}).await;
 
     let mut response = awc::Client::new()
-        .head(format!("http://{}/metrics", app.address))
+        .head(format!("{}/metrics", app.address))
         .send()
         .await
         .expect("the proxy answers");

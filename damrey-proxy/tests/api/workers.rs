@@ -118,7 +118,7 @@ async fn changing_a_worker_answers_200_and_replaces_the_whole_config() {
     let app = spawn_app().await;
     app.api.add(SEED).await;
     let changed = serde_json::json!({"name":"entry","agent":"127.0.0.1:7701","mpu":"5",
-        "commands":[{"name":"sqsum","worker":"add","mpu":"0"}]});
+        "commands":[{"name":"sqsum","worker":"","mpu":"0"}]});
 
     let reply = app.api.chg(&changed).await;
 
