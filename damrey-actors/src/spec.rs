@@ -567,7 +567,7 @@ mod tests {
         let ping = WorkerSpec::new("ping").command("ball", "pong");
         let pong = WorkerSpec::new("pong").command("ball", "ping");
         assert_eq!(
-            ping.warnings(&[pong.clone()]),
+            ping.warnings(std::slice::from_ref(&pong)),
             [r#"type "ball" loops: ping => pong => ping (it would end at the hop limit)"#]
         );
         assert_eq!(
