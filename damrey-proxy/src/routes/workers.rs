@@ -1,5 +1,6 @@
 //! `/worker/add`, `/worker/del`, `/worker/chg`, `/workers/get` and `/workers/{name}`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -11,13 +12,17 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::feed::MAX_WAIT;
 
-/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`.
+/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`, and
+/// `"warnings": {"add": [...]}` for the workers whose lines the configs cannot carry yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerList {
     /// The config version the list belongs to.
     pub version: i64,
     /// Every worker, sorted by name, in the seed's JSON form.
     pub workers: Vec<WorkerSpec>,
+    /// [`WorkerSpec::warnings`] of each worker that has any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub warnings: BTreeMap<String, Vec<String>>,
 }
 
 /// [`WorkerList`] written from a shared snapshot without copying it.
@@ -25,6 +30,8 @@ pub struct WorkerList {
 struct WorkerListView<'a> {
     version: i64,
     workers: &'a [WorkerSpec],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    warnings: BTreeMap<&'a str, Vec<String>>,
 }
 
 /// The query of `GET /workers/get`: `?after=N&wait_ms=M`.
@@ -120,9 +127,16 @@ pub async fn list(
                 .await?
         }
     };
+    let warnings = snapshot
+        .workers
+        .iter()
+        .map(|worker| (worker.name.as_str(), worker.warnings(&snapshot.workers)))
+        .filter(|(_, warnings)| !warnings.is_empty())
+        .collect();
     Ok(HttpResponse::Ok().json(WorkerListView {
         version: snapshot.version,
         workers: &snapshot.workers,
+        warnings,
     }))
 }
 

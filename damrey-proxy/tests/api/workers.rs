@@ -1,6 +1,6 @@
 //! Every row of DESIGN §6's table, with the seed's JSON.
 
-use crate::helpers::{SEED, seed_stored, spawn_app, worker};
+use crate::helpers::{SEED, seed_stored, seed_warnings, spawn_app, worker};
 
 #[actix_web::test]
 async fn adding_the_seed_worker_answers_201_with_the_stored_worker() {
@@ -53,6 +53,17 @@ async fn a_config_that_cannot_carry_its_line_yet_is_stored_with_warnings() {
         app.api.worker("square").await.body["commands"][0]["worker"],
         "add",
         "stored all the same"
+    );
+    let listed = app.api.workers().await.body;
+    assert_eq!(
+        listed["warnings"]["square"], looped.body["warnings"],
+        "the list (which the dashboard shows) carries them too: {listed}"
+    );
+    assert_eq!(
+        listed["warnings"]["add"],
+        serde_json::json!([
+            r#"type "sqsum" loops: add => square => add (it would end at the hop limit)"#
+        ])
     );
 }
 
@@ -152,7 +163,7 @@ async fn listing_answers_every_worker_sorted_with_the_version() {
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body,
-        serde_json::json!({"version": 3, "workers": [worker("a", 2), worker("b", 1), seed_stored()]})
+        serde_json::json!({"version": 3, "workers": [worker("a", 2), worker("b", 1), seed_stored()], "warnings": seed_warnings()})
     );
 }
 
