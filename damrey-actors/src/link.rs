@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::deadline::deadline_after;
 use crate::error::WorkerError;
+use crate::fault::{Fault, Terminal};
 use crate::inflight::InFlight;
 use crate::message::Message;
 use crate::outbox::Outbox;
@@ -85,6 +86,10 @@ pub enum Frame {
         ms: u64,
         /// The message.
         msg: Message,
+        /// The worker the line starts at (a front door starting its own worker's line);
+        /// absent: the worker of the sender's command for the message's type.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
     },
     /// Agent → worker: the terminal reply to request `id`.
     Reply {
@@ -92,6 +97,10 @@ pub enum Frame {
         id: Uuid,
         /// The terminal reply.
         msg: Message,
+        /// Why, when the reply is an `ERROR` the runtime made (absent otherwise, and
+        /// from agents that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault: Option<Fault>,
     },
     /// Worker → agent: a message along the worker's line, no reply wanted. Resent over
     /// a new connection with the same id until the agent acknowledges it.
@@ -367,27 +376,38 @@ impl AgentLink {
         Ok((link, welcome.mpu, starter))
     }
 
-    /// Sends a request along the worker's line through the agent; one terminal reply.
-    pub(crate) async fn request(&self, message: Message, timeout: Duration) -> Message {
+    /// Sends a request through the agent, along the worker's line or starting at
+    /// worker `to`; one terminal reply.
+    pub(crate) async fn request(
+        &self,
+        message: Message,
+        to: Option<String>,
+        timeout: Duration,
+    ) -> Terminal {
         let deadline = deadline_after(timeout);
         let kind = message.kind.clone();
-        let (id, rx, frame) = self.outbox.request(message, deadline);
+        let (id, rx, frame) = self.outbox.request(message, to, deadline);
         let text = frame.to_json();
         if text.len() > MAX_FRAME {
             self.outbox.forget(id);
-            return too_large(&kind, "the request", text.len());
+            // The request's own data is too large: the caller's error.
+            return too_large(&kind, "the request", text.len()).into();
         }
         if self.out.send(text).is_err() {
             self.outbox.forget(id);
-            return Message::error(kind, "the worker's link to its agent is closed");
+            return Terminal::fault(
+                kind,
+                Fault::Unreachable,
+                "the worker's link to its agent is closed",
+            );
         }
         let reply = timeout_at(deadline, rx).await;
         self.outbox.forget(id);
         match reply {
             Ok(Ok(reply)) => reply,
             // The worker stopped with the request unanswered.
-            Ok(Err(_dropped)) => Message::stop(),
-            Err(_elapsed) => Message::timeout(),
+            Ok(Err(_dropped)) => Message::stop().into(),
+            Err(_elapsed) => Message::timeout().into(),
         }
     }
 
@@ -605,7 +625,13 @@ async fn serve_connection(
                             drop(step);
                         });
                     }
-                    Ok(Frame::Reply { id, msg }) => link.outbox.answered(id, Some(msg)),
+                    Ok(Frame::Reply { id, msg, fault }) => link.outbox.answered(
+                        id,
+                        Some(Terminal {
+                            message: msg,
+                            fault,
+                        }),
+                    ),
                     Ok(Frame::Pushed { id }) => link.outbox.answered(id, None),
                     Ok(Frame::Mpu { mpu }) => instance.set_mpu(Mpu(mpu)),
                     Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::deadline::millis_left;
+use crate::fault::{Fault, Terminal};
 use crate::id::fresh_id;
 use crate::link::Frame;
 use crate::message::Message;
@@ -32,17 +33,24 @@ struct Entry {
     /// no agent was connected (it waits for one).
     sent_to: Option<Uuid>,
     message: Message,
+    /// The worker a request's line starts at; `None`: the sender's next worker.
+    to: Option<String>,
     deadline: Instant,
     resends_left: u32,
     /// Who waits for the reply; `None` for a push.
-    waiter: Option<oneshot::Sender<Message>>,
+    waiter: Option<oneshot::Sender<Terminal>>,
 }
 
 impl Entry {
     fn frame(&self, id: Uuid) -> Frame {
         let (ms, msg) = (millis_left(self.deadline), self.message.clone());
         match self.waiter {
-            Some(_) => Frame::Request { id, ms, msg },
+            Some(_) => Frame::Request {
+                id,
+                ms,
+                msg,
+                to: self.to.clone(),
+            },
             None => Frame::Push { id, ms, msg },
         }
     }
@@ -65,32 +73,36 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records a request; its id, the receiver of its reply and its frame.
+    /// Records a request whose line starts at worker `to` (`None`: the sender's next
+    /// worker); its id, the receiver of its reply and its frame.
     pub(crate) fn request(
         &self,
         message: Message,
+        to: Option<String>,
         deadline: Instant,
-    ) -> (Uuid, oneshot::Receiver<Message>, Frame) {
+    ) -> (Uuid, oneshot::Receiver<Terminal>, Frame) {
         let (tx, rx) = oneshot::channel();
-        let (id, frame) = self.record(message, deadline, Some(tx));
+        let (id, frame) = self.record(message, to, deadline, Some(tx));
         (id, rx, frame)
     }
 
     /// Records a push until the agent acknowledges it; its id and frame.
     pub(crate) fn push(&self, message: Message, deadline: Instant) -> (Uuid, Frame) {
-        self.record(message, deadline, None)
+        self.record(message, None, deadline, None)
     }
 
     fn record(
         &self,
         message: Message,
+        to: Option<String>,
         deadline: Instant,
-        waiter: Option<oneshot::Sender<Message>>,
+        waiter: Option<oneshot::Sender<Terminal>>,
     ) -> (Uuid, Frame) {
         let id = fresh_id();
         let entry = Entry {
             sent_to: self.connected_run(),
             message,
+            to,
             deadline,
             resends_left: self.retries,
             waiter,
@@ -101,7 +113,7 @@ impl Outbox {
     }
 
     /// The agent's reply to request `id` (or its ack of push `id`).
-    pub(crate) fn answered(&self, id: Uuid, reply: Option<Message>) {
+    pub(crate) fn answered(&self, id: Uuid, reply: Option<Terminal>) {
         let waiter = self.entries().remove(&id).and_then(|entry| entry.waiter);
         if let (Some(waiter), Some(reply)) = (waiter, reply) {
             let _ = waiter.send(reply);
@@ -127,8 +139,9 @@ impl Outbox {
             }
             match entry.waiter.take() {
                 Some(waiter) => {
-                    let _ = waiter.send(Message::error(
+                    let _ = waiter.send(Terminal::fault(
                         entry.message.kind.clone(),
+                        Fault::Unreachable,
                         "the connection to the agent was lost before the reply, and the resends are used up",
                     ));
                 }
@@ -162,8 +175,9 @@ impl Outbox {
             }
             match entry.waiter.take() {
                 Some(waiter) => {
-                    let _ = waiter.send(Message::error(
+                    let _ = waiter.send(Terminal::fault(
                         entry.message.kind.clone(),
+                        Fault::Unreachable,
                         "the agent restarted while it held this request; it may have run part of its line, so it is not sent again",
                     ));
                 }
@@ -203,7 +217,7 @@ mod tests {
     async fn a_request_is_resent_with_its_id_until_the_resends_are_used_up() {
         let run = Uuid::new_v4();
         let outbox = Outbox::new(1, run);
-        let (id, rx, first) = outbox.request(Message::request("t", ["1"]), later());
+        let (id, rx, first) = outbox.request(Message::request("t", ["1"]), None, later());
         outbox.connection_lost();
         let resent = outbox.reconnected(run);
         let Frame::Request { id: resent_id, .. } = &resent[0] else {
@@ -215,23 +229,24 @@ mod tests {
         outbox.connection_lost();
         assert!(outbox.reconnected(run).is_empty());
         let reply = rx.await.unwrap();
-        assert_eq!(reply.tag, crate::Tag::Error);
+        assert_eq!(reply.message.tag, crate::Tag::Error);
+        assert_eq!(reply.fault, Some(Fault::Unreachable));
     }
 
     #[tokio::test]
     async fn an_answered_request_and_an_acknowledged_push_are_not_resent() {
         let run = Uuid::new_v4();
         let outbox = Outbox::new(3, run);
-        let (id, rx, _) = outbox.request(Message::request("t", ["1"]), later());
+        let (id, rx, _) = outbox.request(Message::request("t", ["1"]), None, later());
         let (_, push) = outbox.push(Message::request("p", ["2"]), later());
         let Frame::Push { id: push_id, .. } = push else {
             panic!("a push")
         };
-        outbox.answered(id, Some(Message::response("t", ["ok"])));
+        outbox.answered(id, Some(Message::response("t", ["ok"]).into()));
         outbox.answered(push_id, None);
         outbox.connection_lost();
         assert!(outbox.reconnected(run).is_empty());
-        assert_eq!(rx.await.unwrap(), Message::response("t", ["ok"]));
+        assert_eq!(rx.await.unwrap().message, Message::response("t", ["ok"]));
     }
 
     #[tokio::test]
@@ -246,13 +261,14 @@ mod tests {
     #[tokio::test]
     async fn what_a_restarted_agent_may_have_run_is_answered_and_only_the_rest_resent() {
         let outbox = Outbox::new(3, Uuid::new_v4());
-        let (_, sent, _) = outbox.request(Message::request("t", ["sent"]), later());
+        let (_, sent, _) = outbox.request(Message::request("t", ["sent"]), None, later());
         outbox.connection_lost();
-        let (waiting_id, _waiting, _) = outbox.request(Message::request("t", ["waiting"]), later());
+        let (waiting_id, _waiting, _) =
+            outbox.request(Message::request("t", ["waiting"]), None, later());
 
         let resent = outbox.reconnected(Uuid::new_v4());
 
-        assert_eq!(sent.await.unwrap().tag, crate::Tag::Error);
+        assert_eq!(sent.await.unwrap().message.tag, crate::Tag::Error);
         assert_eq!(resent.len(), 1);
         assert!(matches!(resent[0], Frame::Request { id, .. } if id == waiting_id));
     }

@@ -23,6 +23,7 @@ use crate::BoxFuture;
 use crate::backoff::Backoff;
 use crate::deadline::{deadline_after, millis_left};
 use crate::error::{RemoteError, SpecError, WorkerError};
+use crate::fault::{Fault, Terminal};
 use crate::id::fresh_id;
 use crate::message::{Message, Tag};
 use crate::outlier::{self, Choice, Outcome, Overload, Standing};
@@ -71,12 +72,13 @@ pub trait Remote: Send + Sync + 'static {
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<(), RemoteError>>;
 
-    /// Sends the terminal `reply` of request `id` to its `origin` agent, once.
+    /// Sends the terminal `reply` of request `id` (with its [`Fault`] when the runtime
+    /// made it) to its `origin` agent, once.
     fn reply(
         &self,
         origin: &str,
         id: Uuid,
-        reply: Message,
+        reply: Terminal,
     ) -> BoxFuture<'static, Result<(), RemoteError>>;
 }
 
@@ -116,7 +118,7 @@ struct RouterInner {
     remote: Option<Arc<dyn Remote>>,
     table: RwLock<Arc<Table>>,
     /// Requests that started here and were handed to another agent.
-    pending: Mutex<HashMap<Uuid, oneshot::Sender<Message>>>,
+    pending: Mutex<HashMap<Uuid, oneshot::Sender<Terminal>>>,
     /// Rotates the starting point among equally loaded instances.
     turn: AtomicUsize,
     /// Extra attempts at a step whose instance was lost.
@@ -176,7 +178,7 @@ impl Route {
 /// How a hand-off to another agent went.
 enum HandOff {
     /// Taken: the reply (at the origin), or `None` when another agent answers the origin.
-    Done(Option<Message>),
+    Done(Option<Terminal>),
     /// The agent certainly did not take the line, and another agent holds the worker; why.
     Unreachable(String),
 }
@@ -265,7 +267,9 @@ struct Line {
     arrived: Instant,
     /// Agents this line could not reach; not tried again while others hold the worker.
     unreachable: Vec<String>,
-    id: Option<Uuid>,
+    /// The line's message id: made here for a line that starts here, the envelope's for
+    /// one handed over; logs and hand-offs carry it.
+    id: Uuid,
     /// Hand-offs so far (see [`Envelope::leg`]).
     leg: u32,
     to: String,
@@ -283,7 +287,7 @@ impl Line {
             handed_over: false,
             arrived: Instant::now(),
             unreachable: Vec::new(),
-            id: None,
+            id: fresh_id(),
             leg: 0,
             to: to.to_owned(),
             origin: None,
@@ -595,6 +599,16 @@ impl Router {
     /// Puts a request to worker `to` and waits for the line's one terminal reply, or
     /// `TIMEOUT` when `timeout` passes first.
     pub async fn request(&self, to: &str, message: Message, timeout: Duration) -> Message {
+        self.request_terminal(to, message, timeout).await.message
+    }
+
+    /// [`Router::request`], with the [`Fault`] behind an `ERROR` the runtime made.
+    pub async fn request_terminal(
+        &self,
+        to: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Terminal {
         let line = Line::new(to, message, deadline_after(timeout));
         self.drive_until(line).await
     }
@@ -602,18 +616,32 @@ impl Router {
     /// Sends a message from worker `from` as W's own request: it goes to the worker of
     /// W's command for its type and the terminal reply comes back here.
     pub async fn request_from(&self, from: &str, message: Message, timeout: Duration) -> Message {
+        self.request_from_terminal(from, message, timeout)
+            .await
+            .message
+    }
+
+    /// [`Router::request_from`], with the [`Fault`] behind an `ERROR` the runtime made.
+    pub async fn request_from_terminal(
+        &self,
+        from: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Terminal {
         let next = self
             .spec(from)
             .ok_or_else(|| {
-                Message::error(
+                Terminal::fault(
                     message.kind.clone(),
+                    Fault::Config,
                     format!("no worker named {from:?} is configured"),
                 )
             })
             .and_then(|spec| next_of(&spec, message));
         match next {
-            Ok(Next::Deliver(to, message)) => self.request(&to, message, timeout).await,
-            Ok(Next::End(reply)) | Err(reply) => reply,
+            Ok(Next::Deliver(to, message)) => self.request_terminal(&to, message, timeout).await,
+            Ok(Next::End(reply)) => reply.into(),
+            Err(reply) => reply,
         }
     }
 
@@ -625,7 +653,7 @@ impl Router {
         let deadline = deadline_after(Duration::from_millis(envelope.remaining_ms));
         let line = Line {
             handed_over: true,
-            id: Some(id),
+            id,
             leg: envelope.leg,
             // Even when the line came back to the agent it started at: the drive that
             // waits for the reply is the one that handed it off first, not this one.
@@ -644,7 +672,7 @@ impl Router {
 
     /// Resolves request `id` that started here with its terminal reply; a reply for a
     /// request that already ended (deadline passed) is dropped.
-    pub fn complete(&self, id: Uuid, reply: Message) -> bool {
+    pub fn complete(&self, id: Uuid, reply: Terminal) -> bool {
         let waiter = self.pending().remove(&id);
         waiter.is_some_and(|waiter| waiter.send(reply).is_ok())
     }
@@ -654,15 +682,15 @@ impl Router {
         self.pending().len()
     }
 
-    async fn drive_until(&self, line: Line) -> Message {
+    async fn drive_until(&self, line: Line) -> Terminal {
         self.drive_guarded(line)
             .await
-            .unwrap_or_else(Message::timeout)
+            .unwrap_or_else(|| Message::timeout().into())
     }
 
     /// Drives a line, counted as active, until its deadline (`TIMEOUT`) or until the
     /// router closes (`STOP`); `None` when it was handed on to another agent.
-    async fn drive_guarded(&self, line: Line) -> Option<Message> {
+    async fn drive_guarded(&self, line: Line) -> Option<Terminal> {
         let _active = ActiveLine::new(&self.inner);
         let deadline = line.deadline;
         let mut closed = self.inner.closed.subscribe();
@@ -670,24 +698,25 @@ impl Router {
             biased;
             driven = timeout_at(deadline, self.drive(line)) => match driven {
                 Ok(reply) => reply,
-                Err(_elapsed) => Some(Message::timeout()),
+                Err(_elapsed) => Some(Message::timeout().into()),
             },
-            _ = closed.wait_for(|closed| *closed) => Some(Message::stop()),
+            _ = closed.wait_for(|closed| *closed) => Some(Message::stop().into()),
         }
     }
 
     /// Drives a line until it ends (`Some(reply)`) or is handed to another agent for
     /// an origin elsewhere (`None`). The origin's router waits for the reply itself.
-    async fn drive(&self, mut line: Line) -> Option<Message> {
+    async fn drive(&self, mut line: Line) -> Option<Terminal> {
         let mut attempts = 0;
         let mut changes = self.inner.changes.subscribe();
         loop {
             if Instant::now() >= line.deadline {
-                return Some(Message::timeout());
+                return Some(Message::timeout().into());
             }
             if line.hops >= MAX_HOPS {
-                return Some(Message::error(
+                return Some(Terminal::fault(
                     line.message.kind,
+                    Fault::Config,
                     format!(
                         "the line reached the limit of {MAX_HOPS} hops at worker {}; check the configs for a loop",
                         line.to
@@ -706,11 +735,15 @@ impl Router {
                 }
                 Err(NoRoute::Invalid(why, reason)) => {
                     self.count_rejection(&line.to, why);
-                    return Some(Message::error(line.message.kind, reason));
+                    return Some(Terminal::fault(line.message.kind, Fault::Config, reason));
                 }
                 Err(NoRoute::Overloaded(reason)) => {
                     self.count_rejection(&line.to, Some(Rejection::Overloaded));
-                    return Some(Message::error(line.message.kind, reason));
+                    return Some(Terminal::fault(
+                        line.message.kind,
+                        Fault::Overloaded,
+                        reason,
+                    ));
                 }
                 Err(NoRoute::NotLoaded) => {
                     // Until the first configs arrive nothing is known; the deadline
@@ -728,8 +761,9 @@ impl Router {
                             continue;
                         }
                         self.count_rejection(&line.to, Some(Rejection::NoInstance));
-                        return Some(Message::error(
+                        return Some(Terminal::fault(
                             line.message.kind,
+                            Fault::NoInstance,
                             format!("worker {} has no live instance", line.to),
                         ));
                     }
@@ -754,15 +788,24 @@ impl Router {
                     }
                 },
             };
-            let span = tracing::debug_span!("step", worker = %line.to, kind = %line.message.kind);
+            let span = tracing::debug_span!(
+                "step",
+                message_id = %line.id,
+                worker = %line.to,
+                kind = %line.message.kind
+            );
             let ahead = instance.load();
             let started = Instant::now();
             let probing = ProbeGuard(probe.then(|| instance.clone()));
             let processed = instance
                 .process(line.message, line.deadline)
-                .instrument(span)
+                .instrument(span.clone())
                 .await;
             drop(probing);
+            span.in_scope(|| match &processed {
+                Ok(reply) => tracing::debug!(reply = %reply.tag, "step done"),
+                Err(lost) => tracing::debug!(stopped = lost.stopped, "instance lost"),
+            });
             match &processed {
                 Ok(reply) => {
                     // A TIMEOUT well before the deadline is the worker's step timeout; one
@@ -799,7 +842,14 @@ impl Router {
                     line.message = lost.message;
                     continue;
                 }
-                Err(lost) => lost.into_error(),
+                Err(lost) => {
+                    // `STOP` for a stopping instance; an `ERROR` for a lost one.
+                    let fault = (!lost.stopped).then_some(Fault::Unreachable);
+                    return Some(Terminal {
+                        message: lost.into_error(),
+                        fault,
+                    });
+                }
             };
             attempts = 0;
             line.hops += 1;
@@ -809,7 +859,8 @@ impl Router {
                     line.message = message;
                     line.unreachable.clear();
                 }
-                Ok(Next::End(reply)) | Err(reply) => return Some(reply),
+                Ok(Next::End(reply)) => return Some(reply.into()),
+                Err(reply) => return Some(reply),
             }
         }
     }
@@ -1113,15 +1164,16 @@ impl Router {
     async fn hand_off(&self, agent: &str, line: &mut Line) -> HandOff {
         let kind = &line.message.kind;
         let Some(remote) = self.inner.remote.clone() else {
-            return HandOff::Done(Some(Message::error(
+            return HandOff::Done(Some(Terminal::fault(
                 kind.clone(),
+                Fault::Config,
                 format!(
                     "worker {} lives on agent {agent}, and this router reaches no other agent",
                     line.to
                 ),
             )));
         };
-        let id = *line.id.get_or_insert_with(fresh_id);
+        let id = line.id;
         line.leg += 1;
         let waiting = line.origin.is_none().then(|| {
             let (tx, rx) = oneshot::channel();
@@ -1139,7 +1191,7 @@ impl Router {
             Some(waiting) => tokio::select! {
                 biased;
                 reply = &mut waiting.rx => {
-                    return HandOff::Done(Some(reply.unwrap_or_else(|_| Message::stop())));
+                    return HandOff::Done(Some(reply.unwrap_or_else(|_| Message::stop().into())));
                 }
                 sent = self.send_envelope(remote.as_ref(), agent, line, id) => sent,
             },
@@ -1152,8 +1204,9 @@ impl Router {
                 maybe_taken: false,
                 error,
             }) => {
-                return HandOff::Done(Some(Message::error(
+                return HandOff::Done(Some(Terminal::fault(
                     line.message.kind.clone(),
+                    Fault::Unreachable,
                     error.to_string(),
                 )));
             }
@@ -1164,7 +1217,11 @@ impl Router {
             }) => {}
         }
         HandOff::Done(match waiting {
-            Some(mut waiting) => Some((&mut waiting.rx).await.unwrap_or_else(|_| Message::stop())),
+            Some(mut waiting) => Some(
+                (&mut waiting.rx)
+                    .await
+                    .unwrap_or_else(|_| Message::stop().into()),
+            ),
             None => None,
         })
     }
@@ -1217,7 +1274,7 @@ impl Router {
     /// Sends the terminal reply of request `id` to its origin, resent with backoff until
     /// the origin acknowledges it or `until` passes (the origin answers `TIMEOUT` at
     /// its deadline, so a later reply would be dropped there anyway).
-    async fn send_reply(&self, origin: &str, id: Uuid, reply: Message, until: Instant) {
+    async fn send_reply(&self, origin: &str, id: Uuid, reply: Terminal, until: Instant) {
         if origin == self.inner.me {
             self.complete(id, reply);
             return;
@@ -1233,7 +1290,14 @@ impl Router {
                 Ok(()) => return,
                 Err(RemoteError::TooLarge { bytes, .. }) => {
                     // The origin must hear something: that the reply would not fit.
-                    reply = crate::link::too_large(&reply.kind, "the line's reply", bytes);
+                    reply = Terminal {
+                        message: crate::link::too_large(
+                            &reply.message.kind,
+                            "the line's reply",
+                            bytes,
+                        ),
+                        fault: Some(Fault::Unreachable),
+                    };
                     continue;
                 }
                 Err(error) => error,
@@ -1300,7 +1364,7 @@ impl Router {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Message>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Terminal>>> {
         self.inner
             .pending
             .lock()
@@ -1342,7 +1406,7 @@ impl Drop for ActiveLine<'_> {
 struct Pending<'a> {
     router: &'a Router,
     id: Uuid,
-    rx: oneshot::Receiver<Message>,
+    rx: oneshot::Receiver<Terminal>,
 }
 
 impl Drop for Pending<'_> {
@@ -1361,7 +1425,7 @@ enum Next {
 
 /// Applies a worker's commands to a message leaving it; `Err` is the `ERROR` that ends
 /// the line when the worker lists no command for the message's type.
-fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Message> {
+fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Terminal> {
     if message.ends_line() {
         return Ok(Next::End(message));
     }
@@ -1374,8 +1438,9 @@ fn next_of(spec: &WorkerSpec, message: Message) -> Result<Next, Message> {
                 ..message
             },
         )),
-        None => Err(Message::error(
+        None => Err(Terminal::fault(
             message.kind.clone(),
+            Fault::Config,
             format!(
                 "worker {} has no command for type {:?}",
                 spec.name, message.kind

@@ -267,6 +267,55 @@ impl WorkerSpec {
         Ok(())
     }
 
+    /// What in this config cannot carry a line yet, given every stored config
+    /// (`configs`; this worker's own entry in it is ignored): a command that sends to a
+    /// worker that is not configured or does not accept the type, and a type whose line
+    /// comes back to a worker it passed (a loop, which ends at the hop limit). Configs
+    /// may arrive in any order, so these are warnings, not refusals.
+    pub fn warnings(&self, configs: &[WorkerSpec]) -> Vec<String> {
+        let find = |name: &str| {
+            if name == self.name {
+                Some(self)
+            } else {
+                configs.iter().find(|spec| spec.name == name)
+            }
+        };
+        let mut warnings = Vec::new();
+        for command in self.commands.iter().filter(|c| !c.worker.is_empty()) {
+            let kind = &command.name;
+            let mut path = vec![self.name.as_str()];
+            let mut next = command.worker.as_str();
+            loop {
+                let Some(spec) = find(next) else {
+                    warnings.push(format!(
+                        "type {kind:?} goes to worker {next}, which is not configured"
+                    ));
+                    break;
+                };
+                let Some(after) = spec.next_worker(kind) else {
+                    warnings.push(format!(
+                        "type {kind:?} goes to worker {next}, which does not accept it"
+                    ));
+                    break;
+                };
+                if path.contains(&next) {
+                    path.push(next);
+                    warnings.push(format!(
+                        "type {kind:?} loops: {} (it would end at the hop limit)",
+                        path.join(" => ")
+                    ));
+                    break;
+                }
+                path.push(next);
+                if after.is_empty() {
+                    break;
+                }
+                next = after;
+            }
+        }
+        warnings
+    }
+
     /// Sets the worker's alarm thresholds.
     pub fn alarms(mut self, alarms: AlarmRules) -> Self {
         self.alarms = Some(alarms);
@@ -498,6 +547,34 @@ pub fn validate_agent(agent: &str) -> Result<(), SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_name_what_cannot_carry_a_line_yet() {
+        let add = WorkerSpec::new("add").command("sqsum", "square");
+        let square = WorkerSpec::new("square").command("sqsum", "");
+        let entry = WorkerSpec::new("entry").command("sqsum", "add");
+
+        assert_eq!(
+            add.warnings(&[]),
+            [r#"type "sqsum" goes to worker square, which is not configured"#]
+        );
+        assert!(add.warnings(std::slice::from_ref(&square)).is_empty());
+        assert!(entry.warnings(&[add.clone(), square.clone()]).is_empty());
+        assert_eq!(
+            entry.warnings(&[add.clone(), WorkerSpec::new("square").command("cube", "")]),
+            [r#"type "sqsum" goes to worker square, which does not accept it"#]
+        );
+        let ping = WorkerSpec::new("ping").command("ball", "pong");
+        let pong = WorkerSpec::new("pong").command("ball", "ping");
+        assert_eq!(
+            ping.warnings(std::slice::from_ref(&pong)),
+            [r#"type "ball" loops: ping => pong => ping (it would end at the hop limit)"#]
+        );
+        assert_eq!(
+            WorkerSpec::new("me").command("echo", "me").warnings(&[]),
+            [r#"type "echo" loops: me => me (it would end at the hop limit)"#]
+        );
+    }
 
     fn parse(json: &str) -> Result<WorkerSpec, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())

@@ -27,6 +27,7 @@ use crate::BoxFuture;
 use crate::admission::{Admission, Slot};
 use crate::deadline::deadline_after;
 use crate::error::WorkerError;
+use crate::fault::{Fault, Terminal};
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
 use crate::outlier::Health;
@@ -249,18 +250,42 @@ impl WorkerHandle {
     /// for the message's type, along the line, and the line's one terminal reply comes
     /// back here. Never fails: problems come back as `ERROR`, `TIMEOUT` or `STOP`.
     pub async fn request(&self, message: Message, timeout: Duration) -> Message {
+        self.request_terminal(message, timeout).await.message
+    }
+
+    /// [`WorkerHandle::request`], with the [`Fault`] behind an `ERROR` the runtime made
+    /// (a front door answers it 5xx, a handler's `ERROR` 4xx).
+    pub async fn request_terminal(&self, message: Message, timeout: Duration) -> Terminal {
         match &self.outbox {
             Outbox::Router(router) => {
                 router
-                    .request_from(&self.config.name, message, timeout)
+                    .request_from_terminal(&self.config.name, message, timeout)
                     .await
             }
-            Outbox::Agent(link) => link.request(message, timeout).await,
-            Outbox::Detached => Message::error(
-                message.kind,
-                WorkerError::Detached(self.config.name.clone()).to_string(),
-            ),
+            Outbox::Agent(link) => link.request(message, None, timeout).await,
+            Outbox::Detached => self.detached(message),
         }
+    }
+
+    /// Puts a request to worker `to` — this worker itself included — as the start of a
+    /// line, and waits for its terminal reply, with the [`Fault`] behind an `ERROR` the
+    /// runtime made. A front door served by worker W starts W's own line this way, so
+    /// W's step runs and is counted as every other (`http request => W => ...`).
+    pub async fn request_at(&self, to: &str, message: Message, timeout: Duration) -> Terminal {
+        match &self.outbox {
+            Outbox::Router(router) => router.request_terminal(to, message, timeout).await,
+            Outbox::Agent(link) => link.request(message, Some(to.to_owned()), timeout).await,
+            Outbox::Detached => self.detached(message),
+        }
+    }
+
+    /// The reply of a detached worker to its own request.
+    fn detached(&self, message: Message) -> Terminal {
+        Terminal::fault(
+            message.kind,
+            Fault::Unreachable,
+            WorkerError::Detached(self.config.name.clone()).to_string(),
+        )
     }
 
     /// Sends a message from this worker along its line without waiting for a reply.

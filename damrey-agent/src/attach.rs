@@ -323,19 +323,25 @@ fn on_frame(
     match serde_json::from_slice::<Frame>(text) {
         Ok(Frame::Result { id, msg }) => endpoint.steps.resolve(id, Some(msg)),
         Ok(Frame::Unstarted { id }) => endpoint.steps.resolve(id, None),
-        Ok(Frame::Request { id, ms, msg }) => match outbox.arrive(id, out.clone()) {
+        Ok(Frame::Request { id, ms, msg, to }) => match outbox.arrive(id, out.clone()) {
             Arrival::New => {
                 let (router, outbox) = (router.clone(), outbox.clone());
                 let worker = endpoint.worker.clone();
                 let replying = shutdown.reply();
                 actix_rt::spawn(async move {
                     let until = deadline_after(Duration::from_millis(ms));
-                    let reply = router
-                        .request_from(&worker, msg, Duration::from_millis(ms))
-                        .await;
+                    let timeout = Duration::from_millis(ms);
+                    let reply = match to {
+                        Some(to) => router.request_terminal(&to, msg, timeout).await,
+                        None => router.request_from_terminal(&worker, msg, timeout).await,
+                    };
                     if let Some(out) = outbox.finish(id, Some(reply.clone()), until) {
-                        let _ =
-                            out.send(Outgoing::Frame(Frame::Reply { id, msg: reply }.to_json()));
+                        let frame = Frame::Reply {
+                            id,
+                            msg: reply.message,
+                            fault: reply.fault,
+                        };
+                        let _ = out.send(Outgoing::Frame(frame.to_json()));
                     }
                     drop(replying);
                 });
@@ -343,8 +349,13 @@ fn on_frame(
             // Resent over this connection: the running line answers here.
             Arrival::Running => {}
             Arrival::Done(reply) => {
-                let msg = reply.unwrap_or_else(Message::stop);
-                let _ = out.send(Outgoing::Frame(Frame::Reply { id, msg }.to_json()));
+                let reply = reply.unwrap_or_else(|| Message::stop().into());
+                let frame = Frame::Reply {
+                    id,
+                    msg: reply.message,
+                    fault: reply.fault,
+                };
+                let _ = out.send(Outgoing::Frame(frame.to_json()));
             }
         },
         Ok(Frame::Push { id, ms, msg }) => {

@@ -9,44 +9,55 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, ValueEnum};
-use config::{Config, Environment, File};
+use clap::Parser;
 use damrey_actors::credential::{Credentials, Role};
+pub use damrey_actors::settings::SettingsError;
+use damrey_actors::settings::{self, Sources};
+pub use damrey_actors::telemetry::LogFormat;
 use damrey_actors::tls::{self, Identity, TlsError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The command line of `damrey-agent`. Every field is optional so that an absent flag
-/// leaves the lower layers' value alone.
+/// The command line of `damrey-agent`. Each flag overrides the settings file and the
+/// `DAMREY_*` variables; without it they (or the default shown) apply.
 #[derive(Debug, Default, Clone, Parser)]
 #[command(
     name = "damrey-agent",
     version,
-    about = "Damrey's agent: attaches workers, routes lines, links to other agents"
+    about = "Damrey's agent: runs on each machine, attaches its worker processes, routes \
+             messages between them and to other agents, and reports to the proxy.",
+    after_help = "Every setting can also come from a settings file (--config) or a \
+                  DAMREY_<SETTING> variable (for example DAMREY_PROXY, DAMREY_TOKEN); \
+                  flags win over variables, which win over the file. See docs/operations.md."
 )]
 pub struct Cli {
-    /// Port to listen on (default 7701).
+    /// Port to listen on for workers, other agents and calls [default: 7701].
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
-    /// The `host:port` other agents and the proxy know this agent by (default 127.0.0.1:PORT).
-    #[arg(short = 'a', long)]
+    /// host:port that other agents and the proxy reach this agent at
+    /// [default: 127.0.0.1:PORT].
+    #[arg(short = 'a', long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
-    /// The proxy's `host:port` (default 127.0.0.1:7700); the seed's `-pr`.
-    #[arg(long)]
+    /// host:port of the proxy; `-pr` works too [default: 127.0.0.1:7700].
+    #[arg(long, value_name = "HOST:PORT")]
     pub proxy: Option<String>,
-    /// Attempts to push a message onward before giving up (default 3).
+    /// How many times a message is sent again to another agent or instance before the
+    /// request fails [default: 3].
     #[arg(short = 'r', long)]
     pub retries: Option<u32>,
-    /// Address to bind (default 0.0.0.0).
+    /// Address to listen on [default: 0.0.0.0, every interface].
     #[arg(long)]
     pub host: Option<String>,
-    /// Where the agent keeps its state: the last configs from the proxy (default
-    /// `damrey-agent-state`, relative to the working directory).
+    /// Directory where the agent keeps the last worker configs it got from the proxy,
+    /// so that it can route when it starts while the proxy is down
+    /// [default: damrey-agent-state].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// A settings file (TOML); its keys are the fields of `Settings`.
+    /// A TOML settings file: `setting = value` lines, with the names of the DAMREY_*
+    /// variables in lower case without the prefix (for example `heartbeat_ms = 1000`).
+    /// An unknown name is refused.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log output: human-readable text or one JSON object per line.
+    /// How log lines are written [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 }
@@ -71,19 +82,8 @@ impl Cli {
     }
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Everything the agent needs to run; tests build it directly.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Address to bind.
     pub host: String,
@@ -175,19 +175,12 @@ impl Default for Settings {
     }
 }
 
-/// Settings that could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// The file, an environment variable or a flag holds a value of the wrong kind.
-    #[error("invalid settings")]
-    Config(#[from] config::ConfigError),
-}
-
 impl Settings {
     /// Loads the settings from the process environment and the command line.
     ///
     /// # Errors
-    /// [`SettingsError`] when the file is missing or a value has the wrong kind.
+    /// [`SettingsError`] when the file is missing or holds an unknown key, a value has
+    /// the wrong kind, or an address is not `host:port`.
     pub fn load(cli: &Cli) -> Result<Settings, SettingsError> {
         Self::load_from(cli, std::env::vars().collect())
     }
@@ -197,57 +190,30 @@ impl Settings {
     /// `DAMREY_<FIELD>` (for example `DAMREY_PROXY`).
     ///
     /// # Errors
-    /// [`SettingsError`] when the file is missing or a value has the wrong kind.
+    /// As [`Settings::load`].
     pub fn load_from(cli: &Cli, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
-        let defaults = Settings::default();
-        let mut builder = Config::builder()
-            .set_default("host", defaults.host)?
-            .set_default("port", defaults.port)?
-            .set_default("advertise", defaults.advertise)?
-            .set_default("proxy", defaults.proxy)?
-            .set_default("retries", defaults.retries)?
-            .set_default("heartbeat_ms", defaults.heartbeat_ms)?
-            .set_default("feed_wait_ms", defaults.feed_wait_ms)?
-            .set_default("ping_ms", defaults.ping_ms)?
-            .set_default("max_call_ms", defaults.max_call_ms)?
-            .set_default("drain_ms", defaults.drain_ms)?
-            .set_default("stats", defaults.stats)?
-            .set_default("http_workers", defaults.http_workers as u64)?
-            .set_default(
-                "state_dir",
-                defaults.state_dir.to_string_lossy().into_owned(),
-            )?
-            .set_default("log_format", "text")?;
-        if let Some(path) = &cli.config {
-            builder = builder.add_source(File::from(path.as_path()).required(true));
-        }
-        let settings = builder
-            .add_source(
-                Environment::with_prefix("DAMREY")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .source(Some(env.into_iter().collect())),
-            )
-            .set_override_option("port", cli.port)?
-            .set_override_option("advertise", cli.advertise.clone())?
-            .set_override_option("proxy", cli.proxy.clone())?
-            .set_override_option("retries", cli.retries)?
-            .set_override_option("host", cli.host.clone())?
-            .set_override_option(
-                "state_dir",
-                cli.state_dir
-                    .as_ref()
-                    .map(|dir| dir.to_string_lossy().into_owned()),
-            )?
-            .set_override_option(
-                "log_format",
-                cli.log_format.map(|format| match format {
-                    LogFormat::Text => "text",
-                    LogFormat::Json => "json",
-                }),
-            )?
-            .build()?;
-        let mut settings: Settings = settings.try_deserialize()?;
+        let mut settings: Settings = settings::load(Sources {
+            file: cli.config.as_deref(),
+            well_known: &[],
+            env,
+            flags: vec![
+                ("port", cli.port.map(|port| port.to_string())),
+                ("advertise", cli.advertise.clone()),
+                ("proxy", cli.proxy.clone()),
+                ("retries", cli.retries.map(|retries| retries.to_string())),
+                ("host", cli.host.clone()),
+                (
+                    "state_dir",
+                    cli.state_dir
+                        .as_ref()
+                        .map(|dir| dir.to_string_lossy().into_owned()),
+                ),
+                (
+                    "log_format",
+                    cli.log_format.map(|format| format.as_str().to_owned()),
+                ),
+            ],
+        })?;
         for token in [
             &mut settings.token,
             &mut settings.admin_token,
@@ -256,6 +222,10 @@ impl Settings {
             &mut settings.read_token,
         ] {
             *token = token.take().filter(|token| !token.is_empty());
+        }
+        settings::check_host_port("proxy", &settings.proxy)?;
+        if !settings.advertise.is_empty() {
+            settings::check_host_port("advertise", &settings.advertise)?;
         }
         Ok(settings)
     }
@@ -429,5 +399,37 @@ mod tests {
         assert_eq!(default.state_dir, PathBuf::from("damrey-agent-state"));
         assert_eq!(from_env.state_dir, PathBuf::from("/var/env"));
         assert_eq!(from_flag.state_dir, PathBuf::from("/var/flag"));
+    }
+
+    #[test]
+    fn an_address_without_its_port_is_refused_at_start() {
+        for (args, setting) in [
+            (&["-pr", "127.0.0.1"][..], "proxy"),
+            (&["-a", "10.0.0.5"][..], "advertise"),
+        ] {
+            let error = Settings::load_from(&cli(args), HashMap::new()).unwrap_err();
+            assert!(
+                matches!(error, SettingsError::Address { setting: named, .. } if named == setting),
+                "{args:?}: {error}"
+            );
+        }
+        let env = HashMap::from([("DAMREY_PROXY".to_owned(), "proxy".to_owned())]);
+        assert!(Settings::load_from(&cli(&[]), env).is_err());
+    }
+
+    #[test]
+    fn a_settings_file_with_an_unknown_key_is_refused() {
+        let path = std::env::temp_dir().join(format!("damrey-agent-{}.toml", std::process::id()));
+        std::fs::write(&path, "heartbeat_ms = 500\nhaertbeat_ms = 9\n").unwrap();
+        let error =
+            Settings::load_from(&cli(&["--config", path.to_str().unwrap()]), HashMap::new())
+                .unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains(r#"unknown setting "haertbeat_ms""#),
+            "{error}"
+        );
     }
 }

@@ -18,7 +18,6 @@ pub mod routes;
 pub mod shutdown;
 pub mod startup;
 pub mod stats;
-pub mod telemetry;
 
 pub use config::{Cli, Settings};
 pub use startup::Application;

@@ -2,7 +2,8 @@
 //! settings, start logging, serve until a signal.
 
 use anyhow::Context;
-use damrey_agent::{Application, Cli, Settings, telemetry};
+use damrey_actors::telemetry;
+use damrey_agent::{Application, Cli, Settings};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {

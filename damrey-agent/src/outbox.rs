@@ -8,7 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use damrey_actors::Message;
+use damrey_actors::Terminal;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ enum State<R> {
     /// The line runs; its reply goes to the last connection the request came in on.
     Running(R),
     /// The line ended with this reply (`None` for a push).
-    Done(Option<Message>),
+    Done(Option<Terminal>),
 }
 
 /// What to do with a request or push that arrived.
@@ -43,7 +43,7 @@ pub enum Arrival {
     /// Its line runs already; the reply will go to the connection it came in on now.
     Running,
     /// Its line ended: answer this reply again (a push: nothing to do).
-    Done(Option<Message>),
+    Done(Option<Terminal>),
 }
 
 impl<R: Clone> Default for OutboxLedger<R> {
@@ -89,7 +89,7 @@ impl<R: Clone> OutboxLedger<R> {
     /// Line `id` ended with `reply` (`None` for a push), to be remembered until
     /// `until` (its deadline, past which the worker resends nothing); where the reply
     /// goes now.
-    pub fn finish(&self, id: Uuid, reply: Option<Message>, until: Instant) -> Option<R> {
+    pub fn finish(&self, id: Uuid, reply: Option<Terminal>, until: Instant) -> Option<R> {
         let mut inner = self.inner();
         let now = Instant::now();
         inner.expire(now);
@@ -138,7 +138,7 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(ledger.arrive(id, "first"), Arrival::New);
         assert_eq!(ledger.arrive(id, "second"), Arrival::Running);
-        let reply = Message::response("t", ["1"]);
+        let reply = Terminal::from(damrey_actors::Message::response("t", ["1"]));
         assert_eq!(
             ledger.finish(id, Some(reply.clone()), until),
             Some("second")

@@ -18,7 +18,7 @@ use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::link::{ClientSocket, MAX_FRAME, write_batch};
 use damrey_actors::tls;
-use damrey_actors::{BoxFuture, Envelope, Message, Remote, RemoteError, Router};
+use damrey_actors::{BoxFuture, Envelope, Fault, Message, Remote, RemoteError, Router, Terminal};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -48,6 +48,10 @@ pub enum PeerFrame {
         id: Uuid,
         /// The terminal reply.
         msg: Message,
+        /// Why, when the reply is an `ERROR` the runtime made (absent otherwise, and
+        /// from agents that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault: Option<Fault>,
     },
     /// These frames arrived (acknowledged together, one frame per burst read).
     Ack {
@@ -175,7 +179,7 @@ impl Remote for PeerLinks {
         &self,
         origin: &str,
         id: Uuid,
-        reply: Message,
+        reply: Terminal,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         // The router bounds the resends by the request's deadline; one attempt waits
         // for its ack as long as any.
@@ -184,7 +188,8 @@ impl Remote for PeerLinks {
         self.deliver(origin, deadline, None, |seq| PeerFrame::Reply {
             seq,
             id,
-            msg: reply,
+            msg: reply.message,
+            fault: reply.fault,
         })
     }
 }
@@ -482,9 +487,20 @@ pub async fn serve_incoming(
                             tracing::debug!(message_id = %envelope.id, "dropped a duplicate envelope");
                         }
                     }
-                    Ok(PeerFrame::Reply { seq, id, msg }) => {
+                    Ok(PeerFrame::Reply {
+                        seq,
+                        id,
+                        msg,
+                        fault,
+                    }) => {
                         unacked.push(seq);
-                        router.complete(id, msg);
+                        router.complete(
+                            id,
+                            Terminal {
+                                message: msg,
+                                fault,
+                            },
+                        );
                     }
                     Ok(PeerFrame::Ack { .. }) => {
                         tracing::warn!("unexpected ack on an incoming link");

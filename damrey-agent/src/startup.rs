@@ -11,6 +11,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
+use damrey_actors::telemetry;
 use damrey_actors::tls::{self, TlsError};
 
 use crate::attach::SessionSettings;
@@ -224,6 +225,7 @@ impl Application {
                 .app_data(credentials.clone())
                 // Before any handler, so before any body is read or upgrade handled.
                 .wrap(from_fn(auth::require_credential))
+                .wrap(from_fn(telemetry::log_requests))
                 .configure(routes::configure)
         })
         // Kept with the connection and dropped when it ends: the drain waits for them.

@@ -266,8 +266,8 @@ impl Registry {
                 s.stops.load(Ordering::Relaxed)
             }),
             (
-                "damrey_worker_restarts_total",
-                "Times the worker restarted its actor after a panic.",
+                "damrey_instance_restarts_total",
+                "Times the worker instance restarted its actor after a panic.",
                 |s| s.restarts.load(Ordering::Relaxed),
             ),
             (
@@ -329,10 +329,11 @@ impl Registry {
 /// A counter's metric name, help text, and value.
 type Counter = (&'static str, &'static str, fn(&InstanceStats) -> u64);
 
-/// `worker="add",instance="3"`; worker names are validated, so nothing needs escaping.
+/// `worker="add",worker_instance="3"`: not `instance`, which Prometheus sets to the
+/// scraped target. Worker names are validated, so nothing needs escaping.
 fn labels(stats: &InstanceStats) -> String {
     format!(
-        "worker=\"{}\",instance=\"{}\"",
+        "worker=\"{}\",worker_instance=\"{}\"",
         stats.worker, stats.instance
     )
 }
@@ -417,14 +418,14 @@ mod tests {
 
         for line in [
             "# TYPE damrey_steps_received_total counter",
-            "damrey_steps_received_total{worker=\"add\",instance=\"1\"} 3",
-            "damrey_steps_processed_total{worker=\"add\",instance=\"1\"} 3",
-            "damrey_steps_responses_total{worker=\"add\",instance=\"1\"} 2",
-            "damrey_steps_errors_total{worker=\"add\",instance=\"1\"} 1",
-            "damrey_step_duration_seconds_bucket{worker=\"add\",instance=\"1\",le=\"0.0001\"} 1",
-            "damrey_step_duration_seconds_bucket{worker=\"add\",instance=\"1\",le=\"0.00025\"} 2",
-            "damrey_step_duration_seconds_bucket{worker=\"add\",instance=\"1\",le=\"+Inf\"} 3",
-            "damrey_step_duration_seconds_count{worker=\"add\",instance=\"1\"} 3",
+            "damrey_steps_received_total{worker=\"add\",worker_instance=\"1\"} 3",
+            "damrey_steps_processed_total{worker=\"add\",worker_instance=\"1\"} 3",
+            "damrey_steps_responses_total{worker=\"add\",worker_instance=\"1\"} 2",
+            "damrey_steps_errors_total{worker=\"add\",worker_instance=\"1\"} 1",
+            "damrey_step_duration_seconds_bucket{worker=\"add\",worker_instance=\"1\",le=\"0.0001\"} 1",
+            "damrey_step_duration_seconds_bucket{worker=\"add\",worker_instance=\"1\",le=\"0.00025\"} 2",
+            "damrey_step_duration_seconds_bucket{worker=\"add\",worker_instance=\"1\",le=\"+Inf\"} 3",
+            "damrey_step_duration_seconds_count{worker=\"add\",worker_instance=\"1\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -128,11 +128,12 @@ fn stalled(observed: &Observed, from: Ms, to: Ms) -> Ms {
 pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut push = |invariant, text| violations.push(Violation { invariant, text });
-    let status_of = |tag: Tag| match tag {
-        Tag::Request | Tag::Response => 200,
-        Tag::Error => 422,
-        Tag::Stop => 503,
-        Tag::Timeout => 504,
+    // A handler's `ERROR` is 422, one the mesh made 502 or 503 (its fault).
+    let status_fits = |tag: Tag, status: u16| match tag {
+        Tag::Request | Tag::Response => status == 200,
+        Tag::Error => matches!(status, 422 | 502 | 503),
+        Tag::Stop => status == 503,
+        Tag::Timeout => status == 504,
     };
 
     // Lines that failed a request with no fault around it: broken without any outage.
@@ -172,7 +173,7 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         let faults = format!("faults active then: {}", describe(&during));
         let reply = match &call.result {
             CallResult::Reply(status, reply) => {
-                if *status != status_of(reply.tag) {
+                if !status_fits(reply.tag, *status) {
                     push(
                         "I1",
                         format!("{what}: status {status} for {}; {faults}", reply.to_json()),

@@ -1,17 +1,22 @@
 //! The example's HTTP front door, served by the `entry` process: `GET /sqsum?a=3&b=4`
 //! answers `49` as plain text, `POST /` takes a message as the JSON list and answers the
-//! terminal reply as the JSON list. Both send the request along entry's line with the
-//! worker's own outbox (`entry => add => square`).
+//! terminal reply as the JSON list. Both start the line at `entry` itself, with the
+//! worker's own outbox (`http request => entry => add => square`, DESIGN's line): entry's
+//! step runs and is counted like any other.
 //!
-//! Statuses: a `RESPONSE` is 200; an `ERROR` (bad or missing arguments, overflow,
-//! unknown type) 400 with the reason; `TIMEOUT` 504; `STOP` 503. Every request ends by
+//! Statuses ([`Terminal::http_status`], as the agent's `/call`): a `RESPONSE` is 200; a
+//! request the front door cannot read (not a message, a missing or non-integer
+//! argument) 400; an `ERROR` a worker's handler made about the request's data (an
+//! overflow) 422; an `ERROR` the mesh made 502 (configs: unknown worker, type or a
+//! loop; an unreachable agent or instance) or 503 (no live instance, overloaded), its
+//! cause in the `damrey-fault` header; `STOP` 503; `TIMEOUT` 504. Every request ends by
 //! its deadline (`timeout_ms`, default 5000, at most 60000).
 
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use damrey_actors::{Message, Tag, WorkerHandle};
+use damrey_actors::{FAULT_HEADER, Message, Tag, Terminal, WorkerHandle};
 use serde::Deserialize;
 
 use crate::{SQSUM, integers};
@@ -63,13 +68,15 @@ fn timeout(timeout_ms: Option<u64>) -> Duration {
     Duration::from_millis(timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).min(MAX_TIMEOUT_MS))
 }
 
-fn status_of(tag: Tag) -> StatusCode {
-    match tag {
-        Tag::Request | Tag::Response => StatusCode::OK,
-        Tag::Error => StatusCode::BAD_REQUEST,
-        Tag::Stop => StatusCode::SERVICE_UNAVAILABLE,
-        Tag::Timeout => StatusCode::GATEWAY_TIMEOUT,
+/// The response for `reply`: its status and, for a fault, the header naming it.
+fn answer(reply: &Terminal) -> actix_web::HttpResponseBuilder {
+    let status =
+        StatusCode::from_u16(reply.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    if let Some(fault) = reply.fault {
+        response.insert_header((FAULT_HEADER, fault.as_str()));
     }
+    response
 }
 
 /// `GET /sqsum?a=3&b=4`: `(a+b)^2` as plain text, or the reason it could not be had.
@@ -82,13 +89,15 @@ async fn sqsum(worker: web::Data<WorkerHandle>, query: web::Query<SqsumQuery>) -
     if let Err(reason) = integers::<2>(&request) {
         return HttpResponse::BadRequest().body(reason);
     }
-    let reply = worker.request(request, timeout(query.timeout_ms)).await;
-    let text = match reply.tag {
-        Tag::Request | Tag::Response => reply.args.join(" "),
-        Tag::Error => reply.args.join(" "),
-        Tag::Stop | Tag::Timeout => reply.to_string(),
+    let reply = worker
+        .request_at(worker.name(), request, timeout(query.timeout_ms))
+        .await;
+    let message = &reply.message;
+    let text = match message.tag {
+        Tag::Request | Tag::Response | Tag::Error => message.args.join(" "),
+        Tag::Stop | Tag::Timeout => message.to_string(),
     };
-    HttpResponse::build(status_of(reply.tag))
+    answer(&reply)
         .content_type("text/plain; charset=utf-8")
         .body(text)
 }
@@ -116,10 +125,12 @@ async fn call(
             .content_type("application/json")
             .body(reply.to_json());
     }
-    let reply = worker.request(request, timeout(query.timeout_ms)).await;
-    HttpResponse::build(status_of(reply.tag))
+    let reply = worker
+        .request_at(worker.name(), request, timeout(query.timeout_ms))
+        .await;
+    answer(&reply)
         .content_type("application/json")
-        .body(reply.to_json())
+        .body(reply.message.to_json())
 }
 
 /// `GET /healthz`: 200 while the entry worker is attached to its agent, else 503.

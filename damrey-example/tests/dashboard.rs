@@ -318,4 +318,32 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
         Some("alarm"),
         "square's node is not red: {nodes:?}"
     );
+
+    // A config whose next worker is not configured is stored, and the page says so.
+    let added = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"name":"relay","commands":[{"name":"shout","worker":"nowhere"}]}"#,
+            &format!("{url}worker/add"),
+        ])
+        .output()
+        .expect("curl runs");
+    assert!(added.status.success(), "add failed: {}", text(&added));
+    wait_for_dom(
+        &chromium,
+        &url,
+        Duration::from_secs(20),
+        "the warning about relay's config",
+        |dom| {
+            with_class(dom, "li", "config-warning")
+                .iter()
+                .any(|warning| {
+                    attr(warning, "data-worker") == "relay"
+                        && attr(warning, "title").contains("goes to worker nowhere")
+                })
+        },
+    );
 }

@@ -4,57 +4,53 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use config::{Config, Environment, File};
+use clap::Parser;
 use damrey_actors::credential::{Credentials, Role};
+use damrey_actors::settings::{self, Sources};
+pub use damrey_actors::telemetry::LogFormat;
 use damrey_actors::tls::{Identity, TlsError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::alarms::EvaluatorSettings;
 
-/// The command line of `damrey-proxy`.
-///
-/// Every field is optional so that an absent flag leaves the lower layers' value alone.
+/// The command line of `damrey-proxy`. Each flag overrides the settings file and the
+/// `DAMREY_*` variables; without it they (or the default shown) apply.
 #[derive(Debug, Default, Clone, Parser)]
 #[command(
     name = "damrey-proxy",
     version,
-    about = "Damrey's proxy: worker configurations over REST"
+    about = "Damrey's proxy: keeps the worker configs, tells agents about them and about \
+             each other, and shows the mesh's stats, alarms and dashboard.",
+    after_help = "Every setting can also come from a settings file (--config) or a \
+                  DAMREY_<SETTING> variable (for example DAMREY_AGENT_TTL_MS, DAMREY_TOKEN); \
+                  flags win over variables, which win over the file. See docs/operations.md."
 )]
 pub struct Cli {
-    /// Port to listen on (default 7700).
+    /// Port to listen on [default: 7700].
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
-    /// Address to bind (default 0.0.0.0).
+    /// Address to listen on [default: 0.0.0.0, every interface].
     #[arg(long)]
     pub host: Option<String>,
-    /// `postgres://...` or `sqlite://FILE`; without one, the embedded SQLite file is used.
-    #[arg(long)]
+    /// Where configs are stored: `postgres://USER@HOST/DB` or `sqlite://FILE`; also read
+    /// from DATABASE_URL [default: the SQLite file damrey-proxy.db].
+    #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
-    /// A settings file (TOML); its keys are the fields of `Settings`.
+    /// A TOML settings file: `setting = value` lines, with the names of the DAMREY_*
+    /// variables in lower case without the prefix (for example `agent_ttl_ms = 10000`).
+    /// An unknown name is refused.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Log output: human-readable text or one JSON object per line.
+    /// How log lines are written [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
-    /// An `http://` URL that each alarm fire and resolve is POSTed to.
+    /// An http:// URL that each alarm, when it fires and when it resolves, is POSTed to.
     #[arg(long, value_name = "URL")]
     pub alarm_webhook: Option<String>,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable text.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Everything the proxy needs to run; tests build it directly.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Address to bind.
     pub host: String,
@@ -151,20 +147,14 @@ impl Default for Settings {
 /// Settings that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The file, an environment variable or a flag holds a value of the wrong kind.
-    #[error("invalid settings")]
-    Config(#[source] config::ConfigError),
+    /// The file is missing or holds an unknown key, or a value has the wrong kind.
+    #[error(transparent)]
+    Load(#[from] settings::SettingsError),
     /// The alarm webhook is not a plain `http://` URL (the webhook client speaks plain HTTP only).
     #[error(
         "alarm_webhook {0:?} must be an http:// URL (put a TLS-terminating proxy in front of an https receiver)"
     )]
     Webhook(String),
-}
-
-impl From<config::ConfigError> for SettingsError {
-    fn from(error: config::ConfigError) -> Self {
-        SettingsError::Config(error)
-    }
 }
 
 impl Settings {
@@ -203,55 +193,21 @@ impl Settings {
     /// # Errors
     /// [`SettingsError`] when the file is missing or a value has the wrong kind.
     pub fn load_from(cli: &Cli, env: HashMap<String, String>) -> Result<Settings, SettingsError> {
-        let defaults = Settings::default();
-        let mut builder = Config::builder()
-            .set_default("host", defaults.host)?
-            .set_default("port", defaults.port)?
-            .set_default("sqlite_path", defaults.sqlite_path)?
-            .set_default("agent_ttl_ms", defaults.agent_ttl_ms)?
-            .set_default("stats_retention_ms", defaults.stats_retention_ms)?
-            .set_default("no_instance_grace_ms", defaults.no_instance_grace_ms)?
-            .set_default("agent_silent_ms", defaults.agent_silent_ms)?
-            .set_default("alarm_eval_ms", defaults.alarm_eval_ms)?
-            .set_default("alarm_resolve_ms", defaults.alarm_resolve_ms)?
-            .set_default("alarm_history_ms", defaults.alarm_history_ms)?
-            .set_default("feed_poll_ms", defaults.feed_poll_ms)?
-            .set_default("acquire_timeout_ms", defaults.acquire_timeout_ms)?
-            .set_default("query_timeout_ms", defaults.query_timeout_ms)?
-            .set_default("max_connections", defaults.max_connections)?
-            .set_default("http_workers", defaults.http_workers as u64)?
-            .set_default("log_format", "text")?;
-        if let Some(path) = &cli.config {
-            builder = builder.add_source(File::from(path.as_path()).required(true));
-        }
-        // The well-known name sits between the file and the DAMREY_* variables.
-        let well_known: HashMap<String, String> = env
-            .get("DATABASE_URL")
-            .filter(|url| !url.is_empty())
-            .map(|url| ("DATABASE_URL".to_owned(), url.clone()))
-            .into_iter()
-            .collect();
-        builder = builder
-            .add_source(Environment::default().source(Some(well_known)))
-            .add_source(
-                Environment::with_prefix("DAMREY")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(env)),
-            )
-            .set_override_option("port", cli.port)?
-            .set_override_option("host", cli.host.clone())?
-            .set_override_option("database_url", cli.database_url.clone())?
-            .set_override_option("alarm_webhook", cli.alarm_webhook.clone())?
-            .set_override_option(
-                "log_format",
-                cli.log_format.map(|format| match format {
-                    LogFormat::Text => "text",
-                    LogFormat::Json => "json",
-                }),
-            )?;
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = settings::load(Sources {
+            file: cli.config.as_deref(),
+            well_known: &[("DATABASE_URL", "database_url")],
+            env,
+            flags: vec![
+                ("port", cli.port.map(|port| port.to_string())),
+                ("host", cli.host.clone()),
+                ("database_url", cli.database_url.clone()),
+                ("alarm_webhook", cli.alarm_webhook.clone()),
+                (
+                    "log_format",
+                    cli.log_format.map(|format| format.as_str().to_owned()),
+                ),
+            ],
+        })?;
         // An empty variable means "not set", as shells write it.
         for token in [
             &mut settings.token,
@@ -484,5 +440,31 @@ mod tests {
     fn a_port_that_is_not_a_number_is_an_error() {
         let error = Settings::load_from(&Cli::default(), env(&[("DAMREY_PORT", "x")])).unwrap_err();
         assert!(format!("{:?}", error).contains("port"), "{error:?}");
+    }
+
+    #[test]
+    fn a_misspelt_setting_in_the_file_is_refused_by_name() {
+        let file = temp_file("agent_tll_ms = 3000\n");
+        let cli = Cli {
+            config: Some(file.clone()),
+            ..Cli::default()
+        };
+        let error = Settings::load_from(&cli, env(&[])).unwrap_err().to_string();
+        std::fs::remove_file(file).unwrap();
+        assert!(
+            error.contains(r#"unknown setting "agent_tll_ms""#),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_log_format_says_which_there_are() {
+        let error = Settings::load_from(&Cli::default(), env(&[("DAMREY_LOG_FORMAT", "yaml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(r#"log_format: "yaml" is not one of text, json"#),
+            "{error}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! REST API, a change feed agents wait on, the registry of live agents, monitoring of
 //! the counters they report, and alarms (stored, listed, posted to a webhook).
 //!
-//! `main.rs` only parses flags, loads [`config::Settings`], starts [`telemetry`] and runs
+//! `main.rs` only parses flags, loads [`config::Settings`], starts `damrey_actors::telemetry` and runs
 //! [`startup::Application`]; everything else lives here so that tests reach it.
 
 pub mod alarms;
@@ -15,7 +15,6 @@ pub mod registry;
 pub mod routes;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
 pub mod webhook;
 
 pub use config::{Cli, Settings};

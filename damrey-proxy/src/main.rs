@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use damrey_proxy::{Application, Cli, Settings, telemetry};
+use damrey_actors::telemetry;
+use damrey_proxy::{Application, Cli, Settings};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {

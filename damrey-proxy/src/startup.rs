@@ -15,8 +15,8 @@ use crate::feed::{Feed, Topic};
 use crate::monitor::Monitor;
 use crate::routes::{self, AppState};
 use crate::store::{Store, StoreError, StoreOptions};
-use crate::telemetry;
 use crate::webhook::{RetryPolicy, Webhook};
+use damrey_actors::telemetry;
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]

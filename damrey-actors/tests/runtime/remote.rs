@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::dev::MessageResponse;
 use damrey_actors::prelude::*;
-use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError};
+use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError, Terminal};
 use uuid::Uuid;
 
 use crate::support::{Add, Entry, Square, count, counter};
@@ -75,7 +75,7 @@ impl Remote for Loopback {
         &self,
         origin: &str,
         id: Uuid,
-        reply: Message,
+        reply: Terminal,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let target = self.agent(origin);
         Box::pin(async move {

@@ -1,7 +1,10 @@
 //! `POST /call/{worker}?timeout_ms=N`: put a request (the plain JSON list) to a worker and
 //! wait for the line's terminal reply, returned as the JSON list. The status tells the
-//! tags apart: `RESPONSE` (or a final `REQUEST`) 200, `ERROR` 422, `STOP` 503,
-//! `TIMEOUT` 504. A stopping agent refuses new calls (503, `{"error": ...}`).
+//! replies apart ([`Terminal::http_status`](damrey_actors::Terminal::http_status)):
+//! `RESPONSE` (or a final `REQUEST`) 200; a handler's `ERROR` 422; an `ERROR` the mesh
+//! made 502 (configs, unreachable agent or instance) or 503 (no live instance,
+//! overloaded), its cause in the `damrey-fault` header; `STOP` 503; `TIMEOUT` 504.
+//! A stopping agent refuses new calls (503, `{"error": ...}`).
 
 use std::time::Duration;
 
@@ -9,7 +12,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use damrey_actors::spec::validate_name;
-use damrey_actors::{Message, Tag};
+use damrey_actors::{FAULT_HEADER, Message};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -56,14 +59,17 @@ pub async fn call(
     let message = Message::from_json_slice(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;
     let timeout =
         Duration::from_millis(query.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)).min(state.max_call);
-    let reply = state.router.request(&worker, message, timeout).await;
-    let status = match reply.tag {
-        Tag::Request | Tag::Response => StatusCode::OK,
-        Tag::Error => StatusCode::UNPROCESSABLE_ENTITY,
-        Tag::Stop => StatusCode::SERVICE_UNAVAILABLE,
-        Tag::Timeout => StatusCode::GATEWAY_TIMEOUT,
-    };
-    Ok(HttpResponse::build(status)
+    let reply = state
+        .router
+        .request_terminal(&worker, message, timeout)
+        .await;
+    let status =
+        StatusCode::from_u16(reply.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    if let Some(fault) = reply.fault {
+        response.insert_header((FAULT_HEADER, fault.as_str()));
+    }
+    Ok(response
         .content_type("application/json")
-        .body(reply.to_json()))
+        .body(reply.message.to_json()))
 }

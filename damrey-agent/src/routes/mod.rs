@@ -70,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/attach/{worker}", web::get().to(attach::attach))
         .route("/peer", web::get().to(peer::peer))
         .route("/metrics", web::get().to(metrics::metrics))
+        .route("/metrics", web::head().to(metrics::metrics))
         .route("/stats", web::get().to(metrics::stats))
         .default_service(web::to(not_found));
 }

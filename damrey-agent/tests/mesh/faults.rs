@@ -293,7 +293,9 @@ impl FakeOrigin {
                 );
                 actix_rt::spawn(async move {
                     while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await {
-                        if let Ok(PeerFrame::Reply { seq, id, msg }) = serde_json::from_str(&text) {
+                        if let Ok(PeerFrame::Reply { seq, id, msg, .. }) =
+                            serde_json::from_str(&text)
+                        {
                             recorded.lock().unwrap().push((id, msg));
                             let ack =
                                 serde_json::to_string(&PeerFrame::Ack { seqs: vec![seq] }).unwrap();

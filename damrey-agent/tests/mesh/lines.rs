@@ -10,7 +10,8 @@ use damrey_actors::{Config, Message, Worker};
 use serde_json::json;
 
 use crate::support::{
-    Agent, AgentAddress, AgentOptions, Proxy, TempDir, join_all, sqsum, sqsum_mesh, sqsum_specs,
+    Agent, AgentAddress, AgentOptions, Proxy, TempDir, client, join_all, sqsum, sqsum_mesh,
+    sqsum_specs,
 };
 
 #[actix_rt::test]
@@ -60,7 +61,7 @@ async fn bad_requests_get_their_own_clear_answers_at_once() {
     assert_eq!(
         (status, reply),
         (
-            422,
+            502,
             Message::error("sqsum", "no worker named \"nobody\" is configured")
         )
     );
@@ -71,7 +72,7 @@ async fn bad_requests_get_their_own_clear_answers_at_once() {
     assert_eq!(
         (status, reply),
         (
-            422,
+            502,
             Message::error("cube", "worker add does not accept type \"cube\"")
         )
     );
@@ -80,9 +81,26 @@ async fn bad_requests_get_their_own_clear_answers_at_once() {
     assert_eq!(
         (status, reply),
         (
-            422,
+            503,
             Message::error("sqsum", "worker square has no live instance")
         )
+    );
+    let response = client()
+        .post(format!(
+            "http://{}/call/square?timeout_ms=10000",
+            agent.address
+        ))
+        .insert_header(("content-type", "application/json"))
+        .send_body(sqsum(1, 2).to_json())
+        .await
+        .expect("the agent answers");
+    assert_eq!(
+        response
+            .headers()
+            .get("damrey-fault")
+            .map(|v| v.to_str().unwrap()),
+        Some("no_instance"),
+        "a runtime-made ERROR names its cause"
     );
 
     let (status, body) = agent
@@ -161,7 +179,7 @@ async fn a_loop_ends_with_error_and_a_short_deadline_with_timeout() {
     let (status, reply) = agent
         .call("ping", &Message::request("ball", ["0"]), 10_000)
         .await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 502, "a loop in the configs is the mesh's fault");
     assert_eq!(
         reply,
         Message::error(

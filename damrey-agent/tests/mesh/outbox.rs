@@ -67,6 +67,7 @@ impl FlakyAgent {
                                 Frame::Request { id, .. } => Some(Frame::Reply {
                                     id: *id,
                                     msg: Message::response("t", ["done"]),
+                                    fault: None,
                                 }),
                                 Frame::Push { id, .. } => Some(Frame::Pushed { id: *id }),
                                 _ => None,
@@ -153,6 +154,7 @@ async fn a_request_resent_over_a_new_connection_runs_its_line_once_and_is_answer
         id: Uuid::new_v4(),
         ms: 5_000,
         msg: sqsum(3, 4),
+        to: None,
     };
 
     // The first connection sends the request and goes away before any reply.
@@ -171,7 +173,7 @@ async fn a_request_resent_over_a_new_connection_runs_its_line_once_and_is_answer
     let reply = loop {
         match second.next().await {
             Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<Frame>(&text) {
-                Ok(Frame::Reply { id, msg }) => break (id, msg),
+                Ok(Frame::Reply { id, msg, .. }) => break (id, msg),
                 _ => continue,
             },
             Some(Ok(_)) => continue,

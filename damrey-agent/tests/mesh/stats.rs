@@ -42,6 +42,24 @@ async fn the_counters_equal_a_known_load_exactly() {
             .unwrap()
             .starts_with("text/plain; version=0.0.4")
     }));
+    assert!(
+        !text.contains(",instance=\""),
+        "no `instance` label, which Prometheus sets to the target: {text}"
+    );
+    let head = client()
+        .head(format!("http://{}/metrics", agent.address))
+        .insert_header(("x-request-id", "scrape-1"))
+        .send()
+        .await
+        .expect("the agent answers HEAD");
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(
+        head.headers()
+            .get("x-request-id")
+            .map(|id| id.to_str().unwrap()),
+        Some("scrape-1"),
+        "the request id is echoed"
+    );
     let count = |name, worker| sample(&text, name, worker);
     assert_eq!(count("damrey_steps_received_total", "add"), 23, "{text}");
     assert_eq!(count("damrey_steps_processed_total", "add"), 23);
@@ -134,7 +152,7 @@ async fn restarts_after_a_panic_are_reported_by_the_worker_and_counted() {
     for _ in 0..50 {
         restarts = sample(
             &metrics(&agent).await,
-            "damrey_worker_restarts_total",
+            "damrey_instance_restarts_total",
             "fragile",
         );
         if restarts == 1 {
@@ -175,9 +193,13 @@ async fn refused_steps_are_counted_by_worker_and_reason() {
     ];
     let text = metrics(&agent).await;
 
-    assert!(
-        refused.iter().all(|(status, _)| *status == 422),
-        "{refused:?}"
+    assert_eq!(
+        refused
+            .iter()
+            .map(|(status, _)| *status)
+            .collect::<Vec<_>>(),
+        [502, 502, 503],
+        "configuration faults are 502, no live instance 503: {refused:?}"
     );
     let value = |line: &str| {
         text.lines()

@@ -64,6 +64,7 @@ pub async fn run(
                 let specs: Vec<WorkerSpec> = serde_json::from_value(answer["workers"].clone())
                     .context("the proxy answered a worker list this command cannot read")?;
                 print!("{}", table(&specs));
+                print!("{}", warning_lines(&specs));
             }
             Ok(ExitCode::from(SUCCESS))
         }
@@ -90,6 +91,10 @@ async fn store(
             print_json(&answer);
         } else {
             println!("{done} worker {}", spec.name);
+            let warnings = answer["warnings"].as_array().into_iter().flatten();
+            for warning in warnings.filter_map(|warning| warning.as_str()) {
+                eprintln!("warning: worker {}: {warning}", spec.name);
+            }
         }
     }
     Ok(ExitCode::from(SUCCESS))
@@ -142,6 +147,19 @@ fn read_specs(file: &Path) -> anyhow::Result<Vec<WorkerSpec>> {
 }
 
 /// The configs as a table: one row per worker, its types and where each goes.
+/// One `warning: worker W: ...` line for each thing the listed configs cannot carry a
+/// line through yet ([`WorkerSpec::warnings`]).
+fn warning_lines(specs: &[WorkerSpec]) -> String {
+    specs
+        .iter()
+        .flat_map(|spec| {
+            spec.warnings(specs)
+                .into_iter()
+                .map(move |warning| format!("warning: worker {}: {warning}\n", spec.name))
+        })
+        .collect()
+}
+
 fn table(specs: &[WorkerSpec]) -> Table {
     let mut table = Table::new(&["NAME", "AGENT", "MPU", "COMMANDS"]);
     for spec in specs {
@@ -209,6 +227,17 @@ mod tests {
     #[test]
     fn a_bad_name_is_refused_before_anything_is_sent() {
         assert!(specs(flags("no spaces", &[])).is_err());
+    }
+
+    #[test]
+    fn the_list_warns_of_lines_the_configs_cannot_carry_yet() {
+        let add = WorkerSpec::new("add").command("sqsum", "square");
+        let square = WorkerSpec::new("square").command("sqsum", "");
+        assert_eq!(
+            warning_lines(std::slice::from_ref(&add)),
+            "warning: worker add: type \"sqsum\" goes to worker square, which is not configured\n"
+        );
+        assert_eq!(warning_lines(&[add, square]), "");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use damrey_actors::process::{self, Exit};
 use damrey_actors::signal::shutdown_signal;
+use damrey_actors::telemetry;
 use damrey_example::process::EntryArgs;
 use damrey_example::{Entry, front};
 
@@ -27,7 +28,11 @@ async fn serve(args: EntryArgs) -> Exit {
     };
     let server = actix_web::HttpServer::new({
         let worker = worker.clone();
-        move || actix_web::App::new().configure(front::configure(worker.clone()))
+        move || {
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(telemetry::log_requests))
+                .configure(front::configure(worker.clone()))
+        }
     })
     .workers(1)
     .disable_signals()

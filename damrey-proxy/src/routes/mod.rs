@@ -96,7 +96,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(agents::forget),
         ))
         .service(resource("/alarms", "GET", web::get().to(alarms::list)))
-        .service(resource("/metrics", "GET", web::get().to(metrics::metrics)))
+        .service(
+            resource("/metrics", "GET, HEAD", web::get().to(metrics::metrics))
+                .route(web::head().to(metrics::metrics)),
+        )
         .service(resource("/healthz", "GET", web::get().to(health::healthz)))
         .service(resource("/readyz", "GET", web::get().to(health::readyz)))
         .service(resource("/", "GET", web::get().to(dashboard::page)))

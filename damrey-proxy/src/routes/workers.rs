@@ -1,5 +1,6 @@
 //! `/worker/add`, `/worker/del`, `/worker/chg`, `/workers/get` and `/workers/{name}`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -11,13 +12,17 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::feed::MAX_WAIT;
 
-/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`.
+/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`, and
+/// `"warnings": {"add": [...]}` for the workers whose lines the configs cannot carry yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerList {
     /// The config version the list belongs to.
     pub version: i64,
     /// Every worker, sorted by name, in the seed's JSON form.
     pub workers: Vec<WorkerSpec>,
+    /// [`WorkerSpec::warnings`] of each worker that has any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub warnings: BTreeMap<String, Vec<String>>,
 }
 
 /// [`WorkerList`] written from a shared snapshot without copying it.
@@ -25,6 +30,8 @@ pub struct WorkerList {
 struct WorkerListView<'a> {
     version: i64,
     workers: &'a [WorkerSpec],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    warnings: BTreeMap<&'a str, Vec<String>>,
 }
 
 /// The query of `GET /workers/get`: `?after=N&wait_ms=M`.
@@ -37,7 +44,8 @@ pub struct ListQuery {
     pub wait_ms: Option<u64>,
 }
 
-/// `POST /worker/add`: 201 and the stored worker; 409 when the name exists.
+/// `POST /worker/add`: 201 and the stored worker (with its `warnings`, if any); 409 when
+/// the name exists.
 ///
 /// # Errors
 /// [`ApiError`] for a taken name or a store failure.
@@ -47,7 +55,24 @@ pub async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let change = state.store.add_worker(&spec).await?;
     state.feed.publish(change.version);
-    Ok(HttpResponse::Created().json(change.worker))
+    let body = with_warnings(&state, change.worker).await?;
+    Ok(HttpResponse::Created().json(body))
+}
+
+/// The stored worker's JSON, with a `warnings` list when the stored configs cannot carry
+/// its lines yet ([`WorkerSpec::warnings`]): the change is kept, as configs may arrive
+/// in any order.
+async fn with_warnings(
+    state: &AppState,
+    worker: WorkerSpec,
+) -> Result<serde_json::Value, ApiError> {
+    let snapshot = state.store.snapshot().await?;
+    let warnings = worker.warnings(&snapshot.workers);
+    let mut body = serde_json::json!(worker);
+    if !warnings.is_empty() {
+        body["warnings"] = serde_json::json!(warnings);
+    }
+    Ok(body)
 }
 
 /// `POST /worker/del`: 200 and the removed worker; 404 when there is none.
@@ -63,7 +88,8 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(change.worker))
 }
 
-/// `POST /worker/chg`: 200 and the stored worker; 404 when there is none.
+/// `POST /worker/chg`: 200 and the stored worker (with its `warnings`, if any); 404 when
+/// there is none.
 ///
 /// # Errors
 /// [`ApiError`] for an unknown name or a store failure.
@@ -73,7 +99,8 @@ pub async fn change(
 ) -> Result<HttpResponse, ApiError> {
     let change = state.store.change_worker(&spec).await?;
     state.feed.publish(change.version);
-    Ok(HttpResponse::Ok().json(change.worker))
+    let body = with_warnings(&state, change.worker).await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /workers/get[?after=N[&wait_ms=M]]`: every worker and the config version; with
@@ -100,9 +127,16 @@ pub async fn list(
                 .await?
         }
     };
+    let warnings = snapshot
+        .workers
+        .iter()
+        .map(|worker| (worker.name.as_str(), worker.warnings(&snapshot.workers)))
+        .filter(|(_, warnings)| !warnings.is_empty())
+        .collect();
     Ok(HttpResponse::Ok().json(WorkerListView {
         version: snapshot.version,
         workers: &snapshot.workers,
+        warnings,
     }))
 }
 

@@ -2,7 +2,7 @@
 
 use futures_util::future::join_all;
 
-use crate::helpers::{SEED, seed_stored, spawn_app, spawn_on, worker};
+use crate::helpers::{SEED, seed_stored, seed_warnings, spawn_app, spawn_on, worker};
 
 #[actix_web::test]
 async fn racing_adds_of_one_name_give_one_201_and_the_rest_409() {
@@ -102,7 +102,7 @@ async fn a_restarted_proxy_on_the_same_database_lists_every_worker_again() {
     assert_eq!(after, before);
     assert_eq!(
         after,
-        serde_json::json!({"version": 4, "workers": [worker("a", 1), seed_stored()]})
+        serde_json::json!({"version": 4, "workers": [worker("a", 1), seed_stored()], "warnings": seed_warnings()})
     );
     assert_eq!(restarted.api.add(worker("c", 3)).await.status, 201);
     assert_eq!(restarted.api.version().await, 5);

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{SEED, seed_stored, spawn_app, worker};
+use crate::helpers::{SEED, seed_stored, seed_warnings, spawn_app, worker};
 
 #[actix_web::test]
 async fn a_waiter_gets_a_change_made_through_another_proxy_on_the_same_database() {
@@ -20,7 +20,7 @@ async fn a_waiter_gets_a_change_made_through_another_proxy_on_the_same_database(
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body,
-        serde_json::json!({"version": version + 1, "workers": [worker("a", 1), seed_stored()]})
+        serde_json::json!({"version": version + 1, "workers": [worker("a", 1), seed_stored()], "warnings": seed_warnings()})
     );
     // Woken by the change, not by the end of the 20 s wait.
     assert!(
@@ -42,7 +42,7 @@ async fn a_waiter_gets_a_change_made_through_the_same_proxy() {
 
     assert_eq!(
         reply.body,
-        serde_json::json!({"version": 1, "workers": [seed_stored()]})
+        serde_json::json!({"version": 1, "workers": [seed_stored()], "warnings": seed_warnings()})
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -62,7 +62,7 @@ async fn a_wait_with_no_change_answers_200_with_the_current_state_when_it_times_
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body,
-        serde_json::json!({"version": 1, "workers": [seed_stored()]})
+        serde_json::json!({"version": 1, "workers": [seed_stored()], "warnings": seed_warnings()})
     );
     assert!(
         started.elapsed() >= Duration::from_millis(400),
@@ -104,7 +104,7 @@ async fn many_waiters_are_all_woken_by_one_change() {
     for reply in replies {
         assert_eq!(
             reply.body,
-            serde_json::json!({"version": 1, "workers": [seed_stored()]})
+            serde_json::json!({"version": 1, "workers": [seed_stored()], "warnings": seed_warnings()})
         );
     }
 }

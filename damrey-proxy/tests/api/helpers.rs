@@ -23,6 +23,12 @@ pub fn seed_stored() -> Value {
     serde_json::json!({"name":"entry","agent":"","mpu":"100","commands":[{"name":"test","worker":"testWorker","mpu":"1"}]})
 }
 
+/// The `warnings` of a list that holds the seed's worker: it sends to `testWorker`,
+/// which no config names.
+pub fn seed_warnings() -> Value {
+    serde_json::json!({"entry": [r#"type "test" goes to worker testWorker, which is not configured"#]})
+}
+
 /// A worker JSON named `name`.
 pub fn worker(name: &str, mpu: u32) -> Value {
     serde_json::json!({"name": name, "agent": "", "mpu": mpu.to_string(), "commands": [{"name": "t", "worker": "", "mpu": "0"}]})

@@ -140,3 +140,20 @@ async fn metrics_lines_are_exact_for_a_known_report_and_need_no_token() {
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
     assert_eq!(text, EXPECTED);
 }
+
+/// Scrapers and load balancers probe with `HEAD`: 200 and the headers, no body.
+#[actix_web::test]
+async fn head_metrics_answers_200_without_a_body() {
+    let app = spawn_app_with(|_| {}).await;
+
+    let mut response = awc::Client::new()
+        .head(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("the proxy answers");
+    let body = response.body().await.expect("a body");
+
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(body.is_empty(), "{body:?}");
+    assert!(response.headers().contains_key("x-request-id"));
+}

@@ -1,6 +1,6 @@
 //! Every row of DESIGN §6's table, with the seed's JSON.
 
-use crate::helpers::{SEED, seed_stored, spawn_app, worker};
+use crate::helpers::{SEED, seed_stored, seed_warnings, spawn_app, worker};
 
 #[actix_web::test]
 async fn adding_the_seed_worker_answers_201_with_the_stored_worker() {
@@ -8,9 +8,63 @@ async fn adding_the_seed_worker_answers_201_with_the_stored_worker() {
 
     let reply = app.api.add(SEED).await;
 
+    let mut answered = seed_stored();
+    answered["warnings"] =
+        serde_json::json!([r#"type "test" goes to worker testWorker, which is not configured"#]);
     assert_eq!(reply.status, 201, "{reply:?}");
-    assert_eq!(reply.body, seed_stored());
+    assert_eq!(reply.body, answered);
     assert_eq!(app.api.worker("entry").await.body, seed_stored());
+}
+
+/// Configs may arrive in any order: what cannot carry a line yet is stored, and the
+/// answer says why in `warnings`.
+#[actix_web::test]
+async fn a_config_that_cannot_carry_its_line_yet_is_stored_with_warnings() {
+    let app = spawn_app().await;
+
+    let early = app
+        .api
+        .add(r#"{"name":"add","commands":[{"name":"sqsum","worker":"square"}]}"#)
+        .await;
+    let complete = app
+        .api
+        .add(r#"{"name":"square","commands":[{"name":"sqsum","worker":""}]}"#)
+        .await;
+    let looped = app
+        .api
+        .chg(r#"{"name":"square","commands":[{"name":"sqsum","worker":"add"}]}"#)
+        .await;
+
+    assert_eq!(early.status, 201, "{early:?}");
+    assert_eq!(
+        early.body["warnings"],
+        serde_json::json!([r#"type "sqsum" goes to worker square, which is not configured"#])
+    );
+    assert_eq!(complete.status, 201, "{complete:?}");
+    assert!(complete.body.get("warnings").is_none(), "{complete:?}");
+    assert_eq!(looped.status, 200, "{looped:?}");
+    assert_eq!(
+        looped.body["warnings"],
+        serde_json::json!([
+            r#"type "sqsum" loops: square => add => square (it would end at the hop limit)"#
+        ])
+    );
+    assert_eq!(
+        app.api.worker("square").await.body["commands"][0]["worker"],
+        "add",
+        "stored all the same"
+    );
+    let listed = app.api.workers().await.body;
+    assert_eq!(
+        listed["warnings"]["square"], looped.body["warnings"],
+        "the list (which the dashboard shows) carries them too: {listed}"
+    );
+    assert_eq!(
+        listed["warnings"]["add"],
+        serde_json::json!([
+            r#"type "sqsum" loops: add => square => add (it would end at the hop limit)"#
+        ])
+    );
 }
 
 #[actix_web::test]
@@ -75,7 +129,7 @@ async fn changing_a_worker_answers_200_and_replaces_the_whole_config() {
     let app = spawn_app().await;
     app.api.add(SEED).await;
     let changed = serde_json::json!({"name":"entry","agent":"127.0.0.1:7701","mpu":"5",
-        "commands":[{"name":"sqsum","worker":"add","mpu":"0"}]});
+        "commands":[{"name":"sqsum","worker":"","mpu":"0"}]});
 
     let reply = app.api.chg(&changed).await;
 
@@ -109,7 +163,7 @@ async fn listing_answers_every_worker_sorted_with_the_version() {
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.body,
-        serde_json::json!({"version": 3, "workers": [worker("a", 2), worker("b", 1), seed_stored()]})
+        serde_json::json!({"version": 3, "workers": [worker("a", 2), worker("b", 1), seed_stored()], "warnings": seed_warnings()})
     );
 }
 
