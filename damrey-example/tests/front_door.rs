@@ -4,58 +4,13 @@
 //! The proxy and agent run in this test from their libraries, `entry` and `add` attach
 //! to the agent over its link; `square` never starts.
 
-use std::time::{Duration, Instant};
-
 use actix_web::test::{TestRequest, call_service, init_service, read_body};
 use actix_web::{App, dev::ServiceResponse};
 use damrey_actors::{Config, Worker};
 use damrey_example::{Add, Entry, front, line_specs};
+use in_process::agent_with;
 
-/// An agent whose proxy stores the example's configs; its `host:port`, once ready.
-async fn agent() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("damrey-front-door-{nanos}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let proxy = damrey_proxy::startup::Application::build(damrey_proxy::config::Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        sqlite_path: dir.join("proxy.db").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .expect("the proxy starts");
-    for spec in line_specs() {
-        proxy.store().add_worker(&spec).await.expect("stored");
-    }
-    let proxy_address = format!("127.0.0.1:{}", proxy.port());
-    actix_web::rt::spawn(proxy.run_until_stopped());
-    let agent = damrey_agent::startup::Application::build(damrey_agent::config::Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        proxy: proxy_address,
-        state_dir: dir.join("agent"),
-        ..Default::default()
-    })
-    .expect("the agent starts");
-    let address = format!("127.0.0.1:{}", agent.port());
-    actix_web::rt::spawn(agent.run_until_stopped());
-    let ready = format!("http://{address}/readyz");
-    let client = awc::Client::default();
-    let give_up = Instant::now() + Duration::from_secs(20);
-    while !client
-        .get(&ready)
-        .send()
-        .await
-        .is_ok_and(|answer| answer.status().is_success())
-    {
-        assert!(Instant::now() < give_up, "the agent never became ready");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    address
-}
+mod in_process;
 
 async fn answer(response: ServiceResponse) -> (u16, Option<String>, String) {
     let status = response.status().as_u16();
@@ -69,7 +24,7 @@ async fn answer(response: ServiceResponse) -> (u16, Option<String>, String) {
 
 #[actix_web::test]
 async fn each_failure_gets_the_status_of_whose_fault_it_is() {
-    let agent = agent().await;
+    let agent = agent_with(&line_specs()).await;
     let entry = Worker::new(Config::named("entry"))
         .agent(agent.clone())
         .start(|| Entry)

@@ -3,68 +3,15 @@
 //! cannot attach, and a clean exit on SIGTERM. The proxy and agent it talks to are
 //! started in this test from their libraries.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use damrey_actors::WorkerSpec;
+use in_process::agent_with;
+
+mod in_process;
 
 const SQUARE: &str = env!("CARGO_BIN_EXE_square");
-
-fn fresh_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("damrey-worker-process-{nanos}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// An agent whose proxy stores `specs`; its `host:port`, once it has loaded them.
-async fn agent_with(specs: &[WorkerSpec]) -> String {
-    let dir = fresh_dir();
-    let proxy = damrey_proxy::startup::Application::build(damrey_proxy::config::Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        sqlite_path: dir.join("proxy.db").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .expect("the proxy starts");
-    for spec in specs {
-        proxy
-            .store()
-            .add_worker(spec)
-            .await
-            .expect("the config is stored");
-    }
-    let proxy_address = format!("127.0.0.1:{}", proxy.port());
-    actix_web::rt::spawn(proxy.run_until_stopped());
-    let agent = damrey_agent::startup::Application::build(damrey_agent::config::Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        proxy: proxy_address,
-        state_dir: dir.join("agent"),
-        ..Default::default()
-    })
-    .expect("the agent starts");
-    let address = format!("127.0.0.1:{}", agent.port());
-    actix_web::rt::spawn(agent.run_until_stopped());
-    let ready = format!("http://{address}/readyz");
-    let client = awc::Client::default();
-    let give_up = Instant::now() + Duration::from_secs(20);
-    while !client
-        .get(&ready)
-        .send()
-        .await
-        .is_ok_and(|answer| answer.status().is_success())
-    {
-        assert!(Instant::now() < give_up, "the agent never became ready");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    address
-}
 
 /// Runs `square ARGS` to its end (it is expected to fail at once).
 async fn square(args: &[&str], agent: Option<&str>) -> Output {
