@@ -1107,8 +1107,14 @@ impl Router {
     /// Takes how a step on `instance` ended into its health, and counts an ejection.
     fn record_step(&self, line_to: &str, spec: &WorkerSpec, instance: &Instance, outcome: Outcome) {
         let rules = spec.outlier_rules();
-        let Some(others) = self.others_routable(line_to, instance) else {
-            return;
+        // Only a failure can eject, so only a failure looks at the other holders: a
+        // success (nearly every step) takes no table or suspects lock here.
+        let others = match outcome {
+            Outcome::Success => false,
+            Outcome::Failure => match self.others_routable(line_to, instance) {
+                Some(others) => others,
+                None => return,
+            },
         };
         if instance
             .health()
