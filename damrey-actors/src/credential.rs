@@ -1,6 +1,6 @@
 //! The one credential check of every Damrey service (DESIGN §8): bearer tokens, each
 //! granting roles, compared in constant time. The proxy and the agent both call
-//! [`Credentials::authorize`] from a middleware that runs before any handler, so a
+//! [`check_request`] ([`Credentials::authorize`] on the request's header) from a middleware that runs before any handler, so a
 //! request without the right credential is answered before its body is read.
 
 use std::fmt;
@@ -146,6 +146,27 @@ impl Credentials {
             granted: names(&granted, ", "),
             wanted: names(wanted, " or "),
         })
+    }
+}
+
+/// The verdict on a request for a route that admits `wanted` (`None`: open to all),
+/// with the [`Credentials`] its app holds (none set: open), read from the request's
+/// `Authorization` header alone: both services' middlewares call this before any body.
+///
+/// # Errors
+/// [`AuthError`] when the credential is missing, wrong, or of another role.
+pub fn check_request(
+    req: &actix_web::dev::ServiceRequest,
+    wanted: Option<&[Role]>,
+) -> Result<(), AuthError> {
+    match (wanted, req.app_data::<actix_web::web::Data<Credentials>>()) {
+        (Some(wanted), Some(credentials)) => credentials.authorize(
+            req.headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .map(|value| value.as_bytes()),
+            wanted,
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -4,12 +4,12 @@
 //! the agent. `/healthz`, `/readyz`, `/metrics` (DESIGN §8: scrapers and probes carry no
 //! token) and the dashboard page `/` (which carries no data) are open.
 
+use actix_web::ResponseError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, header};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
-use damrey_actors::credential::{Credentials, Role};
+use damrey_actors::credential::{Role, check_request};
 
 use crate::error::ApiError;
 
@@ -46,18 +46,7 @@ pub async fn require_credential(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let verdict = match (
-        roles_for(req.method(), req.match_info().as_str()),
-        req.app_data::<web::Data<Credentials>>(),
-    ) {
-        (Some(wanted), Some(credentials)) => credentials.authorize(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .map(|value| value.as_bytes()),
-            wanted,
-        ),
-        _ => Ok(()),
-    };
+    let verdict = check_request(&req, roles_for(req.method(), req.match_info().as_str()));
     match verdict {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err(refused) => {
