@@ -7,8 +7,6 @@
 //! author needs.
 
 pub mod admission;
-pub mod backoff;
-pub mod credential;
 pub mod deadline;
 pub mod error;
 pub mod fault;
@@ -22,13 +20,12 @@ pub mod process;
 pub mod report;
 pub mod route_counters;
 pub mod routing;
-pub mod settings;
-pub mod signal;
 pub mod spec;
-pub mod telemetry;
 pub mod testkit;
-pub mod tls;
 pub mod worker;
+
+// The shared plumbing, under the paths this crate's modules use.
+use damrey_service::{backoff, signal, telemetry, tls};
 
 use std::future::Future;
 use std::pin::Pin;

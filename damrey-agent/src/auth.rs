@@ -1,13 +1,13 @@
 //! Credentials on the agent's endpoints: a middleware that runs before any handler, so a
 //! request without the right credential is answered 401 (or 403) before its body is read
 //! or its WebSocket upgrade is handled. The check itself is
-//! [`damrey_actors::credential::Credentials::authorize`], shared with the proxy.
+//! [`damrey_service::credential::Credentials::authorize`], shared with the proxy.
 
 use actix_web::ResponseError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use damrey_actors::credential::{Role, check_request};
+use damrey_service::credential::{Role, check_request};
 
 use crate::error::ApiError;
 

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use damrey_actors::credential::{Credentials, Role};
-pub use damrey_actors::settings::SettingsError;
-use damrey_actors::settings::{self, Sources};
-pub use damrey_actors::telemetry::LogFormat;
-use damrey_actors::tls::{self, Identity, TlsError};
+use damrey_service::credential::{Credentials, Role};
+pub use damrey_service::settings::SettingsError;
+use damrey_service::settings::{self, Sources};
+pub use damrey_service::telemetry::LogFormat;
+use damrey_service::tls::{self, Identity, TlsError};
 use serde::{Deserialize, Serialize};
 
 /// The command line of `damrey-agent`. Each flag overrides the settings file and the

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use damrey_actors::credential::AuthError;
+use damrey_service::credential::AuthError;
 
 /// What an agent endpoint answers when it cannot do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -2,8 +2,8 @@
 //! settings, start logging, serve until a signal.
 
 use anyhow::Context;
-use damrey_actors::telemetry;
 use damrey_agent::{Application, Cli, Settings};
+use damrey_service::telemetry;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use damrey_actors::report::{Heartbeat, InstanceCount};
-use damrey_actors::tls;
 use damrey_actors::{Router, WorkerSpec};
+use damrey_service::backoff::Backoff;
+use damrey_service::tls;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::ConfigCache;
@@ -155,10 +156,12 @@ impl ProxyClient {
 pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, cache: ConfigCache) {
     let mut version = None;
     let mut failures = 0u32;
+    let mut backoff = FOLLOW_BACKOFF;
     loop {
         match client.workers(version, wait_ms).await {
             Ok(list) => {
                 failures = 0;
+                backoff.reset();
                 if version != Some(list.version) {
                     let count = list.workers.len();
                     match router.set_specs(list.workers.clone()) {
@@ -185,18 +188,16 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, c
                 if failures == 1 {
                     tracing::warn!(error = %error, "the proxy is unreachable; routing from the cached configs");
                 }
-                actix_rt::time::sleep(pause_after(failures)).await;
+                backoff.pause().await;
             }
         }
     }
 }
 
-/// How long a follower waits after `failures` failed requests in a row before the next:
-/// soon after a blip, and at most half a second, so it catches up quickly when the
-/// proxy is back.
-fn pause_after(failures: u32) -> Duration {
-    Duration::from_millis(100 * u64::from(failures.min(5)))
-}
+/// How long a follower waits after failed requests before the next: soon after a blip,
+/// and under a second at most, so that it catches up quickly when the proxy is back.
+const FOLLOW_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
 
 /// Keeps the router's view of where the other agents' instances are equal to the
 /// proxy's, and `known` the agents it lists, forever: a wait on the placement feed (at
@@ -211,6 +212,7 @@ pub async fn follow_placement(
 ) {
     let mut version = None;
     let mut failures = 0u32;
+    let mut backoff = FOLLOW_BACKOFF;
     loop {
         let answer = tokio::select! {
             answer = client.agents(version, wait_ms) => answer,
@@ -221,6 +223,7 @@ pub async fn follow_placement(
         match answer {
             Ok(list) => {
                 failures = 0;
+                backoff.reset();
                 version = Some(list.version);
                 known.listed(list.agents.iter().map(|entry| entry.agent.as_str()));
                 router.set_all_remote_instances(holders(list, router.me()));
@@ -230,7 +233,7 @@ pub async fn follow_placement(
                 if failures == 1 {
                     tracing::debug!(error = %error, "cannot follow where instances are; keeping the last view");
                 }
-                actix_rt::time::sleep(pause_after(failures)).await;
+                backoff.pause().await;
             }
         }
     }

@@ -11,8 +11,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use damrey_actors::Router;
-use damrey_actors::telemetry;
-use damrey_actors::tls::{self, TlsError};
+use damrey_service::telemetry;
+use damrey_service::tls::{self, TlsError};
 
 use crate::attach::SessionSettings;
 use crate::auth;

@@ -32,8 +32,8 @@ use damrey_actors::{Message, Tag};
 
 use crate::mesh::CallResult;
 use crate::model::{self, Blame, Configs};
+use crate::observed::{Ms, Observed, Span};
 use crate::plan::{Plan, Signal, Target};
-use crate::run::{Ms, Observed, Span};
 use crate::step;
 
 /// The slack past a deadline that a reply may take (DESIGN §5.1 "a small slack").
@@ -341,7 +341,7 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
 
     // I3: a step recorded twice for one request id and hop, unless the first run's
     // process was killed right after it (its result never left: DESIGN §5.5 retries it).
-    let mut runs: BTreeMap<(&str, u64), Vec<&crate::run::StepSeen>> = BTreeMap::new();
+    let mut runs: BTreeMap<(&str, u64), Vec<&crate::observed::StepSeen>> = BTreeMap::new();
     for step in &observed.steps {
         runs.entry((step.request_id.as_str(), step.hop))
             .or_default()
@@ -528,7 +528,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::run::{CallOutcome, ProcessEvent, StepSeen, Version};
+    use crate::observed::{CallOutcome, ProcessEvent, StepSeen, Version};
 
     /// Seed 5's plan, its base configs, and one call of line 0 at agent 0.
     fn setup() -> (Plan, Observed, CallOutcome) {

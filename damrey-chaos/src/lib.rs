@@ -15,6 +15,7 @@ pub mod check;
 pub mod hosts;
 pub mod mesh;
 pub mod model;
+pub mod observed;
 pub mod plan;
 pub mod procs;
 pub mod record;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use damrey_chaos::mesh::Binaries;
+use damrey_chaos::plan::replay_command;
 use damrey_chaos::run::{Options, run_seed};
-use damrey_chaos::shrink::{replay_command, shrink};
+use damrey_chaos::shrink::shrink;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]

@@ -669,6 +669,24 @@ impl fmt::Display for Plan {
     }
 }
 
+/// The command that replays `seed` with these faults (all when `None`).
+pub fn replay_command(
+    seed: u64,
+    faults: Option<&std::collections::BTreeSet<usize>>,
+    duration: Duration,
+) -> String {
+    let mut command =
+        format!("cargo build --workspace --bins && target/debug/damrey-chaos --seed {seed}");
+    if duration != crate::DEFAULT_DURATION {
+        command.push_str(&format!(" --duration {}", duration.as_millis()));
+    }
+    if let Some(faults) = faults {
+        let list: Vec<String> = faults.iter().map(usize::to_string).collect();
+        command.push_str(&format!(" --faults '{}'", list.join(",")));
+    }
+    command
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

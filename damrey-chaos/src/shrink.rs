@@ -5,23 +5,8 @@
 //! when any of a few attempts breaks that invariant.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use crate::run::{Options, Report, run_seed};
-
-/// The command that replays `seed` with these faults (all when `None`).
-pub fn replay_command(seed: u64, faults: Option<&BTreeSet<usize>>, duration: Duration) -> String {
-    let mut command =
-        format!("cargo build --workspace --bins && target/debug/damrey-chaos --seed {seed}");
-    if duration != crate::DEFAULT_DURATION {
-        command.push_str(&format!(" --duration {}", duration.as_millis()));
-    }
-    if let Some(faults) = faults {
-        let list: Vec<String> = faults.iter().map(usize::to_string).collect();
-        command.push_str(&format!(" --faults '{}'", list.join(",")));
-    }
-    command
-}
 
 /// Whether the seed still breaks `invariant` with only `faults`.
 async fn still_fails(

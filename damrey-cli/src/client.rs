@@ -33,7 +33,7 @@ impl Api {
     /// `https://` URLs.
     pub fn new(token: Option<String>, timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> Api {
         Api {
-            client: damrey_actors::tls::client(timeout, tls),
+            client: damrey_service::tls::client(timeout, tls),
             token,
         }
     }

@@ -1,6 +1,6 @@
 //! Credentials on the proxy's endpoints: a middleware that runs before any handler, so a
 //! request without the right credential is answered 401 (or 403) before its body is read.
-//! The check itself is [`damrey_actors::credential::Credentials::authorize`], shared with
+//! The check itself is [`damrey_service::credential::Credentials::authorize`], shared with
 //! the agent. `/healthz`, `/readyz`, `/metrics` (DESIGN §8: scrapers and probes carry no
 //! token) and the dashboard page `/` (which carries no data) are open.
 
@@ -9,7 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use damrey_actors::credential::{Role, check_request};
+use damrey_service::credential::{Role, check_request};
 
 use crate::error::ApiError;
 

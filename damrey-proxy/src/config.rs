@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use damrey_actors::credential::{Credentials, Role};
-use damrey_actors::settings::{self, Sources};
-pub use damrey_actors::telemetry::LogFormat;
-use damrey_actors::tls::{Identity, TlsError};
+use damrey_service::credential::{Credentials, Role};
+use damrey_service::settings::{self, Sources};
+pub use damrey_service::telemetry::LogFormat;
+use damrey_service::tls::{Identity, TlsError};
 use serde::{Deserialize, Serialize};
 
 use crate::alarms::EvaluatorSettings;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use damrey_actors::credential::AuthError;
+use damrey_service::credential::AuthError;
 
 use crate::store::StoreError;
 

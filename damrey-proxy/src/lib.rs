@@ -2,9 +2,10 @@
 //! REST API, a change feed agents wait on, the registry of live agents, monitoring of
 //! the counters they report, and alarms (stored, listed, posted to a webhook).
 //!
-//! `main.rs` only parses flags, loads [`config::Settings`], starts `damrey_actors::telemetry` and runs
+//! `main.rs` only parses flags, loads [`config::Settings`], starts `damrey_service::telemetry` and runs
 //! [`startup::Application`]; everything else lives here so that tests reach it.
 
+pub mod alarm;
 pub mod alarms;
 pub mod auth;
 pub mod config;

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use damrey_actors::telemetry;
 use damrey_proxy::{Application, Cli, Settings};
+use damrey_service::telemetry;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use damrey_actors::tls::{self, TlsError};
+use damrey_service::tls::{self, TlsError};
 
 use crate::alarms::{Evaluator, EvaluatorSettings};
 use crate::auth;
@@ -16,7 +16,7 @@ use crate::monitor::Monitor;
 use crate::routes::{self, AppState};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::webhook::{RetryPolicy, Webhook};
-use damrey_actors::telemetry;
+use damrey_service::telemetry;
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use damrey_actors::link::jitter;
+use damrey_service::backoff::Backoff;
 use tokio::sync::mpsc;
 
-use crate::alarms::Transition;
+use crate::alarm::Transition;
 
 /// How many transitions may wait for the webhook; more are dropped and logged.
 pub const QUEUE_CAPACITY: usize = 1_024;
@@ -17,8 +17,8 @@ pub const QUEUE_CAPACITY: usize = 1_024;
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub attempts: u32,
-    /// The wait after the first failure; it doubles after each further one.
-    pub first_backoff: Duration,
+    /// The waits between attempts: 200 ms to 400 ms after the first failure, doubling.
+    pub backoff: Backoff,
     /// The longest one attempt may take.
     pub timeout: Duration,
 }
@@ -27,21 +27,9 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 5,
-            first_backoff: Duration::from_millis(200),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             timeout: Duration::from_secs(5),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed attempt `attempt` (1-based): the first backoff doubled per
-    /// earlier failure, plus a random part of up to a quarter more, so that proxies that
-    /// failed together do not retry together.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .first_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-        base + jitter(base / 4)
     }
 }
 
@@ -93,12 +81,13 @@ impl Webhook {
 
 /// Posts `transition` until it is accepted or the attempts run out.
 async fn deliver(client: &awc::Client, url: &str, policy: &RetryPolicy, transition: &Transition) {
+    let mut backoff = policy.backoff;
     for attempt in 1..=policy.attempts.max(1) {
         match post(client, url, transition).await {
             Ok(()) => return,
             Err(error) if attempt < policy.attempts => {
                 tracing::debug!(attempt, error = %error, "webhook post failed; retrying");
-                tokio::time::sleep(policy.backoff(attempt)).await;
+                backoff.pause().await;
             }
             Err(error) => {
                 tracing::warn!(
@@ -128,22 +117,5 @@ async fn post(
         Ok(())
     } else {
         Err(WebhookError::Status(response.status().as_u16()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_jitter_adds_at_most_a_quarter() {
-        let policy = RetryPolicy::default();
-        for (attempt, base) in [(1, 200), (2, 400), (3, 800), (4, 1_600)] {
-            let wait = policy.backoff(attempt).as_millis();
-            assert!(
-                (base..base + base / 4).contains(&wait),
-                "attempt {attempt}: {wait} ms"
-            );
-        }
     }
 }

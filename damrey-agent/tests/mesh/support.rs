@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use awc::Client;
 use damrey_actors::Message;
-use damrey_actors::tls::{self, Identity};
+use damrey_service::tls::{self, Identity};
 use serde_json::Value;
 
 /// A child process killed (SIGKILL) and reaped when dropped.

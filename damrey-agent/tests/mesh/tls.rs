@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use damrey_actors::Message;
-use damrey_actors::tls::Identity;
+use damrey_service::tls::Identity;
 
 use crate::support::{
     Authority, TLS_TOKEN, TempDir, eventually, https_client, sqsum, sqsum_specs, tls_agent,

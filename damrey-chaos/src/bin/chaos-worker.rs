@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use damrey_actors::prelude::*;
-use damrey_actors::signal::shutdown_signal;
 use damrey_chaos::record::{Record, Recorder, now_ms};
 use damrey_chaos::step;
+use damrey_service::signal::shutdown_signal;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use damrey_actors::tls::client_config;
+use damrey_service::tls::client_config;
 
 use crate::cli::{Cli, Command};
 use crate::client::{Api, base_url};

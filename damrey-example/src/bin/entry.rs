@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use damrey_actors::process::{self, Exit};
-use damrey_actors::signal::shutdown_signal;
-use damrey_actors::telemetry;
 use damrey_example::process::EntryArgs;
 use damrey_example::{Entry, front};
+use damrey_service::signal::shutdown_signal;
+use damrey_service::telemetry;
 
 fn main() -> ExitCode {
     let args = EntryArgs::parse();

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::alarms::Alarm;
+use crate::alarm::Alarm;
 use crate::error::ApiError;
 
 /// How many alarms are listed when no `limit` is given.

@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use damrey_actors::report::{Counters, LATENCY_BOUNDS_MICROS};
 
 use super::AppState;
-use crate::alarms::{Alarm, Rule};
+use crate::alarm::{Alarm, Rule};
 use crate::error::ApiError;
 use crate::monitor::{DEFAULT_WINDOW_MS, StatsReport};
 use crate::store::now_ms;

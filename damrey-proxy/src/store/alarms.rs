@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError};
-use crate::alarms::{Alarm, Condition, Rule};
+use crate::alarm::{Alarm, Condition, Rule};
 
 const ALARM_COLUMNS: &str = "id, key, rule, worker, agent, message, value, threshold, \
      fired_ms, resolved_ms, clear_since_ms";

@@ -5,7 +5,7 @@ use std::time::Duration;
 use damrey_actors::WorkerSpec;
 use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_proxy::Store;
-use damrey_proxy::alarms::{Condition, Rule};
+use damrey_proxy::alarm::{Condition, Rule};
 use damrey_proxy::store::placement::Known;
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
 use sqlx::Connection;

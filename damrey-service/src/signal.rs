@@ -1,5 +1,5 @@
 //! Waiting for the signals that stop a process (SIGINT, and Docker's SIGTERM), for the
-//! binaries that run workers: they call [`Worker`](crate::Worker)'s `stop()` after it.
+//! binaries that run workers (they stop their workers after it) and for the services.
 
 /// Resolves on SIGINT or SIGTERM.
 ///

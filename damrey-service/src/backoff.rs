@@ -1,5 +1,7 @@
 //! Exponential backoff with jitter: the pause between two attempts at something that
-//! failed (a hand-off to another agent, a terminal reply, a reconnect).
+//! failed. Every retry loop of Damrey uses this one type: a hand-off to another agent, a
+//! terminal reply, a worker's attach and reconnect, an instance's ejection, the agent's
+//! requests to the proxy, the proxy's webhook posts.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
@@ -8,21 +10,33 @@ use tokio::time::Instant;
 
 /// Pauses that double from `first` up to `cap`, each plus a random jitter of up to
 /// itself, so that many retriers spread out instead of retrying in step.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    first: Duration,
     next: Duration,
     cap: Duration,
 }
 
 impl Backoff {
-    /// Pauses from `first`, doubling up to `cap` (a `cap` below `first` is raised to it).
+    /// Pauses from `first`, doubling up to `cap`.
+    ///
+    /// # Panics
+    /// When `first` is zero (a retry loop would spin) or `cap` is below `first`; in a
+    /// `const`, that is a compile-time error.
     pub const fn new(first: Duration, cap: Duration) -> Self {
-        let cap = if cap.as_nanos() < first.as_nanos() {
-            first
-        } else {
-            cap
-        };
-        Backoff { next: first, cap }
+        assert!(
+            !first.is_zero(),
+            "a backoff's first pause must be over zero"
+        );
+        assert!(
+            cap.as_nanos() >= first.as_nanos(),
+            "a backoff's cap must be at least its first pause"
+        );
+        Backoff {
+            first,
+            next: first,
+            cap,
+        }
     }
 
     /// The next pause (between the base and twice the base), and the base doubles.
@@ -30,6 +44,16 @@ impl Backoff {
         let base = self.next;
         self.next = (self.next * 2).min(self.cap);
         base + jitter(base)
+    }
+
+    /// Starts again from the first pause, after an attempt succeeded.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+
+    /// Sleeps the next pause.
+    pub async fn pause(&mut self) {
+        tokio::time::sleep(self.next_pause()).await;
     }
 
     /// Sleeps the next pause, unless it would end at or after `deadline`: then it
@@ -79,5 +103,33 @@ mod tests {
                 .await
         );
         assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_sleep_doubling_times_and_start_over_after_a_reset() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
+        for base in [100, 200, 400, 400] {
+            let before = Instant::now();
+            backoff.pause().await;
+            let slept = before.elapsed();
+            let base = Duration::from_millis(base);
+            assert!(slept >= base && slept < base * 2, "{slept:?} for {base:?}");
+        }
+        backoff.reset();
+        let before = Instant::now();
+        backoff.pause().await;
+        assert!(before.elapsed() < Duration::from_millis(200));
+    }
+
+    #[test]
+    #[should_panic(expected = "first pause must be over zero")]
+    fn a_zero_first_pause_is_refused() {
+        let _ = Backoff::new(Duration::ZERO, Duration::from_secs(1));
+    }
+
+    #[test]
+    #[should_panic(expected = "cap must be at least its first pause")]
+    fn a_cap_below_the_first_pause_is_refused() {
+        let _ = Backoff::new(Duration::from_secs(2), Duration::from_secs(1));
     }
 }
