@@ -8,8 +8,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::SpecError;
-use crate::spec::{validate_agent, validate_name};
+use crate::spec::{SpecError, validate_agent, validate_name};
 
 /// Upper bounds of the latency buckets, in microseconds (Prometheus `le`); one more
 /// bucket after the last bound holds anything longer.
