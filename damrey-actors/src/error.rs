@@ -1,64 +1,7 @@
 //! The error types of `damrey-actors`, one per failure domain.
 
-/// A wire message that could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum MessageError {
-    /// The list does not start with one of the five tags.
-    #[error("unknown tag `{0}`; a message starts with REQUEST, RESPONSE, ERROR, STOP or TIMEOUT")]
-    UnknownTag(String),
-    /// The text is not a JSON list of strings starting with a tag.
-    #[error("invalid message: {0}")]
-    Invalid(#[source] serde_json::Error),
-}
-
-impl MessageError {
-    /// Wraps a JSON error; the message visitor's own errors read best unwrapped.
-    pub(crate) fn from_json(error: serde_json::Error) -> Self {
-        MessageError::Invalid(error)
-    }
-}
-
-/// A worker configuration that breaks a rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
-    /// A worker or command name is empty, too long, or has a character outside `A–Z a–z 0–9 _ . -`.
-    #[error("{field} {name:?} {problem}")]
-    InvalidName {
-        /// Which field holds the name.
-        field: &'static str,
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// The `agent` field is neither empty nor `host:port`.
-    #[error("agent {agent:?} {problem}")]
-    InvalidAgent {
-        /// The address as given.
-        agent: String,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// Two commands share a name.
-    #[error("command {0:?} is listed twice")]
-    DuplicateCommand(String),
-    /// An alarm threshold is out of its range.
-    #[error("alarms.{field} {problem}")]
-    InvalidAlarm {
-        /// Which threshold.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// An outlier ejection or queue setting is out of its range.
-    #[error("outlier.{field} {problem}")]
-    InvalidOutlier {
-        /// Which setting.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-}
+pub use damrey_wire::message::MessageError;
+pub use damrey_wire::spec::SpecError;
 
 /// A worker that could not start or could not reach its routing.
 #[derive(Debug, thiserror::Error)]

@@ -6,21 +6,20 @@
 //! [`Router`] drives each line. `use damrey_actors::prelude::*;` brings what a worker
 //! author needs.
 
+// What crosses a process is declared in `damrey-wire`; its modules keep their paths here
+// (`damrey_actors::message::Message`, `crate::spec::WorkerSpec`).
+pub use damrey_wire::{fault, id, message, report, spec};
+
 pub mod admission;
 pub mod deadline;
 pub mod error;
-pub mod fault;
-pub mod id;
 pub mod inflight;
 pub mod link;
-pub mod message;
 mod outbox;
 pub mod outlier;
 pub mod process;
-pub mod report;
 pub mod route_counters;
 pub mod routing;
-pub mod spec;
 pub mod testkit;
 pub mod worker;
 

@@ -96,10 +96,10 @@ impl WorkerSession {
             self.steps.forget(id);
             return Ok(too_large(&message.kind, "the step's message", text.len()));
         }
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.stats.tally.in_flight.fetch_add(1, Ordering::Relaxed);
         let delivered = Instant::now();
         if self.counting {
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.stats.tally.received.fetch_add(1, Ordering::Relaxed);
         }
         let outcome = if self.out.send(Outgoing::Frame(text)).is_err() {
             Err(Lost::gone(message))
@@ -123,12 +123,12 @@ impl WorkerSession {
             }
         };
         self.steps.forget(id);
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.tally.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.counting {
             match &outcome {
                 Ok(answer) => self.stats.answered(answer.tag, delivered.elapsed()),
                 Err(_lost) => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -152,7 +152,8 @@ impl Endpoint for WorkerSession {
     }
 
     fn load(&self) -> usize {
-        self.stats.in_flight.load(Ordering::Relaxed)
+        let in_flight = self.stats.tally.in_flight.load(Ordering::Relaxed);
+        usize::try_from(in_flight).unwrap_or(usize::MAX)
     }
 
     fn set_mpu(&self, mpu: Mpu) {
@@ -374,7 +375,11 @@ fn on_frame(
             }
         }
         Ok(Frame::Restarts { total }) => {
-            endpoint.stats.restarts.store(total, Ordering::Relaxed);
+            endpoint
+                .stats
+                .tally
+                .restarts
+                .store(total, Ordering::Relaxed);
         }
         Ok(Frame::Leave) => {
             endpoint.left.store(true, Ordering::Release);

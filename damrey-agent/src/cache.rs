@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::proxy_client::WorkerList;
+use damrey_wire::rest::WorkerList;
 
 /// The file of one agent's cached configs.
 #[derive(Debug, Clone)]
@@ -176,6 +176,7 @@ mod tests {
         WorkerList {
             version,
             workers: vec![WorkerSpec::new("add").command("sqsum", "square")],
+            warnings: Default::default(),
         }
     }
 

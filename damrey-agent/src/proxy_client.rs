@@ -15,43 +15,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use damrey_actors::Router;
 use damrey_actors::report::{Heartbeat, InstanceCount};
-use damrey_actors::{Router, WorkerSpec};
 use damrey_service::backoff::Backoff;
 use damrey_service::tls;
-use serde::{Deserialize, Serialize};
+use damrey_wire::rest::{AgentList, WorkerList};
 
 use crate::cache::ConfigCache;
 use crate::known::KnownAgents;
 use crate::shutdown::Flag;
 use crate::stats::Registry;
-
-/// `GET /workers/get`: every worker and the config version; also the agent's cache file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerList {
-    /// Bumped by every change.
-    pub version: i64,
-    /// Every worker's config.
-    pub workers: Vec<WorkerSpec>,
-}
-
-/// `GET /agents`: the live agents and the placement version.
-#[derive(Debug, Deserialize)]
-pub struct AgentList {
-    /// Moves whenever the listed instances change.
-    pub version: i64,
-    /// Every live agent.
-    pub agents: Vec<AgentEntry>,
-}
-
-/// One live agent and its instances.
-#[derive(Debug, Deserialize)]
-pub struct AgentEntry {
-    /// Its `host:port`.
-    pub agent: String,
-    /// Its instances.
-    pub instances: Vec<InstanceCount>,
-}
 
 /// An HTTP client for the proxy's REST API.
 pub struct ProxyClient {

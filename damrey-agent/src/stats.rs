@@ -4,14 +4,18 @@
 //! Counting a step costs a few relaxed atomic additions and one histogram record.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use damrey_actors::Tag;
 use damrey_actors::outlier::Health;
-use damrey_actors::report::{self, Counters, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency};
+use damrey_actors::report::{
+    Counters, InstanceReport, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency,
+};
 use damrey_actors::route_counters::RouteCounts;
+use damrey_wire::prometheus::{self, Scope, Series};
+use damrey_wire::steps::Tally;
 use serde::Serialize;
 
 /// A latency histogram with fixed buckets.
@@ -51,22 +55,8 @@ pub struct InstanceStats {
     pub worker: String,
     /// The instance's number on this agent.
     pub instance: u64,
-    /// Steps delivered to the instance.
-    pub received: AtomicU64,
-    /// Steps the instance answered `RESPONSE` (or a `REQUEST` going on down the line).
-    pub responses: AtomicU64,
-    /// Steps answered `ERROR`.
-    pub errors: AtomicU64,
-    /// Steps that ran past their deadline or the worker's timeout.
-    pub timeouts: AtomicU64,
-    /// Steps answered `STOP`.
-    pub stops: AtomicU64,
-    /// Steps the instance lost by disappearing; the router retries them elsewhere.
-    pub retries: AtomicU64,
-    /// Times the worker process restarted its actor after a panic (as it reports).
-    pub restarts: AtomicU64,
-    /// Steps delivered and not answered yet.
-    pub in_flight: AtomicUsize,
+    /// The step counters the agent counts itself (declared in `damrey_wire::steps`).
+    pub tally: Tally,
     /// How long answered steps took, delivery to answer.
     pub latency: Histogram,
     /// The router's view of the instance (ejections), once it is attached.
@@ -77,21 +67,13 @@ impl InstanceStats {
     /// Counts a step's answer and its duration.
     pub fn answered(&self, tag: Tag, took: Duration) {
         let counter = match tag {
-            Tag::Request | Tag::Response => &self.responses,
-            Tag::Error => &self.errors,
-            Tag::Timeout => &self.timeouts,
-            Tag::Stop => &self.stops,
+            Tag::Request | Tag::Response => &self.tally.responses,
+            Tag::Error => &self.tally.errors,
+            Tag::Timeout => &self.tally.timeouts,
+            Tag::Stop => &self.tally.stops,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.latency.record(took);
-    }
-
-    /// Steps answered, whatever the answer.
-    pub fn processed(&self) -> u64 {
-        [&self.responses, &self.errors, &self.timeouts, &self.stops]
-            .iter()
-            .map(|counter| counter.load(Ordering::Relaxed))
-            .sum()
     }
 }
 
@@ -115,26 +97,17 @@ pub struct InstanceSummary {
 
 impl InstanceStats {
     /// The counters and histogram as the heartbeat reports them to the proxy.
-    pub fn report(&self) -> report::InstanceReport {
-        report::InstanceReport {
-            worker: self.worker.clone(),
-            instance: self.instance,
-            received: self.received.load(Ordering::Relaxed),
-            responses: self.responses.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            timeouts: self.timeouts.load(Ordering::Relaxed),
-            stops: self.stops.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            restarts: self.restarts.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed) as u64,
-            latency: self.latency.snapshot(),
-            ejections: self.health.get().map_or(0, |health| health.ejections()),
-            ejected_ms: self
-                .health
-                .get()
-                .and_then(|health| health.out_for(tokio::time::Instant::now()))
-                .map_or(0, |out| u64::try_from(out.as_millis()).unwrap_or(u64::MAX)),
-        }
+    pub fn report(&self) -> InstanceReport {
+        let mut report =
+            InstanceReport::new(self.worker.clone(), self.instance, self.latency.snapshot());
+        self.tally.load_into(&mut report);
+        report.ejections = self.health.get().map_or(0, |health| health.ejections());
+        report.ejected_ms = self
+            .health
+            .get()
+            .and_then(|health| health.out_for(tokio::time::Instant::now()))
+            .map_or(0, |out| u64::try_from(out.as_millis()).unwrap_or(u64::MAX));
+        report
     }
 
     /// A snapshot of the counters and quantiles, for `GET /stats`.
@@ -171,14 +144,7 @@ impl Registry {
         let stats = Arc::new(InstanceStats {
             worker: worker.to_owned(),
             instance: self.next.fetch_add(1, Ordering::Relaxed) + 1,
-            received: AtomicU64::new(0),
-            responses: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            timeouts: AtomicU64::new(0),
-            stops: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            restarts: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
+            tally: Tally::default(),
             latency: Histogram::default(),
             health: OnceLock::new(),
         });
@@ -211,7 +177,7 @@ impl Registry {
 
     /// Every attached instance's counters, as the heartbeat reports them, and those of
     /// instances that left lately (their final counts, for a couple of heartbeats).
-    pub fn reports(&self) -> Vec<report::InstanceReport> {
+    pub fn reports(&self) -> Vec<InstanceReport> {
         let mut reports: Vec<_> = self
             .instances()
             .iter()
@@ -236,106 +202,26 @@ impl Registry {
 
     /// Every instance's stats in the Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
-        let instances = self.instances();
+        let reports: Vec<_> = self
+            .instances()
+            .iter()
+            .map(|stats| stats.report())
+            .collect();
+        let series: Vec<_> = reports
+            .iter()
+            .map(|report| {
+                Series::instance(
+                    &report.worker,
+                    report.instance,
+                    Counters::of(report),
+                    &report.latency,
+                )
+            })
+            .collect();
         let mut out = String::new();
-        let counters: [Counter; 8] = [
-            (
-                "damrey_steps_received_total",
-                "Steps delivered to a worker instance.",
-                |s| s.received.load(Ordering::Relaxed),
-            ),
-            (
-                "damrey_steps_processed_total",
-                "Steps a worker instance answered.",
-                InstanceStats::processed,
-            ),
-            (
-                "damrey_steps_responses_total",
-                "Steps answered RESPONSE (or REQUEST on down the line).",
-                |s| s.responses.load(Ordering::Relaxed),
-            ),
-            ("damrey_steps_errors_total", "Steps answered ERROR.", |s| {
-                s.errors.load(Ordering::Relaxed)
-            }),
-            (
-                "damrey_steps_timeouts_total",
-                "Steps that ran out of time.",
-                |s| s.timeouts.load(Ordering::Relaxed),
-            ),
-            ("damrey_steps_stops_total", "Steps answered STOP.", |s| {
-                s.stops.load(Ordering::Relaxed)
-            }),
-            (
-                "damrey_instance_restarts_total",
-                "Times the worker instance restarted its actor after a panic.",
-                |s| s.restarts.load(Ordering::Relaxed),
-            ),
-            (
-                "damrey_steps_retries_total",
-                "Steps lost with their instance and retried elsewhere.",
-                |s| s.retries.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for stats in &instances {
-                let _ = writeln!(out, "{name}{{{}}} {}", labels(stats), value(stats));
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP damrey_steps_in_flight Steps delivered and not answered yet."
-        );
-        let _ = writeln!(out, "# TYPE damrey_steps_in_flight gauge");
-        for stats in &instances {
-            let in_flight = stats.in_flight.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "damrey_steps_in_flight{{{}}} {in_flight}",
-                labels(stats)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP damrey_step_duration_seconds How long steps took, delivery to answer."
-        );
-        let _ = writeln!(out, "# TYPE damrey_step_duration_seconds histogram");
-        for stats in &instances {
-            let labels = labels(stats);
-            let mut cumulative = 0;
-            for (bucket, count) in stats.latency.counts.iter().enumerate() {
-                cumulative += count.load(Ordering::Relaxed);
-                let le = BOUNDS_MICROS.get(bucket).map_or_else(
-                    || "+Inf".to_owned(),
-                    |&micros| format!("{}", micros as f64 / 1e6),
-                );
-                let _ = writeln!(
-                    out,
-                    "damrey_step_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let sum = stats.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "damrey_step_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(
-                out,
-                "damrey_step_duration_seconds_count{{{labels}}} {cumulative}"
-            );
-        }
+        prometheus::write_steps(&mut out, Scope::Instance, &series);
         out
     }
-}
-
-/// A counter's metric name, help text, and value.
-type Counter = (&'static str, &'static str, fn(&InstanceStats) -> u64);
-
-/// `worker="add",worker_instance="3"`: not `instance`, which Prometheus sets to the
-/// scraped target. Worker names are validated, so nothing needs escaping.
-fn labels(stats: &InstanceStats) -> String {
-    format!(
-        "worker=\"{}\",worker_instance=\"{}\"",
-        stats.worker, stats.instance
-    )
 }
 
 /// The router's per-worker routing events (and the refusals of unconfigured names) in
@@ -408,7 +294,7 @@ mod tests {
         let registry = Registry::default();
         let add = registry.register("add");
         let gone = registry.register("square");
-        add.received.fetch_add(3, Ordering::Relaxed);
+        add.tally.received.fetch_add(3, Ordering::Relaxed);
         add.answered(Tag::Response, Duration::from_micros(80));
         add.answered(Tag::Response, Duration::from_micros(120));
         add.answered(Tag::Error, Duration::from_millis(3));

@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use damrey_actors::report::{Heartbeat, InstanceCount, InstanceReport, Latency};
+use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport, Latency};
 use sqlx::{Connection, Executor, Row};
 
 const INSTANCES: usize = 10;

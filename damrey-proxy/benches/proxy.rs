@@ -10,9 +10,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use damrey_actors::WorkerSpec;
-use damrey_actors::report::{Heartbeat, InstanceCount, InstanceReport, Latency};
 use damrey_proxy::{Application, Settings};
+use damrey_wire::WorkerSpec;
+use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport, Latency};
 use futures_util::future::join_all;
 use sqlx::{Connection, Executor};
 

@@ -321,7 +321,7 @@ impl Evaluator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use damrey_actors::spec::AlarmRules;
+    use damrey_wire::spec::AlarmRules;
 
     fn settings() -> EvaluatorSettings {
         EvaluatorSettings {
@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn an_instance_out_of_the_rotation_longer_than_the_threshold_fires_ejected() {
         use crate::store::stats::{Sample, SamplePair};
-        use damrey_actors::report::{Counters, Latency};
+        use damrey_wire::report::{Counters, Latency};
         let now = 100_000;
         let sample = |ejected_ms| Sample {
             agent: "h:1".to_owned(),
@@ -401,7 +401,7 @@ mod tests {
             let agent = crate::registry::AgentEntry {
                 agent: "h:1".to_owned(),
                 last_seen_ms: now - 500,
-                instances: vec![damrey_actors::report::InstanceCount {
+                instances: vec![damrey_wire::report::InstanceCount {
                     worker: "add".to_owned(),
                     count: 1,
                 }],

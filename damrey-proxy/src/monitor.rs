@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use damrey_actors::report::{Counters, Heartbeat, Latency};
+use damrey_wire::report::{Counters, Heartbeat, Latency};
 use serde::Serialize;
 
 use crate::registry::AgentEntry;
@@ -53,20 +53,10 @@ pub enum ReportError {
 /// [`ReportError::SumTooLarge`] the first sum.
 pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
     for report in &heartbeat.stats {
-        let fields = [
-            ("instance", report.instance),
-            ("received", report.received),
-            ("responses", report.responses),
-            ("errors", report.errors),
-            ("timeouts", report.timeouts),
-            ("stops", report.stops),
-            ("retries", report.retries),
-            ("restarts", report.restarts),
-            ("in_flight", report.in_flight),
-            ("latency.sum_us", report.latency.sum_us),
-            ("ejections", report.ejections),
-            ("ejected_ms", report.ejected_ms),
-        ];
+        let fields = [("instance", report.instance)]
+            .into_iter()
+            .chain(report.counts())
+            .chain([("latency.sum_us", report.latency.sum_us)]);
         let buckets = &report.latency.counts;
         let fields = fields
             .into_iter()
@@ -92,13 +82,7 @@ pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
                 .try_fold(0u64, |sum, value| sum.checked_add(*value))
                 .is_some_and(|sum| i64::try_from(sum).is_ok())
         };
-        let answers = [
-            report.responses,
-            report.errors,
-            report.timeouts,
-            report.stops,
-        ];
-        if !storable_sum(&answers) {
+        if !storable_sum(&report.answers()) {
             return Err(ReportError::SumTooLarge {
                 instance: report.instance,
                 sum: "processed (responses + errors + timeouts + stops)",
@@ -260,8 +244,7 @@ impl InstanceStats {
         if !live {
             // What a vanished instance had in flight was retried elsewhere or ended
             // with it; its last report's gauges no longer describe anything.
-            counters.in_flight = 0;
-            counters.ejected_ms = 0;
+            counters.clear_gauges();
         }
         InstanceStats {
             agent,

@@ -10,25 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use crate::error::ApiError;
 use crate::feed::MAX_WAIT;
-use damrey_actors::report::Heartbeat;
-use damrey_actors::spec::validate_agent;
+use damrey_wire::report::Heartbeat;
+use damrey_wire::rest::AgentList;
+use damrey_wire::spec::validate_agent;
 
-use crate::registry::AgentEntry;
 use crate::store::now_ms;
 use crate::store::placement::Known;
-
-/// The answer of `GET /agents`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentList {
-    /// The placement version the list belongs to: it moves whenever the instances
-    /// listed change by a heartbeat, a leave or a forget (not when an agent's entry
-    /// merely expires).
-    pub version: i64,
-    /// Agents silent for longer than this are not listed.
-    pub ttl_ms: u64,
-    /// The live agents, sorted by address.
-    pub agents: Vec<AgentEntry>,
-}
 
 /// The query of `GET /agents`: `?after=V&wait_ms=M`.
 #[derive(Debug, Clone, Default, Deserialize)]

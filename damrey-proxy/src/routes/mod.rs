@@ -27,7 +27,7 @@ use crate::store::Store;
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The largest heartbeat accepted (4 MiB): room for the counters of
-/// [`damrey_actors::report::MAX_REPORTED_INSTANCES`] instances.
+/// [`damrey_wire::report::MAX_REPORTED_INSTANCES`] instances.
 pub const HEARTBEAT_LIMIT: usize = 4 * 1024 * 1024;
 
 /// What every handler shares.

@@ -4,28 +4,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use damrey_actors::WorkerSpec;
-use damrey_actors::spec::validate_name;
+use damrey_wire::WorkerSpec;
+use damrey_wire::spec::validate_name;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::feed::MAX_WAIT;
 
-/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`, and
-/// `"warnings": {"add": [...]}` for the workers whose lines the configs cannot carry yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerList {
-    /// The config version the list belongs to.
-    pub version: i64,
-    /// Every worker, sorted by name, in the seed's JSON form.
-    pub workers: Vec<WorkerSpec>,
-    /// [`WorkerSpec::warnings`] of each worker that has any.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub warnings: BTreeMap<String, Vec<String>>,
-}
-
-/// [`WorkerList`] written from a shared snapshot without copying it.
+/// [`damrey_wire::rest::WorkerList`] written from a shared snapshot without copying it.
 #[derive(Serialize)]
 struct WorkerListView<'a> {
     version: i64,

@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use damrey_actors::spec::{AlarmRules, CommandSpec};
-use damrey_actors::{Mpu, WorkerSpec};
+use damrey_wire::spec::{AlarmRules, CommandSpec};
+use damrey_wire::{WorkerSpec, spec::Mpu};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use damrey_actors::report::{Heartbeat, InstanceCount};
+use damrey_wire::report::{Heartbeat, InstanceCount};
 
 use crate::registry::AgentEntry;
 

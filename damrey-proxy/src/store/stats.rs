@@ -4,19 +4,67 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
-use damrey_actors::report::{Counters, Heartbeat, InstanceReport, Latency};
+use damrey_wire::report::{Counters, Heartbeat, InstanceReport, Latency};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError};
 
-/// The most sample rows one INSERT carries (16 parameters each).
+/// The most sample rows one INSERT carries.
 const ROWS_PER_INSERT: usize = 64;
 
-const SAMPLE_COLUMNS: &str = "agent, instance, worker, at_ms, received, responses, errors, \
-     timeouts, stops, retries, restarts, in_flight, latency_sum_us, latency_counts, ejections, \
-     ejected_ms";
+/// The columns of a sample that are not step counters; the step counters' columns follow
+/// them, named as [`InstanceReport::COUNTERS`] declares.
+const SAMPLE_KEY_COLUMNS: [&str; 6] = [
+    "agent",
+    "instance",
+    "worker",
+    "at_ms",
+    "latency_sum_us",
+    "latency_counts",
+];
+
+/// Every column of a sample, in the order of the INSERT's parameters.
+fn sample_columns() -> impl Iterator<Item = &'static str> {
+    SAMPLE_KEY_COLUMNS
+        .into_iter()
+        .chain(InstanceReport::COUNTERS.iter().copied())
+}
+
+/// `INSERT INTO instance_samples (agent, ...) VALUES ` with the columns listed.
+static INSERT_SAMPLES: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<_> = sample_columns().collect();
+    format!(
+        "INSERT INTO instance_samples ({}) VALUES ",
+        columns.join(", ")
+    )
+});
+
+/// Per instance with a sample at or after `$2`: its newest sample (`newest` 1) and the
+/// newest at or before `$1` (`newest` 0).
+static SAMPLE_PAIRS: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<_> = sample_columns()
+        .map(|column| format!("s.{column}"))
+        .collect();
+    format!(
+        "WITH k AS ( \
+           SELECT r.agent, r.instance, r.worker, r.latest_ms, \
+           (SELECT MAX(b.at_ms) FROM instance_samples b WHERE b.agent = r.agent \
+            AND b.instance = r.instance AND b.at_ms <= $1) AS base_ms \
+           FROM instance_series r WHERE r.latest_ms >= $2 \
+         ) \
+         SELECT {columns}, 1 AS newest \
+         FROM k JOIN instance_samples s ON s.agent = k.agent \
+         AND s.instance = k.instance AND s.at_ms = k.latest_ms AND s.worker = k.worker \
+         UNION ALL \
+         SELECT {columns}, 0 AS newest \
+         FROM k JOIN instance_samples s ON s.agent = k.agent \
+         AND s.instance = k.instance AND s.at_ms = k.base_ms AND s.worker = k.worker",
+        columns = columns.join(", ")
+    )
+});
 
 /// A series of samples: agent, instance and worker.
 type SeriesKey = (String, u64, String);
@@ -57,8 +105,9 @@ pub(super) async fn insert_samples(
 ) -> Result<(), StoreError> {
     for chunk in heartbeat.stats.chunks(ROWS_PER_INSERT) {
         let mut sql = format!(
-            "INSERT INTO instance_samples ({SAMPLE_COLUMNS}) VALUES {}",
-            placeholders(chunk.len(), 16)
+            "{}{}",
+            *INSERT_SAMPLES,
+            placeholders(chunk.len(), sample_columns().count())
         );
         // Two heartbeats of one agent within one millisecond: the first one stands.
         sql.push_str(" ON CONFLICT (agent, instance, at_ms) DO NOTHING");
@@ -69,21 +118,14 @@ pub(super) async fn insert_samples(
                 .bind(stored(report.instance))
                 .bind(&report.worker)
                 .bind(now_ms)
-                .bind(stored(report.received))
-                .bind(stored(report.responses))
-                .bind(stored(report.errors))
-                .bind(stored(report.timeouts))
-                .bind(stored(report.stops))
-                .bind(stored(report.retries))
-                .bind(stored(report.restarts))
-                .bind(stored(report.in_flight))
                 .bind(stored(report.latency.sum_us))
                 .bind(
                     serde_json::to_string(&report.latency.counts)
                         .expect("a list of numbers always serializes"),
-                )
-                .bind(stored(report.ejections))
-                .bind(stored(report.ejected_ms));
+                );
+            for (_, value) in report.counts() {
+                query = query.bind(stored(value));
+            }
         }
         query.execute(&mut **tx).await?;
         let mut sql = format!(
@@ -140,24 +182,17 @@ fn sample_from_row(row: &AnyRow) -> Result<Sample, StoreError> {
             instance,
             source,
         })?;
-    let report = InstanceReport {
-        worker: row.try_get("worker")?,
-        instance: u64::try_from(instance).unwrap_or_default(),
-        received: counter(row, "received")?,
-        responses: counter(row, "responses")?,
-        errors: counter(row, "errors")?,
-        timeouts: counter(row, "timeouts")?,
-        stops: counter(row, "stops")?,
-        retries: counter(row, "retries")?,
-        restarts: counter(row, "restarts")?,
-        in_flight: counter(row, "in_flight")?,
-        latency: Latency {
+    let mut report = InstanceReport::new(
+        row.try_get("worker")?,
+        u64::try_from(instance).unwrap_or_default(),
+        Latency {
             sum_us: counter(row, "latency_sum_us")?,
             counts,
         },
-        ejections: counter(row, "ejections")?,
-        ejected_ms: counter(row, "ejected_ms")?,
-    };
+    );
+    for (column, value) in report.counts_mut() {
+        *value = counter(row, column)?;
+    }
     Ok(Sample {
         agent,
         at_ms: row.try_get("at_ms")?,
@@ -186,29 +221,11 @@ impl Store {
             // Per instance: its newest sample's time from the series table, and the
             // newest at or before the window's start by an index seek; then the two
             // samples by primary key. Nothing scans the samples kept.
-            let rows = sqlx::query(
-                "WITH k AS ( \
-                   SELECT r.agent, r.instance, r.worker, r.latest_ms, \
-                   (SELECT MAX(b.at_ms) FROM instance_samples b WHERE b.agent = r.agent \
-                    AND b.instance = r.instance AND b.at_ms <= $1) AS base_ms \
-                   FROM instance_series r WHERE r.latest_ms >= $2 \
-                 ) \
-                 SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
-                 s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
-                 s.latency_sum_us, s.latency_counts, s.ejections, s.ejected_ms, 1 AS newest \
-                 FROM k JOIN instance_samples s ON s.agent = k.agent \
-                 AND s.instance = k.instance AND s.at_ms = k.latest_ms AND s.worker = k.worker \
-                 UNION ALL \
-                 SELECT s.agent, s.instance, s.worker, s.at_ms, s.received, s.responses, \
-                 s.errors, s.timeouts, s.stops, s.retries, s.restarts, s.in_flight, \
-                 s.latency_sum_us, s.latency_counts, s.ejections, s.ejected_ms, 0 AS newest \
-                 FROM k JOIN instance_samples s ON s.agent = k.agent \
-                 AND s.instance = k.instance AND s.at_ms = k.base_ms AND s.worker = k.worker",
-            )
-            .bind(window_start_ms)
-            .bind(oldest_ms)
-            .fetch_all(&self.pool)
-            .await?;
+            let rows = sqlx::query(&SAMPLE_PAIRS)
+                .bind(window_start_ms)
+                .bind(oldest_ms)
+                .fetch_all(&self.pool)
+                .await?;
             // Per series: the newest sample and the baseline (absent: the instance
             // attached within the window, see `SamplePair::baseline`).
             let mut pairs: BTreeMap<SeriesKey, (Option<Sample>, Option<Sample>)> = BTreeMap::new();

@@ -655,7 +655,7 @@ pub fn instance_report(
     buckets: &[(usize, u64)],
     sum_us: u64,
 ) -> Value {
-    let mut counts = vec![0u64; damrey_actors::report::LATENCY_BUCKETS];
+    let mut counts = vec![0u64; damrey_wire::report::LATENCY_BUCKETS];
     for (bucket, count) in buckets {
         counts[*bucket] = *count;
     }

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use damrey_actors::WorkerSpec;
-use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_proxy::Store;
 use damrey_proxy::alarm::{Condition, Rule};
 use damrey_proxy::store::placement::Known;
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
+use damrey_wire::WorkerSpec;
+use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport};
 use sqlx::Connection;
 
 use crate::helpers::{fresh_database, open_store};
@@ -26,6 +26,29 @@ async fn migrations_apply_once_and_running_them_again_changes_nothing() {
         [WorkerSpec::new("a")]
     );
     assert_eq!(again.version().await.unwrap(), 1);
+}
+
+/// The step counters are declared once (`damrey_wire::steps`); each one a report
+/// carries needs its column, which only a migration adds.
+#[actix_web::test]
+async fn the_migrations_give_every_declared_step_counter_its_column() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+
+    for column in InstanceReport::COUNTERS {
+        let read = sqlx::query(&format!(
+            "SELECT {column} FROM instance_samples WHERE 1 = 0"
+        ))
+        .fetch_all(store.pool())
+        .await
+        .map(|rows| rows.len());
+
+        assert!(
+            read.is_ok(),
+            "no column {column} in instance_samples on {:?}: add a migration ({read:?})",
+            db.backend
+        );
+    }
 }
 
 #[actix_web::test]

@@ -7,7 +7,17 @@ use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::error::MessageError;
+/// A wire message that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The list does not start with one of the five tags.
+    #[error("unknown tag `{0}`; a message starts with REQUEST, RESPONSE, ERROR, STOP or TIMEOUT")]
+    UnknownTag(String),
+    /// The text is not a JSON list of strings starting with a tag (the message visitor's
+    /// own errors read best as they are, so the JSON error is shown unwrapped).
+    #[error("invalid message: {0}")]
+    Invalid(#[source] serde_json::Error),
+}
 
 /// The first word of every message: what kind of message it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +83,7 @@ impl FromStr for Tag {
 /// On the wire and in JSON it is the plain list of strings:
 ///
 /// ```
-/// use damrey_actors::Message;
+/// use damrey_wire::Message;
 ///
 /// let msg = Message::request("sqsum", ["3", "4"]);
 /// assert_eq!(msg.to_json(), r#"["REQUEST","sqsum","3","4"]"#);
@@ -90,11 +100,16 @@ pub struct Message {
     pub args: Vec<String>,
 }
 
+/// A worker is an actix actor that implements `Handler<Message>`: the orphan rule lets
+/// only this crate (or actix) say that our [`Message`] is an actix message, so the impl
+/// lives here, behind the `actix` feature that the runtime (`damrey-actors`) turns on.
+#[cfg(feature = "actix")]
 impl actix::Message for Message {
     type Result = Message;
 }
 
 /// Lets a handler return a [`Message`] directly (`type Result = Message;`).
+#[cfg(feature = "actix")]
 impl<A, M> actix::dev::MessageResponse<A, M> for Message
 where
     A: actix::Actor,
@@ -190,7 +205,7 @@ impl Message {
     /// # Errors
     /// As [`Message::from_json`].
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, MessageError> {
-        serde_json::from_slice(bytes).map_err(MessageError::from_json)
+        serde_json::from_slice(bytes).map_err(MessageError::Invalid)
     }
 
     /// The wire form, a JSON list of strings.

@@ -6,7 +6,47 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::error::SpecError;
+/// A worker configuration that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A worker or command name is empty, too long, or has a character outside `A–Z a–z 0–9 _ . -`.
+    #[error("{field} {name:?} {problem}")]
+    InvalidName {
+        /// Which field holds the name.
+        field: &'static str,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The `agent` field is neither empty nor `host:port`.
+    #[error("agent {agent:?} {problem}")]
+    InvalidAgent {
+        /// The address as given.
+        agent: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Two commands share a name.
+    #[error("command {0:?} is listed twice")]
+    DuplicateCommand(String),
+    /// An alarm threshold is out of its range.
+    #[error("alarms.{field} {problem}")]
+    InvalidAlarm {
+        /// Which threshold.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An outlier ejection or queue setting is out of its range.
+    #[error("outlier.{field} {problem}")]
+    InvalidOutlier {
+        /// Which setting.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
 
 /// The longest worker, command or type name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -122,7 +162,7 @@ pub struct CommandSpec {
 /// are rejected with a message that names the problem.
 ///
 /// ```
-/// use damrey_actors::WorkerSpec;
+/// use damrey_wire::WorkerSpec;
 ///
 /// let spec: WorkerSpec = serde_json::from_str(
 ///     r#"{"name":"add","agent":"","mpu":"100","commands":[{"name":"sqsum","worker":"square","mpu":"1"}]}"#,

@@ -1,0 +1,92 @@
+//! The bodies of the proxy's REST API that agents read too: the worker list and the
+//! agent list (placement). The heartbeat agents send is [`crate::report::Heartbeat`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::InstanceCount;
+use crate::spec::WorkerSpec;
+
+/// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`, and
+/// `"warnings": {"add": [...]}` for the workers whose lines the configs cannot carry yet.
+/// Also what an agent keeps in its config cache file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// The config version the list belongs to; bumped by every change.
+    pub version: i64,
+    /// Every worker, sorted by name, in the seed's JSON form.
+    pub workers: Vec<WorkerSpec>,
+    /// [`WorkerSpec::warnings`] of each worker that has any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub warnings: BTreeMap<String, Vec<String>>,
+}
+
+/// The answer of `GET /agents`: the live agents and the placement version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentList {
+    /// The placement version the list belongs to: it moves whenever the instances
+    /// listed change by a heartbeat, a leave or a forget (not when an agent's entry
+    /// merely expires).
+    pub version: i64,
+    /// Agents silent for longer than this are not listed.
+    pub ttl_ms: u64,
+    /// The live agents, sorted by address.
+    pub agents: Vec<AgentEntry>,
+}
+
+/// A live agent as `GET /agents` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEntry {
+    /// The agent's address, `host:port`.
+    pub agent: String,
+    /// The instances it reported last, sorted by worker.
+    pub instances: Vec<InstanceCount>,
+    /// When it was first seen since it last expired (ms since the Unix epoch).
+    pub first_seen_ms: i64,
+    /// When it was last heard from (ms since the Unix epoch, the proxy's clock).
+    pub last_seen_ms: i64,
+    /// How long ago that was, in ms, when this answer was made.
+    pub age_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_list_without_warnings_writes_none_and_reads_them_as_empty() {
+        let list = WorkerList {
+            version: 3,
+            workers: vec![WorkerSpec::new("add")],
+            warnings: BTreeMap::new(),
+        };
+
+        let json = serde_json::to_string(&list).unwrap();
+
+        assert!(!json.contains("warnings"), "{json}");
+        assert_eq!(serde_json::from_str::<WorkerList>(&json).unwrap(), list);
+    }
+
+    #[test]
+    fn an_agent_list_reads_back_what_the_proxy_writes() {
+        let list = AgentList {
+            version: 2,
+            ttl_ms: 10_000,
+            agents: vec![AgentEntry {
+                agent: "127.0.0.1:7701".to_owned(),
+                instances: vec![InstanceCount {
+                    worker: "add".to_owned(),
+                    count: 2,
+                }],
+                first_seen_ms: 1,
+                last_seen_ms: 5,
+                age_ms: 4,
+            }],
+        };
+
+        let json = serde_json::to_string(&list).unwrap();
+
+        assert_eq!(serde_json::from_str::<AgentList>(&json).unwrap(), list);
+    }
+}
