@@ -10,10 +10,15 @@ pub mod admission;
 pub mod backoff;
 pub mod credential;
 pub mod deadline;
+pub mod envelope;
 pub mod error;
 pub mod fault;
+pub mod frame;
+mod host;
 pub mod id;
 pub mod inflight;
+pub mod instance;
+pub mod limits;
 pub mod link;
 pub mod message;
 mod outbox;
@@ -21,7 +26,7 @@ pub mod outlier;
 pub mod process;
 pub mod report;
 pub mod route_counters;
-pub mod routing;
+pub mod router;
 pub mod settings;
 pub mod signal;
 pub mod spec;
@@ -33,13 +38,15 @@ pub mod worker;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use envelope::Envelope;
 pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use fault::{FAULT_HEADER, Fault, Terminal};
 pub use inflight::InFlight;
+pub use instance::{Endpoint, Instance, Lost};
 pub use message::{Message, Tag};
-pub use routing::{Envelope, MAX_HOPS, Remote, Router};
+pub use router::{MAX_HOPS, Remote, Router};
 pub use spec::{AlarmRules, CommandSpec, Mpu, OutlierRules, WorkerSpec};
-pub use worker::{Config, Endpoint, Instance, Lost, Worker, WorkerHandle};
+pub use worker::{Config, Worker, WorkerHandle};
 
 /// A boxed future that can move between threads, as the [`Remote`] trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -48,7 +55,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// traits (but not the `actix::Message` trait, so nothing clashes).
 pub mod prelude {
     pub use crate::message::{Message, Tag};
-    pub use crate::routing::Router;
+    pub use crate::router::Router;
     pub use crate::spec::WorkerSpec;
     pub use crate::testkit::TestMesh;
     pub use crate::worker::{Config, Worker, WorkerHandle};

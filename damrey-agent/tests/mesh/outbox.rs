@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::{Actor, Context, Handler};
 use actix_http::ws;
 use actix_web::{HttpRequest, web};
-use damrey_actors::link::Frame;
+use damrey_actors::frame::Frame;
 use damrey_actors::{Config, Message, Worker};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
