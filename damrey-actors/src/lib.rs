@@ -5,6 +5,29 @@
 //! are chained into collaboration lines by their configs ([`WorkerSpec`]) and a
 //! [`Router`] drives each line. `use damrey_actors::prelude::*;` brings what a worker
 //! author needs.
+//!
+//! Inside, the runtime is shared state plus tasks, not actors: in this crate the only
+//! actors are the users' workers. A [`Router`], an instance's host and a worker's link
+//! to its agent are state behind an `Arc` (locks held briefly, atomics, watch
+//! channels), and the work is done by tasks: one drive per line, which owns its message
+//! and awaits each step, and one connection task per link. A line is a sequence of
+//! awaits bounded by one deadline, which a task expresses directly; as actors, every
+//! step would cross mailboxes and need its own timeout and reply plumbing.
+//!
+//! The modules form layers, each built only on the layers before it (no module cycle):
+//! - leaves, helpers of the services and the runtime that depend on no other module:
+//!   [`backoff`], [`deadline`], [`inflight`], [`tls`], [`settings`], [`telemetry`],
+//!   [`credential`], [`signal`], [`limits`] (the frame size both ends of a link hold to);
+//! - the wire, what crosses a process: [`error`], [`message`], [`spec`], [`id`],
+//!   [`fault`], [`report`], [`envelope`] (a line between agents), [`frame`] (worker ⇄
+//!   agent);
+//! - the parts of routing: [`admission`] (the mpu cap), [`outlier`] (an instance's
+//!   health), [`route_counters`], and [`instance`], the router's view of an instance;
+//! - the runtime: [`router`] (the routing core), `host` (the actor host behind an
+//!   in-process instance), `outbox` and [`link`] (a worker process's connection to its
+//!   agent);
+//! - the worker builder and handle, [`worker`], and what is built on it: [`process`] (a
+//!   whole worker process) and [`testkit`].
 
 pub mod admission;
 pub mod backoff;
