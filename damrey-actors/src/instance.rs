@@ -1,7 +1,7 @@
 //! An instance as the router sees it: an [`Endpoint`] that turns a message into the
 //! step's result, wrapped in an [`Instance`] with its health; [`Lost`] when a step did
 //! not complete there; and the words of the runtime's panic `ERROR`, which the router
-//! counts as the instance's failure ([`is_panic_error`]).
+//! counts as the instance's failure (`is_panic_error`).
 //!
 //! In-process workers are hosted by `host`; an agent wraps a worker process
 //! attached over the network in its own [`Endpoint`].
