@@ -3,8 +3,9 @@
 //! not complete there; and the words of the runtime's panic `ERROR`, which the router
 //! counts as the instance's failure (`is_panic_error`).
 //!
-//! In-process workers are hosted by `host`; an agent wraps a worker process
-//! attached over the network in its own [`Endpoint`].
+//! It knows nothing of the runtime: the router and a worker's link deliver steps to
+//! instances; the host (an in-process worker) and the agent (a worker process attached
+//! over the network) implement [`Endpoint`].
 
 use std::sync::Arc;
 
