@@ -53,7 +53,7 @@ pub enum WorkerError {
         waited: std::time::Duration,
     },
     /// The message would not fit in one frame of the worker's link.
-    #[error("the message is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::link::MAX_FRAME)]
+    #[error("the message is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::frame::MAX_FRAME)]
     TooLarge {
         /// Its size on the wire.
         bytes: usize,
@@ -76,7 +76,7 @@ pub enum RemoteError {
         reason: String,
     },
     /// The frame would not fit in one frame of the link: no resend can help.
-    #[error("the message for agent {agent} is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::link::MAX_FRAME)]
+    #[error("the message for agent {agent} is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::frame::MAX_FRAME)]
     TooLarge {
         /// The agent's `host:port`.
         agent: String,

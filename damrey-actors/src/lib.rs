@@ -5,21 +5,46 @@
 //! are chained into collaboration lines by their configs ([`WorkerSpec`]) and a
 //! [`Router`] drives each line. `use damrey_actors::prelude::*;` brings what a worker
 //! author needs.
+//!
+//! Inside, the runtime is shared state plus tasks, not actors: in this crate the only
+//! actors are the users' workers. A [`Router`], an instance's host and a worker's link
+//! to its agent are state behind an `Arc` (locks held briefly, atomics, watch
+//! channels), and the work is done by tasks: one drive per line, which owns its message
+//! and awaits each step, and one connection task per link. A line is a sequence of
+//! awaits bounded by one deadline, which a task expresses directly; as actors, every
+//! step would cross mailboxes and need its own timeout and reply plumbing.
+//!
+//! The modules form layers, each built only on the layers before it (no module cycle):
+//! - leaves, helpers of the services and the runtime that depend on no other module:
+//!   [`backoff`], [`deadline`], [`inflight`], [`tls`], [`settings`], [`telemetry`],
+//!   [`credential`], [`signal`], [`limits`] (the frame size both ends of a link hold to);
+//! - the wire, what crosses a process: [`error`], [`message`], [`spec`], [`id`],
+//!   [`fault`], [`report`], [`envelope`] (a line between agents), [`frame`] (worker ⇄
+//!   agent);
+//! - the parts of routing: [`admission`] (the mpu cap), [`outlier`] (an instance's
+//!   health), [`route_counters`], and [`instance`], the router's view of an instance;
+//! - the runtime: [`router`] (the routing core), `host` (the actor host behind an
+//!   in-process instance), `outbox` and [`link`] (a worker process's connection to its
+//!   agent);
+//! - the worker builder and handle, [`worker`], and what is built on it: [`process`] (a
+//!   whole worker process) and [`testkit`].
 
 // What crosses a process is declared in `damrey-wire`; its modules keep their paths here
 // (`damrey_actors::message::Message`, `crate::spec::WorkerSpec`).
-pub use damrey_wire::{fault, id, message, report, spec};
+pub use damrey_wire::{envelope, fault, frame, id, message, report, spec};
 
 pub mod admission;
 pub mod deadline;
 pub mod error;
+mod host;
 pub mod inflight;
+pub mod instance;
 pub mod link;
 mod outbox;
 pub mod outlier;
 pub mod process;
 pub mod route_counters;
-pub mod routing;
+pub mod router;
 pub mod testkit;
 pub mod worker;
 
@@ -29,13 +54,15 @@ use damrey_service::{backoff, signal, telemetry, tls};
 use std::future::Future;
 use std::pin::Pin;
 
+pub use envelope::Envelope;
 pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use fault::{FAULT_HEADER, Fault, Terminal};
 pub use inflight::InFlight;
+pub use instance::{Endpoint, Instance, Lost};
 pub use message::{Message, Tag};
-pub use routing::{Envelope, MAX_HOPS, Remote, Router};
+pub use router::{MAX_HOPS, Remote, Router};
 pub use spec::{AlarmRules, CommandSpec, Mpu, OutlierRules, WorkerSpec};
-pub use worker::{Config, Endpoint, Instance, Lost, Worker, WorkerHandle};
+pub use worker::{Config, Worker, WorkerHandle};
 
 /// A boxed future that can move between threads, as the [`Remote`] trait returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -44,7 +71,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// traits (but not the `actix::Message` trait, so nothing clashes).
 pub mod prelude {
     pub use crate::message::{Message, Tag};
-    pub use crate::routing::Router;
+    pub use crate::router::Router;
     pub use crate::spec::WorkerSpec;
     pub use crate::testkit::TestMesh;
     pub use crate::worker::{Config, Worker, WorkerHandle};

@@ -1,6 +1,7 @@
-//! The link between a worker process and its local agent: the frames both sides speak
-//! over one persistent WebSocket, and the worker's side of it (attach, deliveries,
-//! the outbox, ping/pong, reconnection with backoff).
+//! The link between a worker process and its local agent, the worker's side of it
+//! (attach, deliveries, the outbox, ping/pong, reconnection with backoff) over one
+//! persistent WebSocket that carries [`Frame`]s; and the WebSocket helpers the agent's
+//! links share with it ([`ClientSocket`], [`write_batch`], [`Waiters`]).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
 //! token is set). The agent refuses with 401 (bad token), 404 (no such worker) or 503
@@ -22,7 +23,6 @@ use std::time::Duration;
 
 use actix_http::ws;
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
@@ -31,109 +31,13 @@ use crate::backoff::Backoff;
 use crate::deadline::deadline_after;
 use crate::error::WorkerError;
 use crate::fault::{Fault, Terminal};
+use crate::frame::MAX_FRAME;
+use crate::frame::{Frame, too_large};
 use crate::inflight::InFlight;
+use crate::instance::Instance;
 use crate::message::Message;
 use crate::outbox::Outbox;
 use crate::spec::Mpu;
-use crate::worker::Instance;
-
-/// One frame of the worker ⇄ agent protocol, a JSON text frame named by its one key:
-/// `{"deliver":{"id":7,"ms":1000,"msg":["REQUEST","sqsum","3","4"]}}`, or `"leave"`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Frame {
-    /// Agent → worker, first frame: accepted, with the worker's configured mpu.
-    Welcome {
-        /// Most messages processed at once; `0` is unlimited.
-        mpu: u32,
-        /// The agent process's run (a new one at every start): a worker that reattaches
-        /// to another run knows the agent forgot what it was sent before.
-        run: Uuid,
-    },
-    /// Agent → worker: the worker's configured mpu changed; applies to the running instance.
-    Mpu {
-        /// Most messages processed at once; `0` is unlimited.
-        mpu: u32,
-    },
-    /// Agent → worker: process one step and answer within `ms` milliseconds.
-    Deliver {
-        /// Step id, echoed in the result.
-        id: u64,
-        /// Time left for the step.
-        ms: u64,
-        /// The message.
-        msg: Message,
-    },
-    /// Worker → agent: the result of step `id`.
-    Result {
-        /// The step's id.
-        id: u64,
-        /// The handler's result, or `ERROR`/`TIMEOUT`/`STOP`.
-        msg: Message,
-    },
-    /// Worker → agent: the worker is stopping and did not start step `id`, so another
-    /// instance may run it (unlike a `STOP` its handler answered, which ends the line).
-    Unstarted {
-        /// The step's id.
-        id: u64,
-    },
-    /// Worker → agent: the worker's own request along its line. Resent over a new
-    /// connection with the same id, which the agent keeps once.
-    Request {
-        /// Request id, echoed in the reply; the line's id at the agent.
-        id: Uuid,
-        /// The request's deadline, in milliseconds from now.
-        ms: u64,
-        /// The message.
-        msg: Message,
-        /// The worker the line starts at (a front door starting its own worker's line);
-        /// absent: the worker of the sender's command for the message's type.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        to: Option<String>,
-    },
-    /// Agent → worker: the terminal reply to request `id`.
-    Reply {
-        /// The request's id.
-        id: Uuid,
-        /// The terminal reply.
-        msg: Message,
-        /// Why, when the reply is an `ERROR` the runtime made (absent otherwise, and
-        /// from agents that predate it).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fault: Option<Fault>,
-    },
-    /// Worker → agent: a message along the worker's line, no reply wanted. Resent over
-    /// a new connection with the same id until the agent acknowledges it.
-    Push {
-        /// Push id, echoed in the ack.
-        id: Uuid,
-        /// How long the line may take, in milliseconds (the worker's step timeout
-        /// times the hop limit: every step is bounded, and the line by the hop limit).
-        ms: u64,
-        /// The message.
-        msg: Message,
-    },
-    /// Agent → worker: push `id` was taken.
-    Pushed {
-        /// The push's id.
-        id: Uuid,
-    },
-    /// Worker → agent: the actor has been restarted after panics this many times in all
-    /// (sent after a step whenever the count has grown).
-    Restarts {
-        /// Restarts since the worker started.
-        total: u64,
-    },
-    /// Worker → agent: stop routing to this instance; it is about to stop.
-    Leave,
-}
-
-impl Frame {
-    /// The frame as JSON text.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("frames always serialize")
-    }
-}
 
 // Where the agent's and the proxy's retries have always found it.
 pub use crate::backoff::jitter;
@@ -183,7 +87,7 @@ impl AgentAddress {
         );
         let mut request = crate::tls::client(Duration::from_secs(5), self.tls.as_ref())
             .ws(url)
-            .max_frame_size(crate::link::MAX_FRAME);
+            .max_frame_size(MAX_FRAME);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -242,19 +146,6 @@ impl AgentAddress {
 struct Welcome {
     mpu: u32,
     run: Uuid,
-}
-
-/// The largest frame either side accepts (1 MiB), on worker links and peer links alike.
-/// Senders check it: a frame over it would make the receiver drop the whole connection.
-pub const MAX_FRAME: usize = 1 << 20;
-
-/// The `ERROR` that answers a message which would not fit in one frame (`bytes` long
-/// on the wire, JSON escaping included); `what` says which message it was.
-pub fn too_large(kind: &str, what: &str, bytes: usize) -> Message {
-    Message::error(
-        kind,
-        format!("{what} is {bytes} bytes on the wire, over the {MAX_FRAME}-byte frame limit"),
-    )
 }
 
 /// How long a stopping worker gives its last results and the close handshake: the

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::deadline::millis_left;
 use crate::fault::{Fault, Terminal};
+use crate::frame::Frame;
 use crate::id::fresh_id;
-use crate::link::Frame;
 use crate::message::Message;
 
 /// The unanswered requests and unacknowledged pushes of one worker process.

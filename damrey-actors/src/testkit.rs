@@ -50,7 +50,7 @@ use actix::{Actor, Context, Handler};
 
 use crate::error::{SpecError, WorkerError};
 use crate::message::Message;
-use crate::routing::Router;
+use crate::router::Router;
 use crate::spec::WorkerSpec;
 use crate::worker::{Config, Worker, WorkerHandle};
 

@@ -15,8 +15,10 @@ use std::time::Duration;
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::deadline::millis_left;
-use damrey_actors::link::{Frame, MAX_FRAME, Waiters, too_large};
+use damrey_actors::link::Waiters;
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
+use damrey_wire::frame::MAX_FRAME;
+use damrey_wire::frame::{Frame, too_large};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
@@ -212,9 +214,7 @@ pub async fn serve(
     }
     tracing::info!(worker, "worker attached");
 
-    let mut stream = stream
-        .max_frame_size(damrey_actors::link::MAX_FRAME)
-        .aggregate_continuations();
+    let mut stream = stream.max_frame_size(MAX_FRAME).aggregate_continuations();
     let mut ping = tokio::time::interval(ping_every);
     // After a pause of this agent itself (SIGSTOP), ping again rather than count the
     // missed periods against the worker.

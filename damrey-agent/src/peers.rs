@@ -16,11 +16,12 @@ use std::time::Duration;
 use actix_http::ws;
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
-use damrey_actors::link::{ClientSocket, MAX_FRAME, write_batch};
-use damrey_actors::{BoxFuture, Envelope, Fault, Message, Remote, RemoteError, Router, Terminal};
+use damrey_actors::link::{ClientSocket, write_batch};
+use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError, Router, Terminal};
 use damrey_service::tls;
+use damrey_wire::frame::MAX_FRAME;
+use damrey_wire::peer::{PeerFrame, RUN_HEADER};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
@@ -28,44 +29,10 @@ use uuid::Uuid;
 use crate::known::KnownAgents;
 use crate::shutdown::Shutdown;
 
-/// One frame between agents, a JSON text frame named by its one key:
-/// `{"forward":{"seq":3,"envelope":{...}}}`, `{"reply":{"seq":4,"id":"…","msg":[...]}}`, `{"ack":{"seqs":[3,4]}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum PeerFrame {
-    /// Continue this line here.
-    Forward {
-        /// Frame number on this link, echoed in the ack.
-        seq: u64,
-        /// The line.
-        envelope: Envelope,
-    },
-    /// The terminal reply of request `id`, which started at the receiving agent.
-    Reply {
-        /// Frame number on this link, echoed in the ack.
-        seq: u64,
-        /// The request's envelope id.
-        id: Uuid,
-        /// The terminal reply.
-        msg: Message,
-        /// Why, when the reply is an `ERROR` the runtime made (absent otherwise, and
-        /// from agents that predate it).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fault: Option<Fault>,
-    },
-    /// These frames arrived (acknowledged together, one frame per burst read).
-    Ack {
-        /// The acknowledged frames.
-        seqs: Vec<u64>,
-    },
-}
-
 /// How long a frame waits for its ack before it is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long opening a link may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The header of a `/peer` answer that names the agent's run (a uuid drawn at its start).
-pub const RUN_HEADER: &str = "damrey-agent-run";
 
 /// The live connection to a peer: its writer, and the peer's run.
 #[derive(Clone)]

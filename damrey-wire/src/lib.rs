@@ -9,10 +9,13 @@
 //! `spec`, `steps`, `latency`); `prometheus` (on `steps`, `latency`); `rest` (on `spec`,
 //! `report`).
 
+pub mod envelope;
 pub mod fault;
+pub mod frame;
 pub mod id;
 pub mod latency;
 pub mod message;
+pub mod peer;
 pub mod prometheus;
 pub mod report;
 pub mod rest;

@@ -37,7 +37,7 @@ pub async fn peer(
     }
     let (mut response, session, stream) = actix_ws::handle(&req, body)?;
     response.headers_mut().insert(
-        actix_web::http::header::HeaderName::from_static(peers::RUN_HEADER),
+        actix_web::http::header::HeaderName::from_static(damrey_wire::peer::RUN_HEADER),
         actix_web::http::header::HeaderValue::from_str(&state.sessions.run.to_string())
             .expect("a uuid is a header value"),
     );

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix_http::ws;
 use actix_web::{HttpRequest, web};
 use damrey_actors::{Envelope, Message, Tag};
-use damrey_agent::peers::{PeerFrame, RUN_HEADER};
+use damrey_wire::peer::{PeerFrame, RUN_HEADER};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use uuid::Uuid;

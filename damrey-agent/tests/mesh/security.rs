@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_http::ws;
 use damrey_actors::{Envelope, Message};
-use damrey_agent::peers::PeerFrame;
+use damrey_wire::peer::PeerFrame;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
