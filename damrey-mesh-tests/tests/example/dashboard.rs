@@ -7,8 +7,6 @@
 //! says it is skipped and passes, so that `cargo test --workspace` works with only Rust;
 //! with `DAMREY_REQUIRE_BROWSER=1` (as in CI) a missing Chromium fails it.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -18,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use support::{Example, TempDir, text};
+use damrey_mesh_tests::example::{Example, text};
+use damrey_mesh_tests::process::TempDir;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How much of the page's own time one Chromium run lets pass before dumping the DOM:
@@ -257,7 +256,7 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
     let example = Example::new("dashboard");
     let run = example.script("run");
     assert!(run.status.success(), "run failed: {}", text(&run));
-    let url = format!("http://127.0.0.1:{}/", example.ports[0]);
+    let url = format!("http://127.0.0.1:{}/", example.ports().proxy);
 
     let dom = wait_for_dom(
         &chromium,
