@@ -76,6 +76,15 @@ fn build() -> PathBuf {
     if let Some(triple) = triple {
         command.args(["--target", triple]);
     }
+    // Cargo gives the test the variables of its own package (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME...). Some build scripts (ring's) rerun when one of these differs
+    // from the build that ran them last, so passing them on would rebuild ring and all
+    // above it here, and again in the next `cargo test`.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_for_the_test) {
+            command.env_remove(key);
+        }
+    }
     let output = command.output().expect("cargo runs");
     assert!(
         output.status.success(),
@@ -83,6 +92,25 @@ fn build() -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     profile_dir.to_owned()
+}
+
+/// Whether cargo sets variable `key` for the running test (its package's manifest,
+/// name, version, binaries...), rather than the user for cargo.
+fn set_for_the_test(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_EXE_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// The workspace's root directory.

@@ -19,12 +19,34 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    eventually_seen(limit, what, || {
+        let probed = probe();
+        async move { probed.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// [`eventually`] for a probe that says what it saw instead (`Err`): the last of those
+/// is in the message when the state never comes.
+///
+/// # Panics
+/// With "`what`: not within `limit`; last seen: ..." when `probe` gave `Err` for `limit`.
+pub async fn eventually_seen<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let started = Instant::now();
     loop {
-        if let Some(found) = probe().await {
-            return found;
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) if started.elapsed() >= limit => {
+                if seen.is_empty() {
+                    panic!("{what}: not within {limit:?}");
+                }
+                panic!("{what}: not within {limit:?}; last seen: {seen}");
+            }
+            Err(_) => actix_rt::time::sleep(Duration::from_millis(10)).await,
         }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
 }

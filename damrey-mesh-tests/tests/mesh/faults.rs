@@ -329,13 +329,10 @@ async fn an_agent_and_its_workers_exit_cleanly_on_sigterm_and_sigint() {
     let _nap = again.worker("nap", "nap");
     again.wait_instances(1).await;
     let holding = json!([{"worker": "nap", "count": 1}]);
-    for _ in 0..100 {
-        if proxy.instances_of(&again.address).await == Some(holding.clone()) {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(proxy.instances_of(&again.address).await, Some(holding));
+    eventually(PATIENCE, "the proxy lists the agent's instance", || async {
+        (proxy.instances_of(&again.address).await == Some(holding.clone())).then_some(())
+    })
+    .await;
     again.process.signal("TERM");
     assert_eq!(again.process.wait_exit().await, Some(0));
     assert_eq!(proxy.instances_of(&again.address).await, None);

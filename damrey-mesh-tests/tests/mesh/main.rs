@@ -11,6 +11,7 @@ mod monitoring;
 mod outbox;
 mod outliers;
 mod placement;
+mod proxy_binary;
 mod readiness;
 mod security;
 mod shutdown;
