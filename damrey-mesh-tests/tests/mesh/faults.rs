@@ -129,7 +129,11 @@ async fn an_agent_killed_and_restarted_is_bridged_by_retries() {
                 .await
         }
     });
-    actix_rt::time::sleep(Duration::from_millis(150)).await;
+    // Agent one holds the call, handing it to the agent that is down.
+    eventually(PATIENCE, "the call pending at agent one", || async {
+        (one.pending().await == 1).then_some(())
+    })
+    .await;
     two.restart().await;
 
     assert_eq!(
