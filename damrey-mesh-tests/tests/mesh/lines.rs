@@ -373,14 +373,10 @@ async fn a_changed_mpu_reaches_an_attached_worker_process_without_a_reattach() {
     );
 
     proxy.change(nap("2")).await;
-    let mut both = false;
-    for _ in 0..20 {
-        if two_naps().await == [damrey_actors::Tag::Response; 2] {
-            both = true;
-            break;
-        }
-    }
-    assert!(both, "the attached nap never ran two at once");
+    eventually(PATIENCE, "the attached nap runs two at once", || async {
+        (two_naps().await == [damrey_actors::Tag::Response; 2]).then_some(())
+    })
+    .await;
     assert_eq!(
         agent.health().await["instances"],
         1,
