@@ -131,10 +131,29 @@ pub fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
 
 #[cfg(test)]
 mod tests {
+    use damrey_actors::prelude::{Actor, Context, Handler, ResponseFuture};
     use damrey_actors::{Config, Message, Worker, WorkerSpec};
-    use damrey_example::Nap;
 
     use super::*;
+
+    /// Answers `["RESPONSE","nap",ms]` after sleeping `ms` milliseconds.
+    struct Nap;
+
+    impl Actor for Nap {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Message> for Nap {
+        type Result = ResponseFuture<Message>;
+
+        fn handle(&mut self, msg: Message, _: &mut Context<Self>) -> Self::Result {
+            Box::pin(async move {
+                let ms = msg.args[0].parse().expect("a nap in milliseconds");
+                actix_rt::time::sleep(Duration::from_millis(ms)).await;
+                Message::response(msg.kind, msg.args)
+            })
+        }
+    }
 
     async fn nap_router() -> Router {
         let router = Router::new([WorkerSpec::new("nap").command("nap", "")]).unwrap();

@@ -37,8 +37,16 @@ async fn serve(args: EntryArgs) -> Exit {
     .workers(1)
     .disable_signals()
     .bind(&args.http);
+    // The address bound, not the one asked for: with port 0 the OS chose the port, and
+    // the "front door open" line is how a script or a test learns it.
+    let mut http = args.http.clone();
     let server = match server {
-        Ok(server) => server.run(),
+        Ok(server) => {
+            if let Some(bound) = server.addrs().first() {
+                http = bound.to_string();
+            }
+            server.run()
+        }
         Err(error) => {
             tracing::error!(error = %error, http = %args.http, "cannot listen for the front door");
             worker.stop().await;
@@ -46,7 +54,7 @@ async fn serve(args: EntryArgs) -> Exit {
         }
     };
     let handle = server.handle();
-    tracing::info!(http = %args.http, "front door open");
+    tracing::info!(%http, "front door open");
     let exit = tokio::select! {
         served = server => match served {
             Ok(()) => Exit::Stopped,

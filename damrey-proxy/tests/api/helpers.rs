@@ -1,6 +1,5 @@
 //! Test support: fresh databases, `spawn_app()`, an API client and a TCP forwarder.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -635,15 +634,6 @@ impl Drop for Forwarder {
         self.cut();
         self.accept.abort();
     }
-}
-
-/// A free loopback port (bound and released; good enough for a child process).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let SocketAddr::V4(address) = listener.local_addr().unwrap() else {
-        unreachable!("bound to IPv4")
-    };
-    address.port()
 }
 
 /// One instance's stats for a heartbeat: `counters` are received, responses, errors,

@@ -6,7 +6,6 @@ mod helpers;
 mod agents;
 mod alarms;
 mod auth;
-mod binary;
 mod consistency;
 mod dashboard;
 mod feed;

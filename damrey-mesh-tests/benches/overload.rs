@@ -4,13 +4,15 @@
 //! `ERROR worker nap is overloaded` — how soon after each request was written, and how
 //! much memory the agent holds before and after.
 //!
-//! Build the release binaries first, then run the bench:
-//! `cargo build --release --workspace --bins && cargo bench -p damrey-agent --bench overload`.
+//! Run it with `cargo bench -p damrey-mesh-tests --bench overload` (it builds the release
+//! binaries it starts).
 //! `DAMREY_BENCH_BURST` (default 2000) sets the number of calls.
 
-#[allow(dead_code)]
-#[path = "../tests/mesh/support.rs"]
-mod support;
+/// The shared support under the one name this bench uses.
+mod support {
+    pub use damrey_mesh_tests::mesh::*;
+    pub use damrey_mesh_tests::process::*;
+}
 
 #[allow(dead_code)]
 #[path = "raw_http.rs"]

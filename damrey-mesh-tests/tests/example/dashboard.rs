@@ -7,8 +7,6 @@
 //! says it is skipped and passes, so that `cargo test --workspace` works with only Rust;
 //! with `DAMREY_REQUIRE_BROWSER=1` (as in CI) a missing Chromium fails it.
 
-mod support;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -16,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Example, TempDir, text};
+use damrey_mesh_tests::example::{Example, text};
+use damrey_mesh_tests::process::TempDir;
+use damrey_mesh_tests::wait::{eventually, eventually_seen};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How much of the page's own time one Chromium run lets pass before dumping the DOM:
@@ -82,7 +82,7 @@ fn reader(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
 
 /// Loads `url` in a fresh headless Chromium (a new profile each time) and returns the DOM
 /// once [`PAGE_TIME`] of the page's time has passed.
-fn dump_dom(chromium: &Path, url: &str) -> String {
+async fn dump_dom(chromium: &Path, url: &str) -> String {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let profile = TempDir(std::env::temp_dir().join(format!(
         "damrey-dashboard-chromium-{}-{}",
@@ -115,17 +115,12 @@ fn dump_dom(chromium: &Path, url: &str) -> String {
     };
     let stdout = reader(browser.child.stdout.take().expect("piped"));
     let stderr = reader(browser.child.stderr.take().expect("piped"));
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    let status = loop {
-        if let Some(status) = browser.child.try_wait().expect("waiting on chromium") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            browser.kill_group();
-            panic!("chromium did not finish within {CHROMIUM_TIMEOUT:?} loading {url}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
+    // A Chromium that hangs is killed with its group when `browser` drops.
+    let what = format!("chromium finishes loading {url}");
+    let status = eventually(CHROMIUM_TIMEOUT, &what, || {
+        std::future::ready(browser.child.try_wait().expect("waiting on chromium"))
+    })
+    .await;
     // Helpers it left behind would hold the pipes open.
     browser.kill_group();
     let dom = stdout.join().unwrap_or_default();
@@ -206,31 +201,29 @@ fn node<'a>(
 
 /// Loads the page again and again until `done` holds for its DOM, or panics after `within`
 /// with `what` and the last DOM.
-fn wait_for_dom(
+async fn wait_for_dom(
     chromium: &Path,
     url: &str,
     within: Duration,
     what: &str,
     done: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let dom = dump_dom(chromium, url);
+    eventually_seen(within, &format!("the dashboard shows {what}"), || async {
+        let dom = dump_dom(chromium, url).await;
         if done(&dom) {
-            return dom;
+            return Ok(dom);
         }
-        assert!(
-            Instant::now() < deadline,
-            "the dashboard did not show {what} within {within:?}{}; the page's body:\n{}",
+        Err(format!(
+            "{}the page's body:\n{}",
             if dom.contains("monitoring unavailable") {
-                " (it says \"monitoring unavailable\": the proxy has no /workers/stats or /alarms)"
+                "(it says \"monitoring unavailable\": the proxy has no /workers/stats or /alarms) "
             } else {
                 ""
             },
             body(&dom)
-        );
-        thread::sleep(Duration::from_millis(300));
-    }
+        ))
+    })
+    .await
 }
 
 /// The DOM's `<body>` without its script, to show in a failure.
@@ -249,15 +242,15 @@ fn ready(dom: &str) -> bool {
         .is_some_and(|body| attr(body, "data-ready") == "1")
 }
 
-#[test]
-fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker() {
+#[actix_rt::test]
+async fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker() {
     let Some(chromium) = chromium() else {
         return;
     };
     let example = Example::new("dashboard");
     let run = example.script("run");
     assert!(run.status.success(), "run failed: {}", text(&run));
-    let url = format!("http://127.0.0.1:{}/", example.ports[0]);
+    let url = format!("http://127.0.0.1:{}/", example.ports().proxy);
 
     let dom = wait_for_dom(
         &chromium,
@@ -265,7 +258,8 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
         Duration::from_secs(60),
         "the first render",
         ready,
-    );
+    )
+    .await;
 
     let nodes = with_class(&dom, "g", "node");
     for worker in ["entry", "add", "square"] {
@@ -311,7 +305,8 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
                 attr(alarm, "data-rule") == "no_instance" && attr(alarm, "data-worker") == "square"
             })
         },
-    );
+    )
+    .await;
     let nodes = with_class(&dom, "g", "node");
     assert_eq!(
         node(&nodes, "square").map(|n| attr(n, "data-state")),
@@ -345,5 +340,6 @@ fn the_dashboard_draws_the_example_line_and_shows_the_alarm_of_a_killed_worker()
                         && attr(warning, "title").contains("goes to worker nowhere")
                 })
         },
-    );
+    )
+    .await;
 }

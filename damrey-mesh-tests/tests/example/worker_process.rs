@@ -1,21 +1,30 @@
 //! A worker process made with `damrey_actors::process::run` (the example's `square`), run
 //! as a user runs it: flags and environment, what it says and its exit code when it
 //! cannot attach, and a clean exit on SIGTERM. The proxy and agent it talks to are
-//! started in this test from their libraries.
+//! processes too.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use damrey_actors::WorkerSpec;
-use in_process::agent_with;
+use damrey_mesh_tests::binaries::binary;
+use damrey_mesh_tests::mesh::{Agent, Proxy};
+use damrey_mesh_tests::process::{Process, TempDir};
+use damrey_mesh_tests::wait::{PATIENCE, eventually};
+use serde_json::json;
 
-mod in_process;
-
-const SQUARE: &str = env!("CARGO_BIN_EXE_square");
+/// A proxy storing `specs` and an agent that has them, once the agent is ready.
+async fn agent_with(dir: &TempDir, specs: Vec<serde_json::Value>) -> (Proxy, Agent) {
+    let proxy = Proxy::with_workers(dir, specs).await;
+    let agent = Agent::ready(&proxy).await;
+    eventually(PATIENCE, "the agent ready", || async {
+        (agent.readyz().await.0 == 200).then_some(())
+    })
+    .await;
+    (proxy, agent)
+}
 
 /// Runs `square ARGS` to its end (it is expected to fail at once).
 async fn square(args: &[&str], agent: Option<&str>) -> Output {
-    let mut command = Command::new(SQUARE);
+    let mut command = Command::new(binary("square"));
     command.args(args).env_remove("DAMREY_TOKEN");
     match agent {
         Some(agent) => command.env("DAMREY_AGENT", agent),
@@ -51,10 +60,11 @@ async fn a_worker_with_no_agent_at_its_address_says_so_and_exits_4() {
 
 #[actix_web::test]
 async fn a_worker_the_agent_has_no_config_for_is_told_to_register_it_and_exits_3() {
-    let agent = agent_with(&[]).await;
+    let dir = TempDir::new();
+    let (_proxy, agent) = agent_with(&dir, Vec::new()).await;
 
     // The agent's address from the environment, as docker-compose would pass it.
-    let output = square(&[], Some(&agent)).await;
+    let output = square(&[], Some(&agent.address)).await;
 
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(
@@ -74,41 +84,32 @@ async fn bad_flags_exit_2_with_usage() {
 
 #[actix_web::test]
 async fn sigterm_makes_an_attached_worker_leave_and_exit_0() {
-    let agent = agent_with(&[WorkerSpec::new("square").command("sqsum", "")]).await;
-    let mut child: Child = Command::new(SQUARE)
-        .args(["--agent", &agent])
-        .env_remove("DAMREY_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let dir = TempDir::new();
+    let square_spec = json!({"name": "square", "commands": [{"name": "sqsum", "worker": ""}]});
+    let (_proxy, agent) = agent_with(&dir, vec![square_spec]).await;
+    let mut command = Command::new(binary("square"));
+    command
+        .args(["--agent", &agent.address])
+        .env_remove("DAMREY_TOKEN");
+    let mut square = Process::spawn("square", &mut command);
     // Attached once the agent routes to it.
-    let call = format!("http://{agent}/call/square");
+    let call = format!("http://{}/call/square", agent.address);
     let client = awc::Client::default();
-    let give_up = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(PATIENCE, "square attached", || async {
         let mut answer = client
             .post(&call)
             .send_body(r#"["REQUEST","sqsum","7"]"#)
             .await
             .unwrap();
-        if answer.status().is_success() {
-            assert_eq!(answer.body().await.unwrap(), r#"["RESPONSE","sqsum","49"]"#);
-            break;
+        if !answer.status().is_success() {
+            return None;
         }
-        assert!(Instant::now() < give_up, "square never attached");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
+        assert_eq!(answer.body().await.unwrap(), r#"["RESPONSE","sqsum","49"]"#);
+        Some(())
+    })
+    .await;
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = actix_web::rt::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    square.signal("TERM");
 
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(square.wait_exit().await, Some(0));
 }

@@ -1,18 +1,16 @@
 //! What a newcomer does: `damrey-example/run`, requests (good, bad, out of time) to the
 //! front door, `damrey-example/stop`; then no process of the example is left and its
-//! ports are free. The scripts run the binaries `cargo test --workspace` built, on
-//! ports the OS hands out, with their state in a fresh directory.
-
-mod support;
+//! ports are free. The scripts run the binaries built from this tree, on ports the OS
+//! hands out, with their state in a fresh directory.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use support::{Example, text};
+use damrey_mesh_tests::example::{Example, text};
 
 /// One HTTP/1.1 exchange with the example's front door: the status and the body.
 fn http(example: &Example, request: &str) -> (u16, String) {
-    http_to(example.ports[2], request)
+    http_to(example.ports().http, request)
 }
 
 /// One HTTP/1.1 exchange with the service on `port`: the status and the body.
@@ -41,7 +39,7 @@ fn run_answers_the_front_door_and_stop_leaves_nothing_behind() {
     assert!(run.status.success(), "run failed: {}", text(&run));
     assert!(text(&run).contains(&format!(
         "curl 'localhost:{}/sqsum?a=3&b=4'",
-        example.ports[2]
+        example.ports().http
     )));
     let again = example.script("run");
     assert!(!again.status.success());
@@ -83,7 +81,8 @@ fn run_answers_the_front_door_and_stop_leaves_nothing_behind() {
     for pid in pids {
         assert!(!alive(pid), "pid {pid} is still running");
     }
-    for port in example.ports {
+    let ports = example.ports();
+    for port in [ports.proxy, ports.agent, ports.http] {
         assert!(
             TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} is still taken"
@@ -98,7 +97,7 @@ fn run_comes_up_again_after_the_user_registered_workers_of_their_own() {
     assert!(run.status.success(), "run failed: {}", text(&run));
     let body = r#"{"name":"upper","agent":"","mpu":"1","commands":[{"name":"shout","worker":""}]}"#;
     let (status, answer) = http_to(
-        example.ports[0],
+        example.ports().proxy,
         &format!(
             "POST /worker/add HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use damrey_actors::Message;
 use serde_json::json;
 
-use crate::support::{Agent, AgentOptions, Proxy, TempDir, client, eventually};
+use crate::support::{Agent, AgentOptions, PATIENCE, Proxy, TempDir, client, eventually};
 
 /// The `nap` worker's config, one step at a time.
 fn nap_spec() -> serde_json::Value {
@@ -27,16 +27,13 @@ async fn a_worker_stopped_mid_step_delivers_that_step_and_exits_cleanly() {
     for round in 0..3 {
         let mut worker = agent.worker("nap", "nap");
         agent.wait_instances(1).await;
-        let started = Instant::now();
         let call = actix_rt::spawn({
             let agent = agent.handle();
             let tag = round.to_string();
             async move { agent.call("nap", &nap(1_000, &tag), 10_000).await }
         });
+        // The worker has the step (a 1 s nap): the signal comes mid-step.
         agent.wait_in_flight(1).await;
-        // Well into the step: the worker has it, whatever the machine's load.
-        let into_step = Duration::from_millis(300);
-        actix_rt::time::sleep(into_step.saturating_sub(started.elapsed())).await;
 
         worker.signal("TERM");
 
@@ -45,7 +42,7 @@ async fn a_worker_stopped_mid_step_delivers_that_step_and_exits_cleanly() {
             (200, Message::response("nap", ["1000", &round.to_string()])),
             "round {round}"
         );
-        assert_eq!(worker.wait_exit(), Some(0), "round {round}");
+        assert_eq!(worker.wait_exit().await, Some(0), "round {round}");
         agent.wait_instances(0).await;
     }
 }
@@ -70,7 +67,7 @@ async fn an_agent_stopped_with_a_call_outlasting_the_drain_answers_it_stop_and_e
     agent.process.signal("TERM");
 
     assert_eq!(call.await.unwrap(), (503, Message::stop()));
-    assert_eq!(agent.process.wait_exit(), Some(0));
+    assert_eq!(agent.process.wait_exit().await, Some(0));
 }
 
 #[actix_rt::test]
@@ -121,7 +118,7 @@ async fn an_agent_stopped_mid_call_refuses_new_work_and_lets_the_call_finish() {
         call.await.unwrap(),
         (200, Message::response("nap", ["1500", "short"]))
     );
-    assert_eq!(agent.process.wait_exit(), Some(0));
+    assert_eq!(agent.process.wait_exit().await, Some(0));
 }
 
 #[actix_rt::test]
@@ -146,20 +143,18 @@ async fn a_line_handed_to_an_agent_that_stops_gets_stop_back_at_its_origin() {
     holder.process.signal("TERM");
 
     assert_eq!(call.await.unwrap(), (503, Message::stop()));
-    assert_eq!(holder.process.wait_exit(), Some(0));
+    assert_eq!(holder.process.wait_exit().await, Some(0));
     assert_eq!(origin.pending().await, 0);
 }
 
 /// Calls nap through `agent` until it answers: the agent learns where instances are
 /// from the proxy's agent list, refreshed every second.
 async fn wait_until_routed(agent: &Agent) {
-    for _ in 0..100 {
-        if agent.call("nap", &nap(0, "probe"), 2_000).await.0 == 200 {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{} never reached nap", agent.address);
+    let what = format!("{} reaches nap", agent.address);
+    eventually(PATIENCE, &what, || async {
+        (agent.call("nap", &nap(0, "probe"), 2_000).await.0 == 200).then_some(())
+    })
+    .await;
 }
 
 /// A `/call` to a draining agent: its status and JSON body.
@@ -184,7 +179,7 @@ async fn an_idle_agent_with_workers_attached_exits_cleanly() {
     let signalled = Instant::now();
     agent.process.signal("TERM");
 
-    assert_eq!(agent.process.wait_exit(), Some(0));
+    assert_eq!(agent.process.wait_exit().await, Some(0));
     println!(
         "an idle agent with two workers attached exited {:?} after SIGTERM",
         signalled.elapsed()
@@ -251,5 +246,5 @@ async fn the_steps_a_stopping_worker_never_started_run_on_another_instance() {
             (200, Message::response("nap", ["800", "queued"])),
         ]
     );
-    assert_eq!(stopping.wait_exit(), Some(0));
+    assert_eq!(stopping.wait_exit().await, Some(0));
 }

@@ -10,8 +10,8 @@ use damrey_actors::{Config, Message, Worker};
 use serde_json::json;
 
 use crate::support::{
-    Agent, AgentAddress, AgentOptions, Proxy, TempDir, client, join_all, sqsum, sqsum_mesh,
-    sqsum_specs,
+    Agent, AgentAddress, AgentOptions, PATIENCE, Proxy, TempDir, client, eventually, join_all,
+    sqsum, sqsum_mesh, sqsum_specs,
 };
 
 #[actix_rt::test]
@@ -35,16 +35,9 @@ async fn a_line_crossing_agents_answers_at_the_origin() {
     two.wait_instances(1).await;
 
     // Agent one learns where square lives from the proxy's placement feed.
-    let mut answer = (0, Message::timeout());
-    for _ in 0..50 {
-        answer = one.call("add", &sqsum(5, 6), 2_000).await;
-        if answer.0 == 200 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answer = one.call_until_ok("add", &sqsum(5, 6)).await;
 
-    assert_eq!(answer, (200, Message::response("sqsum", ["121"])));
+    assert_eq!(answer, Message::response("sqsum", ["121"]));
     let (status, reply) = two.call("add", &sqsum(1, 2), 2_000).await;
     assert_eq!((status, reply), (200, Message::response("sqsum", ["9"])));
 }
@@ -195,8 +188,8 @@ async fn a_loop_ends_with_error_and_a_short_deadline_with_timeout() {
     let waited = started.elapsed();
     assert_eq!((status, reply), (504, Message::timeout()));
     assert!(
-        waited >= Duration::from_millis(200) && waited < Duration::from_millis(900),
-        "{waited:?}"
+        waited >= Duration::from_millis(200),
+        "answered TIMEOUT before its deadline: {waited:?}"
     );
 }
 
@@ -208,7 +201,7 @@ async fn a_worker_with_an_unknown_name_is_refused() {
 
     let mut ghost = agent.worker("add", "ghost");
 
-    assert_ne!(ghost.wait_exit(), Some(0));
+    assert_ne!(ghost.wait_exit().await, Some(0));
     assert_eq!(agent.health().await["instances"], 0);
 }
 
@@ -228,7 +221,7 @@ async fn with_a_token_everything_but_the_probes_wants_it() {
     agent.wait_configs(2).await;
     assert_eq!(agent.readyz().await.0, 200, "a probe carries no token");
     let mut intruder = agent.worker_with("add", "add", Some("wrong"), &[]);
-    assert_ne!(intruder.wait_exit(), Some(0));
+    assert_ne!(intruder.wait_exit().await, Some(0));
     let _add = agent.worker("add", "add");
     let _square = agent.worker("square", "square");
     agent.wait_instances(2).await;
@@ -302,12 +295,10 @@ async fn a_worker_process_requests_and_pushes_along_its_line_through_the_agent()
         .unwrap();
 
     assert_eq!(reply, Message::response("sqsum", ["49"]));
-    for _ in 0..100 {
-        if tallied.load(Ordering::SeqCst) == 1 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(PATIENCE, "the note tallied", || async {
+        (tallied.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
     assert_eq!(tallied.load(Ordering::SeqCst), 1);
     asker.stop().await;
     agent.wait_instances(3).await;
@@ -382,14 +373,10 @@ async fn a_changed_mpu_reaches_an_attached_worker_process_without_a_reattach() {
     );
 
     proxy.change(nap("2")).await;
-    let mut both = false;
-    for _ in 0..20 {
-        if two_naps().await == [damrey_actors::Tag::Response; 2] {
-            both = true;
-            break;
-        }
-    }
-    assert!(both, "the attached nap never ran two at once");
+    eventually(PATIENCE, "the attached nap runs two at once", || async {
+        (two_naps().await == [damrey_actors::Tag::Response; 2]).then_some(())
+    })
+    .await;
     assert_eq!(
         agent.health().await["instances"],
         1,

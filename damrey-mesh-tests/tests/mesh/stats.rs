@@ -1,12 +1,10 @@
 //! The agent's counting, read back from `GET /metrics`.
 
-use std::time::Duration;
-
 use actix::{Actor, Context, Handler};
 use damrey_actors::{Config, Message, Worker};
 use serde_json::json;
 
-use crate::support::{Agent, Proxy, TempDir, client, known_load, sqsum_mesh};
+use crate::support::{Agent, PATIENCE, Proxy, TempDir, client, eventually, known_load, sqsum_mesh};
 
 /// The sum over instances of `worker` of the sample `name` in Prometheus text.
 fn sample(text: &str, name: &str, worker: &str) -> u64 {
@@ -148,19 +146,23 @@ async fn restarts_after_a_panic_are_reported_by_the_worker_and_counted() {
         .await;
     assert_eq!((status, reply), (200, Message::response("echo", ["fine"])));
 
-    let mut restarts = 0;
-    for _ in 0..50 {
-        restarts = sample(
+    eventually(PATIENCE, "fragile's restart counted", || async {
+        let restarts = sample(
             &metrics(&agent).await,
             "damrey_instance_restarts_total",
             "fragile",
         );
-        if restarts == 1 {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(restarts, 1);
+        (restarts >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sample(
+            &metrics(&agent).await,
+            "damrey_instance_restarts_total",
+            "fragile"
+        ),
+        1
+    );
     let text = metrics(&agent).await;
     assert_eq!(sample(&text, "damrey_steps_errors_total", "fragile"), 1);
     assert_eq!(sample(&text, "damrey_steps_responses_total", "fragile"), 1);

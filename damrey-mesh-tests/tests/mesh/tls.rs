@@ -10,7 +10,7 @@ use damrey_actors::Message;
 use damrey_service::tls::Identity;
 
 use crate::support::{
-    Authority, TLS_TOKEN, TempDir, eventually, https_client, sqsum, sqsum_specs, tls_agent,
+    Authority, TLS_TOKEN, TempDir, binary, eventually, https_client, sqsum, sqsum_specs, tls_agent,
     tls_proxy, tls_worker,
 };
 
@@ -141,7 +141,7 @@ async fn an_agent_with_half_of_tls_set_refuses_to_start_and_says_what_is_missing
     let mesh = Authority::new(&dir.0, "mesh");
     let identity = mesh.issue("agent");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_damrey-agent"))
+    let output = Command::new(binary("damrey-agent"))
         .args(["-p", "0", "--host", "127.0.0.1", "--state-dir"])
         .arg(&dir.0)
         .env("DAMREY_TLS_CERT", &identity.cert)

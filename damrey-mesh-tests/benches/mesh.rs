@@ -6,20 +6,21 @@
 //! round trip plus three bare WebSocket round trips to another process (this bench
 //! binary run again as an echo server), the least a line through one agent can take.
 //!
-//! Build the release binaries first, then run the bench:
-//! `cargo build --release --workspace --bins && cargo bench -p damrey-agent --bench mesh`.
+//! Run it with `cargo bench -p damrey-mesh-tests --bench mesh` (it builds the release
+//! binaries it starts).
 //! `DAMREY_BENCH_SECONDS` (default 3), `DAMREY_BENCH_ROUNDS` (default 3) and
 //! `DAMREY_BENCH_IN_FLIGHT` (default 64, the through-agent loads) tune it.
 
-#[allow(dead_code)]
-#[path = "../tests/mesh/support.rs"]
-mod support;
+/// The shared support under the one name this bench uses.
+mod support {
+    pub use damrey_mesh_tests::mesh::*;
+    pub use damrey_mesh_tests::process::*;
+}
 
 #[path = "raw_http.rs"]
 mod raw_http;
 
 use std::cell::RefCell;
-use std::net::TcpListener;
 use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -192,14 +193,15 @@ fn env_or(name: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// Set in the echo server's environment: the port it listens on.
-const ECHO_PORT: &str = "DAMREY_BENCH_ECHO_PORT";
+/// Set in the echo server's environment: this bench binary is the echo server.
+const ECHO: &str = "DAMREY_BENCH_ECHO";
 
 /// The echo server: `POST /echo` answers its body, `GET /ws` echoes text frames,
-/// `GET /healthz` says it is up; one thread, as the agent runs.
-fn serve_echo(port: &str) -> std::io::Result<()> {
+/// `GET /healthz` says it is up; one thread, as the agent runs. It binds a port of the
+/// OS's choosing and says which on stderr, as the proxy and the agent do.
+fn serve_echo() -> std::io::Result<()> {
     actix_rt::System::new().block_on(async move {
-        HttpServer::new(|| {
+        let server = HttpServer::new(|| {
             App::new()
                 .route(
                     "/echo",
@@ -209,9 +211,11 @@ fn serve_echo(port: &str) -> std::io::Result<()> {
                 .route("/healthz", web::get().to(HttpResponse::Ok))
         })
         .workers(1)
-        .bind(("127.0.0.1", port.parse::<u16>().expect("a port")))?
-        .run()
-        .await
+        .bind(("127.0.0.1", 0))?;
+        for address in server.addrs() {
+            eprintln!("echo listening port={}", address.port());
+        }
+        server.run().await
     })
 }
 
@@ -233,13 +237,10 @@ async fn echo_socket(
 /// The floor of a 3-step line at one request in flight: one bare HTTP round trip and
 /// three bare WebSocket round trips to another process.
 async fn floor(rounds: usize, seconds: f64) -> (Figures, Figures) {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().expect("an address").port()
-    };
     let mut command = Command::new(std::env::current_exe().expect("this bench"));
-    command.env(ECHO_PORT, port.to_string());
-    let _echo = Process::spawn("echo", &mut command);
+    command.env(ECHO, "1");
+    let mut echo = Process::spawn("echo", &mut command);
+    let port = echo.bound_port().await;
     let address = format!("127.0.0.1:{port}");
     support::wait_healthy(&address).await;
     let message = Message::request("sqsum", ["3", "4"]);
@@ -279,8 +280,8 @@ async fn floor(rounds: usize, seconds: f64) -> (Figures, Figures) {
 }
 
 fn main() {
-    if let Ok(port) = std::env::var(ECHO_PORT) {
-        serve_echo(&port).expect("the echo server");
+    if std::env::var_os(ECHO).is_some() {
+        serve_echo().expect("the echo server");
         return;
     }
     let seconds = env_or("DAMREY_BENCH_SECONDS", 3.0);

@@ -5,14 +5,17 @@
 //! TLS, and the callers over HTTPS). Both meshes run side by side and are measured in
 //! alternating rounds; the figures are the medians (by rate) of the rounds.
 //!
-//! Build the release binaries first, then run the bench:
-//! `cargo build --release --workspace --bins && cargo bench -p damrey-agent --bench tls`.
+//! Run it with `cargo bench -p damrey-mesh-tests --bench tls` (it builds the release
+//! binaries it starts).
 //! `DAMREY_BENCH_SECONDS` (default 3), `DAMREY_BENCH_ROUNDS` (default 3) and
 //! `DAMREY_BENCH_IN_FLIGHT` (default 64) tune it.
 
-#[allow(dead_code)]
-#[path = "../tests/mesh/support.rs"]
-mod support;
+/// The shared support under the one name this bench uses.
+mod support {
+    pub use damrey_mesh_tests::mesh::*;
+    pub use damrey_mesh_tests::process::*;
+    pub use damrey_mesh_tests::wait::*;
+}
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -309,7 +309,7 @@ async fn with_separate_role_credentials_a_line_crosses_agents_and_each_role_open
     // A worker process attaches with the worker credential only.
     let mut impostor = one.worker_with("add", "add", Some("agt"), &[]);
     assert_ne!(
-        impostor.wait_exit(),
+        impostor.wait_exit().await,
         Some(0),
         "an agent token attached a worker"
     );

@@ -1,7 +1,8 @@
-//! Starting and stopping the processes of a mesh, and talking to them over HTTP.
+//! Starting and stopping the processes of a mesh (a proxy on SQLite, agents, worker
+//! processes, with or without TLS), and talking to them over HTTP.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,122 +11,9 @@ use damrey_actors::Message;
 use damrey_service::tls::{self, Identity};
 use serde_json::Value;
 
-/// A child process killed (SIGKILL) and reaped when dropped.
-pub struct Process {
-    name: String,
-    child: Child,
-}
-
-impl Process {
-    /// Starts `command`, its output dropped unless `DAMREY_TEST_LOGS` is set.
-    pub fn spawn(name: &str, command: &mut Command) -> Process {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("DAMREY_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process {
-            name: name.to_owned(),
-            child,
-        }
-    }
-
-    /// Sends a signal by name (`KILL`, `STOP`, `CONT`, `TERM`).
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {} failed", self.name);
-    }
-
-    /// Waits (up to 10 s) for the process to exit by itself; its exit code.
-    pub fn wait_exit(&mut self) -> Option<i32> {
-        for _ in 0..400 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("{} did not exit", self.name);
-    }
-
-    /// The process id.
-    /// The process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The process's resident memory in KiB (`VmRSS` of `/proc/PID/status`).
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_else(|e| panic!("no status of {}: {e}", self.name));
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no VmRSS in the status of {}", self.name))
-    }
-
-    /// Whether the process has not exited yet.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Kills the process at once and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("damrey-mesh-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A binary of this workspace, next to the agent's.
-pub fn sibling(name: &str) -> PathBuf {
-    let agent = Path::new(env!("CARGO_BIN_EXE_damrey-agent"));
-    let path = agent.with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo test --workspace`, which builds every binary",
-        path.display()
-    );
-    path
-}
-
-/// A port the OS says is free now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
+use crate::binaries::binary;
+use crate::process::{Process, TempDir, rust_log};
+use crate::wait::{PATIENCE, eventually};
 
 /// An HTTP client with a generous timeout.
 pub fn client() -> Client {
@@ -134,38 +22,22 @@ pub fn client() -> Client {
 
 /// Waits until `GET http://address/healthz` answers 200.
 pub async fn wait_healthy(address: &str) {
-    for _ in 0..200 {
+    let what = format!("{address} healthy");
+    eventually(PATIENCE, &what, || async {
         let answer = client()
             .get(format!("http://{address}/healthz"))
             .send()
             .await;
-        if answer.is_ok_and(|response| response.status().is_success()) {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{address} never became healthy");
-}
-
-/// Polls `probe` every 10 ms until it gives `Some`, failing after `limit`: a state to
-/// wait for, never a speed to assert.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
+        answer
+            .is_ok_and(|response| response.status().is_success())
+            .then_some(())
+    })
+    .await;
 }
 
 /// A TCP forwarder that counts the connections made through it.
 pub struct CountingForwarder {
+    /// `127.0.0.1:port` to connect to.
     pub address: String,
     connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
@@ -210,8 +82,11 @@ impl Drop for CountingForwarder {
 
 /// A running proxy on an SQLite file in its own directory.
 pub struct Proxy {
+    /// `127.0.0.1:port`.
     pub address: String,
+    /// The proxy's process.
     pub process: Process,
+    /// The bound port, bound again on a restart.
     port: u16,
     dir: PathBuf,
     token: Option<String>,
@@ -223,8 +98,9 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy on SQLite in `dir`, open to all.
     pub async fn start(dir: &TempDir) -> Proxy {
-        Self::start_on(&dir.0, free_port(), None, Vec::new()).await
+        Self::start_on(&dir.0, 0, None, Vec::new()).await
     }
 
     /// A proxy with extra `DAMREY_*` settings in its environment.
@@ -233,7 +109,7 @@ impl Proxy {
             .iter()
             .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
             .collect();
-        Self::start_on(&dir.0, free_port(), None, env).await
+        Self::start_on(&dir.0, 0, None, env).await
     }
 
     /// A proxy with these worker configs registered.
@@ -247,7 +123,7 @@ impl Proxy {
 
     /// A proxy that wants `token` from everyone.
     pub async fn start_with_token(dir: &TempDir, token: &str) -> Proxy {
-        Self::start_on(&dir.0, free_port(), Some(token.to_owned()), Vec::new()).await
+        Self::start_on(&dir.0, 0, Some(token.to_owned()), Vec::new()).await
     }
 
     /// A proxy with role tokens in `env` (`DAMREY_ADMIN_TOKEN`...) and no shared one;
@@ -258,23 +134,26 @@ impl Proxy {
         proxy
     }
 
+    /// Starts a proxy on `port` (0: one the OS chooses) and waits until it is healthy.
     async fn start_on(
         dir: &Path,
         port: u16,
         token: Option<String>,
         env: Vec<(String, String)>,
     ) -> Proxy {
-        let mut command = Command::new(sibling("damrey-proxy"));
+        let mut command = Command::new(binary("damrey-proxy"));
         command
             .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
             .current_dir(dir)
+            .env("RUST_LOG", rust_log())
             .env_remove("DATABASE_URL")
             .env_remove("DAMREY_TOKEN");
         if let Some(token) = &token {
             command.env("DAMREY_TOKEN", token);
         }
         command.envs(env.iter().map(|(key, value)| (key, value)));
-        let process = Process::spawn("damrey-proxy", &mut command);
+        let mut process = Process::spawn("damrey-proxy", &mut command);
+        let port = process.bound_port().await;
         let address = format!("127.0.0.1:{port}");
         wait_healthy(&address).await;
         Proxy {
@@ -400,8 +279,11 @@ pub struct AgentOptions {
 
 /// A running agent.
 pub struct Agent {
+    /// `127.0.0.1:port`, also what it advertises.
     pub address: String,
+    /// The agent's process.
     pub process: Process,
+    /// The bound port, bound again on a restart.
     port: u16,
     proxy: String,
     options: AgentOptions,
@@ -410,12 +292,14 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// An agent of `proxy`, started with the default options.
     pub async fn start(proxy: &Proxy) -> Agent {
         Self::start_with(proxy, AgentOptions::default()).await
     }
 
+    /// An agent of `proxy`, started with `options`.
     pub async fn start_with(proxy: &Proxy, options: AgentOptions) -> Agent {
-        Self::start_on(&proxy.address, free_port(), options).await
+        Self::start_on(&proxy.address, 0, options).await
     }
 
     /// An agent that has every config added through `proxy`.
@@ -430,20 +314,24 @@ impl Agent {
         agent
     }
 
+    /// Starts an agent on `port` (0: one the OS chooses) and waits until it is healthy.
+    /// It advertises `127.0.0.1:port` (the agent's default), so a restart on the same
+    /// port is the same agent to the proxy and its peers.
     async fn start_on(proxy: &str, port: u16, mut options: AgentOptions) -> Agent {
-        let address = format!("127.0.0.1:{port}");
         let own_state = options.state_dir.is_none().then(TempDir::new);
         let state_dir = options
             .state_dir
             .get_or_insert_with(|| own_state.as_ref().expect("made just above").0.clone())
             .clone();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_damrey-agent"));
+        let mut command = Command::new(binary("damrey-agent"));
         command
-            .args(["-p", &port.to_string(), "-a", &address, "-pr", proxy])
+            .args(["-p", &port.to_string(), "-pr", proxy])
             .args(["--host", "127.0.0.1"])
             .args(["-r", &options.retries.unwrap_or(3).to_string()])
             .arg("--state-dir")
             .arg(&state_dir)
+            .env("RUST_LOG", rust_log())
+            .env_remove("DAMREY_ADVERTISE")
             .env_remove("DAMREY_TOKEN")
             .env_remove("DAMREY_STATE_DIR");
         if let Some(token) = &options.token {
@@ -459,7 +347,9 @@ impl Agent {
             command.env("DAMREY_HEARTBEAT_MS", heartbeat_ms.to_string());
         }
         command.envs(options.env.iter().map(|(key, value)| (key, value)));
-        let process = Process::spawn("damrey-agent", &mut command);
+        let mut process = Process::spawn("damrey-agent", &mut command);
+        let port = process.bound_port().await;
+        let address = format!("127.0.0.1:{port}");
         wait_healthy(&address).await;
         Agent {
             address,
@@ -526,28 +416,20 @@ impl Agent {
 
     /// Waits until the agent has `configs` worker configs.
     pub async fn wait_configs(&self, configs: u64) {
-        for _ in 0..200 {
-            if self.health().await["configs"].as_u64() >= Some(configs) {
-                return;
-            }
-            actix_rt::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("agent {} never got {configs} configs", self.address);
+        let what = format!("agent {} has {configs} configs", self.address);
+        eventually(PATIENCE, &what, || async {
+            (self.health().await["configs"].as_u64() >= Some(configs)).then_some(())
+        })
+        .await;
     }
 
     /// Waits until `instances` worker instances are attached here.
     pub async fn wait_instances(&self, instances: u64) {
-        for _ in 0..200 {
-            if self.health().await["instances"].as_u64() == Some(instances) {
-                return;
-            }
-            actix_rt::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "agent {} never had {instances} instances (worker binaries stale? \
-             `cargo test --workspace` rebuilds them)",
-            self.address
-        );
+        let what = format!("agent {} has {instances} instances", self.address);
+        eventually(PATIENCE, &what, || async {
+            (self.health().await["instances"].as_u64() == Some(instances)).then_some(())
+        })
+        .await;
     }
 
     /// Starts worker processes (binary, name) and waits until they are all attached.
@@ -597,7 +479,7 @@ impl Agent {
         token: Option<&str>,
         flags: &[&str],
     ) -> Process {
-        let mut command = Command::new(sibling(binary));
+        let mut command = Command::new(crate::binaries::binary(binary));
         command
             .args(["--agent", address, "--name", name])
             .args(flags)
@@ -609,20 +491,14 @@ impl Agent {
     }
 
     /// Calls `worker` until it answers 200 (the agent may not know yet where the
-    /// line's instances are); panics after 10 s of other answers.
+    /// line's instances are); panics after [`PATIENCE`] of other answers.
     pub async fn call_until_ok(&self, worker: &str, message: &Message) -> Message {
-        let mut answer = (0, Message::timeout());
-        for _ in 0..100 {
-            answer = self.call(worker, message, 2_000).await;
-            if answer.0 == 200 {
-                return answer.1;
-            }
-            actix_rt::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{worker} never answered 200 at {}: {answer:?}",
-            self.address
-        );
+        let what = format!("{worker} answers 200 at {}", self.address);
+        eventually(PATIENCE, &what, || async {
+            let (status, reply) = self.call(worker, message, 2_000).await;
+            (status == 200).then_some(reply)
+        })
+        .await
     }
 
     /// Steps delivered to attached instances and not answered yet (`GET /stats`).
@@ -657,13 +533,11 @@ impl Agent {
 
     /// Waits until `steps` steps are in flight on this agent's instances.
     pub async fn wait_in_flight(&self, steps: u64) {
-        for _ in 0..400 {
-            if self.in_flight().await == steps {
-                return;
-            }
-            actix_rt::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("agent {} never had {steps} steps in flight", self.address);
+        let what = format!("agent {} has {steps} steps in flight", self.address);
+        eventually(PATIENCE, &what, || async {
+            (self.in_flight().await == steps).then_some(())
+        })
+        .await;
     }
 
     /// Requests of this agent's waiting on other agents.
@@ -695,7 +569,9 @@ impl Agent {
 /// An agent's address and token, for calls.
 #[derive(Clone)]
 pub struct AgentAddress {
+    /// `host:port`.
     pub address: String,
+    /// The token its requests carry.
     pub token: Option<String>,
 }
 
@@ -807,6 +683,7 @@ pub struct Authority {
 }
 
 impl Authority {
+    /// A new CA named `name`, its certificate written to `dir`.
     pub fn new(dir: &Path, name: &str) -> Authority {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -853,8 +730,9 @@ pub fn https_client(ca: &Path, identity: Option<&Identity>) -> awc::Client {
     tls::client(Duration::from_secs(30), Some(&config))
 }
 
+/// Waits until `GET https://address/healthz` answers 200 through `client`.
 pub async fn wait_healthy_over_https(client: &awc::Client, address: &str) {
-    eventually(Duration::from_secs(20), "healthy over HTTPS", || async {
+    eventually(PATIENCE, "healthy over HTTPS", || async {
         let answer = client
             .get(format!("https://{address}/healthz"))
             .send()
@@ -882,14 +760,15 @@ pub async fn tls_proxy(
     identity: &Identity,
     client: &awc::Client,
 ) -> (String, Process) {
-    let port = free_port();
-    let mut command = Command::new(sibling("damrey-proxy"));
+    let mut command = Command::new(binary("damrey-proxy"));
     command
-        .args(["-p", &port.to_string(), "--host", "127.0.0.1"])
+        .args(["-p", "0", "--host", "127.0.0.1"])
         .current_dir(&dir.0)
+        .env("RUST_LOG", rust_log())
         .env_remove("DATABASE_URL");
     tls_env(&mut command, identity, None);
-    let process = Process::spawn("damrey-proxy", &mut command);
+    let mut process = Process::spawn("damrey-proxy", &mut command);
+    let port = process.bound_port().await;
     let address = format!("127.0.0.1:{port}");
     wait_healthy_over_https(client, &address).await;
     (address, process)
@@ -904,25 +783,28 @@ pub async fn tls_agent(
     state: &TempDir,
     client: &awc::Client,
 ) -> (String, Process) {
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_damrey-agent"));
+    let mut command = Command::new(binary("damrey-agent"));
     command
-        .args(["-p", &port.to_string(), "-a", &address, "-pr", proxy])
+        .args(["-p", "0", "-pr", proxy])
         .args(["--host", "127.0.0.1", "--state-dir"])
-        .arg(&state.0);
+        .arg(&state.0)
+        .env("RUST_LOG", rust_log())
+        .env_remove("DAMREY_ADVERTISE");
     tls_env(&mut command, identity, Some(ca));
-    let process = Process::spawn("damrey-agent", &mut command);
+    let mut process = Process::spawn("damrey-agent", &mut command);
+    let port = process.bound_port().await;
+    // The agent advertises 127.0.0.1:port, the name its certificate carries.
+    let address = format!("127.0.0.1:{port}");
     wait_healthy_over_https(client, &address).await;
     (address, process)
 }
 
 /// A worker process attaching over WSS, trusting `ca`.
-pub fn tls_worker(agent: &str, binary: &str, ca: &Path) -> Process {
-    let mut command = Command::new(sibling(binary));
+pub fn tls_worker(agent: &str, name: &str, ca: &Path) -> Process {
+    let mut command = Command::new(binary(name));
     command
-        .args(["--agent", agent, "--name", binary])
+        .args(["--agent", agent, "--name", name])
         .env("DAMREY_TLS_TOKEN", TLS_TOKEN)
         .env("DAMREY_TLS_CA", ca);
-    Process::spawn(binary, &mut command)
+    Process::spawn(name, &mut command)
 }

@@ -1,10 +1,12 @@
 //! The CI set of the seeded fault checker: a fixed list of seeds, each run against the
-//! binaries this build made, every violation printed with the command that replays it.
+//! binaries built from this tree (by the support, before the first seed), every
+//! violation printed with the command that replays it.
 
 use std::time::Instant;
 
 use damrey_chaos::mesh::Binaries;
 use damrey_chaos::run::{Options, run_seed};
+use damrey_mesh_tests::binaries::binary;
 
 /// Fixed, so that CI always tries the same topologies and schedules; chosen (with
 /// `damrey-chaos --dry-run`) so that together they kill, stop and freeze workers,
@@ -13,8 +15,11 @@ const SEEDS: &[u64] = &[2, 7, 10, 12, 16, 18, 42, 48, 53, 58];
 
 #[actix_rt::test]
 async fn the_ci_seeds_keep_every_guarantee() {
-    let binaries = Binaries::beside(std::path::Path::new(env!("CARGO_BIN_EXE_chaos-worker")))
-        .unwrap_or_else(|error| panic!("{error}"));
+    let binaries = Binaries {
+        proxy: binary("damrey-proxy"),
+        agent: binary("damrey-agent"),
+        worker: binary("chaos-worker"),
+    };
     let started = Instant::now();
     let mut failed = Vec::new();
     for seed in SEEDS {

@@ -1,12 +1,12 @@
 //! Where instances are: an instance attaching to one agent is pushed to the others
 //! through the proxy, not found at their next periodic heartbeat.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use damrey_actors::Message;
 use serde_json::json;
 
-use crate::support::{Agent, AgentOptions, Proxy, TempDir};
+use crate::support::{Agent, AgentOptions, PATIENCE, Proxy, TempDir, eventually};
 
 /// How many instances attach one after the other; each is timed.
 const ROUNDS: usize = 5;
@@ -34,14 +34,14 @@ async fn an_instance_attaching_to_one_agent_is_soon_routable_from_another() {
     for round in 0..ROUNDS {
         let name = format!("nap{round}");
         workers.push(two.worker("nap", &name));
-        let attached = closely(Duration::from_secs(10), "the instance attached", || async {
+        let attached = eventually(PATIENCE, "the instance attached", || async {
             let instances = two.health().await["instances"].as_u64();
             (instances == Some(round as u64 + 1)).then(Instant::now)
         })
         .await;
         let call = Message::request("nap", ["0", &round.to_string()]);
-        let reply = closely(
-            Duration::from_secs(20),
+        let reply = eventually(
+            PATIENCE,
             "agent one routing to the new instance",
             || async {
                 let (status, reply) = one.call(&name, &call, 2_000).await;
@@ -58,21 +58,4 @@ async fn an_instance_attaching_to_one_agent_is_soon_routable_from_another() {
         "attach on agent two to routable from agent one: median {:?} of {took:?}",
         took[ROUNDS / 2]
     );
-}
-
-/// Polls `probe` every millisecond until it gives `Some`, failing after `limit`: fine
-/// enough to time a propagation, for the short while it lasts.
-async fn closely<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        actix_rt::time::sleep(Duration::from_millis(1)).await;
-    }
 }

@@ -1,0 +1,200 @@
+//! A child process of a test: killed and reaped when its handle drops, its stderr read
+//! by a thread that finds the port it bound (and shows the output with
+//! `DAMREY_TEST_LOGS` set), and a directory removed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+
+use crate::wait::{PATIENCE, eventually};
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Process {
+    name: String,
+    child: Child,
+    /// The port of the first "listening" line on the child's stderr.
+    bound: Receiver<u16>,
+}
+
+impl Process {
+    /// Starts `command`; its stdout is dropped, its stderr is scanned for the line
+    /// saying which port it bound and shown only when `DAMREY_TEST_LOGS` is set.
+    ///
+    /// # Panics
+    /// When the process cannot be started.
+    pub fn spawn(name: &str, command: &mut Command) -> Process {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tell, bound) = channel();
+        let show = std::env::var_os("DAMREY_TEST_LOGS").is_some();
+        std::thread::spawn(move || {
+            let mut tell = Some(tell);
+            // Read to the end, so that the child never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if show {
+                    eprintln!("{line}");
+                }
+                if let Some(port) = tell.as_ref().and_then(|_| listening_port(&line)) {
+                    let _ = tell.take().expect("checked above").send(port);
+                }
+            }
+        });
+        Process {
+            name: name.to_owned(),
+            child,
+            bound,
+        }
+    }
+
+    /// The port the process says it bound: the `port` field of its first log line
+    /// saying `listening` (the proxy's and the agent's, docs/proxy.md and docs/agent.md).
+    ///
+    /// # Panics
+    /// When the process exits or says nothing of the kind within [`PATIENCE`].
+    pub async fn bound_port(&mut self) -> u16 {
+        let what = format!("{} says which port it bound", self.name);
+        eventually(PATIENCE, &what, || {
+            let port = self.bound.try_recv().ok();
+            if port.is_none() {
+                assert!(self.is_running(), "{} exited before binding", self.name);
+            }
+            std::future::ready(port)
+        })
+        .await
+    }
+
+    /// Sends a signal by name (`KILL`, `STOP`, `CONT`, `TERM`).
+    ///
+    /// # Panics
+    /// When `kill` fails.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    ///
+    /// # Panics
+    /// When it is still running after [`PATIENCE`].
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let what = format!("{} exits", self.name);
+        eventually(PATIENCE, &what, || {
+            std::future::ready(match self.child.try_wait() {
+                Ok(Some(status)) => Some(status.code()),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's resident memory in KiB (`VmRSS` of `/proc/PID/status`).
+    ///
+    /// # Panics
+    /// When the status cannot be read.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("no status of {}: {e}", self.name));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in the status of {}", self.name))
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills the process at once and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `port` of a log line saying `listening`, in the text (`port=7700`) or the JSON
+/// (`"port":7700`) format.
+fn listening_port(line: &str) -> Option<u16> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let (_, rest) = line
+        .split_once(" port=")
+        .or_else(|| line.split_once("\"port\":"))?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
+/// The `RUST_LOG` for a proxy or an agent: the caller's filter (or `info`) with the
+/// startup modules at `info`, so that the line [`Process::bound_port`] reads is written
+/// whatever the caller's filter.
+pub fn rust_log() -> String {
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    format!("{base},damrey_proxy::startup=info,damrey_agent::startup=info")
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system's temporary directory.
+    ///
+    /// # Panics
+    /// When it cannot be made.
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("damrey-mesh-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_port;
+
+    #[test]
+    fn the_port_is_read_from_a_listening_line_in_either_format() {
+        let text = "2026-01-01T00:00:00Z  INFO damrey_agent::startup: agent listening port=41234 https=false";
+        let json = r#"{"fields":{"message":"damrey-proxy listening","port":7700,"https":false}}"#;
+
+        assert_eq!(listening_port(text), Some(41234));
+        assert_eq!(listening_port(json), Some(7700));
+        assert_eq!(listening_port("worker attached port=1"), None);
+    }
+}
