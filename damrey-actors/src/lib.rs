@@ -14,13 +14,13 @@
 //! awaits bounded by one deadline, which a task expresses directly; as actors, every
 //! step would cross mailboxes and need its own timeout and reply plumbing.
 //!
-//! The modules form layers, each built only on the layers before it (no module cycle):
-//! - leaves, helpers of the services and the runtime that depend on no other module:
-//!   [`backoff`], [`deadline`], [`inflight`], [`tls`], [`settings`], [`telemetry`],
-//!   [`credential`], [`signal`], [`limits`] (the frame size both ends of a link hold to);
-//! - the wire, what crosses a process: [`error`], [`message`], [`spec`], [`id`],
-//!   [`fault`], [`report`], [`envelope`] (a line between agents), [`frame`] (worker ⇄
-//!   agent);
+//! What crosses a process (the message, configs, faults, the envelope and the frames)
+//! is declared in `damrey-wire` and re-exported here under the same module paths
+//! ([`message`], [`spec`], [`fault`], [`id`], [`report`], [`envelope`], [`frame`]); the
+//! plumbing shared with the services (backoff, TLS, telemetry, signals) comes from
+//! `damrey-service`. This crate's own modules form layers, each built only on the
+//! layers before it (no module cycle; `scripts/module-cycles` checks it):
+//! - leaves: [`deadline`], [`inflight`], [`error`];
 //! - the parts of routing: [`admission`] (the mpu cap), [`outlier`] (an instance's
 //!   health), [`route_counters`], and [`instance`], the router's view of an instance;
 //! - the runtime: [`router`] (the routing core), `host` (the actor host behind an

@@ -5,9 +5,10 @@
 //!
 //! No I/O and no runtime: serde, serde_json, uuid and thiserror only (and actix behind
 //! the `actix` feature, for `Message` as an actix message). Layers, bottom up: `message`,
-//! `spec`, `id`, `latency`; `fault` (on `message`); `steps` (on `latency`); `report` (on
-//! `spec`, `steps`, `latency`); `prometheus` (on `steps`, `latency`); `rest` (on `spec`,
-//! `report`).
+//! `spec`, `id`, `latency`; `fault` and `envelope` (on `message`); `frame` (worker ⇄
+//! agent, on `message`, `fault`) and `peer` (agent ⇄ agent, on `envelope`, `fault`);
+//! `steps` (on `latency`); `report` (on `spec`, `steps`, `latency`); `prometheus` (on
+//! `steps`, `latency`); `rest` (on `spec`, `report`).
 
 pub mod envelope;
 pub mod fault;
