@@ -128,10 +128,11 @@ fn stalled(observed: &Observed, from: Ms, to: Ms) -> Ms {
 pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut push = |invariant, text| violations.push(Violation { invariant, text });
-    // A handler's `ERROR` is 422, one the mesh made 502 or 503 (its fault).
+    // A handler's `ERROR` is 422, a handler's panic 500, one the mesh made 502 or 503
+    // (its fault).
     let status_fits = |tag: Tag, status: u16| match tag {
         Tag::Request | Tag::Response => status == 200,
-        Tag::Error => matches!(status, 422 | 502 | 503),
+        Tag::Error => matches!(status, 422 | 500 | 502 | 503),
         Tag::Stop => status == 503,
         Tag::Timeout => status == 504,
     };

@@ -7,7 +7,8 @@
 //! Statuses ([`Terminal::http_status`], as the agent's `/call`): a `RESPONSE` is 200; a
 //! request the front door cannot read (not a message, a missing or non-integer
 //! argument) 400; an `ERROR` a worker's handler made about the request's data (an
-//! overflow) 422; an `ERROR` the mesh made 502 (configs: unknown worker, type or a
+//! overflow) 422; the `ERROR` for a handler that panicked 500; an `ERROR` the mesh
+//! made 502 (configs: unknown worker, type or a
 //! loop; an unreachable agent or instance) or 503 (no live instance, overloaded), its
 //! cause in the `damrey-fault` header; `STOP` 503; `TIMEOUT` 504. Every request ends by
 //! its deadline (`timeout_ms`, default 5000, at most 60000).

@@ -23,6 +23,9 @@ pub enum Fault {
     /// An agent or the worker's instance could not be reached or was lost with the
     /// step, or the reply was too large to carry back.
     Unreachable,
+    /// The worker's handler panicked processing the step (its actor was restarted): a
+    /// bug on the server's side, whatever the request.
+    Panic,
 }
 
 /// The response header in which a gateway names the [`Fault`] of a 5xx `ERROR`.
@@ -36,14 +39,16 @@ impl Fault {
             Fault::NoInstance => "no_instance",
             Fault::Overloaded => "overloaded",
             Fault::Unreachable => "unreachable",
+            Fault::Panic => "panic",
         }
     }
 
-    /// The HTTP status a gateway answers for it: `502` when the mesh is broken
-    /// (configs, unreachable agents or instances), `503` when it is short of capacity
-    /// (no instance, overloaded) and trying later may help.
+    /// The HTTP status a gateway answers for it: `500` when a handler panicked, `502`
+    /// when the mesh is broken (configs, unreachable agents or instances), `503` when it
+    /// is short of capacity (no instance, overloaded) and trying later may help.
     pub fn status(self) -> u16 {
         match self {
+            Fault::Panic => 500,
             Fault::Config | Fault::Unreachable => 502,
             Fault::NoInstance | Fault::Overloaded => 503,
         }
@@ -99,16 +104,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shortage_is_503_and_a_broken_mesh_502() {
+    fn shortage_is_503_a_broken_mesh_502_and_a_panic_500() {
         assert_eq!(
             [
                 Fault::Config,
                 Fault::NoInstance,
                 Fault::Overloaded,
-                Fault::Unreachable
+                Fault::Unreachable,
+                Fault::Panic,
             ]
             .map(Fault::status),
-            [502, 503, 503, 502]
+            [502, 503, 503, 502, 500]
         );
         let status = |message: Message, fault| Terminal { message, fault }.http_status();
         assert_eq!(status(Message::response("t", ["1"]), None), 200);
@@ -125,6 +131,7 @@ mod tests {
             Fault::NoInstance,
             Fault::Overloaded,
             Fault::Unreachable,
+            Fault::Panic,
         ] {
             assert_eq!(
                 serde_json::to_string(&fault).unwrap(),

@@ -149,6 +149,7 @@ impl Router {
             let ahead = instance.load();
             let started = Instant::now();
             let probing = ProbeGuard(probe.then(|| instance.clone()));
+            let mut panicked = false;
             let processed = instance
                 .process(line.message, line.deadline)
                 .instrument(span.clone())
@@ -169,7 +170,8 @@ impl Router {
                     if reply.tag != Tag::Timeout || before_deadline {
                         instance.health().sample(started.elapsed(), ahead, spec.mpu);
                     }
-                    let outcome = if step_timed_out || is_panic_error(reply, &line.to) {
+                    panicked = is_panic_error(reply, &line.to);
+                    let outcome = if step_timed_out || panicked {
                         Outcome::Failure
                     } else {
                         Outcome::Success
@@ -210,6 +212,13 @@ impl Router {
                     line.to = to;
                     line.message = message;
                     line.unreachable.clear();
+                }
+                // A panic's `ERROR` says the server failed, not the request's data.
+                Ok(Next::End(reply)) if panicked => {
+                    return Some(Terminal {
+                        message: reply,
+                        fault: Some(Fault::Panic),
+                    });
                 }
                 Ok(Next::End(reply)) => return Some(reply.into()),
                 Err(reply) => return Some(reply),

@@ -36,6 +36,25 @@ async fn a_panic_mid_message_answers_error_and_the_next_message_is_processed() {
 }
 
 #[actix::test]
+async fn a_panic_ends_the_line_with_the_panic_fault_a_gateway_answers_500() {
+    let mesh = TestMesh::new([WorkerSpec::new("panicky").command("echo", "")]).unwrap();
+    mesh.start("panicky", || Panicky).await.unwrap();
+    let router = mesh.router();
+
+    let failed = router
+        .request_terminal("panicky", Message::request("echo", ["panic"]), SECOND)
+        .await;
+    let fine = router
+        .request_terminal("panicky", Message::request("echo", ["fine"]), SECOND)
+        .await;
+
+    assert_eq!(failed.fault, Some(damrey_actors::Fault::Panic));
+    assert_eq!(failed.http_status(), 500);
+    assert_eq!(failed.message.tag, Tag::Error);
+    assert_eq!((fine.fault, fine.http_status()), (None, 200));
+}
+
+#[actix::test]
 async fn messages_queued_behind_a_panic_go_to_the_restarted_actor() {
     let worker = Worker::new(Config::named("panicky"))
         .detached()
