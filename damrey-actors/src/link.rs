@@ -39,9 +39,6 @@ use crate::message::Message;
 use crate::outbox::Outbox;
 use crate::spec::Mpu;
 
-// Where the agent's and the proxy's retries have always found it.
-pub use crate::backoff::jitter;
-
 /// The longest a starting worker waits for an agent that has no configs yet. An agent
 /// gets them within a second of reaching its proxy, so this bridges a proxy that is
 /// restarting (or an agent and its proxy started together) but not a proxy that is

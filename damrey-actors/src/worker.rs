@@ -12,13 +12,14 @@ use actix::dev::MessageResponse;
 use actix::{Actor, Context, Handler};
 
 use crate::deadline::deadline_after;
+use crate::envelope::MAX_HOPS;
 use crate::error::WorkerError;
 use crate::fault::{Fault, Terminal};
 use crate::host::Host;
 use crate::instance::{Instance, Lost};
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
-use crate::router::{MAX_HOPS, Router};
+use crate::router::Router;
 use crate::spec::Mpu;
 
 /// How a worker runs, as the seed writes it: `Config { retries, name, timeout }`.

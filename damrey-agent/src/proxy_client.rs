@@ -168,9 +168,10 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, c
 }
 
 /// How long a follower waits after failed requests before the next: soon after a blip,
-/// and under a second at most, so that it catches up quickly when the proxy is back.
+/// and half a second at most (250 ms and its jitter), so that it catches up quickly
+/// when the proxy is back.
 const FOLLOW_BACKOFF: Backoff =
-    Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
+    Backoff::new(Duration::from_millis(100), Duration::from_millis(250));
 
 /// Keeps the router's view of where the other agents' instances are equal to the
 /// proxy's, and `known` the agents it lists, forever: a wait on the placement feed (at
