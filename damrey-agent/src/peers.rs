@@ -18,6 +18,7 @@ use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::link::{ClientSocket, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError, Router, Terminal};
+use damrey_service::credential::Secret;
 use damrey_service::tls;
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::peer::{PeerFrame, RUN_HEADER};
@@ -49,7 +50,7 @@ const FAIL_FAST: Duration = Duration::from_millis(100);
 
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
-    token: Option<String>,
+    token: Option<Secret>,
     /// Links go over TLS (WSS) with this config, presenting the agent's certificate.
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Each agent thread has its own link to each peer: awc connections stay on the
@@ -74,7 +75,7 @@ struct PeerLink {
 impl PeerLinks {
     /// Links that authenticate with `token`, over TLS with `tls`. They must be used from
     /// actix arbiters (the agent's HTTP workers), where connections live.
-    pub fn new(token: Option<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    pub fn new(token: Option<Secret>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         PeerLinks {
             token,
             tls,
@@ -201,7 +202,7 @@ impl PeerLink {
         seq: u64,
         deadline: Instant,
         leg: Option<(Uuid, u32)>,
-        token: &Option<String>,
+        token: &Option<Secret>,
         tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<(), RemoteError> {
         let unreachable = |reason: String| RemoteError::Unreachable {
@@ -241,7 +242,7 @@ impl PeerLink {
     async fn writer(
         self: &Arc<Self>,
         deadline: Instant,
-        token: &Option<String>,
+        token: &Option<Secret>,
         tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Live, String> {
         // Bounded, so that a line never waits past its deadline behind other lines'
@@ -265,7 +266,7 @@ impl PeerLink {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (link, token, tls) = (self.clone(), token.clone(), tls.clone());
         actix_rt::spawn(async move {
-            match connect(&link.agent, token.as_deref(), tls.as_ref()).await {
+            match connect(&link.agent, token.as_ref(), tls.as_ref()).await {
                 Ok((socket, run)) => {
                     let (out, out_rx) = mpsc::unbounded_channel();
                     if ready_tx.send(Ok(Live { out, run })).is_ok() {
@@ -334,7 +335,7 @@ impl PeerLink {
 /// Opens a link to `agent`; the socket and the peer's run (from its answer's header).
 async fn connect(
     agent: &str,
-    token: Option<&str>,
+    token: Option<&Secret>,
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(ClientSocket, Uuid), String> {
     let scheme = tls::ws_scheme(tls.is_some());
@@ -342,7 +343,7 @@ async fn connect(
         .ws(format!("{scheme}://{agent}/peer"))
         .max_frame_size(MAX_FRAME);
     if let Some(token) = token {
-        request = request.bearer_auth(token);
+        request = request.bearer_auth(token.expose());
     }
     match request.connect().await {
         Ok((response, socket)) => {

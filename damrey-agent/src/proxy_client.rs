@@ -18,6 +18,7 @@ use std::time::Duration;
 use damrey_actors::Router;
 use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_service::backoff::Backoff;
+use damrey_service::credential::Secret;
 use damrey_service::tls;
 use damrey_wire::rest::{AgentList, WorkerList};
 
@@ -29,7 +30,7 @@ use crate::stats::Registry;
 /// An HTTP client for the proxy's REST API.
 pub struct ProxyClient {
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
     client: awc::Client,
 }
 
@@ -38,7 +39,7 @@ impl ProxyClient {
     /// `tls`.
     pub fn new(
         proxy: &str,
-        token: Option<String>,
+        token: Option<Secret>,
         timeout: Duration,
         tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Self {
@@ -52,7 +53,7 @@ impl ProxyClient {
     fn get(&self, path: &str) -> awc::ClientRequest {
         let request = self.client.get(format!("{}{path}", self.base));
         match &self.token {
-            Some(token) => request.bearer_auth(token),
+            Some(token) => request.bearer_auth(token.expose()),
             None => request,
         }
     }
@@ -84,7 +85,7 @@ impl ProxyClient {
     pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), String> {
         let request = self.client.post(format!("{}/agents/heartbeat", self.base));
         let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
+            Some(token) => request.bearer_auth(token.expose()),
             None => request,
         };
         let response = request
