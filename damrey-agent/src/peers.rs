@@ -48,6 +48,35 @@ const UNACKED_SWEEP: usize = 1_024;
 /// How long after a failed connect other attempts fail at once with its reason.
 const FAIL_FAST: Duration = Duration::from_millis(100);
 
+/// Why there is no live link to a peer. It is cloned to the lines that queue behind a
+/// failed connect and kept in [`PeerLink`]'s mutex, which every agent thread may read,
+/// so it must be `Clone + Send + Sync`; awc's `WsClientError` is neither, and only its
+/// text is kept. It ends as the reason of [`RemoteError::Unreachable`].
+#[derive(Debug, Clone, thiserror::Error)]
+enum LinkError {
+    /// Another line's connect held the link past this line's deadline.
+    #[error("another connect to the agent is still under way")]
+    Busy,
+    /// The WebSocket could not be opened.
+    #[error("cannot open a link: {ws_client_error}")]
+    Open {
+        /// awc's `WsClientError`, rendered.
+        ws_client_error: String,
+    },
+    /// The peer's answer lacks its run.
+    #[error("the agent did not say its run ({RUN_HEADER})")]
+    NoRun,
+    /// The task opening the link ended without an answer.
+    #[error("the link's thread is gone")]
+    ThreadGone,
+    /// The connect did not finish in time.
+    #[error("connecting took too long")]
+    TimedOut,
+    /// The link closed before the frame was written.
+    #[error("the link closed")]
+    Closed,
+}
+
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
     token: Option<Secret>,
@@ -69,7 +98,7 @@ struct PeerLink {
     acks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_seq: AtomicU64,
     /// When the last connect failed, and why.
-    failed: Mutex<Option<(Instant, String)>>,
+    failed: Mutex<Option<(Instant, LinkError)>>,
 }
 
 impl PeerLinks {
@@ -205,9 +234,9 @@ impl PeerLink {
         token: &Option<Secret>,
         tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<(), RemoteError> {
-        let unreachable = |reason: String| RemoteError::Unreachable {
+        let unreachable = |error: LinkError| RemoteError::Unreachable {
             agent: self.agent.clone(),
-            reason,
+            reason: error.to_string(),
         };
         let live = self
             .writer(deadline, token, tls)
@@ -220,7 +249,7 @@ impl PeerLink {
         self.acks().insert(seq, tx);
         if live.out.send(text).is_err() {
             self.acks().remove(&seq);
-            return Err(unreachable("the link closed".to_owned()));
+            return Err(unreachable(LinkError::Closed));
         }
         let outcome = timeout_at(deadline.min(Instant::now() + ACK_TIMEOUT), rx).await;
         self.acks().remove(&seq);
@@ -244,12 +273,12 @@ impl PeerLink {
         deadline: Instant,
         token: &Option<Secret>,
         tls: &Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<Live, String> {
+    ) -> Result<Live, LinkError> {
         // Bounded, so that a line never waits past its deadline behind other lines'
         // connects to a peer that does not answer.
         let mut writer = timeout_at(deadline, self.writer.lock())
             .await
-            .map_err(|_| "another connect to the agent is still under way".to_owned())?;
+            .map_err(|_| LinkError::Busy)?;
         if let Some(live) = writer.as_ref().filter(|live| !live.out.is_closed()) {
             return Ok(live.clone());
         }
@@ -281,8 +310,8 @@ impl PeerLink {
         let wait = deadline.min(Instant::now() + CONNECT_TIMEOUT);
         let outcome = match timeout_at(wait, ready_rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err("the link's thread is gone".to_owned()),
-            Err(_) => Err("connecting took too long".to_owned()),
+            Ok(Err(_)) => Err(LinkError::ThreadGone),
+            Err(_) => Err(LinkError::TimedOut),
         };
         let live = outcome.inspect_err(|reason| {
             *self
@@ -337,7 +366,7 @@ async fn connect(
     agent: &str,
     token: Option<&Secret>,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<(ClientSocket, Uuid), String> {
+) -> Result<(ClientSocket, Uuid), LinkError> {
     let scheme = tls::ws_scheme(tls.is_some());
     let mut request = tls::client(CONNECT_TIMEOUT, tls)
         .ws(format!("{scheme}://{agent}/peer"))
@@ -352,10 +381,12 @@ async fn connect(
                 .get(RUN_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok())
-                .ok_or_else(|| format!("the agent did not say its run ({RUN_HEADER})"))?;
+                .ok_or(LinkError::NoRun)?;
             Ok((socket, run))
         }
-        Err(error) => Err(format!("cannot open a link: {error}")),
+        Err(error) => Err(LinkError::Open {
+            ws_client_error: error.to_string(),
+        }),
     }
 }
 
