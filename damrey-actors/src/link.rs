@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_http::ws;
+use damrey_service::credential::Secret;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
@@ -61,7 +62,7 @@ enum AttachFailure {
 #[derive(Clone)]
 pub(crate) struct AgentAddress {
     pub(crate) agent: String,
-    pub(crate) token: Option<String>,
+    pub(crate) token: Option<Secret>,
     pub(crate) name: String,
     /// Attaches over WSS with this config.
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
@@ -86,7 +87,7 @@ impl AgentAddress {
             .ws(url)
             .max_frame_size(MAX_FRAME);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let (_, mut socket) = request.connect().await.map_err(|error| match error {
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 401 => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::dev::MessageResponse;
 use actix::{Actor, Context, Handler};
+use damrey_service::credential::Secret;
 
 use crate::deadline::deadline_after;
 use crate::envelope::MAX_HOPS;
@@ -79,7 +80,7 @@ impl Default for Config {
 pub struct Worker {
     config: Config,
     attachment: Attachment,
-    token: Option<String>,
+    token: Option<Secret>,
     tls: Option<Arc<rustls::ClientConfig>>,
     mpu: Option<Mpu>,
 }
@@ -131,7 +132,7 @@ impl Worker {
 
     /// The bearer token to present to the agent (its `DAMREY_TOKEN`).
     pub fn token(mut self, token: Option<String>) -> Self {
-        self.token = token.filter(|token| !token.is_empty());
+        self.token = Secret::non_empty(token.map(Secret::from));
         self
     }
 

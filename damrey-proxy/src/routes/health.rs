@@ -2,9 +2,10 @@
 //! 200 when the store answers and has every migration this proxy knows.
 
 use actix_web::{HttpResponse, web};
+use damrey_service::telemetry::error_chain;
 
 use super::AppState;
-use crate::error::{ApiError, error_chain};
+use crate::error::ApiError;
 use crate::store::StoreError;
 
 /// `GET /healthz`: `{"status":"ok"}`, or 503 when the store does not answer.
