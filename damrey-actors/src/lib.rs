@@ -1,5 +1,6 @@
-//! Damrey's actor library: the message model, the worker runtime, the routing core that
-//! every agent uses, and a test kit for user workers.
+//! Damrey's actor library: the worker runtime, the routing core that every agent uses,
+//! and a test kit for user workers, with the message model (declared in `damrey-wire`)
+//! re-exported so that a worker needs this crate only.
 //!
 //! A worker is an actix actor that implements `Handler<Message>`; see [`Worker`]. Workers
 //! are chained into collaboration lines by their configs ([`WorkerSpec`]) and a

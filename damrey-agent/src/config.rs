@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
              messages between them and to other agents, and reports to the proxy.",
     after_help = "Every setting can also come from a settings file (--config) or a \
                   DAMREY_<SETTING> variable (for example DAMREY_PROXY, DAMREY_TOKEN); \
-                  flags win over variables, which win over the file. See docs/operations.md."
+                  flags win over variables, which win over the file. See docs/agent.md."
 )]
 pub struct Cli {
     /// Port to listen on for workers, other agents and calls [default: 7701].

@@ -36,8 +36,8 @@ pub fn binary(name: &str) -> PathBuf {
 /// from, and returns that directory (where cargo puts the binaries).
 fn build() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    // target/[triple/]profile/deps/this-test-binary, or target/[triple/]profile/example
-    // for a bench run as a plain binary.
+    // target/[triple/]profile/deps/this-test-binary (benches, run by cargo, too); the
+    // `deps` check keeps a binary started by hand from elsewhere working.
     let deps = exe.parent().expect("the test binary is in a directory");
     let profile_dir = if deps.file_name().is_some_and(|name| name == "deps") {
         deps.parent().expect("deps is in the profile's directory")
@@ -47,13 +47,15 @@ fn build() -> PathBuf {
     let above = profile_dir
         .parent()
         .expect("the profile's directory is in the target directory");
-    // The target directory is marked with CACHEDIR.TAG; a directory between it and the
-    // profile's is a target triple.
-    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
-        (above, None)
-    } else {
-        let triple = above.file_name().and_then(|name| name.to_str());
-        (above.parent().expect("a target directory"), triple)
+    // Cargo marks the target directory with CACHEDIR.TAG, and a target triple's
+    // directory inside it too: the triple's is the one whose parent is marked as well.
+    let marked = |dir: &Path| dir.join("CACHEDIR.TAG").exists();
+    let (target_dir, triple) = match above.parent() {
+        Some(parent) if marked(parent) || !marked(above) => {
+            let triple = above.file_name().and_then(|name| name.to_str());
+            (parent, triple)
+        }
+        _ => (above, None),
     };
     let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
         Some("debug") => "dev",

@@ -61,9 +61,15 @@ impl Process {
     pub async fn bound_port(&mut self) -> u16 {
         let what = format!("{} says which port it bound", self.name);
         eventually(PATIENCE, &what, || {
-            let port = self.bound.try_recv().ok();
-            if port.is_none() {
-                assert!(self.is_running(), "{} exited before binding", self.name);
+            let mut port = self.bound.try_recv().ok();
+            if port.is_none() && !self.is_running() {
+                // The reader passes the line on when it reads it; give it the time to
+                // reach the end of the dead process's output.
+                port = self
+                    .bound
+                    .recv_timeout(std::time::Duration::from_secs(2))
+                    .ok();
+                assert!(port.is_some(), "{} exited before binding", self.name);
             }
             std::future::ready(port)
         })
@@ -149,12 +155,13 @@ fn listening_port(line: &str) -> Option<u16> {
     rest[..digits].parse().ok()
 }
 
-/// The `RUST_LOG` for a proxy or an agent: the caller's filter (or `info`) with the
-/// startup modules at `info`, so that the line [`Process::bound_port`] reads is written
-/// whatever the caller's filter.
+/// The `RUST_LOG` for a proxy, an agent or the example's `entry`: the caller's filter (or
+/// `info`) with the startup modules at `info`, so that the line saying which port the
+/// process bound ([`Process::bound_port`], or the `run` script's) is written whatever
+/// the caller's filter.
 pub fn rust_log() -> String {
     let base = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
-    format!("{base},damrey_proxy::startup=info,damrey_agent::startup=info")
+    format!("{base},damrey_proxy::startup=info,damrey_agent::startup=info,entry=info")
 }
 
 /// A directory removed when dropped.

@@ -23,7 +23,7 @@ use crate::alarms::EvaluatorSettings;
              each other, and shows the mesh's stats, alarms and dashboard.",
     after_help = "Every setting can also come from a settings file (--config) or a \
                   DAMREY_<SETTING> variable (for example DAMREY_AGENT_TTL_MS, DAMREY_TOKEN); \
-                  flags win over variables, which win over the file. See docs/operations.md."
+                  flags win over variables, which win over the file. See docs/proxy.md."
 )]
 pub struct Cli {
     /// Port to listen on [default: 7700].

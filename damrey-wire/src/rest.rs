@@ -29,7 +29,10 @@ pub struct AgentList {
     /// listed change by a heartbeat, a leave or a forget (not when an agent's entry
     /// merely expires).
     pub version: i64,
-    /// Agents silent for longer than this are not listed.
+    /// Agents silent for longer than this are not listed. (The agent does not read it,
+    /// nor the times of each entry: those default, so that a reader depends only on
+    /// what it uses.)
+    #[serde(default)]
     pub ttl_ms: u64,
     /// The live agents, sorted by address.
     pub agents: Vec<AgentEntry>,
@@ -43,16 +46,29 @@ pub struct AgentEntry {
     /// The instances it reported last, sorted by worker.
     pub instances: Vec<InstanceCount>,
     /// When it was first seen since it last expired (ms since the Unix epoch).
+    #[serde(default)]
     pub first_seen_ms: i64,
     /// When it was last heard from (ms since the Unix epoch, the proxy's clock).
+    #[serde(default)]
     pub last_seen_ms: i64,
     /// How long ago that was, in ms, when this answer was made.
+    #[serde(default)]
     pub age_ms: i64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_list_reads_with_only_what_the_agent_uses() {
+        let list: AgentList = serde_json::from_str(
+            r#"{"version":7,"agents":[{"agent":"h:1","instances":[{"worker":"add","count":2}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!((list.version, list.agents[0].agent.as_str()), (7, "h:1"));
+        assert_eq!(list.agents[0].instances[0].count, 2);
+    }
 
     #[test]
     fn a_worker_list_without_warnings_writes_none_and_reads_them_as_empty() {

@@ -64,9 +64,9 @@ enum NotSent {
     },
 }
 
-/// The first pause between two attempts at a hand-off or a reply, and the longest.
+/// The first pause between two attempts at a hand-off or a reply.
 const RESEND_FIRST: Duration = Duration::from_millis(25);
-
+/// The longest pause between two attempts (plus its jitter).
 const RESEND_CAP: Duration = Duration::from_millis(500);
 
 /// How long after its deadline a terminal reply is still resent to the origin (the

@@ -1,8 +1,8 @@
 //! `POST /call/{worker}?timeout_ms=N`: put a request (the plain JSON list) to a worker and
 //! wait for the line's terminal reply, returned as the JSON list. The status tells the
 //! replies apart ([`Terminal::http_status`](damrey_actors::Terminal::http_status)):
-//! `RESPONSE` (or a final `REQUEST`) 200; a handler's `ERROR` 422; an `ERROR` the mesh
-//! made 502 (configs, unreachable agent or instance) or 503 (no live instance,
+//! `RESPONSE` (or a final `REQUEST`) 200; a handler's `ERROR` 422; the runtime's
+//! `ERROR` for a handler that panicked 500; an `ERROR` the mesh made 502 (configs, unreachable agent or instance) or 503 (no live instance,
 //! overloaded), its cause in the `damrey-fault` header; `STOP` 503; `TIMEOUT` 504.
 //! A stopping agent refuses new calls (503, `{"error": ...}`).
 
