@@ -157,7 +157,10 @@ fn check_at(at: &str, document: &Value, schema: &Value, value: &Value) -> Result
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
-        return Err(format!("{at}: {value} is not one of {allowed:?}"));
+        return Err(format!(
+            "{at}: {value} is not one of {}",
+            Value::Array(allowed.clone())
+        ));
     }
     if let (Some(minimum), Some(number)) = (
         schema.get("minimum").and_then(Value::as_f64),

@@ -160,8 +160,11 @@ mod tests {
         assert_eq!(example, &serde_json::json!(["REQUEST", "sqsum", "3", "4"]));
         assert_eq!(check(&document, schema, example), Ok(()));
         assert_eq!(
-            check(&document, schema, &serde_json::json!(["HELLO"])).is_err(),
-            true,
+            check(&document, schema, &serde_json::json!(["HELLO"])),
+            Err(
+                r#"/0: "HELLO" is not one of ["REQUEST","RESPONSE","ERROR","STOP","TIMEOUT"]"#
+                    .to_owned()
+            ),
             "a message starts with a tag"
         );
         let answer: Value = serde_json::from_slice(&body).unwrap();
