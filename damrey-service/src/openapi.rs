@@ -251,3 +251,96 @@ fn is_type(kind: &str, value: &Value) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn document() -> Value {
+        json!({"components": {"schemas": {
+            "Thing": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "size": {"type": ["integer", "null"], "minimum": 0},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                },
+                "required": ["name"],
+                "additionalProperties": false
+            }
+        }}})
+    }
+
+    #[test]
+    fn a_value_is_checked_through_refs_fields_and_items() {
+        let document = document();
+        let schema = json!({"$ref": "#/components/schemas/Thing"});
+
+        assert_eq!(
+            check(&document, &schema, &json!({"name": "a", "size": null})),
+            Ok(())
+        );
+        assert_eq!(
+            check(&document, &schema, &json!({"size": 1})),
+            Err(": the required field name is missing".to_owned())
+        );
+        assert_eq!(
+            check(&document, &schema, &json!({"name": "a", "colour": "red"})),
+            Err("/colour: no such field is allowed".to_owned())
+        );
+        assert_eq!(
+            check(&document, &schema, &json!({"name": "a", "tags": ["x", 2]})),
+            Err("/tags/1: 2 is not of type string".to_owned())
+        );
+        assert_eq!(
+            check(&document, &schema, &json!({"name": "a", "size": -1})),
+            Err("/size: -1 is under 0".to_owned())
+        );
+    }
+
+    #[test]
+    fn guarded_operations_get_the_bearer_requirement_and_open_ones_do_not() {
+        let mut openapi: OpenApi = serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/open": {"get": {"description": "Open.\n\n# Errors\nNone.", "responses": {}}},
+                "/guarded": {"post": {"responses": {}}}
+            }
+        }))
+        .unwrap();
+
+        finish(
+            &mut openapi,
+            |_, path| (path == "/guarded").then_some(&[Role::Admin, Role::Read][..]),
+            "ErrorBody",
+        );
+
+        let document = serde_json::to_value(&openapi).unwrap();
+        let open = &document["paths"]["/open"]["get"];
+        let guarded = &document["paths"]["/guarded"]["post"];
+        assert_eq!(open.get("security"), None);
+        assert_eq!(open["description"], "Open.");
+        assert_eq!(guarded["security"], json!([{"bearer": []}]));
+        assert_eq!(
+            guarded["description"],
+            "Needs a token of the role admin or read."
+        );
+        assert_eq!(
+            guarded["responses"]["403"]["description"],
+            "The token's roles do not include admin or read"
+        );
+        assert_eq!(
+            guarded["responses"]["401"]["content"]["application/json"]["schema"],
+            json!({"$ref": "#/components/schemas/ErrorBody"})
+        );
+        assert_eq!(
+            operations(&openapi),
+            [("GET", "/open"), ("POST", "/guarded")]
+                .map(|(method, path)| (method.to_owned(), path.to_owned()))
+                .into()
+        );
+    }
+}
