@@ -16,6 +16,19 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// `method` on `path`, served by `handler`.
+    pub const fn new(
+        method: &'static str,
+        path: &'static str,
+        handler: fn(Route) -> Route,
+    ) -> Self {
+        Endpoint {
+            method,
+            path,
+            handler,
+        }
+    }
+
     /// The method as actix-web's type.
     pub fn http_method(&self) -> Method {
         Method::from_bytes(self.method.as_bytes()).expect("an endpoint's method is a method name")

@@ -61,51 +61,15 @@ impl AppState {
 /// Every route the agent serves: [`configure`] registers them, and the OpenAPI document
 /// describes the same ones (its test holds the two together).
 pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        method: "GET",
-        path: "/healthz",
-        handler: |route| route.to(health::healthz),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/readyz",
-        handler: |route| route.to(health::readyz),
-    },
-    Endpoint {
-        method: "POST",
-        path: "/call/{worker}",
-        handler: |route| route.to(call::call),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/attach/{worker}",
-        handler: |route| route.to(attach::attach),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/peer",
-        handler: |route| route.to(peer::peer),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/metrics",
-        handler: |route| route.to(metrics::metrics),
-    },
-    Endpoint {
-        method: "HEAD",
-        path: "/metrics",
-        handler: |route| route.to(metrics::metrics),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/stats",
-        handler: |route| route.to(metrics::stats),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/openapi.json",
-        handler: |route| route.to(openapi::document),
-    },
+    Endpoint::new("GET", "/healthz", |route| route.to(health::healthz)),
+    Endpoint::new("GET", "/readyz", |route| route.to(health::readyz)),
+    Endpoint::new("POST", "/call/{worker}", |route| route.to(call::call)),
+    Endpoint::new("GET", "/attach/{worker}", |route| route.to(attach::attach)),
+    Endpoint::new("GET", "/peer", |route| route.to(peer::peer)),
+    Endpoint::new("GET", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("GET", "/stats", |route| route.to(metrics::stats)),
+    Endpoint::new("GET", "/openapi.json", |route| route.to(openapi::document)),
 ];
 
 /// Registers [`ENDPOINTS`], with JSON answers for unknown paths, bad queries and bodies

@@ -52,87 +52,23 @@ pub struct AppState {
 /// resource per path), and the OpenAPI document describes the same ones (its test holds
 /// the two together).
 pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        method: "POST",
-        path: "/worker/add",
-        handler: |route| route.to(workers::add),
-    },
-    Endpoint {
-        method: "POST",
-        path: "/worker/del",
-        handler: |route| route.to(workers::delete),
-    },
-    Endpoint {
-        method: "POST",
-        path: "/worker/chg",
-        handler: |route| route.to(workers::change),
-    },
+    Endpoint::new("POST", "/worker/add", |route| route.to(workers::add)),
+    Endpoint::new("POST", "/worker/del", |route| route.to(workers::delete)),
+    Endpoint::new("POST", "/worker/chg", |route| route.to(workers::change)),
     // Before `/workers/{name}`, so that `get` and `stats` are not workers.
-    Endpoint {
-        method: "GET",
-        path: "/workers/get",
-        handler: |route| route.to(workers::list),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/workers/stats",
-        handler: |route| route.to(stats::stats),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/workers/{name}",
-        handler: |route| route.to(workers::get),
-    },
-    Endpoint {
-        method: "POST",
-        path: HEARTBEAT_PATH,
-        handler: |route| route.to(agents::heartbeat),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/agents",
-        handler: |route| route.to(agents::list),
-    },
-    Endpoint {
-        method: "POST",
-        path: "/agents/forget",
-        handler: |route| route.to(agents::forget),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/alarms",
-        handler: |route| route.to(alarms::list),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/metrics",
-        handler: |route| route.to(metrics::metrics),
-    },
-    Endpoint {
-        method: "HEAD",
-        path: "/metrics",
-        handler: |route| route.to(metrics::metrics),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/healthz",
-        handler: |route| route.to(health::healthz),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/readyz",
-        handler: |route| route.to(health::readyz),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/openapi.json",
-        handler: |route| route.to(openapi::document),
-    },
-    Endpoint {
-        method: "GET",
-        path: "/",
-        handler: |route| route.to(dashboard::page),
-    },
+    Endpoint::new("GET", "/workers/get", |route| route.to(workers::list)),
+    Endpoint::new("GET", "/workers/stats", |route| route.to(stats::stats)),
+    Endpoint::new("GET", "/workers/{name}", |route| route.to(workers::get)),
+    Endpoint::new("POST", HEARTBEAT_PATH, |route| route.to(agents::heartbeat)),
+    Endpoint::new("GET", "/agents", |route| route.to(agents::list)),
+    Endpoint::new("POST", "/agents/forget", |route| route.to(agents::forget)),
+    Endpoint::new("GET", "/alarms", |route| route.to(alarms::list)),
+    Endpoint::new("GET", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("GET", "/healthz", |route| route.to(health::healthz)),
+    Endpoint::new("GET", "/readyz", |route| route.to(health::readyz)),
+    Endpoint::new("GET", "/openapi.json", |route| route.to(openapi::document)),
+    Endpoint::new("GET", "/", |route| route.to(dashboard::page)),
 ];
 
 /// The path of agents' heartbeats, whose bodies may be larger ([`HEARTBEAT_LIMIT`]).
