@@ -4,6 +4,10 @@ pub use damrey_wire::message::MessageError;
 pub use damrey_wire::spec::SpecError;
 
 /// A worker that could not start or could not reach its routing.
+///
+/// The `reason`s are text, not sources: a worker binary returns this error through
+/// `anyhow` (`Send + Sync`), and awc's `WsClientError` and `ProtocolError`, which most
+/// of them come from, are neither.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     /// The mesh has no configuration for this worker name.

@@ -24,7 +24,8 @@ use tokio::time::{Instant, timeout_at};
 use crate::BoxFuture;
 use crate::admission::{Admission, Slot};
 use crate::deadline::deadline_after;
-use crate::instance::{Endpoint, Lost, panicked};
+use crate::fault::panic_error;
+use crate::instance::{Endpoint, Lost};
 use crate::message::Message;
 use crate::spec::Mpu;
 
@@ -171,9 +172,9 @@ where
                 Ok(Err(_closed)) => {
                     match self.after_closed(dispatched.generation, dispatched.seq) {
                         Verdict::Culprit => {
-                            return Ok(panicked(kind, &self.name, " and was restarted"));
+                            return Ok(panic_error(kind, &self.name, " and was restarted"));
                         }
-                        Verdict::FuturePanicked => return Ok(panicked(kind, &self.name, "")),
+                        Verdict::FuturePanicked => return Ok(panic_error(kind, &self.name, "")),
                         Verdict::Stopped => return Ok(Message::stop()),
                         Verdict::Retry => match dispatched.retry {
                             Some(message) => next = message,

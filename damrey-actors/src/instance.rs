@@ -1,7 +1,8 @@
 //! An instance as the router sees it: an [`Endpoint`] that turns a message into the
 //! step's result, wrapped in an [`Instance`] with its health; [`Lost`] when a step did
-//! not complete there; and the words of the runtime's panic `ERROR`, which the router
-//! counts as the instance's failure (`is_panic_error`).
+//! not complete there; and whether a reply is the runtime's panic `ERROR` (its words
+//! are declared in `damrey-wire`), which the router counts as the instance's failure
+//! (`is_panic_error`).
 //!
 //! It knows nothing of the runtime: the router and a worker's link deliver steps to
 //! instances; the host (an in-process worker) and the agent (a worker process attached
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::BoxFuture;
-use crate::message::{Message, Tag};
+use crate::fault::panicked_worker;
+use crate::message::Message;
 use crate::outlier::Health;
 use crate::spec::Mpu;
 
@@ -132,27 +134,9 @@ pub trait Endpoint: Send + Sync + 'static {
     fn set_mpu(&self, mpu: Mpu);
 }
 
-/// The `ERROR` the runtime answers for a step whose handler panicked.
-pub(crate) fn panicked(kind: String, worker: &str, then: &str) -> Message {
-    Message::error(
-        kind,
-        format!("worker {worker} {PANICKED} processing this message{then}"),
-    )
-}
-
-/// The words that mark a runtime's panic `ERROR` (see [`is_panic_error`]).
-const PANICKED: &str = "panicked";
-
 /// Whether `reply` is the `ERROR` the runtime answers when worker `worker`'s handler
 /// panicked — the instance's fault, unlike an `ERROR` the handler returned about the
-/// request. (A handler could return the same words; the outlier rules only count it.)
+/// request; the outlier rules count it, and the line ends with [`Fault::Panic`].
 pub(crate) fn is_panic_error(reply: &Message, worker: &str) -> bool {
-    reply.tag == Tag::Error
-        && reply.args.first().is_some_and(|reason| {
-            reason
-                .strip_prefix("worker ")
-                .and_then(|rest| rest.strip_prefix(worker))
-                .and_then(|rest| rest.strip_prefix(' '))
-                .is_some_and(|rest| rest.starts_with(PANICKED))
-        })
+    panicked_worker(reply) == Some(worker)
 }

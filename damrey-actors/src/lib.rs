@@ -55,12 +55,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use envelope::Envelope;
+pub use envelope::MAX_HOPS;
 pub use error::{MessageError, RemoteError, SpecError, WorkerError};
 pub use fault::{FAULT_HEADER, Fault, Terminal};
 pub use inflight::InFlight;
 pub use instance::{Endpoint, Instance, Lost};
 pub use message::{Message, Tag};
-pub use router::{MAX_HOPS, Remote, Router};
+pub use router::{Remote, Router};
 pub use spec::{AlarmRules, CommandSpec, Mpu, OutlierRules, WorkerSpec};
 pub use worker::{Config, Worker, WorkerHandle};
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_http::ws;
+use damrey_service::credential::Secret;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
@@ -38,9 +39,6 @@ use crate::instance::Instance;
 use crate::message::Message;
 use crate::outbox::Outbox;
 use crate::spec::Mpu;
-
-// Where the agent's and the proxy's retries have always found it.
-pub use crate::backoff::jitter;
 
 /// The longest a starting worker waits for an agent that has no configs yet. An agent
 /// gets them within a second of reaching its proxy, so this bridges a proxy that is
@@ -64,7 +62,7 @@ enum AttachFailure {
 #[derive(Clone)]
 pub(crate) struct AgentAddress {
     pub(crate) agent: String,
-    pub(crate) token: Option<String>,
+    pub(crate) token: Option<Secret>,
     pub(crate) name: String,
     /// Attaches over WSS with this config.
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
@@ -89,7 +87,7 @@ impl AgentAddress {
             .ws(url)
             .max_frame_size(MAX_FRAME);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         let (_, mut socket) = request.connect().await.map_err(|error| match error {
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 401 => {

@@ -29,6 +29,7 @@ use std::time::Duration;
 use actix::dev::MessageResponse;
 use actix::{Actor, Context, Handler};
 use clap::Parser;
+use damrey_service::credential::Secret;
 
 use crate::error::WorkerError;
 use crate::message::Message;
@@ -54,7 +55,7 @@ pub struct WorkerArgs {
     /// The worker credential the agent wants, if it wants one (else `DAMREY_TOKEN`, the
     /// one-token development shortcut).
     #[arg(long, env = "DAMREY_WORKER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// The mesh's CA certificate (PEM): attach over TLS (WSS), trusting the agents it signed.
     #[arg(long, env = "DAMREY_TLS_CA", value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
@@ -161,7 +162,8 @@ where
     };
     let token = args
         .token
-        .clone()
+        .as_ref()
+        .map(|token| token.expose().to_owned())
         .or_else(|| std::env::var("DAMREY_TOKEN").ok());
     let tls = match args
         .tls_ca
@@ -189,6 +191,14 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         WorkerArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn the_token_flag_is_read_but_never_shown_in_debug() {
+        let args = WorkerArgs::parse_from(["worker", "--token", "tok-worker"]);
+        assert_eq!(args.token.as_ref().map(Secret::expose), Some("tok-worker"));
+        let debug = format!("{args:?}");
+        assert!(!debug.contains("tok-worker"), "{debug}");
     }
 
     #[test]

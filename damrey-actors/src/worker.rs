@@ -10,15 +10,17 @@ use std::time::Duration;
 
 use actix::dev::MessageResponse;
 use actix::{Actor, Context, Handler};
+use damrey_service::credential::Secret;
 
 use crate::deadline::deadline_after;
+use crate::envelope::MAX_HOPS;
 use crate::error::WorkerError;
 use crate::fault::{Fault, Terminal};
 use crate::host::Host;
 use crate::instance::{Instance, Lost};
 use crate::link::{AgentAddress, AgentLink};
 use crate::message::Message;
-use crate::router::{MAX_HOPS, Router};
+use crate::router::Router;
 use crate::spec::Mpu;
 
 /// How a worker runs, as the seed writes it: `Config { retries, name, timeout }`.
@@ -78,7 +80,7 @@ impl Default for Config {
 pub struct Worker {
     config: Config,
     attachment: Attachment,
-    token: Option<String>,
+    token: Option<Secret>,
     tls: Option<Arc<rustls::ClientConfig>>,
     mpu: Option<Mpu>,
 }
@@ -130,7 +132,7 @@ impl Worker {
 
     /// The bearer token to present to the agent (its `DAMREY_TOKEN`).
     pub fn token(mut self, token: Option<String>) -> Self {
-        self.token = token.filter(|token| !token.is_empty());
+        self.token = Secret::non_empty(token.map(Secret::from));
         self
     }
 

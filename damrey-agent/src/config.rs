@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use damrey_service::credential::{Credentials, Role};
+use damrey_service::credential::{Credentials, Role, Secret};
 pub use damrey_service::settings::SettingsError;
 use damrey_service::settings::{self, Sources};
 pub use damrey_service::telemetry::LogFormat;
@@ -99,16 +99,16 @@ pub struct Settings {
     /// `DAMREY_TOKEN`, the development shortcut: one token for every role. With any
     /// token set, everything but `/healthz`, `/readyz` and `/metrics` wants
     /// `Authorization: Bearer <token>` (see [`Settings::credentials`]).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `DAMREY_ADMIN_TOKEN`: calls (`/call`) and stats.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// `DAMREY_AGENT_TOKEN`: peer links (`/peer`); the agent also presents it to other
     /// agents and to the proxy.
-    pub agent_token: Option<String>,
+    pub agent_token: Option<Secret>,
     /// `DAMREY_WORKER_TOKEN`: worker processes attaching (`/attach`), and calls.
-    pub worker_token: Option<String>,
+    pub worker_token: Option<Secret>,
     /// `DAMREY_READ_TOKEN`: stats (`/stats`).
-    pub read_token: Option<String>,
+    pub read_token: Option<Secret>,
     /// How often the agent tells the proxy its instances and their counters (it also
     /// does at once when its instances change), and the longest one wait on the proxy's
     /// placement feed lasts (agents that go silent leave it without a change).
@@ -214,15 +214,13 @@ impl Settings {
                 ),
             ],
         })?;
-        for token in [
+        Secret::unset_empty([
             &mut settings.token,
             &mut settings.admin_token,
             &mut settings.agent_token,
             &mut settings.worker_token,
             &mut settings.read_token,
-        ] {
-            *token = token.take().filter(|token| !token.is_empty());
-        }
+        ]);
         settings::check_host_port("proxy", &settings.proxy)?;
         if !settings.advertise.is_empty() {
             settings::check_host_port("advertise", &settings.advertise)?;
@@ -233,12 +231,15 @@ impl Settings {
     /// The credentials the agent accepts: `token` for every role, each role's own token
     /// for that role; none set, everything passes.
     pub fn credentials(&self) -> Credentials {
-        Credentials::open()
-            .with_shared(self.token.clone())
-            .with_role(Role::Admin, self.admin_token.clone())
-            .with_role(Role::Agent, self.agent_token.clone())
-            .with_role(Role::Worker, self.worker_token.clone())
-            .with_role(Role::Read, self.read_token.clone())
+        Credentials::from_tokens(
+            self.token.as_ref(),
+            [
+                (Role::Admin, self.admin_token.as_ref()),
+                (Role::Agent, self.agent_token.as_ref()),
+                (Role::Worker, self.worker_token.as_ref()),
+                (Role::Read, self.read_token.as_ref()),
+            ],
+        )
     }
 
     /// The certificate and key the agent serves and presents; none for plain HTTP.
@@ -266,7 +267,7 @@ impl Settings {
 
     /// The token the agent presents to the proxy and to other agents: the agent role's,
     /// else the shared one.
-    pub fn own_token(&self) -> Option<String> {
+    pub fn own_token(&self) -> Option<Secret> {
         self.agent_token.clone().or_else(|| self.token.clone())
     }
 }
@@ -335,7 +336,7 @@ mod tests {
         let settings = Settings::load_from(&cli(&["-r", "2"]), env).unwrap();
         assert_eq!(settings.proxy, "env:1");
         assert_eq!(settings.retries, 2);
-        assert_eq!(settings.token.as_deref(), Some("s3cret"));
+        assert_eq!(settings.token, Some(Secret::new("s3cret")));
         assert_eq!(settings.port, 7701);
     }
 
@@ -350,7 +351,7 @@ mod tests {
         let settings = Settings::load_from(&cli(&[]), env).unwrap();
         let credentials = settings.credentials();
 
-        assert_eq!(settings.own_token().as_deref(), Some("agt"));
+        assert_eq!(settings.own_token(), Some(Secret::new("agt")));
         assert_eq!(settings.read_token, None, "empty means unset");
         assert!(
             credentials
@@ -372,13 +373,28 @@ mod tests {
             HashMap::from([("DAMREY_TOKEN".to_owned(), "one".to_owned())]),
         )
         .unwrap();
-        assert_eq!(shared.own_token().as_deref(), Some("one"));
+        assert_eq!(shared.own_token(), Some(Secret::new("one")));
         assert!(
             shared
                 .credentials()
                 .authorize(Some(b"Bearer one"), &[Role::Agent])
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn no_token_shows_in_the_settings_debug_output() {
+        let settings = Settings {
+            token: Some(Secret::new("tok-shared")),
+            admin_token: Some(Secret::new("tok-admin")),
+            agent_token: Some(Secret::new("tok-agent")),
+            worker_token: Some(Secret::new("tok-worker")),
+            read_token: Some(Secret::new("tok-read")),
+            ..Settings::default()
+        };
+        let debug = format!("{settings:?} {:?}", settings.credentials());
+        assert!(!debug.contains("tok-"), "{debug}");
+        assert!(debug.contains("Secret(***)"), "{debug}");
     }
 
     #[test]

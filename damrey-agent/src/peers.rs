@@ -18,6 +18,7 @@ use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::link::{ClientSocket, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError, Router, Terminal};
+use damrey_service::credential::Secret;
 use damrey_service::tls;
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::peer::{PeerFrame, RUN_HEADER};
@@ -47,9 +48,38 @@ const UNACKED_SWEEP: usize = 1_024;
 /// How long after a failed connect other attempts fail at once with its reason.
 const FAIL_FAST: Duration = Duration::from_millis(100);
 
+/// Why there is no live link to a peer. It is cloned to the lines that queue behind a
+/// failed connect and kept in [`PeerLink`]'s mutex, which every agent thread may read,
+/// so it must be `Clone + Send + Sync`; awc's `WsClientError` is neither, and only its
+/// text is kept. It ends as the reason of [`RemoteError::Unreachable`].
+#[derive(Debug, Clone, thiserror::Error)]
+enum LinkError {
+    /// Another line's connect held the link past this line's deadline.
+    #[error("another connect to the agent is still under way")]
+    Busy,
+    /// The WebSocket could not be opened.
+    #[error("cannot open a link: {ws_client_error}")]
+    Open {
+        /// awc's `WsClientError`, rendered.
+        ws_client_error: String,
+    },
+    /// The peer's answer lacks its run.
+    #[error("the agent did not say its run ({RUN_HEADER})")]
+    NoRun,
+    /// The task opening the link ended without an answer.
+    #[error("the link's thread is gone")]
+    ThreadGone,
+    /// The connect did not finish in time.
+    #[error("connecting took too long")]
+    TimedOut,
+    /// The link closed before the frame was written.
+    #[error("the link closed")]
+    Closed,
+}
+
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
-    token: Option<String>,
+    token: Option<Secret>,
     /// Links go over TLS (WSS) with this config, presenting the agent's certificate.
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Each agent thread has its own link to each peer: awc connections stay on the
@@ -68,13 +98,13 @@ struct PeerLink {
     acks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_seq: AtomicU64,
     /// When the last connect failed, and why.
-    failed: Mutex<Option<(Instant, String)>>,
+    failed: Mutex<Option<(Instant, LinkError)>>,
 }
 
 impl PeerLinks {
     /// Links that authenticate with `token`, over TLS with `tls`. They must be used from
     /// actix arbiters (the agent's HTTP workers), where connections live.
-    pub fn new(token: Option<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    pub fn new(token: Option<Secret>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         PeerLinks {
             token,
             tls,
@@ -201,12 +231,12 @@ impl PeerLink {
         seq: u64,
         deadline: Instant,
         leg: Option<(Uuid, u32)>,
-        token: &Option<String>,
+        token: &Option<Secret>,
         tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<(), RemoteError> {
-        let unreachable = |reason: String| RemoteError::Unreachable {
+        let unreachable = |error: LinkError| RemoteError::Unreachable {
             agent: self.agent.clone(),
-            reason,
+            reason: error.to_string(),
         };
         let live = self
             .writer(deadline, token, tls)
@@ -219,7 +249,7 @@ impl PeerLink {
         self.acks().insert(seq, tx);
         if live.out.send(text).is_err() {
             self.acks().remove(&seq);
-            return Err(unreachable("the link closed".to_owned()));
+            return Err(unreachable(LinkError::Closed));
         }
         let outcome = timeout_at(deadline.min(Instant::now() + ACK_TIMEOUT), rx).await;
         self.acks().remove(&seq);
@@ -241,14 +271,14 @@ impl PeerLink {
     async fn writer(
         self: &Arc<Self>,
         deadline: Instant,
-        token: &Option<String>,
+        token: &Option<Secret>,
         tls: &Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<Live, String> {
+    ) -> Result<Live, LinkError> {
         // Bounded, so that a line never waits past its deadline behind other lines'
         // connects to a peer that does not answer.
         let mut writer = timeout_at(deadline, self.writer.lock())
             .await
-            .map_err(|_| "another connect to the agent is still under way".to_owned())?;
+            .map_err(|_| LinkError::Busy)?;
         if let Some(live) = writer.as_ref().filter(|live| !live.out.is_closed()) {
             return Ok(live.clone());
         }
@@ -265,7 +295,7 @@ impl PeerLink {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (link, token, tls) = (self.clone(), token.clone(), tls.clone());
         actix_rt::spawn(async move {
-            match connect(&link.agent, token.as_deref(), tls.as_ref()).await {
+            match connect(&link.agent, token.as_ref(), tls.as_ref()).await {
                 Ok((socket, run)) => {
                     let (out, out_rx) = mpsc::unbounded_channel();
                     if ready_tx.send(Ok(Live { out, run })).is_ok() {
@@ -280,8 +310,8 @@ impl PeerLink {
         let wait = deadline.min(Instant::now() + CONNECT_TIMEOUT);
         let outcome = match timeout_at(wait, ready_rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err("the link's thread is gone".to_owned()),
-            Err(_) => Err("connecting took too long".to_owned()),
+            Ok(Err(_)) => Err(LinkError::ThreadGone),
+            Err(_) => Err(LinkError::TimedOut),
         };
         let live = outcome.inspect_err(|reason| {
             *self
@@ -334,15 +364,15 @@ impl PeerLink {
 /// Opens a link to `agent`; the socket and the peer's run (from its answer's header).
 async fn connect(
     agent: &str,
-    token: Option<&str>,
+    token: Option<&Secret>,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<(ClientSocket, Uuid), String> {
+) -> Result<(ClientSocket, Uuid), LinkError> {
     let scheme = tls::ws_scheme(tls.is_some());
     let mut request = tls::client(CONNECT_TIMEOUT, tls)
         .ws(format!("{scheme}://{agent}/peer"))
         .max_frame_size(MAX_FRAME);
     if let Some(token) = token {
-        request = request.bearer_auth(token);
+        request = request.bearer_auth(token.expose());
     }
     match request.connect().await {
         Ok((response, socket)) => {
@@ -351,10 +381,12 @@ async fn connect(
                 .get(RUN_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok())
-                .ok_or_else(|| format!("the agent did not say its run ({RUN_HEADER})"))?;
+                .ok_or(LinkError::NoRun)?;
             Ok((socket, run))
         }
-        Err(error) => Err(format!("cannot open a link: {error}")),
+        Err(error) => Err(LinkError::Open {
+            ws_client_error: error.to_string(),
+        }),
     }
 }
 

@@ -18,6 +18,8 @@ use std::time::Duration;
 use damrey_actors::Router;
 use damrey_actors::report::{Heartbeat, InstanceCount};
 use damrey_service::backoff::Backoff;
+use damrey_service::credential::Secret;
+use damrey_service::telemetry::error_chain;
 use damrey_service::tls;
 use damrey_wire::rest::{AgentList, WorkerList};
 
@@ -26,10 +28,25 @@ use crate::known::KnownAgents;
 use crate::shutdown::Flag;
 use crate::stats::Registry;
 
+/// A request to the proxy that failed. Its causes are awc's, which are neither `Send`
+/// nor `Sync`: the error stays on the task that made the request, where it is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request could not be sent or got no answer.
+    #[error("the request to the proxy failed")]
+    Send(#[source] awc::error::SendRequestError),
+    /// The proxy answered with a status other than 2xx.
+    #[error("the proxy answered {0}")]
+    Status(awc::http::StatusCode),
+    /// The answer's body is not the JSON expected.
+    #[error("the proxy's answer could not be read")]
+    Body(#[source] awc::error::JsonPayloadError),
+}
+
 /// An HTTP client for the proxy's REST API.
 pub struct ProxyClient {
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
     client: awc::Client,
 }
 
@@ -38,7 +55,7 @@ impl ProxyClient {
     /// `tls`.
     pub fn new(
         proxy: &str,
-        token: Option<String>,
+        token: Option<Secret>,
         timeout: Duration,
         tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Self {
@@ -52,7 +69,7 @@ impl ProxyClient {
     fn get(&self, path: &str) -> awc::ClientRequest {
         let request = self.client.get(format!("{}{path}", self.base));
         match &self.token {
-            Some(token) => request.bearer_auth(token),
+            Some(token) => request.bearer_auth(token.expose()),
             None => request,
         }
     }
@@ -60,41 +77,47 @@ impl ProxyClient {
     /// The configs, waiting up to `wait_ms` for a version newer than `after`.
     ///
     /// # Errors
-    /// A description of what failed.
-    pub async fn workers(&self, after: Option<i64>, wait_ms: u64) -> Result<WorkerList, String> {
+    /// [`ProxyError`] when the proxy cannot be reached, answers other than 2xx, or
+    /// answers what cannot be read.
+    pub async fn workers(
+        &self,
+        after: Option<i64>,
+        wait_ms: u64,
+    ) -> Result<WorkerList, ProxyError> {
         let path = match after {
             Some(version) => format!("/workers/get?after={version}&wait_ms={wait_ms}"),
             None => "/workers/get".to_owned(),
         };
-        let mut response = self.get(&path).send().await.map_err(|e| e.to_string())?;
+        let mut response = self.get(&path).send().await.map_err(ProxyError::Send)?;
         if !response.status().is_success() {
-            return Err(format!("the proxy answered {}", response.status()));
+            return Err(ProxyError::Status(response.status()));
         }
         response
             .json::<WorkerList>()
             .limit(64 << 20)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ProxyError::Body)
     }
 
     /// Tells the proxy which instances this agent holds.
     ///
     /// # Errors
-    /// A description of what failed.
-    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), String> {
+    /// [`ProxyError`] when the proxy cannot be reached, answers other than 2xx, or
+    /// answers what cannot be read.
+    pub async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), ProxyError> {
         let request = self.client.post(format!("{}/agents/heartbeat", self.base));
         let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
+            Some(token) => request.bearer_auth(token.expose()),
             None => request,
         };
         let response = request
             .send_json(heartbeat)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(ProxyError::Send)?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("the proxy answered {}", response.status()))
+            Err(ProxyError::Status(response.status()))
         }
     }
 
@@ -102,21 +125,22 @@ impl ProxyClient {
     /// version other than `after`.
     ///
     /// # Errors
-    /// A description of what failed.
-    pub async fn agents(&self, after: Option<i64>, wait_ms: u64) -> Result<AgentList, String> {
+    /// [`ProxyError`] when the proxy cannot be reached, answers other than 2xx, or
+    /// answers what cannot be read.
+    pub async fn agents(&self, after: Option<i64>, wait_ms: u64) -> Result<AgentList, ProxyError> {
         let path = match after {
             Some(version) => format!("/agents?after={version}&wait_ms={wait_ms}"),
             None => "/agents".to_owned(),
         };
-        let mut response = self.get(&path).send().await.map_err(|e| e.to_string())?;
+        let mut response = self.get(&path).send().await.map_err(ProxyError::Send)?;
         if !response.status().is_success() {
-            return Err(format!("the proxy answered {}", response.status()));
+            return Err(ProxyError::Status(response.status()));
         }
         response
             .json::<AgentList>()
             .limit(16 << 20)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ProxyError::Body)
     }
 }
 
@@ -159,7 +183,7 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, c
             Err(error) => {
                 failures += 1;
                 if failures == 1 {
-                    tracing::warn!(error = %error, "the proxy is unreachable; routing from the cached configs");
+                    tracing::warn!(error = %error_chain(&error), "the proxy is unreachable; routing from the cached configs");
                 }
                 backoff.pause().await;
             }
@@ -168,9 +192,10 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, c
 }
 
 /// How long a follower waits after failed requests before the next: soon after a blip,
-/// and under a second at most, so that it catches up quickly when the proxy is back.
+/// and half a second at most (250 ms and its jitter), so that it catches up quickly
+/// when the proxy is back.
 const FOLLOW_BACKOFF: Backoff =
-    Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
+    Backoff::new(Duration::from_millis(100), Duration::from_millis(250));
 
 /// Keeps the router's view of where the other agents' instances are equal to the
 /// proxy's, and `known` the agents it lists, forever: a wait on the placement feed (at
@@ -204,7 +229,7 @@ pub async fn follow_placement(
             Err(error) => {
                 failures += 1;
                 if failures == 1 {
-                    tracing::debug!(error = %error, "cannot follow where instances are; keeping the last view");
+                    tracing::debug!(error = %error_chain(&error), "cannot follow where instances are; keeping the last view");
                 }
                 backoff.pause().await;
             }
@@ -292,7 +317,7 @@ pub async fn heartbeat(
             leaving: false,
         };
         if let Err(error) = client.heartbeat(&heartbeat).await {
-            tracing::debug!(error = %error, "heartbeat failed");
+            tracing::debug!(error = %error_chain(&error), "heartbeat failed");
         }
         told = Some(heartbeat.instances);
     }
@@ -303,7 +328,7 @@ pub async fn heartbeat(
         leaving: true,
     };
     if let Err(error) = client.heartbeat(&farewell).await {
-        tracing::warn!(error = %error, "could not tell the proxy this agent stopped");
+        tracing::warn!(error = %error_chain(&error), "could not tell the proxy this agent stopped");
     }
 }
 

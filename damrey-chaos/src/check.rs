@@ -28,6 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use damrey_actors::fault::panicked_worker;
 use damrey_actors::{Message, Tag};
 
 use crate::mesh::CallResult;
@@ -128,11 +129,12 @@ fn stalled(observed: &Observed, from: Ms, to: Ms) -> Ms {
 pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
     let mut violations = Vec::new();
     let mut push = |invariant, text| violations.push(Violation { invariant, text });
-    // A handler's `ERROR` is 422, a handler's panic 500, one the mesh made 502 or 503
-    // (its fault).
-    let status_fits = |tag: Tag, status: u16| match tag {
+    // A handler's `ERROR` is 422, the runtime's for a handler's panic 500, one the mesh
+    // made 502 or 503 (its fault).
+    let status_fits = |reply: &Message, status: u16| match reply.tag {
         Tag::Request | Tag::Response => status == 200,
-        Tag::Error => matches!(status, 422 | 500 | 502 | 503),
+        Tag::Error if panicked_worker(reply).is_some() => status == 500,
+        Tag::Error => matches!(status, 422 | 502 | 503),
         Tag::Stop => status == 503,
         Tag::Timeout => status == 504,
     };
@@ -174,7 +176,7 @@ pub fn check(plan: &Plan, observed: &Observed) -> Vec<Violation> {
         let faults = format!("faults active then: {}", describe(&during));
         let reply = match &call.result {
             CallResult::Reply(status, reply) => {
-                if !status_fits(reply.tag, *status) {
+                if !status_fits(reply, *status) {
                     push(
                         "I1",
                         format!("{what}: status {status} for {}; {faults}", reply.to_json()),

@@ -56,9 +56,12 @@ impl Binaries {
                         binary.display()
                     )
                 })?;
+            // The binary's own crate and every Damrey crate it is built from.
             let sources = [
                 workspace.join(krate).join("src"),
                 workspace.join("damrey-actors/src"),
+                workspace.join("damrey-wire/src"),
+                workspace.join("damrey-service/src"),
             ];
             if let Some(newer) = sources.iter().find_map(|dir| newer_than(dir, built)) {
                 return Err(format!(

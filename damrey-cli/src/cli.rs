@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use damrey_service::credential::Secret;
 
 /// Damrey's command line: manage worker configs on the proxy, put requests to workers
 /// through an agent, and read the mesh's numbers and alarms.
@@ -27,7 +28,7 @@ pub struct Cli {
     pub agent: String,
     /// Bearer token, when the proxy and agent want one.
     #[arg(long, global = true, env = "DAMREY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// The mesh's CA certificate (PEM), for `https://` proxies and agents.
     #[arg(long, global = true, env = "DAMREY_TLS_CA", value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,

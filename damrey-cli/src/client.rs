@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use awc::http::StatusCode;
 use awc::{Client, SendClientRequest};
+use damrey_service::credential::Secret;
 use rustls::ClientConfig;
 use serde_json::Value;
 
@@ -15,7 +16,7 @@ const MAX_ANSWER: usize = 64 << 20;
 /// An HTTP client that sends the bearer token, when there is one, with every request.
 pub struct Api {
     client: Client,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 /// What a service answered: the status and the body.
@@ -31,7 +32,7 @@ pub struct Answer {
 impl Api {
     /// A client whose requests give up after `timeout`, trusting the CA of `tls` for
     /// `https://` URLs.
-    pub fn new(token: Option<String>, timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> Api {
+    pub fn new(token: Option<Secret>, timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> Api {
         Api {
             client: damrey_service::tls::client(timeout, tls),
             token,
@@ -45,7 +46,7 @@ impl Api {
     pub async fn get(&self, url: &str) -> anyhow::Result<Answer> {
         let mut request = self.client.get(url);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         read(url, request.send()).await
     }
@@ -60,7 +61,7 @@ impl Api {
             .post(url)
             .insert_header(("content-type", "application/json"));
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         read(url, request.send_body(json)).await
     }

@@ -205,18 +205,18 @@ impl Evaluator {
         loop {
             ticks.tick().await;
             if let Err(error) = self.evaluate(now_ms()).await {
-                tracing::warn!(error = %crate::error::error_chain(&error), "evaluating alarms failed");
+                tracing::warn!(error = %damrey_service::telemetry::error_chain(&error), "evaluating alarms failed");
             }
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(tokio::time::Instant::now());
                 let now = now_ms();
                 let oldest = now.saturating_sub(millis(self.settings.retention));
                 if let Err(error) = self.monitor.store.prune_samples(oldest).await {
-                    tracing::warn!(error = %crate::error::error_chain(&error), "pruning samples failed");
+                    tracing::warn!(error = %damrey_service::telemetry::error_chain(&error), "pruning samples failed");
                 }
                 let oldest = now.saturating_sub(millis(self.settings.history));
                 if let Err(error) = self.monitor.store.prune_alarms(oldest).await {
-                    tracing::warn!(error = %crate::error::error_chain(&error), "pruning alarms failed");
+                    tracing::warn!(error = %damrey_service::telemetry::error_chain(&error), "pruning alarms failed");
                 }
             }
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use damrey_service::credential::{Credentials, Role};
+use damrey_service::credential::{Credentials, Role, Secret};
 use damrey_service::settings::{self, Sources};
 pub use damrey_service::telemetry::LogFormat;
 use damrey_service::tls::{Identity, TlsError};
@@ -63,13 +63,13 @@ pub struct Settings {
     /// `DAMREY_TOKEN`, the development shortcut: one token for every role. With any
     /// token set, every endpoint but `/`, `/healthz`, `/readyz` and `/metrics` wants
     /// `Authorization: Bearer <token>` (see [`Settings::credentials`]).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// `DAMREY_ADMIN_TOKEN`: config writes, `forget`, and every read.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// `DAMREY_AGENT_TOKEN`: heartbeats, and the config and placement reads agents make.
-    pub agent_token: Option<String>,
+    pub agent_token: Option<Secret>,
     /// `DAMREY_READ_TOKEN`: stats, alarms, and what the dashboard reads.
-    pub read_token: Option<String>,
+    pub read_token: Option<Secret>,
     /// `DAMREY_TLS_CERT`: with `tls_key`, the proxy serves HTTPS with this certificate
     /// chain (PEM, leaf first).
     pub tls_cert: Option<PathBuf>,
@@ -77,7 +77,7 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// `DAMREY_WORKER_TOKEN`: opens nothing on the proxy; known so that a worker's
     /// credential is told 403 (not its role) rather than 401 (not a credential).
-    pub worker_token: Option<String>,
+    pub worker_token: Option<Secret>,
     /// Agents silent for longer than this are not listed and their instances not live.
     pub agent_ttl_ms: u64,
     /// How long instance samples (the counters agents report) are kept.
@@ -169,12 +169,15 @@ impl Settings {
     /// The credentials the proxy accepts: `token` for every role, each role's own token
     /// for that role; none set, everything passes.
     pub fn credentials(&self) -> Credentials {
-        Credentials::open()
-            .with_shared(self.token.clone())
-            .with_role(Role::Admin, self.admin_token.clone())
-            .with_role(Role::Agent, self.agent_token.clone())
-            .with_role(Role::Read, self.read_token.clone())
-            .with_role(Role::Worker, self.worker_token.clone())
+        Credentials::from_tokens(
+            self.token.as_ref(),
+            [
+                (Role::Admin, self.admin_token.as_ref()),
+                (Role::Agent, self.agent_token.as_ref()),
+                (Role::Read, self.read_token.as_ref()),
+                (Role::Worker, self.worker_token.as_ref()),
+            ],
+        )
     }
 
     /// Loads the settings from the process environment and the command line.
@@ -208,16 +211,13 @@ impl Settings {
                 ),
             ],
         })?;
-        // An empty variable means "not set", as shells write it.
-        for token in [
+        Secret::unset_empty([
             &mut settings.token,
             &mut settings.admin_token,
             &mut settings.agent_token,
             &mut settings.read_token,
             &mut settings.worker_token,
-        ] {
-            *token = token.take().filter(|token| !token.is_empty());
-        }
+        ]);
         settings.database_url = settings.database_url.filter(|url| !url.is_empty());
         settings.alarm_webhook = settings.alarm_webhook.filter(|url| !url.is_empty());
         if let Some(url) = &settings.alarm_webhook
@@ -351,7 +351,7 @@ mod tests {
         ]);
         let settings = Settings::load_from(&Cli::default(), vars.clone()).unwrap();
         assert_eq!(settings.database_url.as_deref(), Some("postgres://db/env"));
-        assert_eq!(settings.token.as_deref(), Some("s3cret"));
+        assert_eq!(settings.token, Some(Secret::new("s3cret")));
 
         let cli = Cli {
             database_url: Some("postgres://db/flag".to_owned()),
@@ -393,6 +393,21 @@ mod tests {
         let vars = env(&[("DATABASE_URL", ""), ("DAMREY_TOKEN", "")]);
         let settings = Settings::load_from(&Cli::default(), vars).unwrap();
         assert_eq!((settings.database_url, settings.token), (None, None));
+    }
+
+    #[test]
+    fn no_token_shows_in_the_settings_debug_output() {
+        let settings = Settings {
+            token: Some(Secret::new("tok-shared")),
+            admin_token: Some(Secret::new("tok-admin")),
+            agent_token: Some(Secret::new("tok-agent")),
+            read_token: Some(Secret::new("tok-read")),
+            worker_token: Some(Secret::new("tok-worker")),
+            ..Settings::default()
+        };
+        let debug = format!("{settings:?} {:?}", settings.credentials());
+        assert!(!debug.contains("tok-"), "{debug}");
+        assert!(debug.contains("Secret(***)"), "{debug}");
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! `ApiError`: every failure an HTTP caller can see, as `{"error": "..."}` with its status.
 
-use std::fmt::Write as _;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use damrey_service::credential::AuthError;
+use damrey_service::telemetry::error_chain;
 use damrey_wire::rest::ErrorBody;
 
 use crate::store::StoreError;
@@ -59,17 +58,6 @@ impl From<StoreError> for ApiError {
             _ => ApiError::Internal(error),
         }
     }
-}
-
-/// `error` and its causes, joined by `: `.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(chain, ": {cause}");
-        source = cause.source();
-    }
-    chain
 }
 
 impl ResponseError for ApiError {

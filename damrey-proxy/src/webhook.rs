@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use damrey_service::backoff::Backoff;
+use damrey_service::telemetry::error_chain;
 use tokio::sync::mpsc;
 
 use crate::alarm::Transition;
@@ -33,12 +34,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A webhook post that failed.
+/// A webhook post that failed. awc's cause is neither `Send` nor `Sync`; the error
+/// stays on the webhook's task, where it is logged.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     /// The request could not be sent or got no answer.
-    #[error("posting to the webhook failed: {0}")]
-    Send(String),
+    #[error("posting to the webhook failed")]
+    Send(#[source] awc::error::SendRequestError),
     /// The receiver answered with a status other than 2xx.
     #[error("the webhook answered {0}")]
     Status(u16),
@@ -86,14 +88,14 @@ async fn deliver(client: &awc::Client, url: &str, policy: &RetryPolicy, transiti
         match post(client, url, transition).await {
             Ok(()) => return,
             Err(error) if attempt < policy.attempts => {
-                tracing::debug!(attempt, error = %error, "webhook post failed; retrying");
+                tracing::debug!(attempt, error = %error_chain(&error), "webhook post failed; retrying");
                 backoff.pause().await;
             }
             Err(error) => {
                 tracing::warn!(
                     attempt,
                     alarm = transition.alarm.id,
-                    error = %error,
+                    error = %error_chain(&error),
                     "webhook post failed; giving up"
                 );
             }
@@ -110,7 +112,7 @@ async fn post(
         .post(url)
         .send_json(transition)
         .await
-        .map_err(|e| WebhookError::Send(e.to_string()))?;
+        .map_err(WebhookError::Send)?;
     // Read the body so that the connection can be reused.
     let _ = response.body().await;
     if response.status().is_success() {

@@ -70,7 +70,7 @@ impl Backoff {
 
 /// A random delay in `[0, max)`, to spread retries (no RNG crate needed: std's
 /// `RandomState` is seeded randomly).
-pub fn jitter(max: Duration) -> Duration {
+fn jitter(max: Duration) -> Duration {
     let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX).max(1);
     Duration::from_nanos(RandomState::new().hash_one(Instant::now()) % nanos)
 }

@@ -2,8 +2,65 @@
 //! granting roles, compared in constant time. The proxy and the agent both call
 //! [`check_request`] ([`Credentials::authorize`] on the request's header) from a middleware that runs before any handler, so a
 //! request without the right credential is answered before its body is read.
+//!
+//! Tokens are held as [`Secret`]s, whose `Debug` never shows them, so that settings and
+//! clients can derive `Debug` and be logged whole.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A bearer token or other secret. `Debug` prints `Secret(***)` and there is no
+/// `Display`: the value is read only through [`Secret::expose`], where it is sent.
+/// It deserializes from (and serializes to) a plain string, so settings files and
+/// `DAMREY_*` variables hold it as before; serializing exists for the settings loader,
+/// which lists the defaults (where no token is set).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends or compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// `token` unless it is empty: an empty token setting means "not set", as shells
+    /// write an unset variable (`DAMREY_TOKEN=`). The one place this rule is written.
+    pub fn non_empty(token: Option<Secret>) -> Option<Secret> {
+        token.filter(|token| !token.0.is_empty())
+    }
+
+    /// Applies [`Secret::non_empty`] to each of `tokens` in place.
+    pub fn unset_empty<'a>(tokens: impl IntoIterator<Item = &'a mut Option<Secret>>) {
+        for token in tokens {
+            *token = Secret::non_empty(token.take());
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret(value.to_owned())
+    }
+}
 
 /// What a credential may do. An endpoint names the roles it admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,25 +137,30 @@ impl Credentials {
 
     /// The development shortcut: one token that grants every role.
     pub fn shared(token: impl Into<String>) -> Credentials {
-        Credentials::open().with_shared(Some(token.into()))
+        Credentials::from_tokens(Some(&Secret::new(token)), [])
     }
 
-    /// Adds `token` (when set and not empty) as a credential for every role.
-    pub fn with_shared(mut self, token: Option<String>) -> Credentials {
-        if let Some(token) = token.filter(|token| !token.is_empty()) {
-            for role in Role::ALL {
-                self.tokens.push((token.as_bytes().to_vec(), role));
+    /// The credentials of a service's token settings: `shared` (the development
+    /// shortcut) for every role, and each role's own token for that role. A token that
+    /// is unset or empty ([`Secret::non_empty`]) is no credential; none at all, and
+    /// everything passes.
+    pub fn from_tokens<'a>(
+        shared: Option<&Secret>,
+        roles: impl IntoIterator<Item = (Role, Option<&'a Secret>)>,
+    ) -> Credentials {
+        let mut credentials = Credentials::open();
+        let mut add = |token: Option<&Secret>, role: Role| {
+            if let Some(token) = Secret::non_empty(token.cloned()) {
+                credentials.tokens.push((token.0.into_bytes(), role));
             }
+        };
+        for role in Role::ALL {
+            add(shared, role);
         }
-        self
-    }
-
-    /// Adds `token` (when set and not empty) as a credential for `role`.
-    pub fn with_role(mut self, role: Role, token: Option<String>) -> Credentials {
-        if let Some(token) = token.filter(|token| !token.is_empty()) {
-            self.tokens.push((token.into_bytes(), role));
+        for (role, token) in roles {
+            add(token, role);
         }
-        self
+        credentials
     }
 
     /// Whether any credential is configured (else every request passes).
@@ -235,11 +297,53 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_never_shows_in_debug_and_an_empty_one_is_unset() {
+        let secret = Secret::new("s3cret");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(format!("{:?}", Some(secret.clone())), "Some(Secret(***))");
+        assert_eq!(secret.expose(), "s3cret");
+        assert_eq!(Secret::non_empty(Some(Secret::new(""))), None);
+        assert_eq!(
+            Secret::non_empty(Some(secret.clone())),
+            Some(secret.clone())
+        );
+        let (mut empty, mut set, mut unset) = (Some(Secret::new("")), Some(secret.clone()), None);
+        Secret::unset_empty([&mut empty, &mut set, &mut unset]);
+        assert_eq!((empty, set, unset), (None, Some(secret), None));
+        let loaded: Secret = serde_json::from_str(r#""s3cret""#).unwrap();
+        assert_eq!(loaded.expose(), "s3cret");
+    }
+
+    #[test]
+    fn empty_tokens_are_no_credential() {
+        let empty = Secret::new("");
+        assert!(
+            !Credentials::from_tokens(Some(&empty), [(Role::Read, Some(&empty))]).is_required()
+        );
+        let credentials =
+            Credentials::from_tokens(Some(&empty), [(Role::Read, Some(&Secret::new("r")))]);
+        assert!(credentials.is_required());
+        assert_eq!(
+            credentials.authorize(Some(b"Bearer "), &[]),
+            Err(AuthError::Unauthorized)
+        );
+        assert_eq!(
+            credentials.authorize(Some(b"Bearer r"), &[Role::Read]),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn a_role_token_opens_its_role_only() {
-        let credentials = Credentials::open()
-            .with_role(Role::Worker, Some("w".to_owned()))
-            .with_role(Role::Agent, Some("a".to_owned()))
-            .with_role(Role::Read, Some(String::new()));
+        let (w, a, empty) = (Secret::new("w"), Secret::new("a"), Secret::new(""));
+        let credentials = Credentials::from_tokens(
+            None,
+            [
+                (Role::Worker, Some(&w)),
+                (Role::Agent, Some(&a)),
+                (Role::Read, Some(&empty)),
+            ],
+        );
         assert_eq!(
             credentials.authorize(Some(b"Bearer w"), &[Role::Worker]),
             Ok(())

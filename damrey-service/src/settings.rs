@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// The file is missing or unreadable, or a value has the wrong kind.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] config::ConfigError),
     /// The settings file holds a key that is no setting.
     #[error("{file}: unknown setting {key:?}; the settings are: {known}")]
@@ -40,8 +40,8 @@ pub enum SettingsError {
         value: String,
     },
     /// Settings could not be turned into layers (a bug, not an operator's mistake).
-    #[error("the default settings cannot be listed: {0}")]
-    Defaults(String),
+    #[error("the default settings cannot be listed")]
+    Defaults(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Where the settings come from, lowest first after the defaults.
@@ -68,14 +68,13 @@ where
     T: Default + Serialize + DeserializeOwned,
 {
     let defaults = serde_json::to_value(T::default())
-        .map_err(|error| SettingsError::Defaults(error.to_string()))?;
+        .map_err(|error| SettingsError::Defaults(error.into()))?;
     let known: Vec<String> = defaults
         .as_object()
         .map(|fields| fields.keys().cloned().collect())
         .unwrap_or_default();
     let mut builder = Config::builder().add_source(
-        Config::try_from(&T::default())
-            .map_err(|error| SettingsError::Defaults(error.to_string()))?,
+        Config::try_from(&T::default()).map_err(|error| SettingsError::Defaults(error.into()))?,
     );
     if let Some(path) = sources.file {
         check_file_keys(path, &known)?;

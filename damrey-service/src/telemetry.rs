@@ -1,13 +1,14 @@
 //! Logging for every Damrey process: a `tracing` subscriber, `RUST_LOG` over a default of
 //! `info`, text or JSON lines on stderr, colours only when stderr is a terminal; and
-//! [`log_requests`], the request log of the HTTP servers.
+//! [`log_requests`], the request log of the HTTP servers; and [`error_chain`], how an
+//! error and its causes are written in a log line.
 //!
 //! An idle mesh logs nothing at `info`: requests are logged at `debug` (heartbeats, long
 //! polls, probes and scrapes are most of them) and at `warn` when they fail on the
 //! server's side (5xx). Every request runs in a `request` span carrying its
 //! [`REQUEST_ID`], so whatever a handler logs names the request it served.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 use std::str::FromStr;
 use std::time::Instant;
@@ -157,6 +158,18 @@ pub async fn log_requests(
     Ok(response)
 }
 
+/// `error` and its causes, joined by `: `: how a failure that ends in a log line is
+/// written, so that the line says what failed and why.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(chain, ": {cause}");
+        source = cause.source();
+    }
+    chain
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -252,6 +265,15 @@ mod tests {
             lines[1].contains("WARN") && lines[1].contains("status=502"),
             "{logged}"
         );
+    }
+
+    #[test]
+    fn an_error_chain_names_every_cause_in_order() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the config failed")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::other("disk gone"));
+        assert_eq!(error_chain(&error), "reading the config failed: disk gone");
     }
 
     #[test]

@@ -6,6 +6,10 @@ use uuid::Uuid;
 
 use crate::message::Message;
 
+/// The most worker steps one line may take (DESIGN §4); a longer line ends with
+/// `ERROR`. Every agent holds a line to it, whichever drives it.
+pub const MAX_HOPS: u32 = 64;
+
 /// A line in transit between agents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -26,6 +26,10 @@ pub enum Fault {
     /// The worker's handler panicked processing the step (its actor was restarted): a
     /// bug on the server's side, whatever the request.
     Panic,
+    /// A fault this build does not know, named by a newer agent or worker: read as a
+    /// broken mesh (502), so that a new fault never makes a reply unreadable.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The response header in which a gateway names the [`Fault`] of a 5xx `ERROR`.
@@ -40,6 +44,7 @@ impl Fault {
             Fault::Overloaded => "overloaded",
             Fault::Unreachable => "unreachable",
             Fault::Panic => "panic",
+            Fault::Unknown => "unknown",
         }
     }
 
@@ -49,7 +54,7 @@ impl Fault {
     pub fn status(self) -> u16 {
         match self {
             Fault::Panic => 500,
-            Fault::Config | Fault::Unreachable => 502,
+            Fault::Config | Fault::Unreachable | Fault::Unknown => 502,
             Fault::NoInstance | Fault::Overloaded => 503,
         }
     }
@@ -63,6 +68,33 @@ pub struct Terminal {
     /// Set for an `ERROR` the runtime made; `None` for a reply a worker made, and for
     /// `TIMEOUT` and `STOP` (whose tags say it all).
     pub fault: Option<Fault>,
+}
+
+/// What follows the worker's name in the `ERROR` the runtime answers for a step whose
+/// handler panicked.
+const PANICKED: &str = " panicked processing this message";
+
+/// The `ERROR` the runtime answers for a step whose handler panicked:
+/// `["ERROR","echo","worker panicky panicked processing this message and was restarted"]`
+/// with `then` = `" and was restarted"`. The text crosses a process (a worker's host
+/// makes it, its agent's router reads it with [`panicked_worker`]), so both live here.
+pub fn panic_error(kind: impl Into<String>, worker: &str, then: &str) -> Message {
+    Message::error(kind, format!("worker {worker}{PANICKED}{then}"))
+}
+
+/// The worker whose handler panicked, when `reply` is the runtime's panic `ERROR` (see
+/// [`panic_error`]). A handler could return the same words; only the outlier rules and
+/// the HTTP status take it at its word.
+pub fn panicked_worker(reply: &Message) -> Option<&str> {
+    if reply.tag != Tag::Error {
+        return None;
+    }
+    let (worker, _) = reply
+        .args
+        .first()?
+        .strip_prefix("worker ")?
+        .split_once(PANICKED)?;
+    Some(worker)
 }
 
 impl Terminal {
@@ -102,6 +134,33 @@ impl From<Message> for Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_error_names_its_worker_and_nothing_else_does() {
+        let made = panic_error("echo", "panicky", " and was restarted");
+        assert_eq!(
+            made,
+            Message::error(
+                "echo",
+                "worker panicky panicked processing this message and was restarted"
+            )
+        );
+        assert_eq!(panicked_worker(&made), Some("panicky"));
+        assert_eq!(panicked_worker(&Message::error("echo", "bad a")), None);
+        assert_eq!(
+            panicked_worker(&Message::response(
+                "echo",
+                ["worker x panicked processing this message"]
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn a_fault_a_newer_build_names_is_read_as_unknown() {
+        let fault: Fault = serde_json::from_str("\"quota\"").unwrap();
+        assert_eq!((fault, fault.status()), (Fault::Unknown, 502));
+    }
 
     #[test]
     fn shortage_is_503_a_broken_mesh_502_and_a_panic_500() {

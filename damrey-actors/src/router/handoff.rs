@@ -48,13 +48,13 @@ pub(super) enum HandOff {
     /// Taken: the reply (at the origin), or `None` when another agent answers the origin.
     Done(Option<Terminal>),
     /// The agent certainly did not take the line, and another agent holds the worker; why.
-    Unreachable(String),
+    Unreachable(RemoteError),
 }
 
 /// Why an envelope was not acknowledged.
 enum NotSent {
     /// The agent certainly did not take it, and another agent holds the worker; why.
-    GoElsewhere(String),
+    GoElsewhere(RemoteError),
     /// No attempt fits before the deadline any more.
     GaveUp {
         /// Whether the agent may have taken it all the same.
@@ -121,7 +121,7 @@ impl Router {
         };
         match sent {
             Ok(()) => {}
-            Err(NotSent::GoElsewhere(reason)) => return HandOff::Unreachable(reason),
+            Err(NotSent::GoElsewhere(error)) => return HandOff::Unreachable(error),
             Err(NotSent::GaveUp {
                 maybe_taken: false,
                 error,
@@ -185,7 +185,7 @@ impl Router {
             }
             tracing::debug!(message_id = %id, agent, attempt = attempts, error = %error, "hand-off failed");
             if !maybe_taken && self.another_holder(&line.to, agent, &line.unreachable) {
-                return Err(NotSent::GoElsewhere(error.to_string()));
+                return Err(NotSent::GoElsewhere(error));
             }
             if !backoff.pause_before(line.deadline).await {
                 return Err(NotSent::GaveUp { maybe_taken, error });

@@ -7,13 +7,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use damrey_service::telemetry::error_chain;
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use super::choice::{Destination, NoRoute};
 use super::handoff::HandOff;
 use super::table::INSTANCE_GRACE;
-use super::{Line, MAX_HOPS, Router, RouterInner};
+use super::{Line, Router, RouterInner};
+use crate::envelope::MAX_HOPS;
 use crate::fault::{Fault, Terminal};
 use crate::instance::{Instance, is_panic_error};
 use crate::message::{Message, Tag};
@@ -130,10 +132,10 @@ impl Router {
                 Destination::Local(instance, probe) => (instance, probe),
                 Destination::Remote(agent) => match self.hand_off(&agent, &mut line).await {
                     HandOff::Done(reply) => return reply,
-                    HandOff::Unreachable(reason) => {
+                    HandOff::Unreachable(error) => {
                         // Another agent holds the worker: go there, and let other lines
                         // prefer the others for a while.
-                        tracing::debug!(worker = %line.to, agent, reason, "hand-off failed over to another agent");
+                        tracing::debug!(worker = %line.to, agent, error = %error_chain(&error), "hand-off failed over to another agent");
                         self.suspect(&agent);
                         line.unreachable.push(agent);
                         continue;

@@ -48,9 +48,6 @@ pub use handoff::Remote;
 use line::{Next, next_of};
 use table::Table;
 
-/// The most worker steps one line may take; a longer line ends with `ERROR`.
-pub const MAX_HOPS: u32 = 64;
-
 /// Extra attempts at a step whose instance was lost, unless set otherwise.
 pub const DEFAULT_RETRIES: u32 = 3;
 

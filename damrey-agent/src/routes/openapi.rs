@@ -66,7 +66,7 @@ mod tests {
             host: "127.0.0.1".to_owned(),
             port: 0,
             proxy: "127.0.0.1:9".to_owned(),
-            token: Some("s3cret".to_owned()),
+            token: Some("s3cret".into()),
             state_dir: std::env::temp_dir()
                 .join(format!("damrey-openapi-{}", uuid::Uuid::new_v4())),
             ..Settings::default()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use damrey_actors::{Message, Tag};
+use damrey_service::credential::Secret;
 use rustls::ClientConfig;
 
 use super::{FAILURE, SUCCESS};
@@ -30,7 +31,7 @@ const SLACK: Duration = Duration::from_secs(10);
 /// # Errors
 /// The agent did not answer with a message (unreachable, refused, bad request).
 pub async fn run(
-    token: Option<String>,
+    token: Option<Secret>,
     tls: Option<&Arc<ClientConfig>>,
     agent: &str,
     args: CallArgs,

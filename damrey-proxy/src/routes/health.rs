@@ -2,12 +2,13 @@
 //! 200 when the store answers and has every migration this proxy knows.
 
 use actix_web::{HttpResponse, web};
+use damrey_service::telemetry::error_chain;
 use damrey_wire::rest::ErrorBody;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::error::{ApiError, error_chain};
+use crate::error::ApiError;
 use crate::store::StoreError;
 
 /// What `/healthz` and `/readyz` answer: `{"status":"ok"}`, `{"status":"ready"}`, or

@@ -4,7 +4,7 @@
 use crate::helpers::{Api, SEED, TestApp, spawn_app_with};
 
 async fn spawn_with_token() -> TestApp {
-    spawn_app_with(|settings| settings.token = Some("s3cret".to_owned())).await
+    spawn_app_with(|settings| settings.token = Some("s3cret".into())).await
 }
 
 #[actix_web::test]
@@ -64,10 +64,10 @@ async fn the_right_token_is_let_through() {
 
 async fn spawn_with_roles() -> TestApp {
     spawn_app_with(|settings| {
-        settings.admin_token = Some("adm".to_owned());
-        settings.agent_token = Some("agt".to_owned());
-        settings.read_token = Some("rd".to_owned());
-        settings.worker_token = Some("wrk".to_owned());
+        settings.admin_token = Some("adm".into());
+        settings.agent_token = Some("agt".into());
+        settings.read_token = Some("rd".into());
+        settings.worker_token = Some("wrk".into());
     })
     .await
 }
@@ -151,8 +151,8 @@ async fn a_percent_encoded_path_needs_the_role_of_the_route_it_reaches() {
 #[actix_web::test]
 async fn the_shared_token_still_opens_everything_beside_the_role_tokens() {
     let app = spawn_app_with(|settings| {
-        settings.token = Some("s3cret".to_owned());
-        settings.read_token = Some("rd".to_owned());
+        settings.token = Some("s3cret".into());
+        settings.read_token = Some("rd".into());
     })
     .await;
     let shared = app.api.with_token(Some("s3cret"));

@@ -31,7 +31,7 @@ async fn fetch_page(app: &TestApp) -> (u16, actix_web::http::header::HeaderMap, 
 
 #[actix_web::test]
 async fn the_dashboard_is_one_html_page_served_without_a_token() {
-    let app = spawn_app_with(|settings| settings.token = Some("s3cret".to_owned())).await;
+    let app = spawn_app_with(|settings| settings.token = Some("s3cret".into())).await;
 
     let (status, headers, page) = fetch_page(&app).await;
 

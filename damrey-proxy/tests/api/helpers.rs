@@ -264,7 +264,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 pub async fn spawn_on(db: Arc<TestDb>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(&db.url);
     tweak(&mut settings);
-    let token = settings.token.clone();
+    let token = settings
+        .token
+        .as_ref()
+        .map(|token| token.expose().to_owned());
     let app = Application::build(settings)
         .await
         .expect("building the app");

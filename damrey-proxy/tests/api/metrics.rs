@@ -106,7 +106,7 @@ damrey_alarms_active{rule="ejected"} 0
 #[actix_web::test]
 async fn metrics_lines_are_exact_for_a_known_report_and_need_no_token() {
     let app = spawn_app_with(|settings| {
-        settings.token = Some("s3cret".to_owned());
+        settings.token = Some("s3cret".into());
         // No alarm for `square` while the test reads.
         settings.no_instance_grace_ms = 600_000;
     })

@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 use crate::helpers::{Api, SEED, TestApp, spawn_app_with};
 
 async fn spawn_with_token() -> TestApp {
-    spawn_app_with(|settings| settings.token = Some("s3cret".to_owned())).await
+    spawn_app_with(|settings| settings.token = Some("s3cret".into())).await
 }
 
 /// The document as JSON, as `/openapi.json` serves it.
