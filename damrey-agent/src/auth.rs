@@ -12,14 +12,15 @@ use damrey_service::credential::{Role, check_request};
 use crate::error::ApiError;
 
 /// The roles a request to `path` needs: `None` for the open paths (probes and the
-/// scraper carry no token, DESIGN §8). A path no rule names needs the admin role, so a
+/// scraper carry no token, DESIGN §8; `/openapi.json` describes the API and holds no
+/// data). A path no rule names needs the admin role, so a
 /// route added without a rule fails closed.
 ///
 /// `path` must be the path the router matches (percent-decoded), not the raw one:
 /// `/%70eer` is routed to `/peer` and must need what `/peer` needs.
 pub fn roles_for(path: &str) -> Option<&'static [Role]> {
     match path {
-        "/healthz" | "/readyz" | "/metrics" => None,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => None,
         "/peer" => Some(&[Role::Agent]),
         "/stats" => Some(&[Role::Read, Role::Admin]),
         _ if path.starts_with("/attach/") => Some(&[Role::Worker]),

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use damrey_service::credential::AuthError;
+use damrey_wire::rest::ErrorBody;
 
 /// What an agent endpoint answers when it cannot do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,6 @@ impl ResponseError for ApiError {
         if let ApiError::Auth(AuthError::Unauthorized) = self {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        response.json(serde_json::json!({ "error": self.to_string() }))
+        response.json(ErrorBody::new(self))
     }
 }

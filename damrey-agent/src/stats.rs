@@ -78,7 +78,7 @@ impl InstanceStats {
 }
 
 /// One instance's counters and latency quantiles, as `GET /stats` lists them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InstanceSummary {
     /// The worker's name.
     pub worker: String,

@@ -3,9 +3,12 @@
 //! them is [`crate::alarms`].
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// What an alarm watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// A configured worker has no live instance.
@@ -52,7 +55,7 @@ impl Rule {
 }
 
 /// An alarm as stored and listed by `GET /alarms`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Alarm {
     /// The alarm's id.
     pub id: i64,
@@ -69,7 +72,7 @@ pub struct Alarm {
 }
 
 /// A condition that holds and should have an active alarm.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Condition {
     /// `rule:worker` or `agent_silent:agent`: at most one active alarm has a key (not in
     /// the JSON).

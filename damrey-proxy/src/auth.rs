@@ -2,7 +2,7 @@
 //! request without the right credential is answered 401 (or 403) before its body is read.
 //! The check itself is [`damrey_service::credential::Credentials::authorize`], shared with
 //! the agent. `/healthz`, `/readyz`, `/metrics` (DESIGN §8: scrapers and probes carry no
-//! token) and the dashboard page `/` (which carries no data) are open.
+//! token), the dashboard page `/` and `/openapi.json` (which carry no data) are open.
 
 use actix_web::ResponseError;
 use actix_web::body::{EitherBody, MessageBody};
@@ -13,9 +13,10 @@ use damrey_service::credential::{Role, check_request};
 
 use crate::error::ApiError;
 
-/// Paths open without a token: probes and scrapers carry none (DESIGN §8), and `/` is
-/// the dashboard page, which holds no data and sends the token itself on its API calls.
-pub const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/metrics"];
+/// Paths open without a token: probes and scrapers carry none (DESIGN §8); `/` is
+/// the dashboard page, which holds no data and sends the token itself on its API calls;
+/// `/openapi.json` describes the API and holds no data either.
+pub const OPEN_PATHS: &[&str] = &["/", "/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 /// The roles a request needs: `None` for the open paths. A method and path no rule names
 /// needs the admin role, so a route added without a rule fails closed.

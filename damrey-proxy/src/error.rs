@@ -5,6 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use damrey_service::credential::AuthError;
 use damrey_service::telemetry::error_chain;
+use damrey_wire::rest::ErrorBody;
 
 use crate::store::StoreError;
 
@@ -37,8 +38,8 @@ pub enum ApiError {
         method: String,
         /// The path asked for.
         path: String,
-        /// The method the path takes.
-        allowed: &'static str,
+        /// The methods the path takes, joined by `, `.
+        allowed: String,
     },
     /// The store cannot be reached right now (503).
     #[error("the store is unavailable; try again shortly")]
@@ -87,7 +88,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::MethodNotAllowed { allowed, .. } => {
-                response.insert_header((header::ALLOW, HeaderValue::from_static(allowed)));
+                response.insert_header((
+                    header::ALLOW,
+                    HeaderValue::from_str(allowed).expect("method names are header values"),
+                ));
             }
             ApiError::Auth(AuthError::Unauthorized) => {
                 response
@@ -98,6 +102,6 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(serde_json::json!({ "error": self.to_string() }))
+        response.json(ErrorBody::new(self))
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use damrey_wire::report::{Counters, Heartbeat, Latency};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::registry::AgentEntry;
 use crate::store::placement::Known;
@@ -99,7 +100,7 @@ pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
 }
 
 /// Per-second rates over a window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
 pub struct Rates {
     /// Steps delivered per second.
     pub received: f64,
@@ -125,7 +126,7 @@ impl Rates {
 }
 
 /// Latency quantiles in ms (bucket upper bounds); `null` when nothing was answered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
 pub struct Quantiles {
     /// The median.
     pub p50: Option<f64>,
@@ -147,7 +148,7 @@ impl Quantiles {
 }
 
 /// One instance in `GET /workers/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct InstanceStats {
     /// The agent it is attached to.
     pub agent: String,
@@ -164,7 +165,7 @@ pub struct InstanceStats {
 
 /// What an instance, or a worker's instances together, did: the latest counters, and
 /// rates and latency over the window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct Usage {
     /// The counters in the latest reports.
     pub totals: Counters,
@@ -257,7 +258,7 @@ impl InstanceStats {
 }
 
 /// One worker in `GET /workers/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WorkerStats {
     /// The worker's name.
     pub worker: String,
@@ -296,7 +297,7 @@ fn worker<'a>(workers: &'a mut BTreeMap<String, WorkerStats>, name: &str) -> &'a
 }
 
 /// The answer of `GET /workers/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct StatsReport {
     /// When it was made (ms since the Unix epoch).
     pub at_ms: i64,

@@ -16,6 +16,7 @@ pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MICROS.len() + 1;
 /// A latency histogram: counts per bucket of [`LATENCY_BOUNDS_MICROS`] (not cumulative)
 /// and the sum of all durations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Latency {
     /// Sum of the recorded durations in microseconds.

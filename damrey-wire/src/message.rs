@@ -226,6 +226,30 @@ impl fmt::Display for Message {
     }
 }
 
+/// On the wire a message is a JSON array of strings whose first item is its tag.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Message {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        let word = || ObjectBuilder::new().schema_type(Type::String);
+        ArrayBuilder::new()
+            .prefix_items([word()
+                .enum_values(Some(Tag::ALL.map(Tag::as_str)))
+                .description(Some("The tag"))
+                .build()])
+            .items(word())
+            .min_items(Some(1))
+            .description(Some(
+                "A message: its tag, its type and its arguments, every one a string",
+            ))
+            .examples([serde_json::json!(["REQUEST", "sqsum", "3", "4"])])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Message {}
+
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(None)?;

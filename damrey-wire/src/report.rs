@@ -20,6 +20,10 @@ pub const MAX_REPORTED_INSTANCES: usize = 4_096;
 /// An agent's heartbeat:
 /// `{"agent":"127.0.0.1:7701","instances":[{"worker":"add","count":2}],"stats":[...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(
+    example = json!({"agent": "127.0.0.1:7701", "instances": [{"worker": "add", "count": 2}]})
+))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The agent's advertised address, `host:port`.
@@ -38,6 +42,7 @@ pub struct Heartbeat {
 
 /// How many instances of one worker are attached to an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InstanceCount {
     /// The worker's name.

@@ -8,10 +8,31 @@ use serde::{Deserialize, Serialize};
 use crate::report::InstanceCount;
 use crate::spec::WorkerSpec;
 
+/// What a service answers when it refuses a request or fails: `{"error": "..."}`, on
+/// every status from 400 up that the services make (a call's terminal reply is a
+/// message instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"error": "no worker named \"add\""})))]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    pub error: String,
+}
+
+impl ErrorBody {
+    /// The body for `error`'s message.
+    pub fn new(error: impl ToString) -> ErrorBody {
+        ErrorBody {
+            error: error.to_string(),
+        }
+    }
+}
+
 /// The answer of `GET /workers/get`: `{"version": 7, "workers": [...]}`, and
 /// `"warnings": {"add": [...]}` for the workers whose lines the configs cannot carry yet.
 /// Also what an agent keeps in its config cache file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerList {
     /// The config version the list belongs to; bumped by every change.
     pub version: i64,
@@ -24,6 +45,7 @@ pub struct WorkerList {
 
 /// The answer of `GET /agents`: the live agents and the placement version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentList {
     /// The placement version the list belongs to: it moves whenever the instances
     /// listed change by a heartbeat, a leave or a forget (not when an agent's entry
@@ -40,6 +62,7 @@ pub struct AgentList {
 
 /// A live agent as `GET /agents` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentEntry {
     /// The agent's address, `host:port`.
     pub agent: String,

@@ -95,6 +95,35 @@ impl Mpu {
     }
 }
 
+/// `mpu` is read from a string (`"100"`, empty for unlimited) or a number.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Mpu {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^\s*[0-9]*\s*$"))
+                    .description(Some("A whole number from 0 to 4294967295; empty is unlimited")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(u32::MAX)),
+            )
+            .description(Some(
+                "The most messages one instance processes at once; 0 is unlimited. Written as a string.",
+            ))
+            .examples(["100"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Mpu {}
+
 impl Serialize for Mpu {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(&self.0)
@@ -143,6 +172,7 @@ impl Visitor<'_> for MpuVisitor {
 
 /// One message type a worker accepts, and where its results go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandSpec {
     /// The message type.
@@ -190,21 +220,59 @@ pub struct WorkerSpec {
     pub outlier: Option<OutlierRules>,
 }
 
-/// The worker JSON as written, before validation.
+/// The worker JSON as written, before validation. Its schema is [`WorkerSpec`]'s in the
+/// services' OpenAPI documents: what is accepted is what this type reads.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(
+    as = WorkerSpec,
+    description = "A worker's configuration, the seed's worker JSON: only `name` is required, and no field but these is accepted. Names are checked and command names may not repeat.",
+    example = json!({"name": "add", "agent": "", "mpu": "100", "commands": [{"name": "sqsum", "worker": "square", "mpu": "1"}]})
+))]
 #[serde(deny_unknown_fields)]
 struct RawWorkerSpec {
+    /// The worker's name: 1–64 of `A–Z a–z 0–9 _ . -`.
     name: String,
+    /// Empty (the default): wherever instances are attached; `host:port`: pinned to
+    /// that agent.
     #[serde(default)]
     agent: String,
+    /// The most messages one instance processes at once; `0` or empty is unlimited.
     #[serde(default)]
     mpu: Mpu,
+    /// The message types the worker accepts, each name once.
     #[serde(default)]
     commands: Vec<CommandSpec>,
+    /// Alarm thresholds; absent uses the defaults.
     #[serde(default)]
     alarms: Option<AlarmRules>,
+    /// Outlier ejection and queue settings; absent uses the defaults.
     #[serde(default)]
     outlier: Option<OutlierRules>,
+}
+
+/// The schema of a worker config is the schema of what deserializing one reads.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for WorkerSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <RawWorkerSpec as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for WorkerSpec {
+    fn name() -> std::borrow::Cow<'static, str> {
+        <RawWorkerSpec as utoipa::ToSchema>::name()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <RawWorkerSpec as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl TryFrom<RawWorkerSpec> for WorkerSpec {
@@ -401,6 +469,7 @@ impl WorkerSpec {
 /// queue and the instance's recent step times), goes to another instance or is
 /// answered `ERROR` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierRules {
     /// Failures in a row that eject an instance; `0` never ejects.
@@ -492,6 +561,7 @@ impl OutlierRules {
 /// the proxy keeps samples (`stats_retention_ms`, 10 minutes by default) is cut to it. A rate of `1` or a very large `p99_ms`
 /// turns that rule off in effect; `no_instance: false` turns the instance rule off.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmRules {
     /// Alarm when the worker has no live instance anywhere.

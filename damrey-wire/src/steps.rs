@@ -111,6 +111,7 @@ macro_rules! steps {
         /// One attached instance's counters since it attached, as the heartbeat carries
         /// them: `{"worker":"add","instance":1,"received":3,...,"latency":{...}}`.
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(deny_unknown_fields)]
         pub struct InstanceReport {
             /// The worker's name.
@@ -206,6 +207,7 @@ macro_rules! steps {
         /// Step counters, every one of the table: cumulative in a report's totals, or
         /// what happened within a window.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub struct Counters {
             $($(#[doc = $doc])* pub $field: u64,)*
         }

@@ -3,10 +3,20 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use damrey_actors::spec::validate_name;
 
+use damrey_wire::rest::ErrorBody;
+
 use crate::attach;
 use crate::error::ApiError;
 use crate::routes::AppState;
 
+#[utoipa::path(get, path = "/attach/{worker}", tag = "sessions",
+    params(("worker" = String, Path, description = "The worker the process serves")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket of the worker session"),
+        (status = 400, description = "The worker name is invalid (or, with no body, the request is no WebSocket upgrade)", body = ErrorBody),
+        (status = 404, description = "No worker by that name is configured", body = ErrorBody),
+        (status = 503, description = "The agent is stopping, or has no configs (or none for this worker) yet", body = ErrorBody),
+    ))]
 /// Reached only with a worker credential (the middleware answers 401/403 first).
 /// Refuses with 503 (the agent is stopping; or it has no configs yet, so
 /// no answer about the worker is true yet: the worker waits and tries again) or 404 (no

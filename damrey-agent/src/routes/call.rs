@@ -13,7 +13,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use damrey_actors::spec::validate_name;
 use damrey_actors::{FAULT_HEADER, Message};
-use serde::Deserialize;
+use damrey_wire::rest::ErrorBody;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::routes::AppState;
@@ -24,11 +26,13 @@ pub const BODY_LIMIT: usize = 1 << 20;
 /// The wait when the caller gives none.
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
-/// The query of a call.
-#[derive(Debug, Deserialize)]
+/// The query of a call: `?timeout_ms=N` (no other parameter).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallQuery {
-    /// How long to wait for the terminal reply (capped by the agent's `max_call_ms`).
+    /// How long to wait for the terminal reply in ms (default 5000, capped by the
+    /// agent's `max_call_ms`).
     #[serde(default, deserialize_with = "millis")]
     pub timeout_ms: Option<u64>,
 }
@@ -43,7 +47,34 @@ fn millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u6
     })
 }
 
+/// What a call answered 503 carries: the terminal reply (`STOP`, or the mesh's `ERROR`
+/// for no live instance or overload), or `{"error": ...}` when the agent is stopping.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Unavailable {
+    /// The terminal reply.
+    Reply(Message),
+    /// The agent is stopping and takes no new calls.
+    Refused(ErrorBody),
+}
+
 /// Runs the request and answers with its terminal reply.
+#[utoipa::path(post, path = "/call/{worker}", tag = "calls",
+    params(("worker" = String, Path, description = "The worker the line starts at"), CallQuery),
+    request_body(content = Message, description = "The request, as a JSON list of strings; read whatever the `Content-Type`"),
+    responses(
+        (status = 200, description = "`RESPONSE` (or a final `REQUEST`)", body = Message,
+            example = json!(["RESPONSE", "sqsum", "25"])),
+        (status = 400, description = "The worker name, the query or the message is invalid", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "The handler answered `ERROR` about the request's data", body = Message,
+            example = json!(["ERROR", "sqsum", "not a number: x"])),
+        (status = 500, description = "`ERROR`: a handler panicked", body = Message, headers(("damrey-fault" = String, description = "Why the mesh answered `ERROR`: the fault's name"))),
+        (status = 502, description = "`ERROR` the mesh made: configs, an unreachable agent or instance", body = Message, headers(("damrey-fault" = String, description = "Why the mesh answered `ERROR`: the fault's name"))),
+        (status = 503, description = "`STOP`, or the mesh's `ERROR` (no live instance, overloaded), or the agent is stopping", body = Unavailable, headers(("damrey-fault" = String, description = "Why the mesh answered `ERROR`: the fault's name"))),
+        (status = 504, description = "`TIMEOUT`: no terminal reply in time", body = Message,
+            example = json!(["TIMEOUT"])),
+    ))]
 pub async fn call(
     state: web::Data<AppState>,
     worker: web::Path<String>,

@@ -4,13 +4,20 @@
 
 use actix_web::{HttpResponse, web};
 
+use damrey_actors::route_counters::RouteCounts;
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use crate::routes::AppState;
-use crate::stats;
+use crate::stats::{self, InstanceSummary};
 
 /// The counter of envelopes refused for an unknown origin.
 const REFUSED_ORIGINS: &str = "damrey_peer_origins_refused_total";
 
 /// The Prometheus text exposition of the agent's stats.
+#[utoipa::path(method(get, head), path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "The metrics in Prometheus' text format",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -34,6 +41,8 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// worker's routing events (they outlive its instances), with its instances here out of
 /// full rotation for failing (`ejected_now`) and for how long (`ejected_for_ms`); and
 /// the steps refused because no worker of their name is configured.
+#[utoipa::path(get, path = "/stats", tag = "monitoring",
+    responses((status = 200, description = "Each instance's counters and latency, each worker's routing events", body = AgentStats)))]
 pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
     let ejected: std::collections::HashMap<String, (usize, std::time::Duration)> = state
         .router
@@ -41,17 +50,53 @@ pub async fn stats(state: web::Data<AppState>) -> HttpResponse {
         .into_iter()
         .map(|(worker, instances, longest)| (worker, (instances, longest)))
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({
-        "agent": state.router.me(),
-        "instances": state.sessions.registry.summaries(),
-        "workers": state.router.route_counts().into_iter().map(|(worker, counts)| {
-            let mut entry = serde_json::to_value(counts).expect("counts serialize");
-            let (instances, longest) = ejected.get(&worker).copied().unwrap_or_default();
-            entry["ejected_now"] = instances.into();
-            entry["ejected_for_ms"] = u64::try_from(longest.as_millis()).unwrap_or(u64::MAX).into();
-            entry["worker"] = worker.into();
-            entry
-        }).collect::<Vec<_>>(),
-        "not_configured": state.router.not_configured(),
-    }))
+    HttpResponse::Ok().json(AgentStats {
+        agent: state.router.me().to_owned(),
+        instances: state.sessions.registry.summaries(),
+        workers: state
+            .router
+            .route_counts()
+            .into_iter()
+            .map(|(worker, counts)| {
+                let (instances, longest) = ejected.get(&worker).copied().unwrap_or_default();
+                WorkerRouting {
+                    worker,
+                    counts,
+                    ejected_now: instances,
+                    ejected_for_ms: u64::try_from(longest.as_millis()).unwrap_or(u64::MAX),
+                }
+            })
+            .collect(),
+        not_configured: state.router.not_configured(),
+    })
+}
+
+/// What `/stats` answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentStats {
+    /// The agent's address, `host:port`.
+    pub agent: String,
+    /// Each attached instance's counters and latency quantiles.
+    pub instances: Vec<InstanceSummary>,
+    /// Each configured worker's routing events.
+    pub workers: Vec<WorkerRouting>,
+    /// Steps refused because no worker of their name is configured.
+    pub not_configured: u64,
+}
+
+/// One configured worker's routing events in `/stats`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkerRouting {
+    /// The worker's name.
+    pub worker: String,
+    /// Its routing counters (flattened into the JSON object): `rerouted`,
+    /// `handoff_retries`, `rejected_type`, `rejected_no_instance`, `rejected_overloaded`,
+    /// `ejections`.
+    #[serde(flatten)]
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub counts: RouteCounts,
+    /// Its instances here out of full rotation for failing.
+    pub ejected_now: usize,
+    /// How long the longest of them has been out, in ms.
+    pub ejected_for_ms: u64,
 }

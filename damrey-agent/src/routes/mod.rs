@@ -1,10 +1,12 @@
 //! The agent's HTTP surface: `/healthz`, `/readyz` and `/metrics`, `/call/{worker}` for
-//! curl, `/attach/{worker}` for worker processes and `/peer` for other agents.
+//! curl, `/attach/{worker}` for worker processes, `/peer` for other agents, `/stats`, and
+//! `/openapi.json`, which describes them all.
 
 pub mod attach;
 pub mod call;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod peer;
 
 use std::sync::Arc;
@@ -13,6 +15,9 @@ use std::time::Duration;
 use actix_web::error::QueryPayloadError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use damrey_actors::Router;
+use damrey_service::endpoint::Endpoint;
+
+use damrey_wire::rest::ErrorBody;
 
 use crate::attach::SessionSettings;
 use crate::error::ApiError;
@@ -53,7 +58,21 @@ impl AppState {
     }
 }
 
-/// Registers every route, with JSON answers for unknown paths, bad queries and bodies
+/// Every route the agent serves: [`configure`] registers them, and the OpenAPI document
+/// describes the same ones (its test holds the two together).
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::new("GET", "/healthz", |route| route.to(health::healthz)),
+    Endpoint::new("GET", "/readyz", |route| route.to(health::readyz)),
+    Endpoint::new("POST", "/call/{worker}", |route| route.to(call::call)),
+    Endpoint::new("GET", "/attach/{worker}", |route| route.to(attach::attach)),
+    Endpoint::new("GET", "/peer", |route| route.to(peer::peer)),
+    Endpoint::new("GET", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("GET", "/stats", |route| route.to(metrics::stats)),
+    Endpoint::new("GET", "/openapi.json", |route| route.to(openapi::document)),
+];
+
+/// Registers [`ENDPOINTS`], with JSON answers for unknown paths, bad queries and bodies
 /// over the limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(call::BODY_LIMIT))
@@ -63,20 +82,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 other => other.to_string(),
             };
             ApiError::Invalid(format!("invalid query string: {reason}")).into()
-        }))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/call/{worker}", web::post().to(call::call))
-        .route("/attach/{worker}", web::get().to(attach::attach))
-        .route("/peer", web::get().to(peer::peer))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/metrics", web::head().to(metrics::metrics))
-        .route("/stats", web::get().to(metrics::stats))
-        .default_service(web::to(not_found));
+        }));
+    for endpoint in ENDPOINTS {
+        cfg.route(endpoint.path, endpoint.route());
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({
-        "error": format!("no route for {} {}", req.method(), req.path())
-    }))
+    HttpResponse::NotFound().json(ErrorBody::new(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
 }

@@ -8,6 +8,8 @@ use std::any::Any;
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::rt::net::TcpStream;
 
+use damrey_wire::rest::ErrorBody;
+
 use crate::error::ApiError;
 use crate::peers;
 use crate::routes::AppState;
@@ -25,6 +27,13 @@ pub fn presented_certificate(connection: &dyn Any) -> bool {
         .is_some_and(|certificates| !certificates.is_empty())
 }
 
+#[utoipa::path(get, path = "/peer", tag = "sessions",
+    responses(
+        (status = 101, description = "Switching to the WebSocket of the peer link",
+            headers(("damrey-agent-run" = String, description = "This agent run's id"))),
+        (status = 400, description = "The request is no WebSocket upgrade (no body)"),
+        (status = 403, description = "The token's roles do not include agent, or under mutual TLS no client certificate came", body = ErrorBody),
+    ))]
 /// Checks the client certificate under mutual TLS (the token was checked before),
 /// upgrades, and serves the link until it closes.
 pub async fn peer(

@@ -6,19 +6,21 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::feed::MAX_WAIT;
 use damrey_wire::report::Heartbeat;
-use damrey_wire::rest::AgentList;
+use damrey_wire::rest::{AgentEntry, AgentList, ErrorBody};
 use damrey_wire::spec::validate_agent;
 
 use crate::store::now_ms;
 use crate::store::placement::Known;
 
 /// The query of `GET /agents`: `?after=V&wait_ms=M`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Wait while the placement version equals this one.
@@ -28,11 +30,21 @@ pub struct ListQuery {
 }
 
 /// The body of `POST /agents/forget`: `{"agent":"host:port"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"agent": "127.0.0.1:7701"}))]
 #[serde(deny_unknown_fields)]
 pub struct ForgetAgent {
+    /// The agent's address, `host:port`.
+    pub agent: String,
+}
+
+/// The answer of `POST /agents/forget`: `{"agent":"host:port","forgotten":true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Forgotten {
     /// The agent's address.
     pub agent: String,
+    /// Always `true`: an unknown agent is answered 404.
+    pub forgotten: bool,
 }
 
 /// `POST /agents/heartbeat`: records the agent, its instances and their counters; 200
@@ -40,6 +52,14 @@ pub struct ForgetAgent {
 ///
 /// # Errors
 /// [`ApiError`] for an invalid heartbeat or a store failure.
+#[utoipa::path(post, path = "/agents/heartbeat", tag = "agents", request_body = Heartbeat,
+    responses(
+        (status = 200, description = "The agent's entry as recorded", body = AgentEntry),
+        (status = 400, description = "The heartbeat is invalid", body = ErrorBody),
+        (status = 413, description = "The body is larger than the heartbeat limit (4 MiB)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (`Retry-After: 1`)", body = ErrorBody),
+    ))]
 pub async fn heartbeat(
     state: web::Data<AppState>,
     heartbeat: web::Json<Heartbeat>,
@@ -64,6 +84,13 @@ pub async fn heartbeat(
 ///
 /// # Errors
 /// [`ApiError`] for a bad query or a store failure.
+#[utoipa::path(get, path = "/agents", tag = "agents", params(ListQuery),
+    responses(
+        (status = 200, description = "The live agents and the placement version", body = AgentList),
+        (status = 400, description = "The query is invalid (`wait_ms` without `after`, an unknown parameter)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (`Retry-After: 1`)", body = ErrorBody),
+    ))]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -111,6 +138,15 @@ pub async fn list(
 ///
 /// # Errors
 /// [`ApiError`] for an invalid address, an unknown agent or a store failure.
+#[utoipa::path(post, path = "/agents/forget", tag = "agents", request_body = ForgetAgent,
+    responses(
+        (status = 200, description = "The agent is forgotten", body = Forgotten),
+        (status = 400, description = "The body or the address is invalid", body = ErrorBody),
+        (status = 404, description = "No agent by that address", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (`Retry-After: 1`)", body = ErrorBody),
+    ))]
 pub async fn forget(
     state: web::Data<AppState>,
     body: web::Json<ForgetAgent>,
@@ -121,7 +157,10 @@ pub async fn forget(
         state.placement.publish(version);
     }
     if forgotten.value {
-        Ok(HttpResponse::Ok().json(serde_json::json!({ "agent": body.agent, "forgotten": true })))
+        Ok(HttpResponse::Ok().json(Forgotten {
+            agent: body.into_inner().agent,
+            forgotten: true,
+        }))
     } else {
         Err(ApiError::NotFound(format!("no agent {:?}", body.agent)))
     }

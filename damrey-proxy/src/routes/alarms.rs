@@ -1,7 +1,9 @@
 //! `GET /alarms`: the active alarms, or with `all=true` the history.
 
 use actix_web::{HttpResponse, web};
+use damrey_wire::rest::ErrorBody;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::alarm::Alarm;
@@ -13,7 +15,8 @@ pub const DEFAULT_LIMIT: u32 = 500;
 pub const MAX_LIMIT: u32 = 5_000;
 
 /// The query of `GET /alarms`: `?all=true&limit=N`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmsQuery {
     /// Resolved alarms too.
@@ -23,7 +26,7 @@ pub struct AlarmsQuery {
 }
 
 /// The answer of `GET /alarms`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AlarmList {
     /// The alarms, newest first.
     pub alarms: Vec<Alarm>,
@@ -33,6 +36,13 @@ pub struct AlarmList {
 ///
 /// # Errors
 /// [`ApiError`] for a limit out of range or a store failure.
+#[utoipa::path(get, path = "/alarms", tag = "monitoring", params(AlarmsQuery),
+    responses(
+        (status = 200, description = "The alarms, newest first", body = AlarmList),
+        (status = 400, description = "The limit is out of range or the query is invalid", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (`Retry-After: 1`)", body = ErrorBody),
+    ))]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<AlarmsQuery>,

@@ -15,6 +15,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-in
 ///
 /// It carries no data, so it is served without a token; its script sends the token the
 /// page was opened with (`/#token=...`) on every API call.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html; charset=utf-8", body = String)))]
 pub async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use actix_web::{HttpResponse, web};
 use damrey_wire::prometheus::{self, Scope, Series, family};
 
+use damrey_wire::rest::ErrorBody;
+
 use super::AppState;
 use crate::alarm::{Alarm, Rule};
 use crate::error::ApiError;
@@ -19,6 +21,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 ///
 /// # Errors
 /// [`ApiError`] for a store failure.
+#[utoipa::path(method(get, head), path = "/metrics", tag = "monitoring",
+    responses(
+        (status = 200, description = "The metrics in Prometheus' text format",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 500, description = "The store failed", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (`Retry-After: 1`)", body = ErrorBody),
+    ))]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let snapshot = state.store.snapshot().await?;

@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod dashboard;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod stats;
 pub mod workers;
 
@@ -16,7 +17,9 @@ use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::mime;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, Route, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+use damrey_service::endpoint::Endpoint;
 
 use crate::error::ApiError;
 use crate::feed::Feed;
@@ -45,71 +48,52 @@ pub struct AppState {
     pub monitor: Monitor,
 }
 
-/// Registers every route, with a JSON 405 for wrong methods and a JSON 404 elsewhere.
+/// Every route the proxy serves, in matching order: [`configure`] registers them (one
+/// resource per path), and the OpenAPI document describes the same ones (its test holds
+/// the two together).
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint::new("POST", "/worker/add", |route| route.to(workers::add)),
+    Endpoint::new("POST", "/worker/del", |route| route.to(workers::delete)),
+    Endpoint::new("POST", "/worker/chg", |route| route.to(workers::change)),
+    // Before `/workers/{name}`, so that `get` and `stats` are not workers.
+    Endpoint::new("GET", "/workers/get", |route| route.to(workers::list)),
+    Endpoint::new("GET", "/workers/stats", |route| route.to(stats::stats)),
+    Endpoint::new("GET", "/workers/{name}", |route| route.to(workers::get)),
+    Endpoint::new("POST", HEARTBEAT_PATH, |route| route.to(agents::heartbeat)),
+    Endpoint::new("GET", "/agents", |route| route.to(agents::list)),
+    Endpoint::new("POST", "/agents/forget", |route| route.to(agents::forget)),
+    Endpoint::new("GET", "/alarms", |route| route.to(alarms::list)),
+    Endpoint::new("GET", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
+    Endpoint::new("GET", "/healthz", |route| route.to(health::healthz)),
+    Endpoint::new("GET", "/readyz", |route| route.to(health::readyz)),
+    Endpoint::new("GET", "/openapi.json", |route| route.to(openapi::document)),
+    Endpoint::new("GET", "/", |route| route.to(dashboard::page)),
+];
+
+/// The path of agents' heartbeats, whose bodies may be larger ([`HEARTBEAT_LIMIT`]).
+const HEARTBEAT_PATH: &str = "/agents/heartbeat";
+
+/// Registers [`ENDPOINTS`], with a JSON 405 for wrong methods and a JSON 404 elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config(BODY_LIMIT))
         .app_data(query_config())
-        .app_data(path_config())
-        .service(resource(
-            "/worker/add",
-            "POST",
-            web::post().to(workers::add),
-        ))
-        .service(resource(
-            "/worker/del",
-            "POST",
-            web::post().to(workers::delete),
-        ))
-        .service(resource(
-            "/worker/chg",
-            "POST",
-            web::post().to(workers::change),
-        ))
-        // Before `/workers/{name}`, so that `get` and `stats` are not workers.
-        .service(resource(
-            "/workers/get",
-            "GET",
-            web::get().to(workers::list),
-        ))
-        .service(resource(
-            "/workers/stats",
-            "GET",
-            web::get().to(stats::stats),
-        ))
-        .service(resource(
-            "/workers/{name}",
-            "GET",
-            web::get().to(workers::get),
-        ))
-        .service(
-            resource(
-                "/agents/heartbeat",
-                "POST",
-                web::post().to(agents::heartbeat),
-            )
-            .app_data(json_config(HEARTBEAT_LIMIT)),
-        )
-        .service(resource("/agents", "GET", web::get().to(agents::list)))
-        .service(resource(
-            "/agents/forget",
-            "POST",
-            web::post().to(agents::forget),
-        ))
-        .service(resource("/alarms", "GET", web::get().to(alarms::list)))
-        .service(
-            resource("/metrics", "GET, HEAD", web::get().to(metrics::metrics))
-                .route(web::head().to(metrics::metrics)),
-        )
-        .service(resource("/healthz", "GET", web::get().to(health::healthz)))
-        .service(resource("/readyz", "GET", web::get().to(health::readyz)))
-        .service(resource("/", "GET", web::get().to(dashboard::page)))
-        .default_service(web::to(not_found));
+        .app_data(path_config());
+    for endpoints in ENDPOINTS.chunk_by(|a, b| a.path == b.path) {
+        let resource = resource(endpoints);
+        if endpoints[0].path == HEARTBEAT_PATH {
+            cfg.service(resource.app_data(json_config(HEARTBEAT_LIMIT)));
+        } else {
+            cfg.service(resource);
+        }
+    }
+    cfg.default_service(web::to(not_found));
 }
 
+/// One path's resource: its methods' routes, JSON bodies on a POST-only path, and a
+/// JSON 405 naming the methods it takes.
 fn resource(
-    path: &'static str,
-    allowed: &'static str,
-    route: Route,
+    endpoints: &'static [Endpoint],
 ) -> actix_web::Resource<
     impl ServiceFactory<
         ServiceRequest,
@@ -119,31 +103,43 @@ fn resource(
         InitError = (),
     >,
 > {
-    web::resource(path)
+    let post_only = endpoints.iter().all(|endpoint| endpoint.method == "POST");
+    let allowed = endpoints
+        .iter()
+        .map(|endpoint| endpoint.method)
+        .collect::<Vec<_>>()
+        .join(", ");
+    endpoints
+        .iter()
+        .fold(web::resource(endpoints[0].path), |resource, endpoint| {
+            resource.route(endpoint.route())
+        })
         .wrap(from_fn(move |req, next: Next<BoxBody>| {
-            json_bodies(allowed, req, next)
+            json_bodies(post_only, req, next)
         }))
-        .route(route)
-        .default_service(web::to(move |req: HttpRequest| async move {
-            Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
-                method: req.method().to_string(),
-                path: req.path().to_owned(),
-                allowed,
-            })
+        .default_service(web::to(move |req: HttpRequest| {
+            let allowed = allowed.clone();
+            async move {
+                Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+                    method: req.method().to_string(),
+                    path: req.path().to_owned(),
+                    allowed,
+                })
+            }
         }))
 }
 
-/// Middleware of every resource: a POST body to a resource that takes POST (`allowed`)
-/// must be `application/json` (or `application/*+json`) in UTF-8, checked before the
+/// Middleware of every resource: a POST body to a resource that takes only POST
+/// (`post_only`) must be `application/json` (or `application/*+json`) in UTF-8, checked before the
 /// body is read. actix-web's JSON
 /// extractor alone would also take `text/json` and any charset, then read the bytes as
 /// UTF-8 whatever they are.
 async fn json_bodies(
-    allowed: &'static str,
+    post_only: bool,
     req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
-    let refusal = if req.method() == Method::POST && allowed == "POST" {
+    let refusal = if req.method() == Method::POST && post_only {
         json_content_type(req.headers().get(header::CONTENT_TYPE))
     } else {
         Ok(())

@@ -353,6 +353,24 @@ impl Api {
         read(response).await
     }
 
+    /// Any request, its answer as it is: status and body bytes, JSON or not.
+    pub async fn raw(&self, method: Method, path: &str, json: &'static str) -> (u16, Bytes) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .insert_header(("content-type", "application/json"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send_body(json).await.expect("the proxy answers");
+        let body = response
+            .body()
+            .limit(1 << 20)
+            .await
+            .expect("reading the body");
+        (response.status().as_u16(), body)
+    }
+
     /// The status of `GET path`, or `None` when nothing listens yet.
     pub async fn probe(&self, path: &str) -> Option<u16> {
         let response = self

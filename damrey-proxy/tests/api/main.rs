@@ -11,6 +11,7 @@ mod dashboard;
 mod feed;
 mod health;
 mod metrics;
+mod openapi;
 mod outage;
 mod routes;
 mod stats;
