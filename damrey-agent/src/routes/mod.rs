@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix_web::error::QueryPayloadError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use damrey_actors::Router;
-use damrey_service::endpoint::Endpoint;
+use damrey_service::api_route::ApiRoute;
 
 use damrey_wire::rest::ErrorBody;
 
@@ -60,19 +60,19 @@ impl AppState {
 
 /// Every route the agent serves: [`configure`] registers them, and the OpenAPI document
 /// describes the same ones (its test holds the two together).
-pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint::new("GET", "/healthz", |route| route.to(health::healthz)),
-    Endpoint::new("GET", "/readyz", |route| route.to(health::readyz)),
-    Endpoint::new("POST", "/call/{worker}", |route| route.to(call::call)),
-    Endpoint::new("GET", "/attach/{worker}", |route| route.to(attach::attach)),
-    Endpoint::new("GET", "/peer", |route| route.to(peer::peer)),
-    Endpoint::new("GET", "/metrics", |route| route.to(metrics::metrics)),
-    Endpoint::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
-    Endpoint::new("GET", "/stats", |route| route.to(metrics::stats)),
-    Endpoint::new("GET", "/openapi.json", |route| route.to(openapi::document)),
+pub const ROUTES: &[ApiRoute] = &[
+    ApiRoute::new("GET", "/healthz", |route| route.to(health::healthz)),
+    ApiRoute::new("GET", "/readyz", |route| route.to(health::readyz)),
+    ApiRoute::new("POST", "/call/{worker}", |route| route.to(call::call)),
+    ApiRoute::new("GET", "/attach/{worker}", |route| route.to(attach::attach)),
+    ApiRoute::new("GET", "/peer", |route| route.to(peer::peer)),
+    ApiRoute::new("GET", "/metrics", |route| route.to(metrics::metrics)),
+    ApiRoute::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
+    ApiRoute::new("GET", "/stats", |route| route.to(metrics::stats)),
+    ApiRoute::new("GET", "/openapi.json", |route| route.to(openapi::document)),
 ];
 
-/// Registers [`ENDPOINTS`], with JSON answers for unknown paths, bad queries and bodies
+/// Registers [`ROUTES`], with JSON answers for unknown paths, bad queries and bodies
 /// over the limit.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(call::BODY_LIMIT))
@@ -83,7 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             };
             ApiError::Invalid(format!("invalid query string: {reason}")).into()
         }));
-    for endpoint in ENDPOINTS {
+    for endpoint in ROUTES {
         cfg.route(endpoint.path, endpoint.route());
     }
     cfg.default_service(web::to(not_found));

@@ -52,7 +52,7 @@ mod tests {
 
     use super::*;
     use crate::config::Settings;
-    use crate::routes::ENDPOINTS;
+    use crate::routes::ROUTES;
     use crate::startup::Application;
 
     /// The document as JSON, as `/openapi.json` serves it.
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn the_document_describes_every_registered_route_and_no_other() {
-        let registered: BTreeSet<(String, String)> = ENDPOINTS
+        let registered: BTreeSet<(String, String)> = ROUTES
             .iter()
             .map(|endpoint| (endpoint.method.to_owned(), endpoint.path.to_owned()))
             .collect();

@@ -19,7 +19,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::mime;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
-use damrey_service::endpoint::Endpoint;
+use damrey_service::api_route::ApiRoute;
 
 use crate::error::ApiError;
 use crate::feed::Feed;
@@ -51,35 +51,35 @@ pub struct AppState {
 /// Every route the proxy serves, in matching order: [`configure`] registers them (one
 /// resource per path), and the OpenAPI document describes the same ones (its test holds
 /// the two together).
-pub const ENDPOINTS: &[Endpoint] = &[
-    Endpoint::new("POST", "/worker/add", |route| route.to(workers::add)),
-    Endpoint::new("POST", "/worker/del", |route| route.to(workers::delete)),
-    Endpoint::new("POST", "/worker/chg", |route| route.to(workers::change)),
+pub const ROUTES: &[ApiRoute] = &[
+    ApiRoute::new("POST", "/worker/add", |route| route.to(workers::add)),
+    ApiRoute::new("POST", "/worker/del", |route| route.to(workers::delete)),
+    ApiRoute::new("POST", "/worker/chg", |route| route.to(workers::change)),
     // Before `/workers/{name}`, so that `get` and `stats` are not workers.
-    Endpoint::new("GET", "/workers/get", |route| route.to(workers::list)),
-    Endpoint::new("GET", "/workers/stats", |route| route.to(stats::stats)),
-    Endpoint::new("GET", "/workers/{name}", |route| route.to(workers::get)),
-    Endpoint::new("POST", HEARTBEAT_PATH, |route| route.to(agents::heartbeat)),
-    Endpoint::new("GET", "/agents", |route| route.to(agents::list)),
-    Endpoint::new("POST", "/agents/forget", |route| route.to(agents::forget)),
-    Endpoint::new("GET", "/alarms", |route| route.to(alarms::list)),
-    Endpoint::new("GET", "/metrics", |route| route.to(metrics::metrics)),
-    Endpoint::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
-    Endpoint::new("GET", "/healthz", |route| route.to(health::healthz)),
-    Endpoint::new("GET", "/readyz", |route| route.to(health::readyz)),
-    Endpoint::new("GET", "/openapi.json", |route| route.to(openapi::document)),
-    Endpoint::new("GET", "/", |route| route.to(dashboard::page)),
+    ApiRoute::new("GET", "/workers/get", |route| route.to(workers::list)),
+    ApiRoute::new("GET", "/workers/stats", |route| route.to(stats::stats)),
+    ApiRoute::new("GET", "/workers/{name}", |route| route.to(workers::get)),
+    ApiRoute::new("POST", HEARTBEAT_PATH, |route| route.to(agents::heartbeat)),
+    ApiRoute::new("GET", "/agents", |route| route.to(agents::list)),
+    ApiRoute::new("POST", "/agents/forget", |route| route.to(agents::forget)),
+    ApiRoute::new("GET", "/alarms", |route| route.to(alarms::list)),
+    ApiRoute::new("GET", "/metrics", |route| route.to(metrics::metrics)),
+    ApiRoute::new("HEAD", "/metrics", |route| route.to(metrics::metrics)),
+    ApiRoute::new("GET", "/healthz", |route| route.to(health::healthz)),
+    ApiRoute::new("GET", "/readyz", |route| route.to(health::readyz)),
+    ApiRoute::new("GET", "/openapi.json", |route| route.to(openapi::document)),
+    ApiRoute::new("GET", "/", |route| route.to(dashboard::page)),
 ];
 
 /// The path of agents' heartbeats, whose bodies may be larger ([`HEARTBEAT_LIMIT`]).
 const HEARTBEAT_PATH: &str = "/agents/heartbeat";
 
-/// Registers [`ENDPOINTS`], with a JSON 405 for wrong methods and a JSON 404 elsewhere.
+/// Registers [`ROUTES`], with a JSON 405 for wrong methods and a JSON 404 elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config(BODY_LIMIT))
         .app_data(query_config())
         .app_data(path_config());
-    for endpoints in ENDPOINTS.chunk_by(|a, b| a.path == b.path) {
+    for endpoints in ROUTES.chunk_by(|a, b| a.path == b.path) {
         let resource = resource(endpoints);
         if endpoints[0].path == HEARTBEAT_PATH {
             cfg.service(resource.app_data(json_config(HEARTBEAT_LIMIT)));
@@ -93,7 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// One path's resource: its methods' routes, JSON bodies on a POST-only path, and a
 /// JSON 405 naming the methods it takes.
 fn resource(
-    endpoints: &'static [Endpoint],
+    endpoints: &'static [ApiRoute],
 ) -> actix_web::Resource<
     impl ServiceFactory<
         ServiceRequest,

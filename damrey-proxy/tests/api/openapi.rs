@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use actix_web::http::Method;
-use damrey_proxy::routes::ENDPOINTS;
+use damrey_proxy::routes::ROUTES;
 use damrey_proxy::routes::openapi::ApiDoc;
 use damrey_service::openapi::{check, operations};
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ fn example(document: &Value, path: &str) -> Value {
 
 #[test]
 fn the_document_describes_every_registered_route_and_no_other() {
-    let registered: BTreeSet<(String, String)> = ENDPOINTS
+    let registered: BTreeSet<(String, String)> = ROUTES
         .iter()
         .map(|endpoint| (endpoint.method.to_owned(), endpoint.path.to_owned()))
         .collect();

@@ -6,7 +6,7 @@ use actix_web::{Route, web};
 
 /// One method on one path, and the handler that serves it.
 #[derive(Debug, Clone, Copy)]
-pub struct Endpoint {
+pub struct ApiRoute {
     /// The method, e.g. `"GET"`.
     pub method: &'static str,
     /// The path pattern, as actix-web matches it and OpenAPI writes it: `/workers/{name}`.
@@ -15,14 +15,14 @@ pub struct Endpoint {
     pub handler: fn(Route) -> Route,
 }
 
-impl Endpoint {
+impl ApiRoute {
     /// `method` on `path`, served by `handler`.
     pub const fn new(
         method: &'static str,
         path: &'static str,
         handler: fn(Route) -> Route,
     ) -> Self {
-        Endpoint {
+        ApiRoute {
             method,
             path,
             handler,
