@@ -226,3 +226,27 @@ pub async fn get(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damrey_wire::rest::WorkerList;
+
+    #[test]
+    fn the_borrowed_view_writes_what_the_shared_worker_list_reads() {
+        let workers = [WorkerSpec::new("add").command("sqsum", "nobody")];
+        let warnings = BTreeMap::from([("add", workers[0].warnings(&workers))]);
+        let view = WorkerListView {
+            version: 4,
+            workers: &workers,
+            warnings,
+        };
+
+        let read: WorkerList =
+            serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
+
+        assert_eq!(read.version, 4);
+        assert_eq!(read.workers, workers);
+        assert_eq!(read.warnings["add"], workers[0].warnings(&workers));
+    }
+}
