@@ -62,8 +62,16 @@ fn build() -> PathBuf {
         Some(other) => other,
         None => panic!("no profile in {}", profile_dir.display()),
     };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut command = Command::new(cargo);
+    let run_by_cargo = std::env::var_os("CARGO");
+    let cargo = PathBuf::from(run_by_cargo.clone().unwrap_or_else(|| env!("CARGO").into()));
+    let mut command = Command::new(&cargo);
+    // Started by hand rather than by cargo, the binary has no RUSTUP_TOOLCHAIN: rustup's
+    // `rustc` would then pick a toolchain by the directory it compiles in (a dependency
+    // may pin one), so name the compiler that came with this cargo.
+    let rustc = cargo.with_file_name("rustc");
+    if run_by_cargo.is_none() && std::env::var_os("RUSTC").is_none() && rustc.exists() {
+        command.env("RUSTC", rustc);
+    }
     command
         .arg("build")
         .arg("--bins")
