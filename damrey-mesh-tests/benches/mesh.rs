@@ -17,13 +17,15 @@ mod support {
     pub use damrey_mesh_tests::process::*;
 }
 
+use damrey_mesh_tests::load::{Figures, drive, env_or, report};
+
 #[path = "raw_http.rs"]
 mod raw_http;
 
 use std::cell::RefCell;
 use std::process::Command;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::{SinkExt, StreamExt};
@@ -33,49 +35,6 @@ use damrey_example::{Add, Entry, Square};
 use raw_http::{connect, exchange};
 use serde_json::json;
 use support::{Agent, AgentOptions, Process, Proxy, TempDir};
-
-/// What one measured run gives.
-struct Figures {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// Runs `call` from `in_flight` tasks for `seconds`; every reply must be `expected`.
-async fn drive<F, Fut>(in_flight: usize, seconds: f64, expected: &Message, call: F) -> Figures
-where
-    F: Fn() -> Fut + Clone + 'static,
-    Fut: Future<Output = Message> + 'static,
-{
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let latencies = Rc::new(RefCell::new(Vec::new()));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let (call, latencies, expected) = (call.clone(), latencies.clone(), expected.clone());
-            actix_rt::spawn(async move {
-                while Instant::now() < until {
-                    let sent = Instant::now();
-                    let reply = call().await;
-                    latencies.borrow_mut().push(sent.elapsed());
-                    assert_eq!(reply, expected, "wrong answer");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("load task");
-    }
-    let elapsed = started.elapsed();
-    let mut latencies = latencies.take();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Figures {
-        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
 
 /// The median figures (by rate) of `rounds` runs.
 async fn measure<F, Fut>(
@@ -175,22 +134,6 @@ fn median(rates: &mut [f64]) -> f64 {
 
 fn forty_nine() -> Message {
     Message::response("sqsum", ["49"])
-}
-
-fn report(label: &str, figures: &Figures) {
-    println!(
-        "{label:<44} {:>9.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
-        figures.rate,
-        figures.p50.as_secs_f64() * 1e6,
-        figures.p99.as_secs_f64() * 1e6
-    );
-}
-
-fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Set in the echo server's environment: this bench binary is the echo server.

@@ -17,9 +17,9 @@ mod support {
     pub use damrey_mesh_tests::wait::*;
 }
 
-use std::cell::RefCell;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use damrey_mesh_tests::load::{self, Figures, env_or, report};
+
+use std::time::Duration;
 
 use damrey_actors::Message;
 use support::{
@@ -27,79 +27,34 @@ use support::{
     tls_proxy, tls_worker,
 };
 
-/// One measured run.
-struct Figures {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
 /// Calls `url` from `in_flight` tasks for `seconds` with `client`; every reply must be 49.
 async fn drive(client: &awc::Client, url: &str, in_flight: usize, seconds: f64) -> Figures {
-    let until = Instant::now() + Duration::from_secs_f64(seconds);
-    let latencies = Rc::new(RefCell::new(Vec::new()));
-    let started = Instant::now();
     let body = Message::request("sqsum", ["3", "4"]).to_json();
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let (client, url, body, latencies) = (
-                client.clone(),
-                url.to_owned(),
-                body.clone(),
-                latencies.clone(),
-            );
-            actix_rt::spawn(async move {
-                while Instant::now() < until {
-                    let sent = Instant::now();
-                    let mut response = client
-                        .post(&url)
-                        .bearer_auth(TLS_TOKEN)
-                        .send_body(body.clone())
-                        .await
-                        .expect("the agent answers");
-                    let reply = response.body().await.expect("a body");
-                    latencies.borrow_mut().push(sent.elapsed());
-                    assert_eq!(
-                        Message::from_json_slice(&reply).expect("a message"),
-                        Message::response("sqsum", ["49"])
-                    );
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("load task");
-    }
-    let elapsed = started.elapsed();
-    let mut latencies = latencies.take();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Figures {
-        rate: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-    }
+    let (client, url) = (client.clone(), url.to_owned());
+    load::drive(
+        in_flight,
+        seconds,
+        &Message::response("sqsum", ["49"]),
+        move || {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            async move {
+                let mut response = client
+                    .post(&url)
+                    .bearer_auth(TLS_TOKEN)
+                    .send_body(body)
+                    .await
+                    .expect("the agent answers");
+                let reply = response.body().await.expect("a body");
+                Message::from_json_slice(&reply).expect("a message")
+            }
+        },
+    )
+    .await
 }
 
 fn median(mut runs: Vec<Figures>) -> Figures {
     runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     runs.swap_remove(runs.len() / 2)
-}
-
-fn report(label: &str, figures: &Figures) {
-    println!(
-        "{label:<44} {:>9.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs",
-        figures.rate,
-        figures.p50.as_secs_f64() * 1e6,
-        figures.p99.as_secs_f64() * 1e6
-    );
-}
-
-fn env_or(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Waits until a call through `url` answers 200.

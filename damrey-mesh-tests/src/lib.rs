@@ -24,6 +24,7 @@
 
 pub mod binaries;
 pub mod example;
+pub mod load;
 pub mod mesh;
 pub mod process;
 pub mod wait;
