@@ -4,7 +4,7 @@
 //! links share with it ([`ClientSocket`], [`write_batch`], [`Waiters`]).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
-//! token is set). The agent refuses with 401 (bad token), 404 (no such worker) or 503
+//! token is set, and offering the binary form of frames, [`damrey_wire::binary`]). The agent refuses with 401 (bad token), 404 (no such worker) or 503
 //! (no configs yet: it has not heard from its proxy and has no cache) before the
 //! upgrade, or accepts and sends [`Frame::Welcome`] first. A 503 is waited out: a
 //! starting worker tries again with backoff for up to [`READY_WAIT`], a reconnecting
@@ -23,6 +23,9 @@ use std::time::Duration;
 
 use actix_http::ws;
 use damrey_service::credential::Secret;
+use damrey_wire::binary::{
+    BINARY, Encoded, FORM_HEADER, Form, FrameError, LinkFrame, coalesce, read_message,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
@@ -69,7 +72,8 @@ pub(crate) struct AgentAddress {
 }
 
 impl AgentAddress {
-    /// Connects and waits for the welcome; returns the socket and the worker's mpu.
+    /// Connects and waits for the welcome; returns the socket, the worker's mpu and the
+    /// form of the connection's frames.
     async fn connect(&self) -> Result<(ClientSocket, Welcome), AttachFailure> {
         let refused = |reason: String| {
             AttachFailure::Refused(WorkerError::Refused {
@@ -85,11 +89,12 @@ impl AgentAddress {
         );
         let mut request = crate::tls::client(Duration::from_secs(5), self.tls.as_ref())
             .ws(url)
-            .max_frame_size(MAX_FRAME);
+            .max_frame_size(MAX_FRAME)
+            .set_header(FORM_HEADER, BINARY);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        let (_, mut socket) = request.connect().await.map_err(|error| match error {
+        let (response, mut socket) = request.connect().await.map_err(|error| match error {
             awc::error::WsClientError::InvalidResponseStatus(status) if status.as_u16() == 401 => {
                 refused("the agent refused the token".to_owned())
             }
@@ -120,21 +125,33 @@ impl AgentAddress {
             }),
             other => refused(other.to_string()),
         })?;
+        let form = Form::agreed(
+            response
+                .headers()
+                .get(FORM_HEADER)
+                .map(|value| value.as_bytes()),
+        );
         loop {
-            match socket.next().await {
-                Some(Ok(ws::Frame::Text(text))) => {
-                    return match serde_json::from_slice::<Frame>(&text) {
-                        Ok(Frame::Welcome { mpu, run }) => Ok((socket, Welcome { mpu, run })),
-                        _ => Err(refused("the agent did not welcome the worker".to_owned())),
-                    };
-                }
+            let (binary, payload) = match socket.next().await {
+                Some(Ok(ws::Frame::Text(payload))) => (false, payload),
+                Some(Ok(ws::Frame::Binary(payload))) => (true, payload),
                 Some(Ok(ws::Frame::Ping(bytes))) => {
                     let _ = socket.send(ws::Message::Pong(bytes)).await;
+                    continue;
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => continue,
                 Some(Err(error)) => return Err(refused(error.to_string())),
                 None => return Err(refused("the agent closed the connection".to_owned())),
-            }
+            };
+            let mut welcome = None;
+            read_message(binary, &payload, |frame| {
+                if let (None, Ok(Frame::Welcome { mpu, run })) = (welcome, frame) {
+                    welcome = Some(Welcome { mpu, run, form });
+                }
+            });
+            return welcome
+                .map(|welcome| (socket, welcome))
+                .ok_or_else(|| refused("the agent did not welcome the worker".to_owned()));
         }
     }
 }
@@ -144,6 +161,8 @@ impl AgentAddress {
 struct Welcome {
     mpu: u32,
     run: Uuid,
+    /// How this connection's frames are written.
+    form: Form,
 }
 
 /// How long a stopping worker gives its last results and the close handshake: the
@@ -153,21 +172,38 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client WebSocket, as awc opens it.
 pub type ClientSocket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
-/// Writes `first` and whatever else is already queued as text frames, then flushes
-/// once: under load many frames leave in one write.
+/// Writes `first` and whatever else is already queued, then flushes once: under load
+/// many frames leave in one write, and binary ones in one WebSocket message.
 ///
 /// # Errors
 /// The socket failed.
 pub async fn write_batch(
     socket: &mut ClientSocket,
-    first: String,
-    queued: &mut mpsc::UnboundedReceiver<String>,
+    first: Encoded,
+    queued: &mut mpsc::UnboundedReceiver<Encoded>,
 ) -> Result<(), ws::ProtocolError> {
-    socket.feed(ws::Message::Text(first.into())).await?;
-    while let Ok(text) = queued.try_recv() {
-        socket.feed(ws::Message::Text(text.into())).await?;
-    }
+    let frames = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()));
+    feed(socket, frames).await?;
     socket.flush().await
+}
+
+/// Feeds `frames` to the socket, binary ones joined, without flushing.
+async fn feed(
+    socket: &mut ClientSocket,
+    frames: impl IntoIterator<Item = Encoded>,
+) -> Result<(), ws::ProtocolError> {
+    for message in coalesce(frames, MAX_FRAME) {
+        socket.feed(ws_message(message)).await?;
+    }
+    Ok(())
+}
+
+/// The WebSocket message that carries an encoded frame (or joined binary frames).
+pub fn ws_message(encoded: Encoded) -> ws::Message {
+    match encoded {
+        Encoded::Text(text) => ws::Message::Text(text.into()),
+        Encoded::Binary(bytes) => ws::Message::Binary(bytes.into()),
+    }
 }
 
 /// Callers waiting for one answer each (a step's outcome), by a number handed out here.
@@ -221,8 +257,11 @@ impl<T> Waiters<T> {
 /// The worker's side of the link: shared by the handle and the connection task.
 pub(crate) struct AgentLink {
     address: AgentAddress,
-    /// Frames to send, as JSON text.
-    out: mpsc::UnboundedSender<String>,
+    /// Frames to send, encoded.
+    out: mpsc::UnboundedSender<Encoded>,
+    /// Whether the current connection's frames are binary (else JSON): the form agreed
+    /// with the agent, set at each connect before anything is queued for it.
+    binary: AtomicBool,
     outbox: Outbox,
     stopping: AtomicBool,
     connected: AtomicBool,
@@ -250,6 +289,7 @@ impl AgentLink {
         let link = Arc::new(AgentLink {
             address,
             out,
+            binary: AtomicBool::new(welcome.form == Form::Binary),
             outbox: Outbox::new(retries, welcome.run),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(true),
@@ -276,13 +316,13 @@ impl AgentLink {
         let deadline = deadline_after(timeout);
         let kind = message.kind.clone();
         let (id, rx, frame) = self.outbox.request(message, to, deadline);
-        let text = frame.to_json();
-        if text.len() > MAX_FRAME {
+        let encoded = self.encode(&frame);
+        if encoded.len() > MAX_FRAME {
             self.outbox.forget(id);
             // The request's own data is too large: the caller's error.
-            return too_large(&kind, "the request", text.len()).into();
+            return too_large(&kind, "the request", encoded.len()).into();
         }
-        if self.out.send(text).is_err() {
+        if self.out.send(encoded).is_err() {
             self.outbox.forget(id);
             return Terminal::fault(
                 kind,
@@ -304,20 +344,31 @@ impl AgentLink {
     /// line may take up to `budget`.
     pub(crate) fn push(&self, message: Message, budget: Duration) -> Result<(), WorkerError> {
         let (id, frame) = self.outbox.push(message, deadline_after(budget));
-        let text = frame.to_json();
-        if text.len() > MAX_FRAME {
+        let encoded = self.encode(&frame);
+        if encoded.len() > MAX_FRAME {
             self.outbox.forget(id);
-            return Err(WorkerError::TooLarge { bytes: text.len() });
+            return Err(WorkerError::TooLarge {
+                bytes: encoded.len(),
+            });
         }
         self.out
-            .send(text)
+            .send(encoded)
             .map_err(|_| WorkerError::Detached(self.address.name.clone()))
     }
 
     /// Tells the agent to stop routing here, and stops reconnecting.
     pub(crate) fn leave(&self) {
         self.stopping.store(true, Ordering::Release);
-        let _ = self.out.send(Frame::Leave.to_json());
+        let _ = self.out.send(self.encode(&Frame::Leave));
+    }
+
+    /// `frame` in the form of the current connection.
+    fn encode(&self, frame: &Frame) -> Encoded {
+        frame.encode(if self.binary.load(Ordering::Acquire) {
+            Form::Binary
+        } else {
+            Form::Json
+        })
     }
 
     /// Once the steps delivered so far have their results queued, writes everything
@@ -348,7 +399,7 @@ impl AgentLink {
 pub(crate) struct LinkStarter {
     link: Arc<AgentLink>,
     socket: ClientSocket,
-    out_rx: mpsc::UnboundedReceiver<String>,
+    out_rx: mpsc::UnboundedReceiver<Encoded>,
 }
 
 impl LinkStarter {
@@ -362,7 +413,7 @@ impl LinkStarter {
 async fn serve_link(
     link: Arc<AgentLink>,
     mut socket: ClientSocket,
-    mut out_rx: mpsc::UnboundedReceiver<String>,
+    mut out_rx: mpsc::UnboundedReceiver<Encoded>,
     instance: Instance,
 ) {
     loop {
@@ -382,8 +433,10 @@ async fn serve_link(
                 // instead, with the time left now; what a restarted agent may have
                 // run before it forgot it is answered rather than sent again.
                 while out_rx.try_recv().is_ok() {}
+                link.binary
+                    .store(welcome.form == Form::Binary, Ordering::Release);
                 for frame in link.outbox.reconnected(welcome.run) {
-                    let _ = link.out.send(frame.to_json());
+                    let _ = link.out.send(link.encode(&frame));
                 }
                 // The config may have changed while the worker was away.
                 instance.set_mpu(Mpu(welcome.mpu));
@@ -476,56 +529,21 @@ const RECONNECT_CAP: Duration = Duration::from_millis(250);
 async fn serve_connection(
     link: &Arc<AgentLink>,
     mut socket: ClientSocket,
-    out_rx: &mut mpsc::UnboundedReceiver<String>,
+    out_rx: &mut mpsc::UnboundedReceiver<Encoded>,
     instance: &Instance,
 ) {
     // Results of this connection's steps; dropped with it (see the module's docs).
-    let (results, mut results_rx) = mpsc::unbounded_channel::<String>();
+    let (results, mut results_rx) = mpsc::unbounded_channel::<Encoded>();
     let mut closing = link.closing.subscribe();
     loop {
         tokio::select! {
             incoming = socket.next() => match incoming {
-                Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<Frame>(&text) {
-                    Ok(Frame::Deliver { id, ms, msg }) => {
-                        let step = link.steps.enter();
-                        let (instance, results, out) = (instance.clone(), results.clone(), link.out.clone());
-                        actix_rt::spawn(async move {
-                            let deadline = deadline_after(Duration::from_millis(ms));
-                            let restarts_before = instance.restarts();
-                            let frame = match instance.process(msg, deadline).await {
-                                Ok(msg) => Frame::Result { id, msg },
-                                // Stopping, it never started the step: another may run it.
-                                Err(lost) if lost.stopped => Frame::Unstarted { id },
-                                Err(lost) => Frame::Result { id, msg: lost.into_error() },
-                            };
-                            let mut text = frame.to_json();
-                            if text.len() > MAX_FRAME {
-                                let Frame::Result { msg, .. } = &frame else {
-                                    unreachable!("only a result can be that large")
-                                };
-                                let msg = too_large(&msg.kind, "the step's result", text.len());
-                                text = Frame::Result { id, msg }.to_json();
-                            }
-                            let _ = results.send(text);
-                            let total = instance.restarts();
-                            if total != restarts_before {
-                                let _ = out.send(Frame::Restarts { total }.to_json());
-                            }
-                            drop(step);
-                        });
-                    }
-                    Ok(Frame::Reply { id, msg, fault }) => link.outbox.answered(
-                        id,
-                        Some(Terminal {
-                            message: msg,
-                            fault,
-                        }),
-                    ),
-                    Ok(Frame::Pushed { id }) => link.outbox.answered(id, None),
-                    Ok(Frame::Mpu { mpu }) => instance.set_mpu(Mpu(mpu)),
-                    Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),
-                    Err(error) => tracing::warn!(error = %error, "unreadable frame from the agent"),
-                },
+                Some(Ok(ws::Frame::Text(payload))) => read_message(false, &payload, |frame| {
+                    on_frame(link, instance, &results, frame);
+                }),
+                Some(Ok(ws::Frame::Binary(payload))) => read_message(true, &payload, |frame| {
+                    on_frame(link, instance, &results, frame);
+                }),
                 Some(Ok(ws::Frame::Ping(bytes))) => {
                     if socket.send(ws::Message::Pong(bytes)).await.is_err() {
                         return;
@@ -568,23 +586,72 @@ async fn serve_connection(
     }
 }
 
+/// Handles one frame from the agent: a delivery runs on the instance and its result
+/// is queued on `results`, this connection's.
+fn on_frame(
+    link: &Arc<AgentLink>,
+    instance: &Instance,
+    results: &mpsc::UnboundedSender<Encoded>,
+    frame: Result<Frame, FrameError>,
+) {
+    match frame {
+        Ok(Frame::Deliver { id, ms, msg }) => {
+            let step = link.steps.enter();
+            let (link, instance, results) = (link.clone(), instance.clone(), results.clone());
+            actix_rt::spawn(async move {
+                let deadline = deadline_after(Duration::from_millis(ms));
+                let restarts_before = instance.restarts();
+                let frame = match instance.process(msg, deadline).await {
+                    Ok(msg) => Frame::Result { id, msg },
+                    // Stopping, it never started the step: another may run it.
+                    Err(lost) if lost.stopped => Frame::Unstarted { id },
+                    Err(lost) => Frame::Result {
+                        id,
+                        msg: lost.into_error(),
+                    },
+                };
+                let mut encoded = link.encode(&frame);
+                if encoded.len() > MAX_FRAME {
+                    let Frame::Result { msg, .. } = &frame else {
+                        unreachable!("only a result can be that large")
+                    };
+                    let msg = too_large(&msg.kind, "the step's result", encoded.len());
+                    encoded = link.encode(&Frame::Result { id, msg });
+                }
+                let _ = results.send(encoded);
+                let total = instance.restarts();
+                if total != restarts_before {
+                    let _ = link.out.send(link.encode(&Frame::Restarts { total }));
+                }
+                drop(step);
+            });
+        }
+        Ok(Frame::Reply { id, msg, fault }) => link.outbox.answered(
+            id,
+            Some(Terminal {
+                message: msg,
+                fault,
+            }),
+        ),
+        Ok(Frame::Pushed { id }) => link.outbox.answered(id, None),
+        Ok(Frame::Mpu { mpu }) => instance.set_mpu(Mpu(mpu)),
+        Ok(other) => tracing::warn!(?other, "unexpected frame from the agent"),
+        Err(error) => tracing::warn!(error = %error, "unreadable frame from the agent"),
+    }
+}
+
 /// Writes every frame already queued, sends a close frame, and waits for the agent's.
 async fn close_connection(
     socket: &mut ClientSocket,
-    out_rx: &mut mpsc::UnboundedReceiver<String>,
-    results_rx: &mut mpsc::UnboundedReceiver<String>,
+    out_rx: &mut mpsc::UnboundedReceiver<Encoded>,
+    results_rx: &mut mpsc::UnboundedReceiver<Encoded>,
 ) {
-    let mut queued = Vec::new();
-    while let Ok(text) = results_rx.try_recv() {
-        queued.push(text);
-    }
-    while let Ok(text) = out_rx.try_recv() {
-        queued.push(text);
-    }
-    for text in queued {
-        if socket.feed(ws::Message::Text(text.into())).await.is_err() {
-            return;
-        }
+    let results = std::iter::from_fn(|| results_rx.try_recv().ok());
+    let queued: Vec<Encoded> = results
+        .chain(std::iter::from_fn(|| out_rx.try_recv().ok()))
+        .collect();
+    if feed(socket, queued).await.is_err() {
+        return;
     }
     let normal = ws::CloseReason::from(ws::CloseCode::Normal);
     if socket.send(ws::Message::Close(Some(normal))).await.is_err() {

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_ws::{AggregatedMessage, Session};
+use actix_ws::AggregatedMessage;
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::deadline::millis_left;
 use damrey_actors::link::Waiters;
 use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
+use damrey_wire::binary::{Encoded, Form, FrameError, LinkFrame, read_message};
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::frame::{Frame, too_large};
 use futures_util::StreamExt;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 
 use crate::outbox::{Arrival, OutboxLedger};
 use crate::shutdown::Shutdown;
+use crate::socket::{Connection, write};
 use crate::stats::{InstanceStats, Registry};
 
 /// Pings in a row a worker may leave unanswered before it is taken out of the rotation
@@ -48,22 +50,46 @@ pub struct SessionSettings {
     /// This agent process's run, told to workers in the welcome.
     pub run: Uuid,
     /// Worker processes' own requests and pushes by id, so a resent one runs once.
-    pub outbox: Arc<OutboxLedger<mpsc::UnboundedSender<Outgoing>>>,
+    pub outbox: Arc<OutboxLedger<SessionWriter>>,
 }
 
 /// What a session loop writes: a frame, or the agent's own request to close.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A frame, as JSON text.
-    Frame(String),
+    /// A frame, encoded in the session's form.
+    Frame(Encoded),
     /// Close the session.
     Close,
+}
+
+/// Queues frames for one worker session, in the form agreed with the worker.
+#[derive(Clone)]
+pub struct SessionWriter {
+    out: mpsc::UnboundedSender<Outgoing>,
+    form: Form,
+}
+
+impl SessionWriter {
+    /// `frame` in the session's form.
+    fn encode(&self, frame: &Frame) -> Encoded {
+        frame.encode(self.form)
+    }
+
+    /// Queues `frame`; `false` when the session is gone.
+    fn send(&self, frame: &Frame) -> bool {
+        self.send_encoded(self.encode(frame))
+    }
+
+    /// Queues a frame already encoded; `false` when the session is gone.
+    fn send_encoded(&self, encoded: Encoded) -> bool {
+        self.out.send(Outgoing::Frame(encoded)).is_ok()
+    }
 }
 
 /// The agent's side of one attached worker process.
 pub struct WorkerSession {
     worker: String,
-    out: mpsc::UnboundedSender<Outgoing>,
+    out: SessionWriter,
     steps: Waiters<Option<Message>>,
     /// What the agent counts for this instance (its in-flight count is the load).
     stats: Arc<InstanceStats>,
@@ -89,21 +115,25 @@ impl WorkerSession {
             ms: millis_left(deadline),
             msg: message,
         };
-        let text = frame.to_json();
+        let encoded = self.out.encode(&frame);
         let Frame::Deliver { msg: message, .. } = frame else {
             unreachable!("built as a delivery just above")
         };
-        if text.len() > MAX_FRAME {
+        if encoded.len() > MAX_FRAME {
             // The worker would drop the connection on it, and every step it holds.
             self.steps.forget(id);
-            return Ok(too_large(&message.kind, "the step's message", text.len()));
+            return Ok(too_large(
+                &message.kind,
+                "the step's message",
+                encoded.len(),
+            ));
         }
         self.stats.tally.in_flight.fetch_add(1, Ordering::Relaxed);
         let delivered = Instant::now();
         if self.counting {
             self.stats.tally.received.fetch_add(1, Ordering::Relaxed);
         }
-        let outcome = if self.out.send(Outgoing::Frame(text)).is_err() {
+        let outcome = if !self.out.send_encoded(encoded) {
             Err(Lost::gone(message))
         } else {
             match timeout_at(deadline, rx).await {
@@ -149,7 +179,7 @@ impl Endpoint for WorkerSession {
 
     fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            let _ = self.out.send(Outgoing::Close);
+            let _ = self.out.out.send(Outgoing::Close);
         })
     }
 
@@ -159,27 +189,31 @@ impl Endpoint for WorkerSession {
     }
 
     fn set_mpu(&self, mpu: Mpu) {
-        let _ = self
-            .out
-            .send(Outgoing::Frame(Frame::Mpu { mpu: mpu.0 }.to_json()));
+        self.out.send(&Frame::Mpu { mpu: mpu.0 });
     }
 }
 
 /// Serves an accepted worker connection until it closes: registers the instance with
-/// the router, answers the worker's own requests, and cleans up after it.
+/// the router, answers the worker's own requests, and cleans up after it. Frames go out
+/// in the form agreed with the worker.
 pub async fn serve(
     router: Router,
     worker: String,
     mpu: u32,
-    mut session: Session,
-    stream: actix_ws::MessageStream,
+    connection: Connection,
     settings: SessionSettings,
     shutdown: Shutdown,
 ) {
+    let Connection {
+        mut session,
+        stream,
+        form,
+    } = connection;
     let mut closing = shutdown.on_closing();
     let ping_every = settings.ping_every;
     let (out, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let stats = settings.registry.register(&worker);
+    let out = SessionWriter { out, form };
     let endpoint = Arc::new(WorkerSession {
         worker: worker.clone(),
         out: out.clone(),
@@ -192,17 +226,11 @@ pub async fn serve(
     });
     let instance = Instance::new(endpoint.clone());
     let _ = stats.health.set(instance.health().clone());
-    if session
-        .text(
-            Frame::Welcome {
-                mpu,
-                run: settings.run,
-            }
-            .to_json(),
-        )
-        .await
-        .is_err()
-    {
+    let welcome = Frame::Welcome {
+        mpu,
+        run: settings.run,
+    };
+    if write(&mut session, [welcome.encode(form)]).await.is_err() {
         settings.registry.unregister(&stats);
         return;
     }
@@ -226,7 +254,15 @@ pub async fn serve(
         let heard = tokio::select! {
             incoming = stream.next() => match incoming {
                 Some(Ok(AggregatedMessage::Text(text))) => {
-                    on_frame(&router, &endpoint, &instance, &out, &settings.outbox, &shutdown, text.as_bytes());
+                    read_message(false, text.as_bytes(), |frame| {
+                        on_frame(&router, &endpoint, &instance, &settings.outbox, &shutdown, frame);
+                    });
+                    true
+                }
+                Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                    read_message(true, &bytes, |frame| {
+                        on_frame(&router, &endpoint, &instance, &settings.outbox, &shutdown, frame);
+                    });
                     true
                 }
                 Some(Ok(AggregatedMessage::Ping(bytes))) => {
@@ -237,34 +273,36 @@ pub async fn serve(
                 }
                 Some(Ok(AggregatedMessage::Pong(_))) => true,
                 Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(AggregatedMessage::Binary(_))) => false,
             },
             outgoing = out_rx.recv() => {
-                let Some(mut next) = outgoing else { break };
-                // Write everything already queued before going back to waiting.
-                loop {
-                    match next {
-                        Outgoing::Frame(text) => {
-                            if session.text(text).await.is_err() {
-                                break 'serve;
-                            }
+                let Some(first) = outgoing else { break };
+                // Write everything already queued before going back to waiting, binary
+                // frames joined into as few messages as the frame limit allows.
+                let mut close = false;
+                let frames = std::iter::once(first)
+                    .chain(std::iter::from_fn(|| out_rx.try_recv().ok()))
+                    .map_while(|next| match next {
+                        Outgoing::Frame(encoded) => Some(encoded),
+                        Outgoing::Close => {
+                            close = true;
+                            None
                         }
-                        Outgoing::Close => break 'serve,
-                    }
-                    match out_rx.try_recv() {
-                        Ok(more) => next = more,
-                        Err(_) => break,
-                    }
+                    });
+                if write(&mut session, frames).await.is_err() {
+                    break 'serve;
+                }
+                if close {
+                    break 'serve;
                 }
                 false
             },
             _ = closing.raised() => {
                 // Replies to the worker's own requests are queued by now: send them first.
-                while let Ok(Outgoing::Frame(text)) = out_rx.try_recv() {
-                    if session.text(text).await.is_err() {
-                        break;
-                    }
-                }
+                let frames = std::iter::from_fn(|| match out_rx.try_recv() {
+                    Ok(Outgoing::Frame(encoded)) => Some(encoded),
+                    _ => None,
+                });
+                let _ = write(&mut session, frames).await;
                 break;
             }
             _ = ping.tick() => {
@@ -316,12 +354,12 @@ fn on_frame(
     router: &Router,
     endpoint: &Arc<WorkerSession>,
     instance: &Instance,
-    out: &mpsc::UnboundedSender<Outgoing>,
-    outbox: &Arc<OutboxLedger<mpsc::UnboundedSender<Outgoing>>>,
+    outbox: &Arc<OutboxLedger<SessionWriter>>,
     shutdown: &Shutdown,
-    text: &[u8],
+    frame: Result<Frame, FrameError>,
 ) {
-    match serde_json::from_slice::<Frame>(text) {
+    let out = &endpoint.out;
+    match frame {
         Ok(Frame::Result { id, msg }) => endpoint.steps.resolve(id, Some(msg)),
         Ok(Frame::Unstarted { id }) => endpoint.steps.resolve(id, None),
         Ok(Frame::Request { id, ms, msg, to }) => match outbox.arrive(id, out.clone()) {
@@ -337,12 +375,11 @@ fn on_frame(
                         None => router.request_from_terminal(&worker, msg, timeout).await,
                     };
                     if let Some(out) = outbox.finish(id, Some(reply.clone()), until) {
-                        let frame = Frame::Reply {
+                        out.send(&Frame::Reply {
                             id,
                             msg: reply.message,
                             fault: reply.fault,
-                        };
-                        let _ = out.send(Outgoing::Frame(frame.to_json()));
+                        });
                     }
                     drop(replying);
                 });
@@ -351,16 +388,15 @@ fn on_frame(
             Arrival::Running => {}
             Arrival::Done(reply) => {
                 let reply = reply.unwrap_or_else(|| Message::stop().into());
-                let frame = Frame::Reply {
+                out.send(&Frame::Reply {
                     id,
                     msg: reply.message,
                     fault: reply.fault,
-                };
-                let _ = out.send(Outgoing::Frame(frame.to_json()));
+                });
             }
         },
         Ok(Frame::Push { id, ms, msg }) => {
-            let _ = out.send(Outgoing::Frame(Frame::Pushed { id }.to_json()));
+            out.send(&Frame::Pushed { id });
             if outbox.arrive(id, out.clone()) == Arrival::New {
                 let (router, outbox) = (router.clone(), outbox.clone());
                 let worker = endpoint.worker.clone();

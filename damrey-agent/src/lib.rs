@@ -16,6 +16,7 @@ pub mod peers;
 pub mod proxy_client;
 pub mod routes;
 pub mod shutdown;
+pub mod socket;
 pub mod startup;
 pub mod stats;
 

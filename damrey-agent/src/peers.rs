@@ -20,6 +20,9 @@ use damrey_actors::link::{ClientSocket, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError, Router, Terminal};
 use damrey_service::credential::Secret;
 use damrey_service::tls;
+use damrey_wire::binary::{
+    BINARY, Encoded, FORM_HEADER, Form, FrameError, LinkFrame, read_message,
+};
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::peer::{PeerFrame, RUN_HEADER};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -29,17 +32,20 @@ use uuid::Uuid;
 
 use crate::known::KnownAgents;
 use crate::shutdown::Shutdown;
+use crate::socket::{Connection, write};
 
 /// How long a frame waits for its ack before it is sent again.
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long opening a link may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The live connection to a peer: its writer, and the peer's run.
+/// The live connection to a peer: its writer, the peer's run, and the form of its
+/// frames.
 #[derive(Clone)]
 struct Live {
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::UnboundedSender<Encoded>,
     run: Uuid,
+    form: Form,
 }
 
 /// Unacknowledged legs past their deadline are swept out when this many are kept.
@@ -145,16 +151,8 @@ impl PeerLinks {
         let link = self.link(agent);
         let (token, tls) = (self.token.clone(), self.tls.clone());
         let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
-        let text = serde_json::to_string(&frame(seq)).expect("frames always serialize");
-        if text.len() > MAX_FRAME {
-            // The peer would drop the whole link on it.
-            let error = RemoteError::TooLarge {
-                agent: link.agent.clone(),
-                bytes: text.len(),
-            };
-            return Box::pin(async move { Err(error) });
-        }
-        Box::pin(async move { link.send(text, seq, deadline, leg, &token, &tls).await })
+        let frame = frame(seq);
+        Box::pin(async move { link.send(frame, seq, deadline, leg, &token, &tls).await })
     }
 }
 
@@ -224,10 +222,12 @@ impl PeerLink {
         }
     }
 
-    /// One attempt: (re)connect if needed, send, wait for the ack.
+    /// One attempt: (re)connect if needed, send, wait for the ack. A frame over
+    /// [`MAX_FRAME`] is refused before anything is written: the peer would drop the
+    /// whole link on it.
     async fn send(
         self: &Arc<Self>,
-        text: String,
+        frame: PeerFrame,
         seq: u64,
         deadline: Instant,
         leg: Option<(Uuid, u32)>,
@@ -242,12 +242,19 @@ impl PeerLink {
             .writer(deadline, token, tls)
             .await
             .map_err(unreachable)?;
+        let encoded = frame.encode(live.form);
+        if encoded.len() > MAX_FRAME {
+            return Err(RemoteError::TooLarge {
+                agent: self.agent.clone(),
+                bytes: encoded.len(),
+            });
+        }
         if let Some(leg) = leg {
             self.written(leg, live.run, deadline)?;
         }
         let (tx, rx) = oneshot::channel();
         self.acks().insert(seq, tx);
-        if live.out.send(text).is_err() {
+        if live.out.send(encoded).is_err() {
             self.acks().remove(&seq);
             return Err(unreachable(LinkError::Closed));
         }
@@ -296,9 +303,9 @@ impl PeerLink {
         let (link, token, tls) = (self.clone(), token.clone(), tls.clone());
         actix_rt::spawn(async move {
             match connect(&link.agent, token.as_ref(), tls.as_ref()).await {
-                Ok((socket, run)) => {
+                Ok((socket, run, form)) => {
                     let (out, out_rx) = mpsc::unbounded_channel();
-                    if ready_tx.send(Ok(Live { out, run })).is_ok() {
+                    if ready_tx.send(Ok(Live { out, run, form })).is_ok() {
                         link.serve(socket, out_rx).await;
                     }
                 }
@@ -325,22 +332,28 @@ impl PeerLink {
     }
 
     /// Serves one connection: writes frames, reads acks, answers pings.
-    async fn serve(&self, mut socket: ClientSocket, mut out_rx: mpsc::UnboundedReceiver<String>) {
+    async fn serve(&self, mut socket: ClientSocket, mut out_rx: mpsc::UnboundedReceiver<Encoded>) {
+        let on_frame = |frame| match frame {
+            Ok(PeerFrame::Ack { seqs }) => {
+                let mut acks = self.acks();
+                for seq in seqs {
+                    if let Some(waiter) = acks.remove(&seq) {
+                        let _ = waiter.send(());
+                    }
+                }
+            }
+            Ok(other) => {
+                tracing::warn!(agent = %self.agent, ?other, "unexpected frame on an outgoing link")
+            }
+            Err(error) => {
+                tracing::warn!(agent = %self.agent, error = %error, "unreadable frame from a peer")
+            }
+        };
         loop {
             tokio::select! {
                 incoming = socket.next() => match incoming {
-                    Some(Ok(ws::Frame::Text(text))) => match serde_json::from_slice::<PeerFrame>(&text) {
-                        Ok(PeerFrame::Ack { seqs }) => {
-                            let mut acks = self.acks();
-                            for seq in seqs {
-                                if let Some(waiter) = acks.remove(&seq) {
-                                    let _ = waiter.send(());
-                                }
-                            }
-                        }
-                        Ok(other) => tracing::warn!(agent = %self.agent, ?other, "unexpected frame on an outgoing link"),
-                        Err(error) => tracing::warn!(agent = %self.agent, error = %error, "unreadable frame from a peer"),
-                    },
+                    Some(Ok(ws::Frame::Text(payload))) => read_message(false, &payload, on_frame),
+                    Some(Ok(ws::Frame::Binary(payload))) => read_message(true, &payload, on_frame),
                     Some(Ok(ws::Frame::Ping(bytes))) => {
                         if socket.send(ws::Message::Pong(bytes)).await.is_err() {
                             break;
@@ -350,8 +363,8 @@ impl PeerLink {
                     Some(Ok(_)) => {}
                 },
                 outgoing = out_rx.recv() => {
-                    let Some(text) = outgoing else { break };
-                    if write_batch(&mut socket, text, &mut out_rx).await.is_err() {
+                    let Some(frame) = outgoing else { break };
+                    if write_batch(&mut socket, frame, &mut out_rx).await.is_err() {
                         break;
                     }
                 }
@@ -361,16 +374,18 @@ impl PeerLink {
     }
 }
 
-/// Opens a link to `agent`; the socket and the peer's run (from its answer's header).
+/// Opens a link to `agent`, offering binary frames; the socket, the peer's run and the
+/// form of the frames (from its answer's headers).
 async fn connect(
     agent: &str,
     token: Option<&Secret>,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<(ClientSocket, Uuid), LinkError> {
+) -> Result<(ClientSocket, Uuid, Form), LinkError> {
     let scheme = tls::ws_scheme(tls.is_some());
     let mut request = tls::client(CONNECT_TIMEOUT, tls)
         .ws(format!("{scheme}://{agent}/peer"))
-        .max_frame_size(MAX_FRAME);
+        .max_frame_size(MAX_FRAME)
+        .set_header(FORM_HEADER, BINARY);
     if let Some(token) = token {
         request = request.bearer_auth(token.expose());
     }
@@ -382,7 +397,13 @@ async fn connect(
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok())
                 .ok_or(LinkError::NoRun)?;
-            Ok((socket, run))
+            let form = Form::agreed(
+                response
+                    .headers()
+                    .get(FORM_HEADER)
+                    .map(|value| value.as_bytes()),
+            );
+            Ok((socket, run, form))
         }
         Err(error) => Err(LinkError::Open {
             ws_client_error: error.to_string(),
@@ -447,9 +468,19 @@ pub async fn serve_incoming(
     seen: Arc<SeenIds>,
     known: Arc<KnownAgents>,
     shutdown: Shutdown,
-    mut session: Session,
-    stream: actix_ws::MessageStream,
+    connection: Connection,
 ) {
+    let taker = Taker {
+        router,
+        seen,
+        known,
+        shutdown: shutdown.clone(),
+    };
+    let Connection {
+        mut session,
+        stream,
+        form,
+    } = connection;
     let mut stream = stream.max_frame_size(MAX_FRAME).aggregate_continuations();
     let mut closing = shutdown.on_closing();
     let mut unacked = Vec::new();
@@ -457,7 +488,7 @@ pub async fn serve_incoming(
         let incoming = match stream.recv().now_or_never() {
             Some(incoming) => incoming,
             None => {
-                if send_acks(&mut session, &mut unacked).await.is_err() {
+                if send_acks(&mut session, form, &mut unacked).await.is_err() {
                     break;
                 }
                 tokio::select! {
@@ -468,44 +499,12 @@ pub async fn serve_incoming(
         };
         match incoming {
             Some(Ok(AggregatedMessage::Text(text))) => {
-                match serde_json::from_str::<PeerFrame>(&text) {
-                    Ok(PeerFrame::Forward { envelope, .. }) if !known.knows(&envelope.origin) => {
-                        // Not acknowledged: a real agent resends it, and is listed by then.
-                        known.unknown(&envelope.origin);
-                    }
-                    Ok(PeerFrame::Forward { seq, envelope }) => {
-                        unacked.push(seq);
-                        let remaining = Duration::from_millis(envelope.remaining_ms);
-                        if seen.first_time(envelope.id, envelope.leg, remaining) {
-                            let (router, replying) = (router.clone(), shutdown.reply());
-                            actix_rt::spawn(async move {
-                                router.accept(envelope).await;
-                                drop(replying);
-                            });
-                        } else {
-                            tracing::debug!(message_id = %envelope.id, "dropped a duplicate envelope");
-                        }
-                    }
-                    Ok(PeerFrame::Reply {
-                        seq,
-                        id,
-                        msg,
-                        fault,
-                    }) => {
-                        unacked.push(seq);
-                        router.complete(
-                            id,
-                            Terminal {
-                                message: msg,
-                                fault,
-                            },
-                        );
-                    }
-                    Ok(PeerFrame::Ack { .. }) => {
-                        tracing::warn!("unexpected ack on an incoming link");
-                    }
-                    Err(error) => tracing::warn!(error = %error, "unreadable frame from a peer"),
-                }
+                read_message(false, text.as_bytes(), |frame| {
+                    taker.take(frame, &mut unacked)
+                });
+            }
+            Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                read_message(true, &bytes, |frame| taker.take(frame, &mut unacked));
             }
             Some(Ok(AggregatedMessage::Ping(bytes))) => {
                 if session.pong(&bytes).await.is_err() {
@@ -516,21 +515,76 @@ pub async fn serve_incoming(
             Some(Ok(_)) => {}
         }
     }
-    let _ = send_acks(&mut session, &mut unacked).await;
+    let _ = send_acks(&mut session, form, &mut unacked).await;
     let _ = session.close(None).await;
 }
 
+/// What an incoming link does with the frames it reads.
+struct Taker {
+    router: Router,
+    seen: Arc<SeenIds>,
+    known: Arc<KnownAgents>,
+    shutdown: Shutdown,
+}
+
+impl Taker {
+    /// Takes one frame: runs a new envelope, resolves a reply; notes in `unacked` what
+    /// is to be acknowledged.
+    fn take(&self, frame: Result<PeerFrame, FrameError>, unacked: &mut Vec<u64>) {
+        match frame {
+            Ok(PeerFrame::Forward { envelope, .. }) if !self.known.knows(&envelope.origin) => {
+                // Not acknowledged: a real agent resends it, and is listed by then.
+                self.known.unknown(&envelope.origin);
+            }
+            Ok(PeerFrame::Forward { seq, envelope }) => {
+                unacked.push(seq);
+                let remaining = Duration::from_millis(envelope.remaining_ms);
+                if self.seen.first_time(envelope.id, envelope.leg, remaining) {
+                    let (router, replying) = (self.router.clone(), self.shutdown.reply());
+                    actix_rt::spawn(async move {
+                        router.accept(envelope).await;
+                        drop(replying);
+                    });
+                } else {
+                    tracing::debug!(message_id = %envelope.id, "dropped a duplicate envelope");
+                }
+            }
+            Ok(PeerFrame::Reply {
+                seq,
+                id,
+                msg,
+                fault,
+            }) => {
+                unacked.push(seq);
+                self.router.complete(
+                    id,
+                    Terminal {
+                        message: msg,
+                        fault,
+                    },
+                );
+            }
+            Ok(PeerFrame::Ack { .. }) => {
+                tracing::warn!("unexpected ack on an incoming link");
+            }
+            Err(error) => tracing::warn!(error = %error, "unreadable frame from a peer"),
+        }
+    }
+}
+
 /// Acknowledges the frames taken since the last ack, if any, in one frame.
-async fn send_acks(session: &mut Session, unacked: &mut Vec<u64>) -> Result<(), actix_ws::Closed> {
+async fn send_acks(
+    session: &mut Session,
+    form: Form,
+    unacked: &mut Vec<u64>,
+) -> Result<(), actix_ws::Closed> {
     if unacked.is_empty() {
         return Ok(());
     }
     let ack = PeerFrame::Ack {
         seqs: std::mem::take(unacked),
     };
-    session
-        .text(serde_json::to_string(&ack).expect("frames always serialize"))
-        .await
+    write(session, [ack.encode(form)]).await
 }
 
 #[cfg(test)]

@@ -4,14 +4,17 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::binary::{FrameError, LinkFrame, Reader, Writer};
 use crate::fault::Fault;
 use crate::message::Message;
 
-/// The largest frame either side accepts (1 MiB), on worker links and peer links alike.
+/// The largest WebSocket message either side accepts (4 MiB), on worker links and peer
+/// links alike: a message of 1 MiB arguments, and then some, fits in one frame.
 /// Senders check it: a frame over it would make the receiver drop the whole connection.
-pub const MAX_FRAME: usize = 1 << 20;
+pub const MAX_FRAME: usize = 4 << 20;
 
-/// One frame of the worker ⇄ agent protocol, a JSON text frame named by its one key:
+/// One frame of the worker ⇄ agent protocol, in either form (see [`crate::binary`]); in
+/// JSON, a text frame named by its one key:
 /// `{"deliver":{"id":7,"ms":1000,"msg":["REQUEST","sqsum","3","4"]}}`, or `"leave"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -102,10 +105,125 @@ pub enum Frame {
     Leave,
 }
 
-impl Frame {
-    /// The frame as JSON text.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("frames always serialize")
+/// The binary form's frame kinds, in the order of [`Frame`]'s variants.
+mod kind {
+    pub const WELCOME: u8 = 1;
+    pub const MPU: u8 = 2;
+    pub const DELIVER: u8 = 3;
+    pub const RESULT: u8 = 4;
+    pub const UNSTARTED: u8 = 5;
+    pub const REQUEST: u8 = 6;
+    pub const REPLY: u8 = 7;
+    pub const PUSH: u8 = 8;
+    pub const PUSHED: u8 = 9;
+    pub const RESTARTS: u8 = 10;
+    pub const LEAVE: u8 = 11;
+}
+
+impl LinkFrame for Frame {
+    fn write(&self, out: &mut Writer) {
+        match self {
+            Frame::Welcome { mpu, run } => {
+                out.u8(kind::WELCOME);
+                out.u32(*mpu);
+                out.uuid(run);
+            }
+            Frame::Mpu { mpu } => {
+                out.u8(kind::MPU);
+                out.u32(*mpu);
+            }
+            Frame::Deliver { id, ms, msg } => {
+                out.u8(kind::DELIVER);
+                out.u64(*id);
+                out.u64(*ms);
+                out.message(msg);
+            }
+            Frame::Result { id, msg } => {
+                out.u8(kind::RESULT);
+                out.u64(*id);
+                out.message(msg);
+            }
+            Frame::Unstarted { id } => {
+                out.u8(kind::UNSTARTED);
+                out.u64(*id);
+            }
+            Frame::Request { id, ms, msg, to } => {
+                out.u8(kind::REQUEST);
+                out.uuid(id);
+                out.u64(*ms);
+                out.message(msg);
+                out.opt_str(to.as_deref());
+            }
+            Frame::Reply { id, msg, fault } => {
+                out.u8(kind::REPLY);
+                out.uuid(id);
+                out.message(msg);
+                out.fault(*fault);
+            }
+            Frame::Push { id, ms, msg } => {
+                out.u8(kind::PUSH);
+                out.uuid(id);
+                out.u64(*ms);
+                out.message(msg);
+            }
+            Frame::Pushed { id } => {
+                out.u8(kind::PUSHED);
+                out.uuid(id);
+            }
+            Frame::Restarts { total } => {
+                out.u8(kind::RESTARTS);
+                out.u64(*total);
+            }
+            Frame::Leave => out.u8(kind::LEAVE),
+        }
+    }
+
+    fn read(input: &mut Reader<'_>) -> Result<Self, FrameError> {
+        Ok(match input.u8("the frame's kind")? {
+            kind::WELCOME => Frame::Welcome {
+                mpu: input.u32("mpu")?,
+                run: input.uuid("run")?,
+            },
+            kind::MPU => Frame::Mpu {
+                mpu: input.u32("mpu")?,
+            },
+            kind::DELIVER => Frame::Deliver {
+                id: input.u64("id")?,
+                ms: input.u64("ms")?,
+                msg: input.message()?,
+            },
+            kind::RESULT => Frame::Result {
+                id: input.u64("id")?,
+                msg: input.message()?,
+            },
+            kind::UNSTARTED => Frame::Unstarted {
+                id: input.u64("id")?,
+            },
+            kind::REQUEST => Frame::Request {
+                id: input.uuid("id")?,
+                ms: input.u64("ms")?,
+                msg: input.message()?,
+                to: input.opt_str("to")?,
+            },
+            kind::REPLY => Frame::Reply {
+                id: input.uuid("id")?,
+                msg: input.message()?,
+                fault: input.fault()?,
+            },
+            kind::PUSH => Frame::Push {
+                id: input.uuid("id")?,
+                ms: input.u64("ms")?,
+                msg: input.message()?,
+            },
+            kind::PUSHED => Frame::Pushed {
+                id: input.uuid("id")?,
+            },
+            kind::RESTARTS => Frame::Restarts {
+                total: input.u64("total")?,
+            },
+            kind::LEAVE => Frame::Leave,
+            other => return Err(FrameError::UnknownKind(other)),
+        })
     }
 }
 

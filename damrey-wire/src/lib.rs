@@ -5,11 +5,13 @@
 //!
 //! No I/O and no runtime: serde, serde_json, uuid and thiserror only (and actix behind
 //! the `actix` feature, for `Message` as an actix message). Layers, bottom up: `message`,
-//! `spec`, `id`, `latency`; `fault` and `envelope` (on `message`); `frame` (worker ⇄
-//! agent, on `message`, `fault`) and `peer` (agent ⇄ agent, on `envelope`, `fault`);
+//! `spec`, `id`, `latency`; `fault` and `envelope` (on `message`); `binary` (the links'
+//! two forms, on `message`, `fault`); `frame` (worker ⇄ agent, on `binary`) and `peer`
+//! (agent ⇄ agent, on `binary`, `envelope`);
 //! `steps` (on `latency`); `report` (on `spec`, `steps`, `latency`); `prometheus` (on
 //! `steps`, `latency`); `rest` (on `spec`, `report`).
 
+pub mod binary;
 pub mod envelope;
 pub mod fault;
 pub mod frame;

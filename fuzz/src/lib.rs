@@ -23,3 +23,26 @@ where
     assert_eq!(rewritten, written, "the written form is not stable");
     written
 }
+
+/// Reads `data` as a binary message of the internal links, as the agent and the runtime
+/// do: every frame that reads must encode to a record that reads back to it, and every
+/// frame must also survive the JSON form.
+///
+/// # Panics
+/// When a frame does not survive: that is the finding the fuzzer reports.
+pub fn binary_round_trip<F>(data: &[u8])
+where
+    F: damrey_wire::binary::LinkFrame + PartialEq + Debug,
+{
+    use damrey_wire::binary::{Encoded, Form};
+    for frame in F::from_binary(data).flatten() {
+        let Encoded::Binary(record) = frame.encode(Form::Binary) else {
+            panic!("the binary form is binary")
+        };
+        let mut again = F::from_binary(&record);
+        let reread = again.next().expect("one record").expect("what was written reads");
+        assert_eq!(reread, frame, "{record:?} reads to another frame");
+        assert!(again.next().is_none(), "one record, one frame");
+        round_trip(&frame);
+    }
+}

@@ -8,6 +8,7 @@ use damrey_wire::rest::ErrorBody;
 use crate::attach;
 use crate::error::ApiError;
 use crate::routes::AppState;
+use crate::socket;
 
 #[utoipa::path(get, path = "/attach/{worker}", tag = "sessions",
     params(("worker" = String, Path, description = "The worker the process serves")),
@@ -51,13 +52,12 @@ pub async fn attach(
             );
         }
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let (response, connection) = socket::upgrade(&req, body)?;
     actix_rt::spawn(attach::serve(
         state.router.clone(),
         worker,
         spec.mpu.0,
-        session,
-        stream,
+        connection,
         state.sessions.clone(),
         state.shutdown.clone(),
     ));

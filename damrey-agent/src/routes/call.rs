@@ -20,8 +20,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 use crate::routes::AppState;
 
-/// The largest body a call takes (1 MiB).
-pub const BODY_LIMIT: usize = 1 << 20;
+/// The largest body a call takes: as large as a frame of the internal links (4 MiB), so
+/// that a message of 1 MiB arguments, and then some, is carried.
+pub const BODY_LIMIT: usize = damrey_wire::frame::MAX_FRAME;
 
 /// The wait when the caller gives none.
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;

@@ -13,6 +13,7 @@ use damrey_wire::rest::ErrorBody;
 use crate::error::ApiError;
 use crate::peers;
 use crate::routes::AppState;
+use crate::socket;
 
 /// Marks a connection whose client presented a certificate during the TLS handshake;
 /// the handshake verified it against the mesh's CA (a foreign one fails it).
@@ -44,7 +45,7 @@ pub async fn peer(
     if state.peer_certificate_required && req.conn_data::<VerifiedClient>().is_none() {
         return Err(ApiError::NoPeerCertificate.into());
     }
-    let (mut response, session, stream) = actix_ws::handle(&req, body)?;
+    let (mut response, connection) = socket::upgrade(&req, body)?;
     response.headers_mut().insert(
         actix_web::http::header::HeaderName::from_static(damrey_wire::peer::RUN_HEADER),
         actix_web::http::header::HeaderValue::from_str(&state.sessions.run.to_string())
@@ -55,8 +56,7 @@ pub async fn peer(
         state.seen.clone(),
         state.known.clone(),
         state.shutdown.clone(),
-        session,
-        stream,
+        connection,
     ));
     Ok(response)
 }

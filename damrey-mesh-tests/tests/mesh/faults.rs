@@ -498,15 +498,18 @@ async fn a_message_too_large_for_a_worker_link_is_refused_and_costs_other_steps_
     });
     agent.wait_in_flight(1).await;
 
-    // Just under the agent's 1 MiB body limit: the delivery around it is over a frame.
-    let big = "x".repeat((1 << 20) - 40);
-    let body = serde_json::to_string(&Message::request("nap", ["0", &big])).unwrap();
+    // Under the agent's 4 MiB body limit in JSON (3 bytes an empty argument), but over
+    // the 4 MiB frame limit as a binary delivery (4 bytes each, their lengths).
+    let mut words = vec!["0"];
+    words.extend(std::iter::repeat_n("", 1_100_000));
+    let body = serde_json::to_string(&Message::request("nap", words)).unwrap();
+    assert!(body.len() < 4 << 20);
     let (status, reply) = agent.call_raw("nap", body, 10_000).await;
     let reply = Message::from_json_slice(&reply).unwrap();
 
     assert_eq!(status, 422, "{reply:?}");
     assert!(
-        reply.args[0].contains("over the 1048576-byte frame limit"),
+        reply.args[0].contains("over the 4194304-byte frame limit"),
         "{reply:?}"
     );
     assert_eq!(

@@ -390,13 +390,13 @@ async fn every_refusal_of_a_call_is_json_naming_what_is_wrong() {
     let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
     let agent = Agent::ready(&proxy).await;
     let url = |query: &str| format!("http://{}/call/add?{query}", agent.address);
-    let oversized = format!(r#"["REQUEST","sqsum","{}"]"#, "1".repeat(1 << 20));
+    let oversized = format!(r#"["REQUEST","sqsum","{}"]"#, "1".repeat(4 << 20));
     let cases = [
         (
             url("timeout_ms=100"),
             oversized,
             413,
-            "request body is larger than the limit of 1048576 bytes",
+            "request body is larger than the limit of 4194304 bytes",
         ),
         (
             url("timeout_ms=soon"),

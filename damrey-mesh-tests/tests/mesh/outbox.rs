@@ -53,11 +53,11 @@ impl FlakyAgent {
                         *count
                     };
                     actix_rt::spawn(async move {
-                        let welcome = Frame::Welcome {
+                        let welcome = serde_json::to_string(&Frame::Welcome {
                             mpu: 0,
                             run: Uuid::from_u128(1),
-                        }
-                        .to_json();
+                        })
+                        .unwrap();
                         let _ = session.text(welcome).await;
                         while let Some(Ok(actix_ws::Message::Text(text))) = stream.recv().await {
                             let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
@@ -80,7 +80,7 @@ impl FlakyAgent {
                                     return;
                                 }
                             } else {
-                                let _ = session.text(answer.to_json()).await;
+                                let _ = session.text(serde_json::to_string(&answer).unwrap()).await;
                             }
                         }
                     });
@@ -160,14 +160,18 @@ async fn a_request_resent_over_a_new_connection_runs_its_line_once_and_is_answer
     // The first connection sends the request and goes away before any reply.
     let mut first = attach(&agent.address).await;
     first
-        .send(ws::Message::Text(request.to_json().into()))
+        .send(ws::Message::Text(
+            serde_json::to_string(&request).unwrap().into(),
+        ))
         .await
         .unwrap();
     first.close().await.unwrap();
     drop(first);
     let mut second = attach(&agent.address).await;
     second
-        .send(ws::Message::Text(request.to_json().into()))
+        .send(ws::Message::Text(
+            serde_json::to_string(&request).unwrap().into(),
+        ))
         .await
         .unwrap();
     let reply = loop {
