@@ -595,7 +595,9 @@ impl AgentAddress {
             request = request.bearer_auth(token);
         }
         let mut response = request.send_body(body).await.expect("agent answers");
-        let body = response.body().await.expect("body");
+        // Any answer a call can give: a reply as large as the largest request.
+        let limit = damrey_actors::frame::MAX_FRAME * 2;
+        let body = response.body().limit(limit).await.expect("body");
         (response.status().as_u16(), body.to_vec())
     }
 }

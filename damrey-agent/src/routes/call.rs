@@ -67,7 +67,7 @@ pub enum Unavailable {
         (status = 200, description = "`RESPONSE` (or a final `REQUEST`)", body = Message,
             example = json!(["RESPONSE", "sqsum", "25"])),
         (status = 400, description = "The worker name, the query or the message is invalid", body = ErrorBody),
-        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 413, description = "The body is larger than 4 MiB", body = ErrorBody),
         (status = 422, description = "The handler answered `ERROR` about the request's data", body = Message,
             example = json!(["ERROR", "sqsum", "not a number: x"])),
         (status = 500, description = "`ERROR`: a handler panicked", body = Message, headers(("damrey-fault" = String, description = "Why the mesh answered `ERROR`: the fault's name"))),

@@ -482,6 +482,21 @@ async fn a_frozen_worker_keeps_the_step_it_holds_and_no_other_instance_runs_it_a
 }
 
 #[actix_rt::test]
+async fn a_one_mib_argument_crosses_the_http_entry_a_peer_link_and_a_worker_link_whole() {
+    let dir = TempDir::new();
+    let (_proxy, one, _two, _nap) = nap_on_the_second_agent(&dir, AgentOptions::default()).await;
+    // Quotes, backslashes, control and non-ASCII characters: what JSON escapes, and
+    // what a binary frame must carry byte for byte.
+    let big: String = "\"é\\\n\u{1}x".chars().cycle().take(1 << 20).collect();
+    let request = Message::request("nap", ["0", &big]);
+
+    let (status, reply) = one.call("nap", &request, 10_000).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(reply, Message::response("nap", ["0", &big]));
+}
+
+#[actix_rt::test]
 async fn a_message_too_large_for_a_worker_link_is_refused_and_costs_other_steps_nothing() {
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
