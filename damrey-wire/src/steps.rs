@@ -301,7 +301,7 @@ steps! {
         instance: ("damrey_steps_processed_total", "Steps a worker instance answered."),
         worker: (
             "damrey_worker_steps_processed_total",
-            "Steps the worker's instances answered, whatever the answer."
+            "Steps the worker's instances answered, whatever the answer, and steps its agents' routers refused."
         );
     /// Steps answered `RESPONSE` (or a `REQUEST` going on down the line).
     responses: Counter, tally, required,
@@ -313,7 +313,10 @@ steps! {
     /// Steps answered `ERROR`.
     errors: Counter, tally, required,
         instance: ("damrey_steps_errors_total", "Steps answered ERROR."),
-        worker: ("damrey_worker_steps_errors_total", "Steps answered ERROR.");
+        worker: (
+            "damrey_worker_steps_errors_total",
+            "Steps answered ERROR, by the worker's instances or by its agents' routers refusing them."
+        );
     /// Steps out of time (past their deadline or the worker's timeout).
     timeouts: Counter, tally, required,
         instance: ("damrey_steps_timeouts_total", "Steps that ran out of time."),
