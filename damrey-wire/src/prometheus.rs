@@ -120,7 +120,11 @@ pub fn write_routing(out: &mut String, workers: &[(&str, Routing)]) {
         let Family { name, help } = step.worker;
         family(out, name, "counter", help);
         for (worker, routing) in workers {
-            let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {}", (step.value)(routing));
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\"}} {}",
+                (step.value)(routing)
+            );
         }
     }
 }

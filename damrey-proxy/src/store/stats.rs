@@ -40,7 +40,10 @@ const INSTANCES: SampleTable = SampleTable {
     series: "instance_series",
     key: &["agent", "instance", "worker"],
     seek: &["agent", "instance"],
-    values: &[&["latency_sum_us", "latency_counts"], InstanceReport::COUNTERS],
+    values: &[
+        &["latency_sum_us", "latency_counts"],
+        InstanceReport::COUNTERS,
+    ],
 };
 
 /// A worker's routing samples on one agent; the columns are named as
@@ -64,7 +67,10 @@ enum Cell {
 
 impl Cell {
     /// Binds the value as the query's next parameter.
-    fn bind<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
+    fn bind<'q>(
+        &self,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
         match self {
             Cell::Text(text) => query.bind(text.clone()),
             Cell::Int(value) => query.bind(*value),
@@ -85,7 +91,11 @@ impl SampleTable {
     /// `INSERT INTO samples (agent, ...) VALUES ` with the columns listed.
     fn insert_sql(&self) -> String {
         let columns: Vec<_> = self.columns().collect();
-        format!("INSERT INTO {} ({}) VALUES ", self.samples, columns.join(", "))
+        format!(
+            "INSERT INTO {} ({}) VALUES ",
+            self.samples,
+            columns.join(", ")
+        )
     }
 
     /// Per series with a sample at or after `$2`: its newest sample (`newest` 1) and the

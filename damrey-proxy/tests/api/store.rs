@@ -5,9 +5,9 @@ use std::time::Duration;
 use damrey_proxy::Store;
 use damrey_proxy::alarm::{Condition, Rule};
 use damrey_proxy::store::placement::Known;
+use damrey_proxy::store::stats::{RoutePair, RouteSample};
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
 use damrey_wire::WorkerSpec;
-use damrey_proxy::store::stats::{RoutePair, RouteSample};
 use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport, Routing};
 use sqlx::Connection;
 
@@ -91,7 +91,10 @@ async fn routing_counters_are_stored_per_agent_and_worker_and_read_back_in_pairs
         // An agent from before the routing section: nothing to store.
         ("h:3", None, 1_006_000),
     ] {
-        store.heartbeat(&beat(agent, routing), at_ms, ttl).await.unwrap();
+        store
+            .heartbeat(&beat(agent, routing), at_ms, ttl)
+            .await
+            .unwrap();
     }
 
     let pairs = store.route_pairs(1_004_000, 900_000).await.unwrap();
