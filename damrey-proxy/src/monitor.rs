@@ -543,6 +543,50 @@ mod tests {
     }
 
     #[test]
+    fn refused_steps_are_errors_and_a_routing_drop_counts_everything_since() {
+        use crate::store::stats::RouteSample;
+        let route = |agent: &str, at_ms, rejected_no_instance| RouteSample {
+            agent: agent.to_owned(),
+            worker: "idle".to_owned(),
+            at_ms,
+            routing: Routing {
+                rejected_no_instance,
+                ..Routing::default()
+            },
+        };
+        let grown = RoutePair {
+            baseline: route("h:1", 1_000, 4),
+            latest: route("h:1", 3_000, 10),
+        };
+        let restarted = RoutePair {
+            baseline: route("h:2", 1_000, 4),
+            latest: route("h:2", 3_000, 3),
+        };
+
+        let report = StatsReport::build(
+            5_000,
+            10_000,
+            ["idle".to_owned()],
+            &[],
+            Vec::new(),
+            vec![grown, restarted],
+        );
+
+        let idle = &report.workers[0];
+        assert_eq!(idle.routing.rejected_no_instance, 13);
+        assert_eq!(idle.routing_window.rejected_no_instance, 6 + 3);
+        assert_eq!(
+            (idle.usage.totals.errors, idle.usage.totals.processed),
+            (13, 13)
+        );
+        assert_eq!(
+            (idle.usage.window.errors, idle.usage.window.processed),
+            (9, 9)
+        );
+        assert_eq!(idle.usage.rates.errors, 0.9);
+    }
+
+    #[test]
     fn counters_over_what_a_bigint_holds_are_refused() {
         let json = format!(
             r#"{{"agent":"h:1","stats":[{{"worker":"add","instance":2,"received":{},"responses":0,

@@ -31,11 +31,15 @@ struct SampleTable {
     seek: &'static [&'static str],
     /// The columns after the key and `at_ms`, in the order of the INSERT's parameters.
     values: &'static [&'static [&'static str]],
+    /// The INSERT of samples ([`SampleTable::insert_sql`]), made once.
+    insert_sql: LazyLock<String>,
+    /// The window query ([`SampleTable::pairs_sql`]), made once.
+    pairs_sql: LazyLock<String>,
 }
 
 /// An instance's samples; the step counters' columns are named as
 /// [`InstanceReport::COUNTERS`] declares.
-const INSTANCES: SampleTable = SampleTable {
+static INSTANCES: SampleTable = SampleTable {
     samples: "instance_samples",
     series: "instance_series",
     key: &["agent", "instance", "worker"],
@@ -44,20 +48,24 @@ const INSTANCES: SampleTable = SampleTable {
         &["latency_sum_us", "latency_counts"],
         InstanceReport::COUNTERS,
     ],
+    insert_sql: LazyLock::new(|| INSTANCES.insert_sql()),
+    pairs_sql: LazyLock::new(|| INSTANCES.pairs_sql()),
 };
 
 /// A worker's routing samples on one agent; the columns are named as
 /// [`Routing::COUNTERS`] declares.
-const ROUTES: SampleTable = SampleTable {
+static ROUTES: SampleTable = SampleTable {
     samples: "route_samples",
     series: "route_series",
     key: &["agent", "worker"],
     seek: &["agent", "worker"],
     values: &[Routing::COUNTERS],
+    insert_sql: LazyLock::new(|| ROUTES.insert_sql()),
+    pairs_sql: LazyLock::new(|| ROUTES.pairs_sql()),
 };
 
 /// Both kinds of samples, for what applies to every one (pruning, forgetting an agent).
-const TABLES: [&SampleTable; 2] = [&INSTANCES, &ROUTES];
+static TABLES: [&SampleTable; 2] = [&INSTANCES, &ROUTES];
 
 /// A value bound to a statement.
 enum Cell {
@@ -145,13 +153,13 @@ impl SampleTable {
     async fn insert(
         &self,
         tx: &mut Transaction<'_, Any>,
-        insert_sql: &str,
         rows: &[Vec<Cell>],
         now_ms: i64,
     ) -> Result<(), StoreError> {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut sql = format!(
-                "{insert_sql}{}",
+                "{}{}",
+                *self.insert_sql,
                 placeholders(chunk.len(), self.columns().count())
             );
             // Two heartbeats of one agent within one millisecond: the first one stands.
@@ -194,15 +202,6 @@ impl SampleTable {
         Ok(())
     }
 }
-
-/// [`INSTANCES`]' INSERT, made once.
-static INSERT_SAMPLES: LazyLock<String> = LazyLock::new(|| INSTANCES.insert_sql());
-/// [`ROUTES`]' INSERT, made once.
-static INSERT_ROUTES: LazyLock<String> = LazyLock::new(|| ROUTES.insert_sql());
-/// [`INSTANCES`]' window query, made once.
-static SAMPLE_PAIRS: LazyLock<String> = LazyLock::new(|| INSTANCES.pairs_sql());
-/// [`ROUTES`]' window query, made once.
-static ROUTE_PAIRS: LazyLock<String> = LazyLock::new(|| ROUTES.pairs_sql());
 
 /// One instance's report as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,9 +277,7 @@ pub(super) async fn insert_samples(
             .collect()
         })
         .collect();
-    INSTANCES
-        .insert(tx, &INSERT_SAMPLES, &instances, now_ms)
-        .await?;
+    INSTANCES.insert(tx, &instances, now_ms).await?;
     let routes: Vec<Vec<Cell>> = heartbeat
         .routing
         .iter()
@@ -294,7 +291,7 @@ pub(super) async fn insert_samples(
             .collect()
         })
         .collect();
-    ROUTES.insert(tx, &INSERT_ROUTES, &routes, now_ms).await
+    ROUTES.insert(tx, &routes, now_ms).await
 }
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters each.
@@ -372,14 +369,14 @@ impl Store {
     /// sample.
     async fn pairs<K: Ord, S>(
         &self,
-        sql: &str,
+        table: &SampleTable,
         window_start_ms: i64,
         oldest_ms: i64,
         read: impl Fn(&AnyRow) -> Result<(K, S), StoreError>,
         zero: impl Fn(&S) -> S,
     ) -> Result<Vec<Pair<S>>, StoreError> {
         self.bounded(async move {
-            let rows = sqlx::query(sql)
+            let rows = sqlx::query(&table.pairs_sql)
                 .bind(window_start_ms)
                 .bind(oldest_ms)
                 .fetch_all(&self.pool)
@@ -429,7 +426,7 @@ impl Store {
             latency: Latency::default(),
             ..latest.clone()
         };
-        self.pairs(&SAMPLE_PAIRS, window_start_ms, oldest_ms, read, zero)
+        self.pairs(&INSTANCES, window_start_ms, oldest_ms, read, zero)
             .await
     }
 
@@ -451,7 +448,7 @@ impl Store {
             routing: Routing::default(),
             ..latest.clone()
         };
-        self.pairs(&ROUTE_PAIRS, window_start_ms, oldest_ms, read, zero)
+        self.pairs(&ROUTES, window_start_ms, oldest_ms, read, zero)
             .await
     }
 
