@@ -22,12 +22,13 @@ pub const MAX_REPORTED_INSTANCES: usize = 4_096;
 /// The most workers one heartbeat may report routing counters of.
 pub const MAX_REPORTED_WORKERS: usize = 4_096;
 
-/// An agent's heartbeat:
-/// `{"agent":"127.0.0.1:7701","instances":[{"worker":"add","count":2}],"stats":[...]}`.
+/// An agent's heartbeat: `{"agent":"127.0.0.1:7701","instances":[{"worker":"add","count":2}],`
+/// `"stats":[...],"routing":{...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(
-    example = json!({"agent": "127.0.0.1:7701", "instances": [{"worker": "add", "count": 2}]})
+    example = json!({"agent": "127.0.0.1:7701", "instances": [{"worker": "add", "count": 2}],
+        "routing": {"square": {"rejected_no_instance": 3}}})
 ))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
