@@ -11,7 +11,7 @@
 //! is down, routing goes on from the last configs (across a restart of the agent too),
 //! and the agent catches up as soon as the proxy answers again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use damrey_wire::rest::{AgentList, WorkerList};
 use crate::cache::ConfigCache;
 use crate::known::KnownAgents;
 use crate::shutdown::Flag;
-use crate::stats::Registry;
+use crate::stats::{self, Registry};
 
 /// A request to the proxy that failed. Its causes are awc's, which are neither `Send`
 /// nor `Sync`: the error stays on the task that made the request, where it is logged.
@@ -270,12 +270,12 @@ fn local_instances(router: &Router) -> Vec<InstanceCount> {
     instances
 }
 
-/// Tells the proxy this agent's instances and their counters (one request): every
-/// `every`, and at once when the instances change, so the other agents learn of an
-/// attach or a detach through the placement feed without waiting for the period. Ends
-/// when the agent starts draining, with the farewell: no instances, `leaving` — other
-/// agents stop handing it lines at once, and the proxy forgets it rather than raising
-/// an `agent_silent` alarm. One loop sends every heartbeat, so the proxy never gets an
+/// Tells the proxy this agent's instances, their counters and the router's routing
+/// counters (one request): every `every`, and at once when the instances change, so the
+/// other agents learn of an attach or a detach through the placement feed without
+/// waiting for the period. Ends when the agent starts draining, with the farewell: no
+/// instances, `leaving` — other agents stop handing it lines at once, and the proxy
+/// forgets it rather than raising an `agent_silent` alarm. One loop sends every heartbeat, so the proxy never gets an
 /// older one after a newer one, nor any after the farewell.
 pub async fn heartbeat(
     router: Router,
@@ -314,6 +314,7 @@ pub async fn heartbeat(
                 .as_deref()
                 .map(Registry::reports)
                 .unwrap_or_default(),
+            routing: stats::routing_report(router.route_counts()),
             leaving: false,
         };
         if let Err(error) = client.heartbeat(&heartbeat).await {
@@ -325,6 +326,7 @@ pub async fn heartbeat(
         agent: router.me().to_owned(),
         instances: Vec::new(),
         stats: Vec::new(),
+        routing: BTreeMap::new(),
         leaving: true,
     };
     if let Err(error) = client.heartbeat(&farewell).await {

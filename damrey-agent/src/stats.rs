@@ -1,8 +1,10 @@
 //! Per-instance counters and step latencies, counted by the agent for every worker
-//! instance attached to it, and their Prometheus text form for `GET /metrics`.
+//! instance attached to it, and their Prometheus text form for `GET /metrics`; and the
+//! router's per-worker routing counters as the heartbeat and `/metrics` show them.
 //!
 //! Counting a step costs a few relaxed atomic additions and one histogram record.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,7 +13,7 @@ use std::time::Duration;
 use damrey_actors::Tag;
 use damrey_actors::outlier::Health;
 use damrey_actors::report::{
-    Counters, InstanceReport, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency,
+    Counters, InstanceReport, LATENCY_BOUNDS_MICROS as BOUNDS_MICROS, Latency, Routing,
 };
 use damrey_actors::route_counters::RouteCounts;
 use damrey_wire::prometheus::{self, Scope, Series};
@@ -243,6 +245,24 @@ pub fn routes_prometheus(routes: &[(String, RouteCounts)], not_configured: u64) 
     not_configured_prometheus(out, not_configured)
 }
 
+/// The router's per-worker routing counts as the heartbeat carries them: the counters
+/// the proxy keeps, of the workers that counted any (a worker left out counts 0).
+pub fn routing_report(routes: Vec<(String, RouteCounts)>) -> BTreeMap<String, Routing> {
+    routes
+        .into_iter()
+        .map(|(worker, counts)| {
+            let routing = Routing {
+                rejected_no_instance: counts.rejected_no_instance,
+                rejected_overloaded: counts.rejected_overloaded,
+                rejected_type: counts.rejected_type,
+                handoff_retries: counts.handoff_retries,
+            };
+            (worker, routing)
+        })
+        .filter(|(_, routing)| *routing != Routing::default())
+        .collect()
+}
+
 /// Each worker's instances here out of full rotation for failing (ejected or on
 /// probation), as a Prometheus gauge labelled `worker`.
 pub fn ejected_prometheus(ejected: &[(String, usize, Duration)]) -> String {
@@ -287,6 +307,36 @@ mod tests {
         assert_eq!(&latency.counts[..5], [1, 4, 1, 2, 1]);
         assert_eq!(latency.counts[16], 1);
         assert_eq!(latency.quantile_ms(0.5), Some(0.1));
+    }
+
+    #[test]
+    fn the_heartbeat_reports_the_routing_of_workers_that_counted_any() {
+        let idle = RouteCounts {
+            rejected_no_instance: 2,
+            rejected_overloaded: 3,
+            rejected_type: 4,
+            handoff_retries: 5,
+            rerouted: 6,
+            ejections: 7,
+        };
+
+        let report = routing_report(vec![
+            ("add".to_owned(), RouteCounts::default()),
+            ("idle".to_owned(), idle),
+        ]);
+
+        assert_eq!(
+            report,
+            BTreeMap::from([(
+                "idle".to_owned(),
+                Routing {
+                    rejected_no_instance: 2,
+                    rejected_overloaded: 3,
+                    rejected_type: 4,
+                    handoff_retries: 5,
+                }
+            )])
+        );
     }
 
     #[test]

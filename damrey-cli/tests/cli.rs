@@ -328,9 +328,17 @@ async fn stats_agents_alarms_and_watch_show_the_mesh() {
             .unwrap_or_default();
         row.split_whitespace().map(str::to_owned).collect()
     };
+    // The steps processed count those refused too (REFUSED, before PROCESSED): the first
+    // call above, when it came before loud attached.
+    let refused_and_processed = |out: &str| -> Option<(u64, u64)> {
+        match cells(out).as_slice() {
+            [.., refused, processed] => Some((refused.parse().ok()?, processed.parse().ok()?)),
+            _ => None,
+        }
+    };
     let stats = mesh
         .damrey_until(&["stats", "--worker", "loud"], |out| {
-            cells(out).last().is_some_and(|processed| processed == "3")
+            refused_and_processed(out).is_some_and(|(refused, processed)| processed == refused + 3)
         })
         .await;
     let row = cells(&stats);
@@ -340,11 +348,8 @@ async fn stats_agents_alarms_and_watch_show_the_mesh() {
         Some("1"),
         "one live instance: {stats}"
     );
-    assert_eq!(
-        row.last().map(String::as_str),
-        Some("3"),
-        "three processed: {stats}"
-    );
+    let (refused, processed) = refused_and_processed(&stats).unwrap_or_default();
+    assert_eq!(processed - refused, 3, "three processed by loud: {stats}");
     assert!(
         !stats.contains("entry"),
         "only the worker asked for: {stats}"
@@ -370,6 +375,33 @@ async fn stats_agents_alarms_and_watch_show_the_mesh() {
         .await;
     let alarm = idle_alarm(&alarms).unwrap_or_default();
     assert!(alarm.contains("active"), "{alarms}");
+    // A call idle cannot take (no live instance) is refused, and shown as refused.
+    let refused = mesh.damrey(&["call", "idle", "nap"]).await;
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    let idle = |out: &str| {
+        out.lines()
+            .find(|line| line.starts_with("idle"))
+            .map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let stats = mesh
+        .damrey_until(&["stats", "--worker", "idle"], |out| {
+            idle(out)
+                .iter()
+                .rev()
+                .nth(1)
+                .is_some_and(|refused| refused == "1")
+        })
+        .await;
+    assert_eq!(
+        idle(&stats).last().map(String::as_str),
+        Some("1"),
+        "the refused call is processed: {stats}"
+    );
 
     let watch = mesh
         .damrey_until(&["watch", "--count", "1", "--interval", "10"], |out| {

@@ -466,6 +466,7 @@ async fn heartbeats(
                 })
                 .collect(),
             stats: (0..workers).map(|w| report(w % WORKERS, w, tick)).collect(),
+            routing: Default::default(),
             leaving: false,
         };
         let reply = client

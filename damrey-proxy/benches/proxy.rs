@@ -171,6 +171,7 @@ fn heartbeat(agent: usize, n: usize) -> String {
         agent: format!("10.0.{agent}.1:7701"),
         instances,
         stats,
+        routing: Default::default(),
         leaving: false,
     })
     .expect("a heartbeat serializes")

@@ -335,7 +335,14 @@ mod tests {
     }
 
     fn inputs(now_ms: i64, updated_ms: i64, last_seen_ms: Option<i64>) -> Inputs {
-        let mut report = StatsReport::build(now_ms, 60_000, ["add".to_owned()], &[], Vec::new());
+        let mut report = StatsReport::build(
+            now_ms,
+            60_000,
+            ["add".to_owned()],
+            &[],
+            Vec::new(),
+            Vec::new(),
+        );
         report.workers[0].last_seen_ms = last_seen_ms;
         Inputs {
             now_ms,
@@ -408,7 +415,14 @@ mod tests {
                 first_seen_ms: 0,
                 age_ms: 500,
             };
-            let report = StatsReport::build(now, 60_000, ["add".to_owned()], &[agent], vec![pair]);
+            let report = StatsReport::build(
+                now,
+                60_000,
+                ["add".to_owned()],
+                &[agent],
+                vec![pair],
+                Vec::new(),
+            );
             inputs.reports = BTreeMap::from([(60_000, report)]);
             conditions(&inputs, &settings(), 0).remove("ejected:add")
         };

@@ -1,17 +1,18 @@
 //! Monitoring: per-instance and per-worker counters, rates and window latencies, made
-//! from the samples agents report (two per instance) and the live agents' instances.
-//! `GET /workers/stats`, `GET /metrics` and the alarm rules read [`StatsReport`].
+//! from the samples agents report (two per instance, and two per worker and agent of the
+//! routing counters) and the live agents' instances. `GET /workers/stats`, `GET /metrics`
+//! and the alarm rules read [`StatsReport`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use damrey_wire::report::{Counters, Heartbeat, Latency};
+use damrey_wire::report::{Counters, Heartbeat, Latency, Routing};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::registry::AgentEntry;
 use crate::store::placement::Known;
-use crate::store::stats::{Sample, SamplePair};
+use crate::store::stats::{RoutePair, Sample, SamplePair};
 use crate::store::{Store, StoreError};
 
 /// The shortest window of `GET /workers/stats`, in ms.
@@ -43,16 +44,41 @@ pub enum ReportError {
         /// What is summed.
         sum: &'static str,
     },
+    /// A routing counter of a worker, or the steps it refused (their sum), is over what
+    /// a BIGINT holds.
+    #[error("routing of worker {worker:?}: {field} {value} is over the largest storable {max}", max = i64::MAX)]
+    RoutingTooLarge {
+        /// The worker.
+        worker: String,
+        /// The counter's name, or the sum's.
+        field: &'static str,
+        /// The value sent, or the sum (saturated).
+        value: u64,
+    },
 }
 
-/// Checks that every number of `heartbeat`'s stats fits the store, the latency buckets
-/// among them, and so do the sums the proxy makes of them (the steps processed, the
-/// latency count), so that no total it shows has overflowed.
+/// Checks that every number of `heartbeat`'s stats and routing fits the store, the
+/// latency buckets among them, and so do the sums the proxy makes of them (the steps
+/// processed, the latency count, the steps refused), so that no total it shows has
+/// overflowed.
 ///
 /// # Errors
 /// [`ReportError::TooLarge`] naming the first number that does not fit,
-/// [`ReportError::SumTooLarge`] the first sum.
+/// [`ReportError::SumTooLarge`] the first sum, [`ReportError::RoutingTooLarge`] the
+/// first routing counter or sum.
 pub fn check_storable(heartbeat: &Heartbeat) -> Result<(), ReportError> {
+    for (worker, routing) in &heartbeat.routing {
+        let refused = ("refused (the rejected_* sum)", routing.refused());
+        for (field, value) in routing.counts().chain([refused]) {
+            if i64::try_from(value).is_err() {
+                return Err(ReportError::RoutingTooLarge {
+                    worker: worker.clone(),
+                    field,
+                    value,
+                });
+            }
+        }
+    }
     for report in &heartbeat.stats {
         let fields = [("instance", report.instance)]
             .into_iter()
@@ -204,6 +230,18 @@ impl Usage {
         usage
     }
 
+    /// Counts the steps the routers refused (`routing`'s totals and `window`'s) as
+    /// answered `ERROR` without reaching an instance: in `errors` and `processed`.
+    fn count_refused(&mut self, routing: &Routing, window: &Routing) {
+        let refused = |routing: &Routing| Counters {
+            errors: routing.refused(),
+            processed: routing.refused(),
+            ..Counters::default()
+        };
+        self.totals.add(&refused(routing));
+        self.window.add(&refused(window));
+    }
+
     /// Adds `other`'s counts to these; [`Usage::derive`] then updates the rates.
     fn add(&mut self, other: &Usage) {
         self.totals.add(&other.totals);
@@ -226,14 +264,8 @@ impl InstanceStats {
         let SamplePair { latest, baseline } = pair;
         let reset = latest.counters.dropped_since(&baseline.counters)
             || latest.latency.dropped_since(&baseline.latency);
-        let (window, window_latency) = if reset {
-            (latest.counters, latest.latency.clone())
-        } else {
-            (
-                latest.counters.minus(&baseline.counters),
-                latest.latency.since(&baseline.latency),
-            )
-        };
+        let window = within(&latest.counters, &baseline.counters, reset, Counters::minus);
+        let window_latency = within(&latest.latency, &baseline.latency, reset, Latency::since);
         let Sample {
             agent,
             instance,
@@ -257,6 +289,17 @@ impl InstanceStats {
     }
 }
 
+/// What happened within a window from its two samples' cumulative counts: the latest
+/// minus the baseline, or all of the latest when its agent restarted in between (`reset`,
+/// a counter went down), as Prometheus takes a counter reset.
+fn within<T: Clone>(latest: &T, baseline: &T, reset: bool, minus: fn(&T, &T) -> T) -> T {
+    if reset {
+        latest.clone()
+    } else {
+        minus(latest, baseline)
+    }
+}
+
 /// One worker in `GET /workers/stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct WorkerStats {
@@ -266,9 +309,18 @@ pub struct WorkerStats {
     pub live_instances: u64,
     /// The newest report of any of its instances.
     pub last_seen_ms: Option<i64>,
-    /// Its instances' counters summed, rates summed, latency merged (flattened).
+    /// Its instances' counters summed, rates summed, latency merged (flattened); its
+    /// `errors` and `processed` also count the steps its agents' routers refused
+    /// (`routing`), which ended their lines with `ERROR` without reaching an instance.
     #[serde(flatten)]
     pub usage: Usage,
+    /// Its routing counters summed over the latest reports of the agents that counted
+    /// any within the retention: steps refused (no live instance, overloaded, unknown
+    /// type) and hand-offs retried.
+    pub routing: Routing,
+    /// The routing counts within the window (not in the JSON).
+    #[serde(skip)]
+    pub routing_window: Routing,
     /// Its instances with a sample within the retention, by agent and number.
     pub instances: Vec<InstanceStats>,
 }
@@ -280,6 +332,8 @@ impl WorkerStats {
             live_instances: 0,
             last_seen_ms: None,
             usage: Usage::default(),
+            routing: Routing::default(),
+            routing_window: Routing::default(),
             instances: Vec::new(),
         }
     }
@@ -309,13 +363,15 @@ pub struct StatsReport {
 
 impl StatsReport {
     /// The report at `now_ms` for `configured` workers, from the live agents' entries
-    /// and the samples' pairs. Rates are the window's counts over `window_ms`.
+    /// and the samples' pairs (the instances' and the routing counters'). Rates are the
+    /// window's counts over `window_ms`.
     pub fn build(
         now_ms: i64,
         window_ms: u64,
         configured: impl IntoIterator<Item = String>,
         live_agents: &[AgentEntry],
         pairs: Vec<SamplePair>,
+        routes: Vec<RoutePair>,
     ) -> StatsReport {
         let mut workers: BTreeMap<String, WorkerStats> = configured
             .into_iter()
@@ -344,9 +400,19 @@ impl StatsReport {
             stats.usage.add(&instance.usage);
             stats.instances.push(instance);
         }
+        for RoutePair { latest, baseline } in routes {
+            let reset = latest.routing.dropped_since(&baseline.routing);
+            let window = within(&latest.routing, &baseline.routing, reset, Routing::minus);
+            let stats = worker(&mut workers, &latest.worker);
+            stats.routing.add(&latest.routing);
+            stats.routing_window.add(&window);
+        }
         let workers = workers
             .into_values()
             .map(|mut stats| {
+                stats
+                    .usage
+                    .count_refused(&stats.routing, &stats.routing_window);
                 stats.usage.derive(window_ms);
                 stats
             })
@@ -399,19 +465,19 @@ impl Monitor {
         let window_ms = window_ms.min(retention_ms);
         let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
         let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
-        let pairs = self
-            .store
-            .sample_pairs(
-                now_ms.saturating_sub(window),
-                now_ms.saturating_sub(retention),
-            )
-            .await?;
+        let (window_start, oldest) = (
+            now_ms.saturating_sub(window),
+            now_ms.saturating_sub(retention),
+        );
+        let pairs = self.store.sample_pairs(window_start, oldest).await?;
+        let routes = self.store.route_pairs(window_start, oldest).await?;
         Ok(StatsReport::build(
             now_ms,
             window_ms,
             configured.iter().cloned(),
             live_agents,
             pairs,
+            routes,
         ))
     }
 
@@ -474,6 +540,50 @@ mod tests {
             (4, 4)
         );
         assert_eq!(stats.rates.processed, 4.0);
+    }
+
+    #[test]
+    fn refused_steps_are_errors_and_a_routing_drop_counts_everything_since() {
+        use crate::store::stats::RouteSample;
+        let route = |agent: &str, at_ms, rejected_no_instance| RouteSample {
+            agent: agent.to_owned(),
+            worker: "idle".to_owned(),
+            at_ms,
+            routing: Routing {
+                rejected_no_instance,
+                ..Routing::default()
+            },
+        };
+        let grown = RoutePair {
+            baseline: route("h:1", 1_000, 4),
+            latest: route("h:1", 3_000, 10),
+        };
+        let restarted = RoutePair {
+            baseline: route("h:2", 1_000, 4),
+            latest: route("h:2", 3_000, 3),
+        };
+
+        let report = StatsReport::build(
+            5_000,
+            10_000,
+            ["idle".to_owned()],
+            &[],
+            Vec::new(),
+            vec![grown, restarted],
+        );
+
+        let idle = &report.workers[0];
+        assert_eq!(idle.routing.rejected_no_instance, 13);
+        assert_eq!(idle.routing_window.rejected_no_instance, 6 + 3);
+        assert_eq!(
+            (idle.usage.totals.errors, idle.usage.totals.processed),
+            (13, 13)
+        );
+        assert_eq!(
+            (idle.usage.window.errors, idle.usage.window.processed),
+            (9, 9)
+        );
+        assert_eq!(idle.usage.rates.errors, 0.9);
     }
 
     #[test]

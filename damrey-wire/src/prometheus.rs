@@ -1,11 +1,12 @@
 //! The Prometheus text of the step counters and latencies: one writer for the agent's
 //! `/metrics` (a series per attached instance) and the proxy's (a series per worker),
-//! with each side's metric names from the table of [`crate::steps`].
+//! with each side's metric names from the table of [`crate::steps`]; and of the routing
+//! counters the proxy sums per worker ([`crate::steps::ROUTING`]).
 
 use std::fmt::Write as _;
 
 use crate::latency::{LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, Latency};
-use crate::steps::{Counters, Family, STEPS};
+use crate::steps::{Counters, Family, ROUTING, Routing, STEPS};
 
 /// Whose series a `/metrics` page lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,9 +113,47 @@ pub fn write_steps(out: &mut String, scope: Scope, series: &[Series<'_>]) {
     }
 }
 
+/// Writes the routing counters' families, in the table's order, each with one line per
+/// worker of `workers` (names validated, so not escaped).
+pub fn write_routing(out: &mut String, workers: &[(&str, Routing)]) {
+    for step in ROUTING {
+        let Family { name, help } = step.worker;
+        family(out, name, "counter", help);
+        for (worker, routing) in workers {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\"}} {}",
+                (step.value)(routing)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_routing_counter_is_a_family_with_a_line_per_worker() {
+        let mut out = String::new();
+        let idle = Routing {
+            rejected_no_instance: 4,
+            ..Routing::default()
+        };
+
+        write_routing(&mut out, &[("add", Routing::default()), ("idle", idle)]);
+
+        for line in [
+            "# TYPE damrey_worker_rejected_no_instance_total counter",
+            "damrey_worker_rejected_no_instance_total{worker=\"add\"} 0",
+            "damrey_worker_rejected_no_instance_total{worker=\"idle\"} 4",
+            "damrey_worker_rejected_overloaded_total{worker=\"idle\"} 0",
+            "damrey_worker_rejected_type_total{worker=\"idle\"} 0",
+            "damrey_worker_handoff_retries_total{worker=\"idle\"} 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
+        }
+    }
 
     #[test]
     fn a_worker_series_lists_every_step_and_an_instance_series_what_the_agent_exposes() {

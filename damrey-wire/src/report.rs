@@ -1,28 +1,34 @@
 //! What an agent reports to the proxy every second, `POST /agents/heartbeat`: the worker
-//! instances attached to it and each one's counters and latency histogram.
+//! instances attached to it, each one's counters and latency histogram, and each
+//! worker's routing counters.
 //!
-//! Counters are cumulative since the instance attached; the proxy turns two reports into
-//! rates and windowed latencies. A counter that goes down means the agent restarted.
-//! The counters are declared in [`crate::steps`] and the histogram in [`crate::latency`];
-//! both are re-exported here, beside the heartbeat that carries them.
+//! Counters are cumulative since the instance attached (the routing counters: since the
+//! agent's run started); the proxy turns two reports into rates and windowed latencies.
+//! A counter that goes down means the agent restarted. The counters are declared in
+//! [`crate::steps`] and the histogram in [`crate::latency`]; both are re-exported here,
+//! beside the heartbeat that carries them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::latency::{LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, Latency};
 use crate::spec::{SpecError, validate_agent, validate_name};
-pub use crate::steps::{Counters, InstanceReport};
+pub use crate::steps::{Counters, InstanceReport, Routing};
 
 /// The most instances one heartbeat may report.
 pub const MAX_REPORTED_INSTANCES: usize = 4_096;
 
-/// An agent's heartbeat:
-/// `{"agent":"127.0.0.1:7701","instances":[{"worker":"add","count":2}],"stats":[...]}`.
+/// The most workers one heartbeat may report routing counters of.
+pub const MAX_REPORTED_WORKERS: usize = 4_096;
+
+/// An agent's heartbeat: `{"agent":"127.0.0.1:7701","instances":[{"worker":"add","count":2}],`
+/// `"stats":[...],"routing":{...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(
-    example = json!({"agent": "127.0.0.1:7701", "instances": [{"worker": "add", "count": 2}]})
+    example = json!({"agent": "127.0.0.1:7701", "instances": [{"worker": "add", "count": 2}],
+        "routing": {"square": {"rejected_no_instance": 3}}})
 ))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
@@ -34,6 +40,11 @@ pub struct Heartbeat {
     /// Each attached instance's counters; empty when the agent does not count.
     #[serde(default)]
     pub stats: Vec<InstanceReport>,
+    /// Worker name → its routing counters on this agent (steps refused, hand-offs
+    /// retried); a worker left out has counted nothing, as has every worker of an agent
+    /// from before this field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, Routing>,
     /// The agent is shutting down cleanly: forget it now rather than alarm when it goes
     /// silent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -69,6 +80,9 @@ pub enum HeartbeatError {
     /// Too many instances in `stats`.
     #[error("stats lists {0} instances, the most is {MAX_REPORTED_INSTANCES}")]
     TooManyInstances(usize),
+    /// Too many workers in `routing`.
+    #[error("routing lists {0} workers, the most is {MAX_REPORTED_WORKERS}")]
+    TooManyWorkers(usize),
     /// A latency histogram has the wrong number of buckets.
     #[error("instance {instance} has {found} latency buckets, expected {LATENCY_BUCKETS}")]
     BucketCount {
@@ -80,8 +94,8 @@ pub enum HeartbeatError {
 }
 
 impl Heartbeat {
-    /// Checks the address, the worker names, the counts, that nothing repeats, and the
-    /// shape of each latency histogram.
+    /// Checks the address, the worker names, the counts, that nothing repeats, the shape
+    /// of each latency histogram, and how many workers `routing` lists.
     ///
     /// # Errors
     /// The first [`HeartbeatError`] found.
@@ -119,6 +133,12 @@ impl Heartbeat {
                     found: report.latency.counts.len(),
                 });
             }
+        }
+        if self.routing.len() > MAX_REPORTED_WORKERS {
+            return Err(HeartbeatError::TooManyWorkers(self.routing.len()));
+        }
+        for worker in self.routing.keys() {
+            validate_name("routing worker", worker)?;
         }
         Ok(())
     }
@@ -159,6 +179,41 @@ mod tests {
     }
 
     #[test]
+    fn the_routing_section_is_pinned_and_whatever_it_leaves_out_counts_zero() {
+        let mut heartbeat = parse(r#"{"agent":"h:1"}"#).unwrap();
+        assert!(heartbeat.routing.is_empty());
+        assert_eq!(
+            serde_json::to_string(&heartbeat).unwrap(),
+            r#"{"agent":"h:1","instances":[],"stats":[]}"#
+        );
+        heartbeat.routing.insert(
+            "idle".to_owned(),
+            Routing {
+                rejected_no_instance: 2,
+                rejected_overloaded: 3,
+                rejected_type: 4,
+                handoff_retries: 5,
+            },
+        );
+
+        let json = serde_json::to_string(&heartbeat).unwrap();
+
+        assert_eq!(
+            json,
+            r#"{"agent":"h:1","instances":[],"stats":[],"routing":{"idle":{"rejected_no_instance":2,"rejected_overloaded":3,"rejected_type":4,"handoff_retries":5}}}"#
+        );
+        assert_eq!(parse(&json).unwrap(), heartbeat);
+        let partial = parse(r#"{"agent":"h:1","routing":{"idle":{"rejected_no_instance":2}}}"#);
+        assert_eq!(
+            partial.unwrap().routing["idle"],
+            Routing {
+                rejected_no_instance: 2,
+                ..Routing::default()
+            }
+        );
+    }
+
+    #[test]
     fn bad_heartbeats_are_rejected_with_the_reason() {
         let twice = format!(
             r#"{{"agent":"h:1","stats":[{},{}]}}"#,
@@ -187,6 +242,14 @@ mod tests {
                 "listed twice",
             ),
             (&twice, "instance 1 is listed twice"),
+            (
+                r#"{"agent":"h:1","routing":{"a b":{}}}"#,
+                "routing worker \"a b\" contains ' '",
+            ),
+            (
+                r#"{"agent":"h:1","routing":{"a":{"rejected_colour":1}}}"#,
+                "unknown field `rejected_colour`",
+            ),
             (&short, "instance 4 has 3 latency buckets, expected 17"),
         ];
         for (json, expected) in cases {

@@ -3,7 +3,8 @@
 //! counters the proxy subtracts and sums ([`Counters`]), the agent's atomics
 //! ([`Tally`]), and each counter's name, kind and metric families ([`STEPS`]), from which
 //! the proxy's stored columns ([`InstanceReport::COUNTERS`]) and the one Prometheus
-//! writer ([`crate::prometheus`]) are made.
+//! writer ([`crate::prometheus`]) are made. Beside them, a second, smaller table: the
+//! routing counters each agent's router keeps per worker ([`Routing`], [`ROUTING`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -300,7 +301,7 @@ steps! {
         instance: ("damrey_steps_processed_total", "Steps a worker instance answered."),
         worker: (
             "damrey_worker_steps_processed_total",
-            "Steps the worker's instances answered, whatever the answer."
+            "Steps the worker's instances answered, whatever the answer, and steps its agents' routers refused."
         );
     /// Steps answered `RESPONSE` (or a `REQUEST` going on down the line).
     responses: Counter, tally, required,
@@ -312,7 +313,10 @@ steps! {
     /// Steps answered `ERROR`.
     errors: Counter, tally, required,
         instance: ("damrey_steps_errors_total", "Steps answered ERROR."),
-        worker: ("damrey_worker_steps_errors_total", "Steps answered ERROR.");
+        worker: (
+            "damrey_worker_steps_errors_total",
+            "Steps answered ERROR, by the worker's instances or by its agents' routers refusing them."
+        );
     /// Steps out of time (past their deadline or the worker's timeout).
     timeouts: Counter, tally, required,
         instance: ("damrey_steps_timeouts_total", "Steps that ran out of time."),
@@ -356,6 +360,128 @@ steps! {
         worker: (
             "damrey_worker_ejected_ms",
             "How long the instance out of full rotation longest has been out, in ms (0: none)."
+        );
+}
+
+/// Makes [`Routing`] and [`ROUTING`] from the table below; see the table for its rows.
+macro_rules! routing {
+    ($(#![doc = $table_doc:literal])*
+    $(
+        $(#[doc = $doc:literal])*
+        $field:ident: $refused:ident, worker: ($worker:literal, $worker_help:literal);
+    )*) => {
+        /// One worker's routing counts: on one agent, cumulative since the agent's run
+        /// started (its router counts them, whatever instance ran or did not run the
+        /// step), as the heartbeat carries them; or summed, or within a window. A
+        /// heartbeat's worker without an entry, and an entry's missing key, count 0.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Routing {
+            $($(#[doc = $doc])* pub $field: u64,)*
+        }
+
+        $(#[doc = $table_doc])*
+        pub const ROUTING: &[RouteStep] = &[$(
+            RouteStep {
+                name: stringify!($field),
+                worker: Family { name: $worker, help: $worker_help },
+                value: |routing| routing.$field,
+            },
+        )*];
+
+        impl Routing {
+            /// The counters, which the proxy stores one column each, in the order of
+            /// [`Routing::counts`].
+            pub const COUNTERS: &[&str] = &[$(stringify!($field),)*];
+
+            /// Each counter with its name.
+            pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($field), self.$field),)*].into_iter()
+            }
+
+            /// Each counter with its name, to fill in.
+            pub fn counts_mut(&mut self) -> impl Iterator<Item = (&'static str, &mut u64)> {
+                [$((stringify!($field), &mut self.$field),)*].into_iter()
+            }
+
+            /// The steps refused, whatever the reason: each ended its line with `ERROR`
+            /// without reaching an instance.
+            pub fn refused(&self) -> u64 {
+                [$(routing!(@refused $refused self.$field),)*]
+                    .into_iter()
+                    .fold(0, u64::saturating_add)
+            }
+
+            /// Whether a counter is lower than in `earlier` (the agent restarted).
+            pub fn dropped_since(&self, earlier: &Routing) -> bool {
+                [$(Kind::Counter.dropped(self.$field, earlier.$field),)*].contains(&true)
+            }
+
+            /// What happened after `earlier`.
+            pub fn minus(&self, earlier: &Routing) -> Routing {
+                Routing {
+                    $($field: Kind::Counter.since(self.$field, earlier.$field),)*
+                }
+            }
+
+            /// Adds `other`'s counts to these (to sum agents).
+            pub fn add(&mut self, other: &Routing) {
+                $(self.$field = Kind::Counter.combine(self.$field, other.$field);)*
+            }
+        }
+    };
+    (@refused refused $value:expr) => { $value };
+    (@refused counted $value:expr) => { 0 };
+}
+
+/// One routing counter as the table declares it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteStep {
+    /// Its name: the field of [`Routing`], the JSON key, and the stored column.
+    pub name: &'static str,
+    /// Its family in the proxy's `/metrics` (a series per worker).
+    pub worker: Family,
+    /// Reads it from a [`Routing`].
+    pub value: fn(&Routing) -> u64,
+}
+
+routing! {
+    //! Every routing counter, in the order of the table (and of the metric families).
+    //!
+    //! Each row: the counter's doc, then `name: refused|counted, worker: family;`, where
+    //! `refused` marks the steps refused (counted in a worker's `errors` and `processed`
+    //! at the proxy, [`Routing::refused`]) and the family is the counter's in the proxy's
+    //! `/metrics`. The names are those of the agent's router
+    //! (`damrey_actors::route_counters`), which the agent copies into the heartbeat.
+    //!
+    //! Adding one takes a row here, a migration adding its column to `route_samples`
+    //! (`BIGINT NOT NULL DEFAULT 0`, in `migrations/sqlite` and `migrations/postgres`; the
+    //! store's tests check it), and the line that copies it in the agent's heartbeat.
+    /// Steps refused because the worker had no live instance (after any wait for one).
+    rejected_no_instance: refused,
+        worker: (
+            "damrey_worker_rejected_no_instance_total",
+            "Steps refused because the worker had no live instance."
+        );
+    /// Steps refused at once because no instance could start them before their deadline.
+    rejected_overloaded: refused,
+        worker: (
+            "damrey_worker_rejected_overloaded_total",
+            "Steps refused because no instance of the worker could start them before their deadline."
+        );
+    /// Steps refused because the worker does not accept their type.
+    rejected_type: refused,
+        worker: (
+            "damrey_worker_rejected_type_total",
+            "Steps refused because the worker does not accept their type."
+        );
+    /// Hand-offs of the worker's steps to another agent that failed and were resent (or
+    /// sent elsewhere); not failures of the line.
+    handoff_retries: counted,
+        worker: (
+            "damrey_worker_handoff_retries_total",
+            "Hand-offs of the worker's steps to another agent that failed and were resent or sent elsewhere."
         );
 }
 
@@ -407,6 +533,45 @@ mod tests {
         let mut gone = now;
         gone.clear_gauges();
         assert_eq!(gone, counters(30, 3, 0, 0));
+    }
+
+    #[test]
+    fn routing_counters_subtract_sum_and_notice_a_restart_as_step_counters_do() {
+        let routing = |no_instance, overloaded, handoff_retries| Routing {
+            rejected_no_instance: no_instance,
+            rejected_overloaded: overloaded,
+            rejected_type: 1,
+            handoff_retries,
+        };
+        let earlier = routing(2, 0, 5);
+        let now = routing(7, 1, 5);
+
+        let window = now.minus(&earlier);
+        let mut sum = now;
+        sum.add(&routing(1, 1, 1));
+
+        assert_eq!(
+            window,
+            Routing {
+                rejected_type: 0,
+                ..routing(5, 1, 0)
+            }
+        );
+        assert_eq!((now.refused(), window.refused()), (9, 6));
+        assert_eq!((sum.rejected_no_instance, sum.rejected_type), (8, 2));
+        assert!(!now.dropped_since(&earlier));
+        assert!(routing(1, 1, 9).dropped_since(&earlier));
+        assert_eq!(
+            ROUTING
+                .iter()
+                .map(|step| (step.name, (step.value)(&now)))
+                .collect::<Vec<_>>(),
+            now.counts().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Routing::COUNTERS,
+            now.counts().map(|(name, _)| name).collect::<Vec<_>>()
+        );
     }
 
     #[test]

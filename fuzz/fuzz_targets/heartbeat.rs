@@ -1,5 +1,6 @@
 //! An agent's heartbeat as the proxy's `POST /agents/heartbeat` reads it: serde_json, then
-//! `Heartbeat::validate`, then the counters' sums and quantiles the proxy derives.
+//! `Heartbeat::validate`, then the counters' sums and quantiles the proxy derives, and
+//! each worker's refused steps.
 #![no_main]
 
 use damrey_fuzz::round_trip;
@@ -27,5 +28,8 @@ fuzz_target!(|data: &[u8]| {
                 assert!(ms.is_finite() && ms >= 0.0, "quantile {q} is {ms}");
             }
         }
+    }
+    for routing in heartbeat.routing.values() {
+        let _ = routing.refused();
     }
 });

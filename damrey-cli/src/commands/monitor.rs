@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use damrey_actors::report::Routing;
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::{SUCCESS, print_json};
@@ -9,7 +11,8 @@ use crate::cli::{AlarmsArgs, StatsArgs};
 use crate::client::Api;
 use crate::table::Table;
 
-/// Prints each worker's live instances, rates and latency over the window.
+/// Prints each worker's live instances, rates and latency over the window, the steps its
+/// agents' routers refused (counted in its errors too) and the steps it processed.
 ///
 /// # Errors
 /// The proxy refused or did not answer.
@@ -42,6 +45,7 @@ pub async fn stats(
         "TIMEOUTS/s",
         "P50 ms",
         "P99 ms",
+        "REFUSED",
         "PROCESSED",
     ]);
     for worker in answer["workers"].as_array().into_iter().flatten() {
@@ -54,6 +58,7 @@ pub async fn stats(
             rate(&worker["rates"]["timeouts"]),
             text(&worker["latency_ms"]["p50"]),
             text(&worker["latency_ms"]["p99"]),
+            refused(&worker["routing"]),
             text(&worker["totals"]["processed"]),
         ]);
     }
@@ -162,6 +167,13 @@ pub fn rate(value: &Value) -> String {
         .map_or_else(|| "-".to_owned(), |rate| format!("{rate:.1}"))
 }
 
+/// The steps a worker's routing counters say were refused, `-` when absent (a proxy
+/// from before them).
+pub fn refused(routing: &Value) -> String {
+    Routing::deserialize(routing)
+        .map_or_else(|_| "-".to_owned(), |routing| routing.refused().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +186,8 @@ mod tests {
         assert_eq!(text(&json!(3)), "3");
         assert_eq!(rate(&json!(0.26)), "0.3");
         assert_eq!(rate(&json!(null)), "-");
+        let routing = json!({"rejected_no_instance": 2, "rejected_type": 1, "handoff_retries": 4});
+        assert_eq!(refused(&routing), "3");
+        assert_eq!(refused(&json!(null)), "-");
     }
 }

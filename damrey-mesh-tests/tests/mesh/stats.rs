@@ -1,4 +1,5 @@
-//! The agent's counting, read back from `GET /metrics`.
+//! The agent's counting, read back from `GET /metrics`, and from the proxy's
+//! `GET /workers/stats` for what no instance counts.
 
 use actix::{Actor, Context, Handler};
 use damrey_actors::{Config, Message, Worker};
@@ -170,7 +171,7 @@ async fn restarts_after_a_panic_are_reported_by_the_worker_and_counted() {
 }
 
 #[actix_rt::test]
-async fn refused_steps_are_counted_by_worker_and_reason() {
+async fn refused_steps_are_counted_by_reason_and_reach_the_proxy_as_errors() {
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(
         &dir,
@@ -221,4 +222,47 @@ async fn refused_steps_are_counted_by_worker_and_reason() {
         0
     );
     assert_eq!(value("damrey_route_rejected_not_configured_total"), 1);
+
+    // The agent's heartbeat carries them to the proxy: the calls a worker with no live
+    // instance could not take are its errors there, though no instance counted them.
+    let workers = eventually(PATIENCE, "idle's refused call at the proxy", || async {
+        let stats = proxy.get_json("/workers/stats").await;
+        let workers: Vec<serde_json::Value> = stats["workers"].as_array()?.clone();
+        let idle = workers.iter().find(|worker| worker["worker"] == "idle")?;
+        (idle["routing"]["rejected_no_instance"] == 1).then_some(workers)
+    })
+    .await;
+    let find = |name: &str| {
+        workers
+            .iter()
+            .find(|worker| worker["worker"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {workers:?}"))
+    };
+    let (idle, add) = (find("idle"), find("add"));
+    assert_eq!(
+        idle["routing"],
+        json!({"rejected_no_instance":1,"rejected_overloaded":0,"rejected_type":0,
+               "handoff_retries":0}),
+        "{idle}"
+    );
+    assert_eq!(
+        (
+            &idle["live_instances"],
+            &idle["totals"]["errors"],
+            &idle["totals"]["processed"],
+            &idle["instances"]
+        ),
+        (&json!(0), &json!(1), &json!(1), &json!([])),
+        "{idle}"
+    );
+    // Refused before idle's, so in the same heartbeat.
+    assert_eq!(
+        (
+            &add["routing"]["rejected_type"],
+            &add["routing"]["rejected_no_instance"],
+            &add["totals"]["errors"]
+        ),
+        (&json!(1), &json!(0), &json!(1)),
+        "{add}"
+    );
 }

@@ -1,5 +1,6 @@
-//! `GET /metrics`: the workers' counters, instances and latency histograms, the live
-//! agents and the active alarms in Prometheus' text format (open without a token).
+//! `GET /metrics`: the workers' counters, routing counters, instances and latency
+//! histograms, the live agents and the active alarms in Prometheus' text format (open
+//! without a token).
 
 use std::fmt::Write as _;
 
@@ -75,6 +76,12 @@ pub fn render(report: &StatsReport, agents_live: usize, active: &[Alarm]) -> Str
         .map(|worker| Series::worker(&worker.worker, worker.usage.totals, &worker.usage.latency))
         .collect();
     prometheus::write_steps(&mut out, Scope::Worker, &series);
+    let routing: Vec<_> = report
+        .workers
+        .iter()
+        .map(|worker| (worker.worker.as_str(), worker.routing))
+        .collect();
+    prometheus::write_routing(&mut out, &routing);
     family(
         &mut out,
         "damrey_alarms_active",

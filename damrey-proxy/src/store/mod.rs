@@ -657,13 +657,11 @@ impl Store {
     pub async fn forget_agent(&self, agent: &str) -> Result<Registered<bool>, StoreError> {
         self.bounded(async move {
             let mut tx = self.pool.begin().await?;
-            let mut removed = [0; 4];
+            let mut removed = [0; 2];
             // The instances before the agent, whose cascade would hide them.
             for (statement, removed) in [
                 "DELETE FROM agent_instances WHERE agent = $1",
                 "DELETE FROM agents WHERE address = $1",
-                "DELETE FROM instance_samples WHERE agent = $1",
-                "DELETE FROM instance_series WHERE agent = $1",
             ]
             .into_iter()
             .zip(&mut removed)
@@ -674,12 +672,13 @@ impl Store {
                     .await?
                     .rows_affected();
             }
-            let [held, ..] = removed;
+            let [held, listed] = removed;
+            let samples = stats::forget_samples(&mut tx, agent).await?;
             let placement = bump_placement_if(&mut tx, held > 0).await?;
             tx.commit().await?;
             self.placement_cache.gone(agent);
             Ok(Registered {
-                value: removed.iter().sum::<u64>() > 0,
+                value: held + listed + samples > 0,
                 placement,
             })
         })

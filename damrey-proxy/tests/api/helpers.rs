@@ -697,6 +697,19 @@ pub fn heartbeat_json(agent: &str, instances: &[(&str, u32)], stats: Vec<Value>)
     serde_json::json!({"agent": agent, "instances": instances, "stats": stats}).to_string()
 }
 
+/// [`heartbeat_json`] with the `routing` section: worker name → its routing counters.
+pub fn heartbeat_with_routing(
+    agent: &str,
+    instances: &[(&str, u32)],
+    stats: Vec<Value>,
+    routing: Value,
+) -> String {
+    let mut heartbeat: Value =
+        serde_json::from_str(&heartbeat_json(agent, instances, stats)).unwrap();
+    heartbeat["routing"] = routing;
+    heartbeat.to_string()
+}
+
 /// Polls `check` every 50 ms until it gives `Some`, failing after `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where

@@ -1,6 +1,8 @@
 //! `GET /metrics`: Prometheus text for a known report, open without a token.
 
-use crate::helpers::{Api, heartbeat_json, instance_report, spawn_app_with, worker};
+use serde_json::json;
+
+use crate::helpers::{Api, heartbeat_with_routing, instance_report, spawn_app_with, worker};
 
 const EXPECTED: &str = r#"# HELP damrey_agents_live Agents heard from within the agent TTL.
 # TYPE damrey_agents_live gauge
@@ -13,18 +15,18 @@ damrey_worker_live_instances{worker="square"} 0
 # TYPE damrey_worker_steps_received_total counter
 damrey_worker_steps_received_total{worker="add"} 15
 damrey_worker_steps_received_total{worker="square"} 0
-# HELP damrey_worker_steps_processed_total Steps the worker's instances answered, whatever the answer.
+# HELP damrey_worker_steps_processed_total Steps the worker's instances answered, whatever the answer, and steps its agents' routers refused.
 # TYPE damrey_worker_steps_processed_total counter
-damrey_worker_steps_processed_total{worker="add"} 15
-damrey_worker_steps_processed_total{worker="square"} 0
+damrey_worker_steps_processed_total{worker="add"} 16
+damrey_worker_steps_processed_total{worker="square"} 4
 # HELP damrey_worker_steps_responses_total Steps answered RESPONSE.
 # TYPE damrey_worker_steps_responses_total counter
 damrey_worker_steps_responses_total{worker="add"} 10
 damrey_worker_steps_responses_total{worker="square"} 0
-# HELP damrey_worker_steps_errors_total Steps answered ERROR.
+# HELP damrey_worker_steps_errors_total Steps answered ERROR, by the worker's instances or by its agents' routers refusing them.
 # TYPE damrey_worker_steps_errors_total counter
-damrey_worker_steps_errors_total{worker="add"} 3
-damrey_worker_steps_errors_total{worker="square"} 0
+damrey_worker_steps_errors_total{worker="add"} 4
+damrey_worker_steps_errors_total{worker="square"} 4
 # HELP damrey_worker_steps_timeouts_total Steps that ran out of time.
 # TYPE damrey_worker_steps_timeouts_total counter
 damrey_worker_steps_timeouts_total{worker="add"} 1
@@ -93,6 +95,22 @@ damrey_worker_step_duration_seconds_bucket{worker="square",le="10"} 0
 damrey_worker_step_duration_seconds_bucket{worker="square",le="+Inf"} 0
 damrey_worker_step_duration_seconds_sum{worker="square"} 0
 damrey_worker_step_duration_seconds_count{worker="square"} 0
+# HELP damrey_worker_rejected_no_instance_total Steps refused because the worker had no live instance.
+# TYPE damrey_worker_rejected_no_instance_total counter
+damrey_worker_rejected_no_instance_total{worker="add"} 0
+damrey_worker_rejected_no_instance_total{worker="square"} 4
+# HELP damrey_worker_rejected_overloaded_total Steps refused because no instance of the worker could start them before their deadline.
+# TYPE damrey_worker_rejected_overloaded_total counter
+damrey_worker_rejected_overloaded_total{worker="add"} 1
+damrey_worker_rejected_overloaded_total{worker="square"} 0
+# HELP damrey_worker_rejected_type_total Steps refused because the worker does not accept their type.
+# TYPE damrey_worker_rejected_type_total counter
+damrey_worker_rejected_type_total{worker="add"} 0
+damrey_worker_rejected_type_total{worker="square"} 0
+# HELP damrey_worker_handoff_retries_total Hand-offs of the worker's steps to another agent that failed and were resent or sent elsewhere.
+# TYPE damrey_worker_handoff_retries_total counter
+damrey_worker_handoff_retries_total{worker="add"} 2
+damrey_worker_handoff_retries_total{worker="square"} 0
 # HELP damrey_alarms_active Active alarms by rule.
 # TYPE damrey_alarms_active gauge
 damrey_alarms_active{rule="no_instance"} 0
@@ -126,10 +144,12 @@ async fn metrics_lines_are_exact_for_a_known_report_and_need_no_token() {
     second["ejected_ms"] = 1_500.into();
     let beat = app
         .api
-        .heartbeat(heartbeat_json(
+        .heartbeat(heartbeat_with_routing(
             "127.0.0.1:7701",
             &[("add", 2)],
             vec![first, second],
+            json!({"add": {"rejected_overloaded": 1, "handoff_retries": 2},
+                   "square": {"rejected_no_instance": 4}}),
         ))
         .await;
     assert_eq!(beat.status, 200, "{beat:?}");

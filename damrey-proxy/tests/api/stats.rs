@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{heartbeat_json, instance_report, spawn_app, spawn_on, worker};
+use crate::helpers::{
+    heartbeat_json, heartbeat_with_routing, instance_report, spawn_app, spawn_on, worker,
+};
 
 const AGENT: &str = "127.0.0.1:7701";
 
@@ -94,6 +96,100 @@ async fn counters_at_workers_stats_equal_what_the_heartbeats_reported() {
     assert_eq!(square["last_seen_ms"], Value::Null);
     assert_eq!(square["totals"]["received"], 0);
     assert_eq!(square["instances"], json!([]));
+}
+
+/// Steps an agent's router refused (no live instance, overloaded, unknown type) never
+/// reach an instance; the heartbeat's `routing` brings them, and they count as the
+/// worker's errors.
+#[actix_web::test]
+async fn steps_the_routers_refused_are_the_workers_errors() {
+    let app = spawn_app().await;
+    app.api.add(worker("add", 0)).await;
+    app.api.add(worker("idle", 0)).await;
+    app.api.add(worker("square", 0)).await;
+    let add = instance_report("add", 1, [10, 8, 2, 0, 0, 0, 0, 0], &[(4, 10)], 1_000);
+    let beats = [
+        heartbeat_with_routing(
+            AGENT,
+            &[("add", 1)],
+            vec![add],
+            json!({"add": {"rejected_type": 1, "rejected_overloaded": 2},
+                   "idle": {"rejected_no_instance": 3}}),
+        ),
+        heartbeat_with_routing(
+            "127.0.0.1:7702",
+            &[],
+            vec![],
+            json!({"idle": {"rejected_no_instance": 4, "handoff_retries": 5}}),
+        ),
+        // An agent from before the routing section: its workers refused nothing.
+        heartbeat_json("127.0.0.1:7703", &[], vec![]),
+    ];
+    for beat in beats {
+        let reply = app.api.heartbeat(beat).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+
+    let reply = app.api.stats(None).await;
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let (add, idle, square) = (
+        find(&reply.body, "add"),
+        find(&reply.body, "idle"),
+        find(&reply.body, "square"),
+    );
+    assert_eq!(
+        idle["routing"],
+        json!({"rejected_no_instance":7,"rejected_overloaded":0,"rejected_type":0,
+               "handoff_retries":5})
+    );
+    assert_eq!(
+        (&idle["totals"]["errors"], &idle["totals"]["processed"]),
+        (&json!(7), &json!(7))
+    );
+    assert_eq!(
+        idle["rates"],
+        json!({"received":0.0,"processed":0.7,"errors":0.7,"timeouts":0.0})
+    );
+    assert_eq!(idle["instances"], json!([]));
+    // The instance's 2 errors in 10 steps, and 3 steps refused.
+    assert_eq!(
+        (&add["totals"]["errors"], &add["totals"]["processed"]),
+        (&json!(5), &json!(13))
+    );
+    assert_eq!(add["instances"][0]["totals"]["errors"], 2);
+    assert_eq!(add["routing"]["rejected_type"], 1);
+    assert_eq!(
+        square["routing"],
+        json!({"rejected_no_instance":0,"rejected_overloaded":0,"rejected_type":0,
+               "handoff_retries":0})
+    );
+    assert_eq!(square["totals"]["errors"], 0);
+}
+
+#[actix_web::test]
+async fn a_routing_counter_over_what_a_bigint_holds_is_answered_400() {
+    let app = spawn_app().await;
+
+    let reply = app
+        .api
+        .heartbeat(heartbeat_with_routing(
+            AGENT,
+            &[],
+            vec![],
+            json!({"idle": {"rejected_no_instance": u64::MAX}}),
+        ))
+        .await;
+
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(
+        reply.body["error"],
+        format!(
+            "routing of worker \"idle\": rejected_no_instance {} is over the largest storable {}",
+            u64::MAX,
+            i64::MAX
+        )
+    );
 }
 
 #[actix_web::test]

@@ -5,9 +5,10 @@ use std::time::Duration;
 use damrey_proxy::Store;
 use damrey_proxy::alarm::{Condition, Rule};
 use damrey_proxy::store::placement::Known;
+use damrey_proxy::store::stats::{RoutePair, RouteSample};
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
 use damrey_wire::WorkerSpec;
-use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport};
+use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport, Routing};
 use sqlx::Connection;
 
 use crate::helpers::{fresh_database, open_store};
@@ -28,27 +29,98 @@ async fn migrations_apply_once_and_running_them_again_changes_nothing() {
     assert_eq!(again.version().await.unwrap(), 1);
 }
 
-/// The step counters are declared once (`damrey_wire::steps`); each one a report
-/// carries needs its column, which only a migration adds.
+/// The step and routing counters are declared once (`damrey_wire::steps`); each one a
+/// report carries needs its column, which only a migration adds.
 #[actix_web::test]
-async fn the_migrations_give_every_declared_step_counter_its_column() {
+async fn the_migrations_give_every_declared_step_and_routing_counter_its_column() {
     let db = fresh_database().await;
     let store = open_store(&db).await;
 
-    for column in InstanceReport::COUNTERS {
-        let read = sqlx::query(&format!(
-            "SELECT {column} FROM instance_samples WHERE 1 = 0"
-        ))
-        .fetch_all(store.pool())
-        .await
-        .map(|rows| rows.len());
+    for (table, columns) in [
+        ("instance_samples", InstanceReport::COUNTERS),
+        ("route_samples", Routing::COUNTERS),
+    ] {
+        for column in columns {
+            let read = sqlx::query(&format!("SELECT {column} FROM {table} WHERE 1 = 0"))
+                .fetch_all(store.pool())
+                .await
+                .map(|rows| rows.len());
 
-        assert!(
-            read.is_ok(),
-            "no column {column} in instance_samples on {:?}: add a migration ({read:?})",
-            db.backend
-        );
+            assert!(
+                read.is_ok(),
+                "no column {column} in {table} on {:?}: add a migration ({read:?})",
+                db.backend
+            );
+        }
     }
+}
+
+/// Routing counters are kept per agent and worker, read back two per series as the
+/// instances' samples are (the newest and the window's baseline, zeros when the series
+/// started within the window), pruned after the retention and forgotten with the agent.
+#[actix_web::test]
+async fn routing_counters_are_stored_per_agent_and_worker_and_read_back_in_pairs() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let ttl = Duration::from_secs(10);
+    let beat = |agent: &str, routing: Option<Routing>| Heartbeat {
+        agent: agent.to_owned(),
+        instances: vec![],
+        stats: vec![],
+        routing: routing
+            .into_iter()
+            .map(|routing| ("idle".to_owned(), routing))
+            .collect(),
+        leaving: false,
+    };
+    let refused = |rejected_no_instance| Routing {
+        rejected_no_instance,
+        handoff_retries: 1,
+        ..Routing::default()
+    };
+    let sample = |agent: &str, at_ms, routing| RouteSample {
+        agent: agent.to_owned(),
+        worker: "idle".to_owned(),
+        at_ms,
+        routing,
+    };
+    for (agent, routing, at_ms) in [
+        ("h:1", Some(refused(2)), 1_000_000),
+        ("h:1", Some(refused(7)), 1_005_000),
+        ("h:2", Some(refused(1)), 1_006_000),
+        // An agent from before the routing section: nothing to store.
+        ("h:3", None, 1_006_000),
+    ] {
+        store
+            .heartbeat(&beat(agent, routing), at_ms, ttl)
+            .await
+            .unwrap();
+    }
+
+    let pairs = store.route_pairs(1_004_000, 900_000).await.unwrap();
+
+    assert_eq!(
+        pairs,
+        [
+            RoutePair {
+                latest: sample("h:1", 1_005_000, refused(7)),
+                baseline: sample("h:1", 1_000_000, refused(2)),
+            },
+            RoutePair {
+                latest: sample("h:2", 1_006_000, refused(1)),
+                baseline: sample("h:2", 1_006_000, Routing::default()),
+            },
+        ]
+    );
+    assert_eq!(store.prune_samples(1_001_000).await.unwrap(), 1);
+    assert!(store.forget_agent("h:2").await.unwrap().value);
+    assert_eq!(
+        store.route_pairs(1_004_000, 900_000).await.unwrap(),
+        [RoutePair {
+            latest: sample("h:1", 1_005_000, refused(7)),
+            baseline: sample("h:1", 1_005_000, Routing::default()),
+        }]
+    );
 }
 
 #[actix_web::test]
@@ -135,6 +207,7 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
             count: 2,
         }],
         stats: vec![],
+        routing: Default::default(),
         leaving: false,
     };
 
@@ -166,6 +239,7 @@ async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
         agent: "h:2".to_owned(),
         instances: vec![],
         stats: vec![],
+        routing: Default::default(),
         leaving: false,
     };
     let without_instances = store.heartbeat(&other, 1_020_001, ttl).await.unwrap();
@@ -194,6 +268,7 @@ async fn the_placement_is_served_from_memory_until_its_stored_version_moves() {
             count: 1,
         }],
         stats: vec![],
+        routing: Default::default(),
         leaving: false,
     };
     store
