@@ -32,7 +32,7 @@
 
 // What crosses a process is declared in `damrey-wire`; its modules keep their paths here
 // (`damrey_actors::message::Message`, `crate::spec::WorkerSpec`).
-pub use damrey_wire::{envelope, fault, frame, id, message, report, spec};
+pub use damrey_wire::{envelope, fault, frame, message, report, spec};
 
 pub mod admission;
 pub mod deadline;

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use crate::deadline::millis_left;
 use crate::fault::{Fault, Terminal};
 use crate::frame::Frame;
-use crate::id::fresh_id;
 use crate::message::Message;
 
 /// The unanswered requests and unacknowledged pushes of one worker process.
@@ -98,7 +97,7 @@ impl Outbox {
         deadline: Instant,
         waiter: Option<oneshot::Sender<Terminal>>,
     ) -> (Uuid, Frame) {
-        let id = fresh_id();
+        let id = Uuid::new_v4();
         let entry = Entry {
             sent_to: self.connected_run(),
             message,

@@ -32,7 +32,6 @@ use crate::deadline::deadline_after;
 use crate::envelope::Envelope;
 use crate::error::{SpecError, WorkerError};
 use crate::fault::{Fault, Terminal};
-use crate::id::fresh_id;
 use crate::instance::Instance;
 use crate::message::Message;
 use crate::route_counters::RouteCounts;
@@ -143,7 +142,7 @@ impl Line {
             handed_over: false,
             arrived: Instant::now(),
             unreachable: Vec::new(),
-            id: fresh_id(),
+            id: Uuid::new_v4(),
             leg: 0,
             to: to.to_owned(),
             origin: None,
