@@ -17,7 +17,7 @@ mod support {
     pub use damrey_mesh_tests::wait::*;
 }
 
-use damrey_mesh_tests::load::{self, Figures, env_or, report};
+use damrey_mesh_tests::load::{self, Figures, env_or, median_run, report};
 
 use std::time::Duration;
 
@@ -50,11 +50,6 @@ async fn drive(client: &awc::Client, url: &str, in_flight: usize, seconds: f64) 
         },
     )
     .await
-}
-
-fn median(mut runs: Vec<Figures>) -> Figures {
-    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-    runs.swap_remove(runs.len() / 2)
 }
 
 /// Waits until a call through `url` answers 200.
@@ -134,7 +129,7 @@ fn main() {
             plain.push(drive(&plain_client, &plain_url, in_flight, seconds).await);
             tls.push(drive(&tls_client, &tls_url, in_flight, seconds).await);
         }
-        let (plain, tls) = (median(plain), median(tls));
+        let (plain, tls) = (median_run(plain), median_run(tls));
         report("plain (HTTP, WS)", &plain);
         report("TLS everywhere, mutual TLS between agents", &tls);
         println!(

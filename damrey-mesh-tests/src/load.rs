@@ -2,11 +2,10 @@
 //! checked, and the figures it gives (rate, p50, p99), printed one line each.
 
 use std::cell::RefCell;
+use std::fmt::Debug;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-use damrey_actors::Message;
 
 /// What one measured run gives.
 #[derive(Debug, Clone, Copy)]
@@ -17,16 +16,20 @@ pub struct Figures {
     pub p50: Duration,
     /// The 99th percentile latency.
     pub p99: Duration,
+    /// The replies received.
+    pub replies: usize,
 }
 
-/// Runs `call` from `in_flight` tasks for `seconds`; every reply must be `expected`.
+/// Runs `call` from `in_flight` tasks for `seconds`; every reply must be `expected` (a
+/// Damrey message, or the bytes of another system's reply).
 ///
 /// # Panics
 /// On a reply other than `expected`.
-pub async fn drive<F, Fut>(in_flight: usize, seconds: f64, expected: &Message, call: F) -> Figures
+pub async fn drive<F, Fut, R>(in_flight: usize, seconds: f64, expected: &R, call: F) -> Figures
 where
     F: Fn() -> Fut + Clone + 'static,
-    Fut: Future<Output = Message> + 'static,
+    Fut: Future<Output = R> + 'static,
+    R: PartialEq + Debug + Clone + 'static,
 {
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let latencies = Rc::new(RefCell::new(Vec::new()));
@@ -55,6 +58,30 @@ where
         rate: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50: at(0.50),
         p99: at(0.99),
+        replies: latencies.len(),
+    }
+}
+
+/// The run of median rate among `runs`.
+///
+/// # Panics
+/// When `runs` is empty.
+pub fn median_run(mut runs: Vec<Figures>) -> Figures {
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    runs.swap_remove(runs.len() / 2)
+}
+
+/// The median of `values` (the mean of the middle two of an even count).
+///
+/// # Panics
+/// When `values` is empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
     }
 }
 

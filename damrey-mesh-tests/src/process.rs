@@ -1,11 +1,14 @@
 //! A child process of a test: killed and reaped when its handle drops, its stderr read
 //! by a thread that finds the port it bound (and shows the output with
-//! `DAMREY_TEST_LOGS` set), and a directory removed when dropped.
+//! `DAMREY_TEST_LOGS` set), its memory and CPU time read from `/proc`; and a directory
+//! removed when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
 
 use crate::wait::{PATIENCE, eventually};
 
@@ -65,10 +68,7 @@ impl Process {
             if port.is_none() && !self.is_running() {
                 // The reader passes the line on when it reads it; give it the time to
                 // reach the end of the dead process's output.
-                port = self
-                    .bound
-                    .recv_timeout(std::time::Duration::from_secs(2))
-                    .ok();
+                port = self.bound.recv_timeout(Duration::from_secs(2)).ok();
                 assert!(port.is_some(), "{} exited before binding", self.name);
             }
             std::future::ready(port)
@@ -122,6 +122,26 @@ impl Process {
             .unwrap_or_else(|| panic!("no VmRSS in the status of {}", self.name))
     }
 
+    /// The CPU time the process has used so far, in user and in system mode, over all
+    /// its threads (`utime` + `stime` of `/proc/PID/stat`).
+    ///
+    /// # Panics
+    /// When the stat cannot be read.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .unwrap_or_else(|e| panic!("no stat of {}: {e}", self.name));
+        // The fields after the command's name, which is in parentheses and may hold spaces:
+        // the state is field 3, utime field 14 and stime field 15.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: u64 = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|field| field.parse::<u64>().expect("utime and stime are counts"))
+            .sum();
+        Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+    }
+
     /// Whether the process has not exited yet.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -140,9 +160,26 @@ impl Drop for Process {
     }
 }
 
+/// The unit of the CPU times in `/proc/PID/stat` (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 /// The `port` of a log line saying `listening`, in the text (`port=7700`) or the JSON
-/// (`"port":7700`) format.
+/// (`"port":7700`) format, or of `nats-server`'s line (`Listening for client
+/// connections on 127.0.0.1:4222`).
 fn listening_port(line: &str) -> Option<u16> {
+    if let Some((_, address)) = line.split_once("Listening for client connections on ") {
+        return address.trim().rsplit_once(':')?.1.parse().ok();
+    }
     if !line.contains("listening") {
         return None;
     }
@@ -196,12 +233,14 @@ mod tests {
     use super::listening_port;
 
     #[test]
-    fn the_port_is_read_from_a_listening_line_in_either_format() {
+    fn the_port_is_read_from_a_listening_line_in_any_format() {
         let text = "2026-01-01T00:00:00Z  INFO damrey_agent::startup: agent listening port=41234 https=false";
         let json = r#"{"fields":{"message":"damrey-proxy listening","port":7700,"https":false}}"#;
 
         assert_eq!(listening_port(text), Some(41234));
         assert_eq!(listening_port(json), Some(7700));
         assert_eq!(listening_port("worker attached port=1"), None);
+        let nats = "[81] 2026/11/29 03:53:03.354957 [INF] Listening for client connections on 127.0.0.1:46739";
+        assert_eq!(listening_port(nats), Some(46739));
     }
 }
