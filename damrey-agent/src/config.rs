@@ -127,7 +127,7 @@ pub struct Settings {
     /// Threads serving HTTP, attached workers and peer links; `0` is one per core.
     /// One is the default: the agent switches messages, and on one thread a line never
     /// waits for another thread (measured faster than one per core on two cores, where
-    /// the worker processes need the other core; see `benches/mesh.rs`).
+    /// the worker processes need the other core; see `benches/mesh/main.rs`).
     pub http_workers: usize,
     /// Where the agent keeps the last configs it took from the proxy, to route from them
     /// when it starts while the proxy is away (created when first needed).

@@ -5,6 +5,12 @@ use anyhow::Context;
 use damrey_agent::{Application, Cli, Settings};
 use damrey_service::telemetry;
 
+/// mimalloc rather than glibc's malloc: the agent allocates and frees a little for every
+/// frame and request, all on one thread, and glibc's spent about a tenth of the agent's
+/// CPU under load (its fastbin consolidation among it); see docs/agent.md, "Speed".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_seed_args();
