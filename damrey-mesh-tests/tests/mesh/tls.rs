@@ -96,6 +96,38 @@ async fn a_line_crosses_two_agents_with_tls_and_mutual_tls_on_every_link() {
     assert_eq!(reply, Message::response("sqsum", ["49"]));
 }
 
+#[actix_rt::test]
+async fn a_line_across_three_agents_keeps_its_origin_under_mutual_tls() {
+    let dir = TempDir::new();
+    let mesh = Authority::new(&dir.0, "mesh");
+    let client = https_client(&mesh.ca(), None);
+    let (proxy, _proxy_process) = tls_proxy_with_sqsum(&dir, &mesh.issue("proxy"), &client).await;
+    let states = [TempDir::new(), TempDir::new(), TempDir::new()];
+    let mut agents = Vec::new();
+    for (name, state) in ["a", "b", "c"].into_iter().zip(&states) {
+        let issue = |address: &str| mesh.issue_agent(name, address);
+        agents.push(tls_agent(&proxy, issue, &mesh.ca(), state, &client).await);
+    }
+    let (a, b, c) = (&agents[0].0, &agents[1].0, &agents[2].0);
+    let _add = tls_worker(b, "add", &mesh.ca());
+    let _square = tls_worker(c, "square", &mesh.ca());
+
+    // The line starts at a, runs add at b, and b hands it to c with origin a: c takes it
+    // from b, an authenticated agent, for a, a listed one, and replies to a directly.
+    let reply = eventually(
+        Duration::from_secs(20),
+        "a line across three agents",
+        || async {
+            call_sqsum(&client, a)
+                .await
+                .and_then(|(status, reply)| (status == 200).then_some(reply))
+        },
+    )
+    .await;
+
+    assert_eq!(reply, Message::response("sqsum", ["49"]));
+}
+
 /// Runs `damrey certs dir HOLDERS...`.
 fn damrey_certs(dir: &Path, holders: &[&str]) {
     let output = Command::new(binary("damrey"))
