@@ -425,7 +425,7 @@ async fn https_proxy(dir: &std::path::Path, cert: PathBuf, key: PathBuf) -> Stri
         host: "127.0.0.1".into(),
         port: 0,
         sqlite_path: dir
-            .join(format!("proxy-{}.db", uuid_like()))
+            .join(format!("proxy-{}.db", next_number()))
             .display()
             .to_string(),
         tls_cert: Some(cert),
@@ -440,7 +440,7 @@ async fn https_proxy(dir: &std::path::Path, cert: PathBuf, key: PathBuf) -> Stri
 }
 
 /// A name no other call of this process gets.
-fn uuid_like() -> u64 {
+fn next_number() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
