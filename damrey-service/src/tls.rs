@@ -446,6 +446,15 @@ mod tests {
         let truncated = CertificateDer::from(agent.as_ref()[..agent.len() / 2].to_vec());
         assert!(agent_names(&truncated).is_empty());
         assert!(agent_names(&CertificateDer::from(Vec::new())).is_empty());
+        // Never a panic, whatever the bytes: every cut, and every byte flipped.
+        for end in 0..two.len() {
+            agent_names(&CertificateDer::from(two.as_ref()[..end].to_vec()));
+        }
+        for at in 0..two.len() {
+            let mut bytes = two.as_ref().to_vec();
+            bytes[at] ^= 0xff;
+            agent_names(&CertificateDer::from(bytes));
+        }
     }
 
     #[test]
