@@ -19,6 +19,14 @@ pub enum ApiError {
     /// Under mutual TLS, a peer link came without a client certificate (403).
     #[error("a peer link needs a client certificate signed by the mesh's CA (mutual TLS)")]
     NoPeerCertificate,
+    /// Under mutual TLS, a peer link's client certificate names no agent: it has no
+    /// `damrey-agent://HOST:PORT` URI subject alternative name (403).
+    #[error(
+        "a peer link needs a certificate that names its agent (a damrey-agent://HOST:PORT URI \
+         subject alternative name), and this one names none: {}",
+        damrey_service::tls::REMAKE
+    )]
+    PeerNamesNoAgent,
     /// The body is larger than the limit (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -43,7 +51,7 @@ impl ResponseError for ApiError {
             ApiError::Auth(AuthError::Unauthorized) => StatusCode::UNAUTHORIZED,
             ApiError::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NoPeerCertificate => StatusCode::FORBIDDEN,
+            ApiError::NoPeerCertificate | ApiError::PeerNamesNoAgent => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -86,8 +86,9 @@ enum LinkError {
 /// The links from this agent to every peer it has talked to; the router's [`Remote`].
 pub struct PeerLinks {
     token: Option<Secret>,
-    /// Links go over TLS (WSS) with this config, presenting the agent's certificate.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Links go over TLS (WSS) with configs of this dialer: each presents the agent's
+    /// certificate and takes only a peer whose certificate names the agent dialled.
+    tls: Option<tls::AgentDialer>,
     /// Each agent thread has its own link to each peer: awc connections stay on the
     /// thread that opened them, and a hand-off then never waits for another thread.
     /// By thread, then by peer, so that finding a link allocates nothing.
@@ -96,6 +97,8 @@ pub struct PeerLinks {
 
 struct PeerLink {
     agent: String,
+    /// The TLS config of links to this agent, if they go over TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// The live connection, if any; the lock also serializes reconnects.
     writer: tokio::sync::Mutex<Option<Live>>,
     /// The envelopes written and not acknowledged yet, by `(id, leg)`: the peer's run
@@ -110,7 +113,7 @@ struct PeerLink {
 impl PeerLinks {
     /// Links that authenticate with `token`, over TLS with `tls`. They must be used from
     /// actix arbiters (the agent's HTTP workers), where connections live.
-    pub fn new(token: Option<Secret>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+    pub fn new(token: Option<Secret>, tls: Option<tls::AgentDialer>) -> Self {
         PeerLinks {
             token,
             tls,
@@ -129,6 +132,7 @@ impl PeerLinks {
         }
         let link = Arc::new(PeerLink {
             agent: agent.to_owned(),
+            tls: self.tls.as_ref().map(|dialer| dialer.config_for(agent)),
             writer: tokio::sync::Mutex::new(None),
             acks: Mutex::default(),
             next_seq: AtomicU64::new(0),
@@ -149,10 +153,10 @@ impl PeerLinks {
         frame: impl FnOnce(u64) -> PeerFrame,
     ) -> BoxFuture<'static, Result<(), RemoteError>> {
         let link = self.link(agent);
-        let (token, tls) = (self.token.clone(), self.tls.clone());
+        let token = self.token.clone();
         let seq = link.next_seq.fetch_add(1, Ordering::Relaxed);
         let frame = frame(seq);
-        Box::pin(async move { link.send(frame, seq, deadline, leg, &token, &tls).await })
+        Box::pin(async move { link.send(frame, seq, deadline, leg, &token).await })
     }
 }
 
@@ -232,16 +236,12 @@ impl PeerLink {
         deadline: Instant,
         leg: Option<(Uuid, u32)>,
         token: &Option<Secret>,
-        tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<(), RemoteError> {
         let unreachable = |error: LinkError| RemoteError::Unreachable {
             agent: self.agent.clone(),
             reason: error.to_string(),
         };
-        let live = self
-            .writer(deadline, token, tls)
-            .await
-            .map_err(unreachable)?;
+        let live = self.writer(deadline, token).await.map_err(unreachable)?;
         let encoded = frame.encode(live.form);
         if encoded.len() > MAX_FRAME {
             return Err(RemoteError::TooLarge {
@@ -279,7 +279,6 @@ impl PeerLink {
         self: &Arc<Self>,
         deadline: Instant,
         token: &Option<Secret>,
-        tls: &Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Live, LinkError> {
         // Bounded, so that a line never waits past its deadline behind other lines'
         // connects to a peer that does not answer.
@@ -300,9 +299,9 @@ impl PeerLink {
             return Err(reason);
         }
         let (ready_tx, ready_rx) = oneshot::channel();
-        let (link, token, tls) = (self.clone(), token.clone(), tls.clone());
+        let (link, token) = (self.clone(), token.clone());
         actix_rt::spawn(async move {
-            match connect(&link.agent, token.as_ref(), tls.as_ref()).await {
+            match connect(&link.agent, token.as_ref(), link.tls.as_ref()).await {
                 Ok((socket, run, form)) => {
                     let (out, out_rx) = mpsc::unbounded_channel();
                     if ready_tx.send(Ok(Live { out, run, form })).is_ok() {
@@ -460,14 +459,21 @@ impl SeenIds {
 }
 
 /// Serves a link another agent opened to this one: acknowledges every frame (but an
-/// envelope whose origin is no agent it knows, which it refuses), runs new envelopes, and resolves replies to requests that started here. Acks are gathered
-/// while frames keep arriving and sent as one frame when the link goes quiet. The link
-/// closes when this agent stops, after acknowledging what it took.
+/// envelope whose origin it does not take, which it refuses), runs new envelopes, and
+/// resolves replies to requests that started here. Acks are gathered while frames keep
+/// arriving and sent as one frame when the link goes quiet. The link closes when this
+/// agent stops, after acknowledging what it took.
+///
+/// `peer` is the agent the link's client certificate names, under mutual TLS. An
+/// envelope's origin (where its line's reply goes) is taken when it is that agent, as
+/// its certificate proves; any other origin only when it is an agent the proxy lists:
+/// a line may have started at an agent before the one handing it over.
 pub async fn serve_incoming(
     router: Router,
     seen: Arc<SeenIds>,
     known: Arc<KnownAgents>,
     shutdown: Shutdown,
+    peer: Option<String>,
     connection: Connection,
 ) {
     let taker = Taker {
@@ -475,6 +481,7 @@ pub async fn serve_incoming(
         seen,
         known,
         shutdown: shutdown.clone(),
+        peer,
     };
     let Connection {
         mut session,
@@ -525,6 +532,8 @@ struct Taker {
     seen: Arc<SeenIds>,
     known: Arc<KnownAgents>,
     shutdown: Shutdown,
+    /// The agent the link's client certificate names, under mutual TLS.
+    peer: Option<String>,
 }
 
 impl Taker {
@@ -532,7 +541,10 @@ impl Taker {
     /// is to be acknowledged.
     fn take(&self, frame: Result<PeerFrame, FrameError>, unacked: &mut Vec<u64>) {
         match frame {
-            Ok(PeerFrame::Forward { envelope, .. }) if !self.known.knows(&envelope.origin) => {
+            Ok(PeerFrame::Forward { envelope, .. })
+                if self.peer.as_deref() != Some(envelope.origin.as_str())
+                    && !self.known.knows(&envelope.origin) =>
+            {
                 // Not acknowledged: a real agent resends it, and is listed by then.
                 self.known.unknown(&envelope.origin);
             }

@@ -101,6 +101,28 @@ fn route_from_cache(router: &Router, cache: &ConfigCache) {
     }
 }
 
+/// Warns when the agent's certificate does not name its advertised address `me`: its
+/// peers then refuse every link to it (an address is known only once the port is bound,
+/// so this is no start-up error: `-p 0` without `-a` advertises the port it got).
+fn warn_unless_named(identity: &tls::Identity, me: &str) -> Result<(), TlsError> {
+    let certificates = tls::certificates(&identity.cert)?;
+    let named = certificates
+        .first()
+        .map(tls::agent_names)
+        .unwrap_or_default();
+    if !named.iter().any(|agent| agent == me) {
+        tracing::warn!(
+            agent = %me,
+            certificate = %identity.cert.display(),
+            named = ?named,
+            remedy = tls::REMAKE,
+            "this agent's certificate does not name its advertised address, so its peers \
+             refuse links to it"
+        );
+    }
+    Ok(())
+}
+
 impl Application {
     /// Binds the port (0 lets the OS choose), builds the router and starts the
     /// background loops that follow the proxy. Must run inside an actix system.
@@ -150,7 +172,14 @@ impl Application {
             Some(identity) => Some(tls::server_config(identity, settings.tls_ca.as_deref())?),
             None => None,
         };
-        let links = PeerLinks::new(settings.own_token(), tls_client.clone());
+        let dialer = match (&settings.tls_ca, &identity) {
+            (Some(ca), Some(identity)) => {
+                warn_unless_named(identity, &me)?;
+                Some(tls::AgentDialer::new(ca, Some(identity))?)
+            }
+            _ => None,
+        };
+        let links = PeerLinks::new(settings.own_token(), dialer);
         let router = Router::unloaded(me, Some(Arc::new(links)));
         router.set_retries(settings.retries);
         // Before the proxy's answer can arrive, so that the cache never overwrites it.
@@ -231,8 +260,8 @@ impl Application {
         // Kept with the connection and dropped when it ends: the drain waits for them.
         .on_connect(move |connection, extensions| {
             extensions.insert(connections.connection());
-            if routes::peer::presented_certificate(connection) {
-                extensions.insert(routes::peer::VerifiedClient);
+            if let Some(client) = routes::peer::client_certificate(connection) {
+                extensions.insert(client);
             }
         })
         .disable_signals()

@@ -57,6 +57,23 @@ pub enum Command {
     Agents,
     /// The collaboration lines with live rates, redrawn every interval.
     Watch(WatchArgs),
+    /// Make a development CA (once, in DIR; reused by later runs) and a certificate and
+    /// key per process, `DIR/NAME.pem` and `DIR/NAME.key`. Give an agent its advertised
+    /// `HOST:PORT`: its certificate then names it (`damrey-agent://HOST:PORT`), as peer
+    /// links under mutual TLS require.
+    Certs(CertsArgs),
+}
+
+/// `damrey certs ...`
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// The directory of the CA and the certificates (made if missing).
+    pub dir: PathBuf,
+    /// A process's certificate: NAME=HOST (the proxy, a worker) or NAME=HOST:PORT (an
+    /// agent, at its advertised address); HOST is an IP address or a DNS name, an IPv6
+    /// address with a port in brackets (`[::1]:7701`).
+    #[arg(required = true, value_name = "NAME=HOST[:PORT]", value_parser = crate::commands::certs::parse_holder)]
+    pub holders: Vec<crate::commands::certs::Holder>,
 }
 
 /// `damrey worker ...`
@@ -169,5 +186,12 @@ mod tests {
         assert!(
             Cli::try_parse_from(["damrey", "worker", "add", "add.json", "--name", "x"]).is_err()
         );
+    }
+
+    #[test]
+    fn certs_wants_a_directory_and_at_least_one_holder() {
+        assert!(Cli::try_parse_from(["damrey", "certs", "dir", "one=127.0.0.1:7701"]).is_ok());
+        assert!(Cli::try_parse_from(["damrey", "certs", "dir"]).is_err());
+        assert!(Cli::try_parse_from(["damrey", "certs", "dir", "one"]).is_err());
     }
 }

@@ -451,14 +451,15 @@ fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
     paths
 }
 
-#[actix_web::test]
-async fn an_https_proxy_is_reached_with_the_mesh_s_ca() {
-    let dir = fresh_dir("tls");
-    let (ca, cert, key) = certificates(&dir);
+/// A proxy serving HTTPS with `cert` and `key`, on SQLite in `dir`; its URL.
+async fn https_proxy(dir: &std::path::Path, cert: PathBuf, key: PathBuf) -> String {
     let proxy = damrey_proxy::startup::Application::build(damrey_proxy::config::Settings {
         host: "127.0.0.1".into(),
         port: 0,
-        sqlite_path: dir.join("proxy.db").display().to_string(),
+        sqlite_path: dir
+            .join(format!("proxy-{}.db", next_number()))
+            .display()
+            .to_string(),
         tls_cert: Some(cert),
         tls_key: Some(key),
         ..Default::default()
@@ -467,33 +468,40 @@ async fn an_https_proxy_is_reached_with_the_mesh_s_ca() {
     .expect("the proxy starts");
     let url = format!("https://127.0.0.1:{}", proxy.port());
     actix_web::rt::spawn(proxy.run_until_stopped());
-    let damrey = |args: Vec<String>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_damrey"));
-        command.args(args).env_remove("DAMREY_TLS_CA");
-        actix_web::rt::task::spawn_blocking(move || command.output().expect("damrey runs"))
-    };
+    url
+}
 
-    let trusted = damrey(
-        [
-            "--proxy",
-            &url,
-            "--tls-ca",
-            ca.to_str().unwrap(),
-            "worker",
-            "list",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    )
-    .await
-    .unwrap();
-    let untrusted = damrey(
-        ["--proxy", &url, "worker", "list"]
-            .map(str::to_owned)
-            .to_vec(),
-    )
-    .await
-    .unwrap();
+/// A name no other call of this process gets.
+fn next_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs `damrey ARGS` with no mesh in its environment.
+async fn damrey<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_damrey"));
+    command.args(args).env_remove("DAMREY_TLS_CA");
+    actix_web::rt::task::spawn_blocking(move || command.output().expect("damrey runs"))
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn an_https_proxy_is_reached_with_the_mesh_s_ca() {
+    let dir = fresh_dir("tls");
+    let (ca, cert, key) = certificates(&dir);
+    let url = https_proxy(&dir, cert, key).await;
+
+    let trusted = damrey([
+        "--proxy",
+        &url,
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "worker",
+        "list",
+    ])
+    .await;
+    let untrusted = damrey(["--proxy", &url, "worker", "list"]).await;
 
     assert!(trusted.status.success(), "{}", stderr(&trusted));
     assert_eq!(stdout(&trusted), "NAME  AGENT  MPU  COMMANDS\n");
@@ -503,5 +511,168 @@ async fn an_https_proxy_is_reached_with_the_mesh_s_ca() {
         "{}",
         stderr(&untrusted)
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `openssl x509 -noout ARGS -in cert`'s output, or `None` without openssl.
+fn openssl_x509(cert: &std::path::Path, args: &[&str]) -> Option<(bool, String)> {
+    let output = Command::new("openssl")
+        .arg("x509")
+        .arg("-noout")
+        .args(args)
+        .arg("-in")
+        .arg(cert)
+        .output()
+        .ok()?;
+    Some((output.status.success(), stdout(&output)))
+}
+
+/// Whether a proxy serving `name`'s certificate from `dir` is reached by `damrey`
+/// trusting `dir`'s CA.
+async fn reached_with_the_ca(dir: &std::path::Path, name: &str) -> bool {
+    let url = https_proxy(
+        dir,
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
+    .await;
+    let ca = dir.join("ca.pem").display().to_string();
+    let output = damrey(["--proxy", &url, "--tls-ca", &ca, "worker", "list"]).await;
+    output.status.success()
+}
+
+#[actix_web::test]
+async fn certs_makes_a_ca_once_and_certificates_that_name_their_holders() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = fresh_dir("certs").join("mesh");
+    let path = dir.display().to_string();
+
+    let first = damrey([
+        "certs",
+        &path,
+        "proxy=127.0.0.1",
+        "one=127.0.0.1:7701",
+        "two=agent.example:7702",
+    ])
+    .await;
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let again = damrey(["certs", &path, "three=127.0.0.1"]).await;
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        stdout(&first),
+        format!(
+            "{path}/ca.pem (new CA)\n\
+             {path}/proxy.pem (IP:127.0.0.1)\n\
+             {path}/one.pem (IP:127.0.0.1, URI:damrey-agent://127.0.0.1:7701)\n\
+             {path}/two.pem (DNS:agent.example, URI:damrey-agent://agent.example:7702)\n"
+        )
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        stdout(&again),
+        format!("{path}/ca.pem (reused)\n{path}/three.pem (IP:127.0.0.1)\n")
+    );
+    assert_eq!(
+        std::fs::read(dir.join("ca.pem")).unwrap(),
+        ca,
+        "the CA is kept"
+    );
+    for key in ["ca.key", "proxy.key", "one.key", "two.key", "three.key"] {
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
+    // Real handshakes: the first run's certificate and one signed by the reused CA.
+    assert!(reached_with_the_ca(&dir, "proxy").await);
+    assert!(reached_with_the_ca(&dir, "three").await);
+
+    let Some((_, names)) = openssl_x509(
+        &dir.join("one.pem"),
+        &["-ext", "subjectAltName,extendedKeyUsage,keyUsage"],
+    ) else {
+        println!("the subject alternative names are not checked: no openssl");
+        return;
+    };
+    assert!(
+        names.contains("IP Address:127.0.0.1, URI:damrey-agent://127.0.0.1:7701"),
+        "{names}"
+    );
+    assert!(
+        names.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+        "{names}"
+    );
+    let (_, dns) = openssl_x509(&dir.join("two.pem"), &["-ext", "subjectAltName"]).unwrap();
+    assert!(
+        dns.contains("DNS:agent.example, URI:damrey-agent://agent.example:7702"),
+        "{dns}"
+    );
+    let day = 24 * 60 * 60;
+    let valid_for = |days: u64| {
+        openssl_x509(
+            &dir.join("one.pem"),
+            &["-checkend", &(days * day).to_string()],
+        )
+        .unwrap()
+        .0
+    };
+    assert!(valid_for(824), "valid for 825 days");
+    assert!(!valid_for(826), "not longer");
+    let (ok, _) = openssl_x509(
+        &dir.join("ca.pem"),
+        &["-checkend", &(824 * day).to_string()],
+    )
+    .unwrap();
+    assert!(ok, "the CA is valid as long");
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
+
+#[actix_web::test]
+async fn certs_says_what_is_wrong_with_its_arguments_or_its_directory() {
+    let dir = fresh_dir("certs-bad");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let path = dir.display().to_string();
+
+    let no_holder = damrey(["certs", &path]).await;
+    let no_host = damrey(["certs", &path, "one"]).await;
+    let bad_port = damrey(["certs", &path, "one=127.0.0.1:99999"]).await;
+    let unwritable = damrey([
+        "certs",
+        &format!("{}/certs", file.display()),
+        "one=127.0.0.1",
+    ])
+    .await;
+
+    assert_eq!(no_holder.status.code(), Some(2));
+    assert!(
+        stderr(&no_holder).contains("Usage: damrey certs <DIR> <NAME=HOST[:PORT]>..."),
+        "{}",
+        stderr(&no_holder)
+    );
+    assert_eq!(no_host.status.code(), Some(2));
+    assert!(
+        stderr(&no_host).contains("invalid value 'one'")
+            && stderr(&no_host).contains("expected NAME=HOST or NAME=HOST:PORT"),
+        "{}",
+        stderr(&no_host)
+    );
+    assert_eq!(bad_port.status.code(), Some(2));
+    assert!(
+        stderr(&bad_port).contains("the port \"99999\" is not a number from 1 to 65535"),
+        "{}",
+        stderr(&bad_port)
+    );
+    assert_eq!(unwritable.status.code(), Some(1));
+    assert_eq!(
+        stderr(&unwritable),
+        format!(
+            "error: cannot create the directory {}/certs: Not a directory (os error 20)\n",
+            file.display()
+        )
+    );
+    assert!(!dir.join("ca.pem").exists());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -103,7 +103,7 @@ fn main() {
         let (state_one, state_two) = (TempDir::new(), TempDir::new());
         let (tls_one, _tls_one) = tls_agent(
             &tls_proxy_address,
-            &mesh.issue("agent-one"),
+            |address| mesh.issue_agent("agent-one", address),
             &mesh.ca(),
             &state_one,
             &tls_client,
@@ -111,7 +111,7 @@ fn main() {
         .await;
         let (tls_two, _tls_two) = tls_agent(
             &tls_proxy_address,
-            &mesh.issue("agent-two"),
+            |address| mesh.issue_agent("agent-two", address),
             &mesh.ca(),
             &state_two,
             &tls_client,

@@ -7,14 +7,15 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The packages whose binaries the process-level tests start.
-const PACKAGES: [&str; 4] = [
+const PACKAGES: [&str; 5] = [
     "damrey-proxy",
     "damrey-agent",
+    "damrey-cli",
     "damrey-example",
     "damrey-chaos",
 ];
 
-/// The path of binary `name` (`damrey-agent`, `add`, `chaos-worker`...), built from this
+/// The path of binary `name` (`damrey-agent`, `damrey`, `add`, `chaos-worker`...), built from this
 /// tree; the first call builds them all (later calls wait for it).
 ///
 /// # Panics

@@ -708,10 +708,25 @@ impl Authority {
         self.dir.join(format!("{}-ca.pem", self.name))
     }
 
-    /// A certificate for 127.0.0.1 named `holder`, signed by this CA.
+    /// A certificate for 127.0.0.1 named `holder`, signed by this CA; it names no agent.
     pub fn issue(&self, holder: &str) -> Identity {
+        self.issue_names(holder, None)
+    }
+
+    /// A certificate for 127.0.0.1 named `holder`, signed by this CA, that names the agent
+    /// advertised at `agent` (`host:port`), as `damrey certs DIR NAME=HOST:PORT` makes.
+    pub fn issue_agent(&self, holder: &str, agent: &str) -> Identity {
+        self.issue_names(holder, Some(agent))
+    }
+
+    fn issue_names(&self, holder: &str, agent: Option<&str>) -> Identity {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        if let Some(agent) = agent {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                tls::agent_uri(agent).as_str().try_into().unwrap(),
+            ));
+        }
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, holder);
@@ -776,29 +791,43 @@ pub async fn tls_proxy(
     (address, process)
 }
 
-/// An agent serving HTTPS and WSS with `identity`, trusting `ca` for the proxy and its
-/// peers, which must present certificates `ca` signed.
+/// An agent serving HTTPS and WSS with the identity `identity` makes for its address
+/// (`127.0.0.1:port`), trusting `ca` for the proxy and its peers, which must present
+/// certificates `ca` signed.
+///
+/// An agent's certificate names its address, port included, so the port is chosen
+/// before the agent starts, not by the agent binding port 0: a port the OS just gave
+/// out and took back. Another process may take it meanwhile; the agent then exits at
+/// once and another port is tried.
 pub async fn tls_agent(
     proxy: &str,
-    identity: &Identity,
+    identity: impl Fn(&str) -> Identity,
     ca: &Path,
     state: &TempDir,
     client: &awc::Client,
 ) -> (String, Process) {
-    let mut command = Command::new(binary("damrey-agent"));
-    command
-        .args(["-p", "0", "-pr", proxy])
-        .args(["--host", "127.0.0.1", "--state-dir"])
-        .arg(&state.0)
-        .env("RUST_LOG", rust_log())
-        .env_remove("DAMREY_ADVERTISE");
-    tls_env(&mut command, identity, Some(ca));
-    let mut process = Process::spawn("damrey-agent", &mut command);
-    let port = process.bound_port().await;
-    // The agent advertises 127.0.0.1:port, the name its certificate carries.
-    let address = format!("127.0.0.1:{port}");
-    wait_healthy_over_https(client, &address).await;
-    (address, process)
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        // The agent advertises 127.0.0.1:port, the name its certificate carries.
+        let address = format!("127.0.0.1:{port}");
+        let mut command = Command::new(binary("damrey-agent"));
+        command
+            .args(["-p", &port.to_string(), "-pr", proxy])
+            .args(["--host", "127.0.0.1", "--state-dir"])
+            .arg(&state.0)
+            .env("RUST_LOG", rust_log())
+            .env_remove("DAMREY_ADVERTISE");
+        tls_env(&mut command, &identity(&address), Some(ca));
+        let mut process = Process::spawn("damrey-agent", &mut command);
+        if process.bound_port_unless_exited().await.is_some() {
+            wait_healthy_over_https(client, &address).await;
+            return (address, process);
+        }
+    }
+    panic!("the agent could not bind any of 5 free ports");
 }
 
 /// A worker process attaching over WSS, trusting `ca`.

@@ -62,14 +62,23 @@ impl Process {
     /// # Panics
     /// When the process exits or says nothing of the kind within [`PATIENCE`].
     pub async fn bound_port(&mut self) -> u16 {
+        let port = self.bound_port_unless_exited().await;
+        port.unwrap_or_else(|| panic!("{} exited before binding", self.name))
+    }
+
+    /// The port the process says it bound, as [`Process::bound_port`], or `None` when it
+    /// exited first (a port taken, say).
+    ///
+    /// # Panics
+    /// When the process runs on without saying it within [`PATIENCE`].
+    pub async fn bound_port_unless_exited(&mut self) -> Option<u16> {
         let what = format!("{} says which port it bound", self.name);
         eventually(PATIENCE, &what, || {
-            let mut port = self.bound.try_recv().ok();
+            let mut port = self.bound.try_recv().ok().map(Some);
             if port.is_none() && !self.is_running() {
                 // The reader passes the line on when it reads it; give it the time to
                 // reach the end of the dead process's output.
-                port = self.bound.recv_timeout(Duration::from_secs(2)).ok();
-                assert!(port.is_some(), "{} exited before binding", self.name);
+                port = Some(self.bound.recv_timeout(Duration::from_secs(2)).ok());
             }
             std::future::ready(port)
         })

@@ -11,11 +11,110 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+/// The scheme of the URI subject alternative name that names an agent in its
+/// certificate: `damrey-agent://HOST:PORT`, the agent's advertised address. `damrey certs
+/// DIR NAME=HOST:PORT` writes it; an agent checks it on every peer link under mutual TLS.
+pub const AGENT_URI_SCHEME: &str = "damrey-agent";
+
+/// The URI subject alternative name of the agent advertised at `address` (`host:port`).
+pub fn agent_uri(address: &str) -> String {
+    format!("{AGENT_URI_SCHEME}://{address}")
+}
+
+/// The agents a certificate names: the `host:port` of each `damrey-agent://` URI subject
+/// alternative name, in the certificate's order (none for an older certificate, made
+/// without one).
+///
+/// The certificate is read only as far as its subject alternative names, by walking its
+/// DER (RFC 5280: `Certificate`, `TBSCertificate`, `extensions [3]`, the extension
+/// 2.5.29.17, `uniformResourceIdentifier [6]`): rustls and webpki verify a certificate
+/// but expose none of its names, and this one field does not call for an X.509 parser
+/// crate. Every certificate read here was verified by the handshake first; anything
+/// malformed reads as naming no agent.
+pub fn agent_names(certificate: &CertificateDer<'_>) -> Vec<String> {
+    const SEQUENCE: u8 = 0x30;
+    const EXTENSIONS: u8 = 0xa3;
+    const OID: u8 = 0x06;
+    const OCTET_STRING: u8 = 0x04;
+    const URI: u8 = 0x86;
+    const SUBJECT_ALT_NAME: [u8; 3] = [0x55, 0x1d, 0x11];
+    let prefix = format!("{AGENT_URI_SCHEME}://");
+    let names = || -> Option<Vec<String>> {
+        let (_, certificate, _) = der_element(certificate.as_ref(), SEQUENCE)?;
+        let (_, tbs, _) = der_element(certificate, SEQUENCE)?;
+        let extensions = der_elements(tbs).find(|(tag, _)| *tag == EXTENSIONS)?.1;
+        let (_, extensions, _) = der_element(extensions, SEQUENCE)?;
+        let alt_names = der_elements(extensions).find_map(|(tag, extension)| {
+            let (_, oid, rest) = der_element(extension, OID).filter(|_| tag == SEQUENCE)?;
+            if oid != SUBJECT_ALT_NAME {
+                return None;
+            }
+            // An optional `critical` BOOLEAN, then the value.
+            let value = der_elements(rest).find(|(tag, _)| *tag == OCTET_STRING)?.1;
+            Some(der_element(value, SEQUENCE)?.1)
+        })?;
+        Some(
+            der_elements(alt_names)
+                .filter(|(tag, _)| *tag == URI)
+                .filter_map(|(_, uri)| std::str::from_utf8(uri).ok())
+                .filter_map(|uri| uri.strip_prefix(&prefix))
+                .map(str::to_owned)
+                .collect(),
+        )
+    };
+    names().unwrap_or_default()
+}
+
+/// The DER element at the start of `input` if its tag is `tag`: (tag, contents, rest).
+fn der_element(input: &[u8], tag: u8) -> Option<(u8, &[u8], &[u8])> {
+    der_next(input).filter(|(found, _, _)| *found == tag)
+}
+
+/// The DER elements of `input`, one after another, as (tag, contents).
+fn der_elements(mut input: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    std::iter::from_fn(move || {
+        let (tag, contents, rest) = der_next(input)?;
+        input = rest;
+        Some((tag, contents))
+    })
+}
+
+/// The first DER element of `input`: (tag, contents, rest); none when `input` is empty
+/// or malformed. Only the one-byte tags of X.509's structures are read.
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let bytes = usize::from(first & 0x7f);
+        if bytes == 0 || bytes > 4 || rest.len() < bytes {
+            return None;
+        }
+        let (length, rest) = rest.split_at(bytes);
+        let length = length
+            .iter()
+            .fold(0usize, |sum, &byte| sum << 8 | usize::from(byte));
+        (length, rest)
+    };
+    if rest.len() < length {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(length);
+    Some((tag, contents, rest))
+}
 
 /// A TLS setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +142,8 @@ pub enum TlsError {
     /// Only one of a certificate and its key is set.
     #[error("tls_cert and tls_key go together: {0} is set without the other")]
     HalfIdentity(&'static str),
-    /// The CA cannot verify client certificates.
-    #[error("the CA cannot verify client certificates")]
+    /// The CA cannot verify certificates.
+    #[error("the CA cannot verify certificates")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
@@ -171,6 +270,121 @@ pub fn client_config(ca: &Path, identity: Option<&Identity>) -> Result<ClientCon
     })
 }
 
+/// Client configs for links to other agents, under mutual TLS: each trusts the mesh's CA
+/// only, presents this agent's certificate, and takes only a server certificate that
+/// names the agent dialled (`damrey-agent://host:port`), so a certificate of another
+/// agent on the same host (another port) is refused.
+#[derive(Debug, Clone)]
+pub struct AgentDialer {
+    base: Arc<ClientConfig>,
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl AgentDialer {
+    /// Dials trusting the CA certificates in `ca`, presenting `identity`.
+    ///
+    /// # Errors
+    /// [`TlsError`] when a file cannot be used.
+    pub fn new(ca: &Path, identity: Option<&Identity>) -> Result<AgentDialer, TlsError> {
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                .build()?;
+        Ok(AgentDialer {
+            base: Arc::new(client_config(ca, identity)?),
+            verifier,
+        })
+    }
+
+    /// The config of links to the agent advertised at `agent` (`host:port`).
+    pub fn config_for(&self, agent: &str) -> Arc<ClientConfig> {
+        let mut config = (*self.base).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(AgentServerVerifier {
+                inner: self.verifier.clone(),
+                agent: agent.to_owned(),
+            }));
+        // A resumed session skips the certificate: links to each agent keep their own.
+        config.resumption = Resumption::default();
+        Arc::new(config)
+    }
+}
+
+/// Verifies an agent's server certificate as any client does (the CA signed it for the
+/// host dialled), then that it names the agent dialled.
+#[derive(Debug)]
+struct AgentServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    /// The agent dialled, `host:port`.
+    agent: String,
+}
+
+impl ServerCertVerifier for AgentServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let names = agent_names(end_entity);
+        if names.contains(&self.agent) {
+            return Ok(verified);
+        }
+        let error = if names.is_empty() {
+            format!(
+                "the agent at {} presented a certificate that names no agent (no {} URI \
+                 subject alternative name): {REMAKE}",
+                self.agent,
+                agent_uri("HOST:PORT"),
+            )
+        } else {
+            let named: Vec<String> = names.iter().map(|name| agent_uri(name)).collect();
+            format!(
+                "the agent at {} presented a certificate for {}, not {}",
+                self.agent,
+                named.join(", "),
+                agent_uri(&self.agent),
+            )
+        };
+        tracing::warn!(agent = %self.agent, error = %error, "refused an agent's certificate");
+        Err(rustls::Error::General(error))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// What to do about a certificate that names no agent.
+pub const REMAKE: &str = "remake the mesh's certificates with `damrey certs DIR NAME=HOST:PORT`, each agent's with its advertised address";
+
 /// An HTTP and WebSocket client: over TLS with `tls` (for `https://` and `wss://`
 /// URLs), else plain.
 pub fn client(timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> awc::Client {
@@ -201,6 +415,46 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, pem).unwrap();
         path
+    }
+
+    #[test]
+    fn the_agents_a_certificate_names_are_its_damrey_agent_uris() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = |names: &[&str]| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.subject_alt_names = names
+                .iter()
+                .map(|name| match name.parse() {
+                    Ok(ip) => rcgen::SanType::IpAddress(ip),
+                    Err(_) => rcgen::SanType::URI((*name).try_into().unwrap()),
+                })
+                .collect();
+            params.self_signed(&key).unwrap().der().clone()
+        };
+
+        let agent = certificate(&["127.0.0.1", "damrey-agent://127.0.0.1:7701"]);
+        let two = certificate(&[
+            "damrey-agent://10.0.0.2:7701",
+            "https://example.test/",
+            "damrey-agent://[::1]:7702",
+        ]);
+        let older = certificate(&["127.0.0.1"]);
+
+        assert_eq!(agent_names(&agent), ["127.0.0.1:7701"]);
+        assert_eq!(agent_names(&two), ["10.0.0.2:7701", "[::1]:7702"]);
+        assert!(agent_names(&older).is_empty());
+        let truncated = CertificateDer::from(agent.as_ref()[..agent.len() / 2].to_vec());
+        assert!(agent_names(&truncated).is_empty());
+        assert!(agent_names(&CertificateDer::from(Vec::new())).is_empty());
+        // Never a panic, whatever the bytes: every cut, and every byte flipped.
+        for end in 0..two.len() {
+            agent_names(&CertificateDer::from(two.as_ref()[..end].to_vec()));
+        }
+        for at in 0..two.len() {
+            let mut bytes = two.as_ref().to_vec();
+            bytes[at] ^= 0xff;
+            agent_names(&CertificateDer::from(bytes));
+        }
     }
 
     #[test]

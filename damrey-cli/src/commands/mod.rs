@@ -1,6 +1,7 @@
 //! One module per command; [`run`] picks it.
 
 mod call;
+pub mod certs;
 mod monitor;
 mod watch;
 mod worker;
@@ -28,6 +29,11 @@ pub const FAILURE: u8 = 1;
 /// # Errors
 /// The command could not be done: what went wrong, in words.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Before the CA of --tls-ca is read: making certificates needs no mesh.
+    let command = match cli.command {
+        Command::Certs(args) => return certs::run(&args),
+        command => command,
+    };
     let proxy = base_url(&cli.proxy);
     let tls = match &cli.tls_ca {
         Some(ca) => Some(Arc::new(client_config(ca, None).with_context(|| {
@@ -36,7 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let api = Api::new(cli.token.clone(), PROXY_TIMEOUT, tls.as_ref());
-    match cli.command {
+    match command {
         Command::Worker(command) => worker::run(&api, &proxy, command, cli.json).await,
         Command::Call(args) => {
             call::run(
@@ -52,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alarms(args) => monitor::alarms(&api, &proxy, &args, cli.json).await,
         Command::Agents => monitor::agents(&api, &proxy, cli.json).await,
         Command::Watch(args) => watch::watch(&api, &proxy, &args, cli.json).await,
+        Command::Certs(args) => certs::run(&args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Mesh tests with real processes on 127.0.0.1: a proxy, agents and worker processes,
-//! on ports the OS hands out (read back from each process), killed (and frozen) to test
-//! faults. Every child is killed when its handle drops, even when a test fails.
+//! on ports the OS hands out (read back from each process; a TLS agent's is handed out
+//! just before it starts, since its certificate names it: `tls_agent`), killed (and
+//! frozen) to test faults. Every child is killed when its handle drops, even when a test fails.
 //!
 //! The binaries are built from this tree by the support before the first one starts
 //! (`damrey_mesh_tests::binaries`), so no test here runs a stale build.
