@@ -72,8 +72,8 @@ pub struct CertsArgs {
     /// A process's certificate: NAME=HOST (the proxy, a worker) or NAME=HOST:PORT (an
     /// agent, at its advertised address); HOST is an IP address or a DNS name, an IPv6
     /// address with a port in brackets (`[::1]:7701`).
-    #[arg(required = true, value_name = "NAME=HOST[:PORT]", value_parser = crate::commands::certs::parse_holder)]
-    pub holders: Vec<crate::commands::certs::Holder>,
+    #[arg(required = true, value_name = "NAME=HOST[:PORT]", value_parser = crate::holder::parse_holder)]
+    pub holders: Vec<crate::holder::Holder>,
 }
 
 /// `damrey worker ...`

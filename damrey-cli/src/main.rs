@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod commands;
+mod holder;
 mod table;
 
 use std::process::ExitCode;
