@@ -356,3 +356,31 @@ async fn an_agent_with_half_of_tls_set_refuses_to_start_and_says_what_is_missing
     assert!(stderr.contains("TLS is half set"), "{stderr}");
     assert!(stderr.contains("plain text"), "{stderr}");
 }
+
+#[actix_rt::test]
+async fn a_worker_that_does_not_trust_the_agents_certificate_says_the_handshake_failed() {
+    let dir = TempDir::new();
+    let (mesh, other) = (
+        Authority::new(&dir.0, "mesh"),
+        Authority::new(&dir.0, "other"),
+    );
+    let client = https_client(&mesh.ca(), None);
+    let (proxy, _proxy) = tls_proxy_with_sqsum(&dir, &mesh.issue("proxy"), &client).await;
+    let states = TempDir::new();
+    let agent_identity = |address: &str| mesh.issue_agent("agent", address);
+    let (agent, _agent) = tls_agent(&proxy, agent_identity, &mesh.ca(), &states, &client).await;
+
+    let output = Command::new(binary("add"))
+        .args(["--agent", &agent, "--name", "add"])
+        .env("DAMREY_TLS_TOKEN", TLS_TOKEN)
+        .env("DAMREY_TLS_CA", other.ca())
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the TLS handshake with the agent failed"),
+        "{stderr}"
+    );
+}
