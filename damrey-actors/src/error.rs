@@ -57,10 +57,12 @@ pub enum WorkerError {
         waited: std::time::Duration,
     },
     /// The message would not fit in one frame of the worker's link.
-    #[error("the message is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::frame::MAX_FRAME)]
+    #[error("the message is {bytes} bytes on the wire, over the {limit}-byte frame limit")]
     TooLarge {
         /// Its size on the wire.
         bytes: usize,
+        /// The largest frame the link takes.
+        limit: usize,
     },
     /// No actix system runs on this thread, so the worker has nowhere to live.
     #[error("a worker must be started inside an actix system")]
@@ -80,12 +82,16 @@ pub enum RemoteError {
         reason: String,
     },
     /// The frame would not fit in one frame of the link: no resend can help.
-    #[error("the message for agent {agent} is {bytes} bytes on the wire, over the {limit}-byte frame limit", limit = crate::frame::MAX_FRAME)]
+    #[error(
+        "the message for agent {agent} is {bytes} bytes on the wire, over the {limit}-byte frame limit"
+    )]
     TooLarge {
         /// The agent's `host:port`.
         agent: String,
         /// Its size on the wire.
         bytes: usize,
+        /// The largest frame the link takes.
+        limit: usize,
     },
     /// The agent restarted since the frame was written to it: its earlier run may have
     /// taken it, and the new one would not know, so it is not sent again.

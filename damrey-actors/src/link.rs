@@ -1,7 +1,8 @@
 //! The link between a worker process and its local agent, the worker's side of it
 //! (attach, deliveries, the outbox, ping/pong, reconnection with backoff) over one
 //! persistent WebSocket that carries [`Frame`]s; and the WebSocket helpers the agent's
-//! links share with it ([`ClientSocket`], [`write_batch`], [`Waiters`]).
+//! links share with it ([`ClientSocket`], [`offer_binary`], [`agreed_form`],
+//! [`write_batch`], [`Waiters`]).
 //!
 //! The worker connects to `ws://AGENT/attach/NAME` (with `Authorization: Bearer` when a
 //! token is set, and offering the binary form of frames, [`damrey_wire::binary`]). The agent refuses with 401 (bad token), 404 (no such worker) or 503
@@ -89,8 +90,8 @@ impl AgentAddress {
         );
         let mut request = crate::tls::client(Duration::from_secs(5), self.tls.as_ref())
             .ws(url)
-            .max_frame_size(MAX_FRAME)
-            .set_header(FORM_HEADER, BINARY);
+            .max_frame_size(MAX_FRAME);
+        request = offer_binary(request);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
@@ -125,12 +126,7 @@ impl AgentAddress {
             }),
             other => refused(other.to_string()),
         })?;
-        let form = Form::agreed(
-            response
-                .headers()
-                .get(FORM_HEADER)
-                .map(|value| value.as_bytes()),
-        );
+        let form = agreed_form(response.headers());
         loop {
             let (binary, payload) = match socket.next().await {
                 Some(Ok(ws::Frame::Text(payload))) => (false, payload),
@@ -143,6 +139,8 @@ impl AgentAddress {
                 Some(Err(error)) => return Err(refused(error.to_string())),
                 None => return Err(refused("the agent closed the connection".to_owned())),
             };
+            // The agent writes its welcome on its own, before anything else, so nothing
+            // else is in this message.
             let mut welcome = None;
             read_message(binary, &payload, |frame| {
                 if let (None, Ok(Frame::Welcome { mpu, run })) = (welcome, frame) {
@@ -172,6 +170,17 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client WebSocket, as awc opens it.
 pub type ClientSocket = actix_codec::Framed<awc::BoxedSocket, ws::Codec>;
 
+/// Offers the binary form of frames on a WebSocket request ([`damrey_wire::binary`]).
+pub fn offer_binary(request: awc::ws::WebsocketsRequest) -> awc::ws::WebsocketsRequest {
+    request.set_header(FORM_HEADER, BINARY)
+}
+
+/// The form of frames agreed, from the headers of the answer to a request that
+/// offered binary: JSON unless the other side said binary too.
+pub fn agreed_form(headers: &awc::http::header::HeaderMap) -> Form {
+    Form::agreed(headers.get(FORM_HEADER).map(|value| value.as_bytes()))
+}
+
 /// Writes `first` and whatever else is already queued, then flushes once: under load
 /// many frames leave in one write, and binary ones in one WebSocket message.
 ///
@@ -182,12 +191,28 @@ pub async fn write_batch(
     first: Encoded,
     queued: &mut mpsc::UnboundedReceiver<Encoded>,
 ) -> Result<(), ws::ProtocolError> {
-    let frames = std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()));
+    write_all(socket, drain(first, queued)).await
+}
+
+/// `first` and whatever else is already queued after it.
+fn drain(
+    first: Encoded,
+    queued: &mut mpsc::UnboundedReceiver<Encoded>,
+) -> impl Iterator<Item = Encoded> + '_ {
+    std::iter::once(first).chain(std::iter::from_fn(|| queued.try_recv().ok()))
+}
+
+/// Feeds `frames` to the socket and flushes once.
+async fn write_all(
+    socket: &mut ClientSocket,
+    frames: impl IntoIterator<Item = Encoded>,
+) -> Result<(), ws::ProtocolError> {
     feed(socket, frames).await?;
     socket.flush().await
 }
 
-/// Feeds `frames` to the socket, binary ones joined, without flushing.
+/// Feeds `frames` to the socket, binary ones joined, without flushing (as the agent's
+/// side does on its sessions, `damrey_agent::socket::write`).
 async fn feed(
     socket: &mut ClientSocket,
     frames: impl IntoIterator<Item = Encoded>,
@@ -199,7 +224,7 @@ async fn feed(
 }
 
 /// The WebSocket message that carries an encoded frame (or joined binary frames).
-pub fn ws_message(encoded: Encoded) -> ws::Message {
+fn ws_message(encoded: Encoded) -> ws::Message {
     match encoded {
         Encoded::Text(text) => ws::Message::Text(text.into()),
         Encoded::Binary(bytes) => ws::Message::Binary(bytes.into()),
@@ -317,10 +342,10 @@ impl AgentLink {
         let kind = message.kind.clone();
         let (id, rx, frame) = self.outbox.request(message, to, deadline);
         let encoded = self.encode(&frame);
-        if encoded.len() > MAX_FRAME {
+        if encoded.is_too_large() {
             self.outbox.forget(id);
             // The request's own data is too large: the caller's error.
-            return too_large(&kind, "the request", encoded.len()).into();
+            return too_large(&kind, "the request", encoded.len(), encoded.limit()).into();
         }
         if self.out.send(encoded).is_err() {
             self.outbox.forget(id);
@@ -345,10 +370,11 @@ impl AgentLink {
     pub(crate) fn push(&self, message: Message, budget: Duration) -> Result<(), WorkerError> {
         let (id, frame) = self.outbox.push(message, deadline_after(budget));
         let encoded = self.encode(&frame);
-        if encoded.len() > MAX_FRAME {
+        if encoded.is_too_large() {
             self.outbox.forget(id);
             return Err(WorkerError::TooLarge {
                 bytes: encoded.len(),
+                limit: encoded.limit(),
             });
         }
         self.out
@@ -362,13 +388,66 @@ impl AgentLink {
         let _ = self.out.send(self.encode(&Frame::Leave));
     }
 
-    /// `frame` in the form of the current connection.
-    fn encode(&self, frame: &Frame) -> Encoded {
-        frame.encode(if self.binary.load(Ordering::Acquire) {
+    /// The form of the current connection's frames.
+    fn form(&self) -> Form {
+        if self.binary.load(Ordering::Acquire) {
             Form::Binary
         } else {
             Form::Json
-        })
+        }
+    }
+
+    /// `frame` in the form of the current connection.
+    fn encode(&self, frame: &Frame) -> Encoded {
+        frame.encode(self.form())
+    }
+
+    /// Queues a frame of the outbox again, on a new connection, in its form; one that no
+    /// longer fits is refused ([`AgentLink::refuse`]).
+    fn queue_again(&self, frame: Frame) {
+        let encoded = self.encode(&frame);
+        if encoded.is_too_large() {
+            self.refuse(frame, &encoded);
+        } else {
+            let _ = self.out.send(encoded);
+        }
+    }
+
+    /// A frame queued before a reconnect is in the form of the connection it was made
+    /// for; should the agent have come back as another build, with the other form, it
+    /// goes again in `form` (or is refused, when it no longer fits).
+    fn in_form(&self, encoded: Encoded, form: Form) -> Option<Encoded> {
+        if encoded.form() == form {
+            return Some(encoded);
+        }
+        let frame = match &encoded {
+            Encoded::Text(text) => Frame::from_json(text.as_bytes()).ok(),
+            Encoded::Binary(record) => Frame::from_binary(record).next().and_then(Result::ok),
+        }?;
+        let again = frame.encode(form);
+        if again.is_too_large() {
+            self.refuse(frame, &again);
+            return None;
+        }
+        Some(again)
+    }
+
+    /// Answers a frame of the outbox that does not fit the link's frames (`encoded`): a
+    /// request gets the `ERROR` that says so, as its caller would have at once; a push,
+    /// whose caller was told it was queued, is dropped and logged.
+    fn refuse(&self, frame: Frame, encoded: &Encoded) {
+        let (bytes, limit) = (encoded.len(), encoded.limit());
+        match frame {
+            Frame::Request { id, msg, .. } => {
+                let error = too_large(&msg.kind, "the request", bytes, limit);
+                self.outbox.answered(id, Some(error.into()));
+            }
+            Frame::Push { id, msg, .. } => {
+                tracing::error!(worker = %self.address.name, kind = %msg.kind, bytes, limit, "a push no longer fits the agent's frames; dropped");
+                self.outbox.answered(id, None);
+            }
+            other => tracing::warn!(?other, "a frame no longer fits the agent's frames"),
+        }
     }
 
     /// Once the steps delivered so far have their results queued, writes everything
@@ -436,7 +515,7 @@ async fn serve_link(
                 link.binary
                     .store(welcome.form == Form::Binary, Ordering::Release);
                 for frame in link.outbox.reconnected(welcome.run) {
-                    let _ = link.out.send(link.encode(&frame));
+                    link.queue_again(frame);
                 }
                 // The config may have changed while the worker was away.
                 instance.set_mpu(Mpu(welcome.mpu));
@@ -534,6 +613,7 @@ async fn serve_connection(
 ) {
     // Results of this connection's steps; dropped with it (see the module's docs).
     let (results, mut results_rx) = mpsc::unbounded_channel::<Encoded>();
+    let form = link.form();
     let mut closing = link.closing.subscribe();
     loop {
         tokio::select! {
@@ -563,7 +643,8 @@ async fn serve_connection(
             },
             outgoing = out_rx.recv() => {
                 let Some(frame) = outgoing else { return };
-                if write_batch(&mut socket, frame, out_rx).await.is_err() {
+                let frames = drain(frame, out_rx).filter_map(|frame| link.in_form(frame, form));
+                if write_all(&mut socket, frames).await.is_err() {
                     return;
                 }
             }
@@ -611,11 +692,16 @@ fn on_frame(
                     },
                 };
                 let mut encoded = link.encode(&frame);
-                if encoded.len() > MAX_FRAME {
+                if encoded.is_too_large() {
                     let Frame::Result { msg, .. } = &frame else {
                         unreachable!("only a result can be that large")
                     };
-                    let msg = too_large(&msg.kind, "the step's result", encoded.len());
+                    let msg = too_large(
+                        &msg.kind,
+                        "the step's result",
+                        encoded.len(),
+                        encoded.limit(),
+                    );
                     encoded = link.encode(&Frame::Result { id, msg });
                 }
                 let _ = results.send(encoded);

@@ -16,7 +16,7 @@ use actix_ws::AggregatedMessage;
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::deadline::millis_left;
 use damrey_actors::link::Waiters;
-use damrey_actors::{BoxFuture, Endpoint, Instance, Lost, Message, Mpu, Router};
+use damrey_actors::{BoxFuture, Endpoint, Fault, Instance, Lost, Message, Mpu, Router, Terminal};
 use damrey_wire::binary::{Encoded, Form, FrameError, LinkFrame, read_message};
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::frame::{Frame, too_large};
@@ -84,6 +84,37 @@ impl SessionWriter {
     fn send_encoded(&self, encoded: Encoded) -> bool {
         self.out.send(Outgoing::Frame(encoded)).is_ok()
     }
+
+    /// Queues the terminal reply to the worker's request `id`; a reply too large for
+    /// the session's frames (another worker's result, escaped for a JSON session, say)
+    /// goes as the `ERROR` that says so, so that the worker hears once, and its link
+    /// stays up.
+    fn send_reply(&self, id: Uuid, reply: Terminal) {
+        let frame = Frame::Reply {
+            id,
+            msg: reply.message,
+            fault: reply.fault,
+        };
+        let encoded = self.encode(&frame);
+        if !encoded.is_too_large() {
+            self.send_encoded(encoded);
+            return;
+        }
+        let Frame::Reply { msg, .. } = frame else {
+            unreachable!("built as a reply just above")
+        };
+        let msg = too_large(
+            &msg.kind,
+            "the line's reply",
+            encoded.len(),
+            encoded.limit(),
+        );
+        self.send(&Frame::Reply {
+            id,
+            msg,
+            fault: Some(Fault::Unreachable),
+        });
+    }
 }
 
 /// The agent's side of one attached worker process.
@@ -119,13 +150,14 @@ impl WorkerSession {
         let Frame::Deliver { msg: message, .. } = frame else {
             unreachable!("built as a delivery just above")
         };
-        if encoded.len() > MAX_FRAME {
+        if encoded.is_too_large() {
             // The worker would drop the connection on it, and every step it holds.
             self.steps.forget(id);
             return Ok(too_large(
                 &message.kind,
                 "the step's message",
                 encoded.len(),
+                encoded.limit(),
             ));
         }
         self.stats.tally.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -375,11 +407,7 @@ fn on_frame(
                         None => router.request_from_terminal(&worker, msg, timeout).await,
                     };
                     if let Some(out) = outbox.finish(id, Some(reply.clone()), until) {
-                        out.send(&Frame::Reply {
-                            id,
-                            msg: reply.message,
-                            fault: reply.fault,
-                        });
+                        out.send_reply(id, reply);
                     }
                     drop(replying);
                 });
@@ -388,11 +416,7 @@ fn on_frame(
             Arrival::Running => {}
             Arrival::Done(reply) => {
                 let reply = reply.unwrap_or_else(|| Message::stop().into());
-                out.send(&Frame::Reply {
-                    id,
-                    msg: reply.message,
-                    fault: reply.fault,
-                });
+                out.send_reply(id, reply);
             }
         },
         Ok(Frame::Push { id, ms, msg }) => {

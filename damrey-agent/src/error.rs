@@ -20,10 +20,10 @@ pub enum ApiError {
     #[error("a peer link needs a client certificate signed by the mesh's CA (mutual TLS)")]
     NoPeerCertificate,
     /// Under mutual TLS, a peer link's client certificate names no agent: it has no
-    /// `damrey-agent://HOST:PORT` URI subject alternative name (403).
+    /// `damrey-agent://HOST:PORT` URI subject alternative name, or several (403).
     #[error(
-        "a peer link needs a certificate that names its agent (a damrey-agent://HOST:PORT URI \
-         subject alternative name), and this one names none: {}",
+        "a peer link needs a certificate that names its agent (one damrey-agent://HOST:PORT \
+         URI subject alternative name), and this one names none or several: {}",
         damrey_service::tls::REMAKE
     )]
     PeerNamesNoAgent,

@@ -16,13 +16,11 @@ use std::time::Duration;
 use actix_http::ws;
 use actix_ws::{AggregatedMessage, Session};
 use damrey_actors::deadline::deadline_after;
-use damrey_actors::link::{ClientSocket, write_batch};
+use damrey_actors::link::{ClientSocket, agreed_form, offer_binary, write_batch};
 use damrey_actors::{BoxFuture, Envelope, Remote, RemoteError, Router, Terminal};
 use damrey_service::credential::Secret;
 use damrey_service::tls;
-use damrey_wire::binary::{
-    BINARY, Encoded, FORM_HEADER, Form, FrameError, LinkFrame, read_message,
-};
+use damrey_wire::binary::{Encoded, Form, FrameError, LinkFrame, read_message};
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::peer::{PeerFrame, RUN_HEADER};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -226,9 +224,9 @@ impl PeerLink {
         }
     }
 
-    /// One attempt: (re)connect if needed, send, wait for the ack. A frame over
-    /// [`MAX_FRAME`] is refused before anything is written: the peer would drop the
-    /// whole link on it.
+    /// One attempt: (re)connect if needed, send, wait for the ack. A frame over the
+    /// link's limit (`Encoded::limit`) is refused before anything is written: the peer
+    /// would drop the whole link on it.
     async fn send(
         self: &Arc<Self>,
         frame: PeerFrame,
@@ -243,10 +241,11 @@ impl PeerLink {
         };
         let live = self.writer(deadline, token).await.map_err(unreachable)?;
         let encoded = frame.encode(live.form);
-        if encoded.len() > MAX_FRAME {
+        if encoded.is_too_large() {
             return Err(RemoteError::TooLarge {
                 agent: self.agent.clone(),
                 bytes: encoded.len(),
+                limit: encoded.limit(),
             });
         }
         if let Some(leg) = leg {
@@ -381,10 +380,11 @@ async fn connect(
     tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(ClientSocket, Uuid, Form), LinkError> {
     let scheme = tls::ws_scheme(tls.is_some());
-    let mut request = tls::client(CONNECT_TIMEOUT, tls)
-        .ws(format!("{scheme}://{agent}/peer"))
-        .max_frame_size(MAX_FRAME)
-        .set_header(FORM_HEADER, BINARY);
+    let mut request = offer_binary(
+        tls::client(CONNECT_TIMEOUT, tls)
+            .ws(format!("{scheme}://{agent}/peer"))
+            .max_frame_size(MAX_FRAME),
+    );
     if let Some(token) = token {
         request = request.bearer_auth(token.expose());
     }
@@ -396,13 +396,7 @@ async fn connect(
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok())
                 .ok_or(LinkError::NoRun)?;
-            let form = Form::agreed(
-                response
-                    .headers()
-                    .get(FORM_HEADER)
-                    .map(|value| value.as_bytes()),
-            );
-            Ok((socket, run, form))
+            Ok((socket, run, agreed_form(response.headers())))
         }
         Err(error) => Err(LinkError::Open {
             ws_client_error: error.to_string(),
@@ -590,14 +584,20 @@ async fn send_acks(
     form: Form,
     unacked: &mut Vec<u64>,
 ) -> Result<(), actix_ws::Closed> {
-    if unacked.is_empty() {
-        return Ok(());
-    }
-    let ack = PeerFrame::Ack {
-        seqs: std::mem::take(unacked),
-    };
-    write(session, [ack.encode(form)]).await
+    let acks = unacked.chunks(ACKS_PER_FRAME).map(|seqs| {
+        PeerFrame::Ack {
+            seqs: seqs.to_vec(),
+        }
+        .encode(form)
+    });
+    let written = write(session, acks.collect::<Vec<_>>()).await;
+    unacked.clear();
+    written
 }
+
+/// The most frame numbers one ack carries: about 210 KiB in JSON (up to 21 bytes each),
+/// well under either form's frame limit however long frames kept arriving.
+const ACKS_PER_FRAME: usize = 10_000;
 
 #[cfg(test)]
 mod tests {

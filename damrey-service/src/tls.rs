@@ -335,8 +335,10 @@ impl ServerCertVerifier for AgentServerVerifier {
             ocsp_response,
             now,
         )?;
+        // One agent per certificate, as the listener reads it (`damrey-agent`'s
+        // `/peer`): a certificate naming several identifies none.
         let names = agent_names(end_entity);
-        if names.contains(&self.agent) {
+        if names == [self.agent.as_str()] {
             return Ok(verified);
         }
         let error = if names.is_empty() {

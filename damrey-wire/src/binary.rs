@@ -25,6 +25,16 @@ use uuid::Uuid;
 use crate::fault::Fault;
 use crate::message::{Message, Tag};
 
+/// The largest WebSocket message either side accepts (4 MiB), on worker links and peer
+/// links alike: a message of 1 MiB arguments, and then some, fits in one binary frame.
+/// Senders check it: a frame over it would make the receiver drop the whole connection.
+pub const MAX_FRAME: usize = 4 << 20;
+
+/// The largest JSON frame a Damrey process sends (1 MiB). Builds from before the binary
+/// form read no larger one, and the other side of a link that did not agree on binary
+/// may be one of them.
+pub const MAX_JSON_FRAME: usize = 1 << 20;
+
 /// The header by which both ends of a link say they speak the binary form.
 pub const FORM_HEADER: &str = "damrey-frames";
 
@@ -74,6 +84,28 @@ impl Encoded {
     /// Whether it is empty (never, for a frame).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The largest frame of its form that the other side reads: [`MAX_FRAME`] for a
+    /// binary one, [`MAX_JSON_FRAME`] for a JSON one.
+    pub fn limit(&self) -> usize {
+        match self {
+            Encoded::Text(_) => MAX_JSON_FRAME,
+            Encoded::Binary(_) => MAX_FRAME,
+        }
+    }
+
+    /// Whether it is over [`Encoded::limit`]: to be refused, never sent.
+    pub fn is_too_large(&self) -> bool {
+        self.len() > self.limit()
+    }
+
+    /// The form it is in.
+    pub fn form(&self) -> Form {
+        match self {
+            Encoded::Text(_) => Form::Json,
+            Encoded::Binary(_) => Form::Binary,
+        }
     }
 }
 
@@ -663,6 +695,20 @@ mod tests {
         let len = u32::try_from(huge.len() - 4).unwrap();
         huge[..4].copy_from_slice(&len.to_le_bytes());
         assert!(cut(&huge).contains("arguments"), "{}", cut(&huge));
+    }
+
+    #[test]
+    fn json_frames_stay_within_what_older_builds_read_and_binary_ones_go_further() {
+        let of = |bytes: usize| Frame::Result {
+            id: 1,
+            msg: Message::response("t", ["x".repeat(bytes)]),
+        };
+        let json = of(MAX_JSON_FRAME).encode(Form::Json);
+        let binary = of(MAX_JSON_FRAME).encode(Form::Binary);
+        assert!(json.is_too_large(), "{}", json.len());
+        assert!(!binary.is_too_large(), "{}", binary.len());
+        assert!(of(MAX_FRAME).encode(Form::Binary).is_too_large());
+        assert_eq!((json.limit(), binary.limit()), (MAX_JSON_FRAME, MAX_FRAME));
     }
 
     #[test]

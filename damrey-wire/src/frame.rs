@@ -8,10 +8,7 @@ use crate::binary::{FrameError, LinkFrame, Reader, Writer};
 use crate::fault::Fault;
 use crate::message::Message;
 
-/// The largest WebSocket message either side accepts (4 MiB), on worker links and peer
-/// links alike: a message of 1 MiB arguments, and then some, fits in one frame.
-/// Senders check it: a frame over it would make the receiver drop the whole connection.
-pub const MAX_FRAME: usize = 4 << 20;
+pub use crate::binary::MAX_FRAME;
 
 /// One frame of the worker ⇄ agent protocol, in either form (see [`crate::binary`]); in
 /// JSON, a text frame named by its one key:
@@ -228,10 +225,10 @@ impl LinkFrame for Frame {
 }
 
 /// The `ERROR` that answers a message which would not fit in one frame (`bytes` long
-/// on the wire, JSON escaping included); `what` says which message it was.
-pub fn too_large(kind: &str, what: &str, bytes: usize) -> Message {
+/// on the wire, over `limit`); `what` says which message it was.
+pub fn too_large(kind: &str, what: &str, bytes: usize, limit: usize) -> Message {
     Message::error(
         kind,
-        format!("{what} is {bytes} bytes on the wire, over the {MAX_FRAME}-byte frame limit"),
+        format!("{what} is {bytes} bytes on the wire, over the {limit}-byte frame limit"),
     )
 }

@@ -210,13 +210,14 @@ impl Router {
         loop {
             let error = match remote.reply(origin, id, reply.clone()).await {
                 Ok(()) => return,
-                Err(RemoteError::TooLarge { bytes, .. }) => {
+                Err(RemoteError::TooLarge { bytes, limit, .. }) => {
                     // The origin must hear something: that the reply would not fit.
                     reply = Terminal {
                         message: crate::frame::too_large(
                             &reply.message.kind,
                             "the line's reply",
                             bytes,
+                            limit,
                         ),
                         fault: Some(Fault::Unreachable),
                     };

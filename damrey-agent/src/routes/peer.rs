@@ -34,9 +34,11 @@ pub fn client_certificate(connection: &dyn Any) -> Option<VerifiedClient> {
         .1
         .peer_certificates()?;
     let leaf = certificates.first()?;
-    Some(VerifiedClient {
-        agent: damrey_service::tls::agent_names(leaf).into_iter().next(),
-    })
+    // One agent per certificate, as the dialler checks it: one naming several (or
+    // none) identifies none.
+    let mut names = damrey_service::tls::agent_names(leaf);
+    let agent = (names.len() == 1).then(|| names.remove(0));
+    Some(VerifiedClient { agent })
 }
 
 #[utoipa::path(get, path = "/peer", tag = "sessions",

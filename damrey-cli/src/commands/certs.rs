@@ -33,6 +33,17 @@ const CA_NAME: &str = "Damrey development CA";
 /// # Errors
 /// DIR or a file in it cannot be written, or the CA's files there cannot be used.
 pub fn run(args: &CertsArgs) -> anyhow::Result<ExitCode> {
+    let mut named = std::collections::HashSet::new();
+    if let Some(twice) = args
+        .holders
+        .iter()
+        .find(|holder| !named.insert(&holder.name))
+    {
+        bail!(
+            "{} is named twice: each NAME gets its own files, so one would overwrite the other",
+            twice.name
+        );
+    }
     let dir = &args.dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the directory {}", dir.display()))?;

@@ -196,10 +196,68 @@ async fn a_request_resent_over_a_new_connection_runs_its_line_once_and_is_answer
     );
 }
 
+#[actix_rt::test]
+async fn a_reply_too_large_for_a_json_worker_is_answered_as_such_and_the_link_stays_up() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(
+        &dir,
+        [
+            json!({"name": "client", "commands": [{"name": "nap", "worker": "nap"}]}),
+            json!({"name": "nap", "commands": [{"name": "nap"}]}),
+        ],
+    )
+    .await;
+    let agent = Agent::ready(&proxy).await;
+    let _nap = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+    // A client that offers no binary frames, as a build from before them: it gets JSON,
+    // and reads frames of up to 1 MiB.
+    let mut client = attach(&agent.address).await;
+    let request = |id: Uuid, arg: &str| Frame::Request {
+        id,
+        ms: 5_000,
+        msg: Message::request("nap", ["0", arg]),
+        to: None,
+    };
+    // 600,000 quotes: 0.6 MB in a binary frame, 1.2 MB escaped in a JSON one.
+    let quotes = "\"".repeat(600_000);
+    let (big, small) = (Uuid::new_v4(), Uuid::new_v4());
+
+    for frame in [request(big, &quotes), request(small, "after")] {
+        let text = serde_json::to_string(&frame).unwrap();
+        client.send(ws::Message::Text(text.into())).await.unwrap();
+    }
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        match client.next().await {
+            Some(Ok(ws::Frame::Text(text))) => {
+                if let Ok(Frame::Reply { id, msg, .. }) = serde_json::from_slice(&text) {
+                    replies.push((id, msg));
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the link ended: {other:?}"),
+        }
+    }
+
+    let reply = |id| replies.iter().find(|(of, _)| *of == id).map(|(_, msg)| msg);
+    let too_large = reply(big).expect("the large request is answered");
+    assert_eq!(too_large.tag, damrey_actors::Tag::Error, "{too_large}");
+    assert!(
+        too_large.args[0].contains("over the 1048576-byte frame limit"),
+        "{too_large}"
+    );
+    assert_eq!(
+        reply(small),
+        Some(&Message::response("nap", ["0", "after"]))
+    );
+}
+
 /// Attaches to the agent at `address` as worker `client`, past its welcome.
 async fn attach(address: &str) -> damrey_actors::link::ClientSocket {
     let (_, mut socket) = awc::Client::new()
         .ws(format!("ws://{address}/attach/client"))
+        .max_frame_size(damrey_wire::binary::MAX_JSON_FRAME)
         .connect()
         .await
         .expect("the agent takes the worker");

@@ -266,7 +266,7 @@ async fn a_peer_is_refused_with_another_cas_certificate_with_none_or_with_one_na
     let body = String::from_utf8(answer.body().await.unwrap().to_vec()).unwrap();
     assert!(
         body.contains(
-            "names none: remake the mesh's certificates with `damrey certs DIR NAME=HOST:PORT`"
+            "names none or several: remake the mesh's certificates with `damrey certs DIR NAME=HOST:PORT`"
         ),
         "{body}"
     );
