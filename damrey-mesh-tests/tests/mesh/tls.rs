@@ -39,6 +39,28 @@ async fn tls_proxy_with_sqsum(
     (proxy, process)
 }
 
+/// A proxy over HTTPS with `add => square` configured and one agent, both with
+/// certificates of `mesh`; what a test keeps while they run.
+struct ProxyAndAgent {
+    /// The agent's address.
+    agent: String,
+    _processes: [Process; 2],
+    _state: TempDir,
+}
+
+async fn proxy_and_agent(dir: &TempDir, mesh: &Authority) -> ProxyAndAgent {
+    let client = https_client(&mesh.ca(), None);
+    let (proxy, proxy_process) = tls_proxy_with_sqsum(dir, &mesh.issue("proxy"), &client).await;
+    let state = TempDir::new();
+    let identity = |address: &str| mesh.issue_agent("agent", address);
+    let (agent, agent_process) = tls_agent(&proxy, identity, &mesh.ca(), &state, &client).await;
+    ProxyAndAgent {
+        agent,
+        _processes: [proxy_process, agent_process],
+        _state: state,
+    }
+}
+
 /// `POST https://agent/call/add` of `sqsum(3, 4)` through `client`: the status and the
 /// reply, or `None` when the agent did not answer with a message.
 async fn call_sqsum(client: &awc::Client, agent: &str) -> Option<(u16, Message)> {
@@ -231,17 +253,8 @@ async fn a_peer_is_refused_with_another_cas_certificate_with_none_or_with_one_na
     let dir = TempDir::new();
     let mesh = Authority::new(&dir.0, "mesh");
     let foreign = Authority::new(&dir.0, "foreign");
-    let client = https_client(&mesh.ca(), None);
-    let (proxy, _proxy_process) = tls_proxy(&dir, &mesh.issue("proxy"), &client).await;
-    let state = TempDir::new();
-    let (agent, _agent) = tls_agent(
-        &proxy,
-        |address| mesh.issue_agent("agent", address),
-        &mesh.ca(),
-        &state,
-        &client,
-    )
-    .await;
+    let mesh_run = proxy_and_agent(&dir, &mesh).await;
+    let agent = mesh_run.agent.clone();
 
     let impostor = https_client(&mesh.ca(), Some(&foreign.issue_agent("x", "127.0.0.1:9")));
     let refused = peer_link(impostor, &agent).await;
@@ -279,17 +292,8 @@ async fn a_peer_is_refused_with_another_cas_certificate_with_none_or_with_one_na
 async fn an_authenticated_peer_is_taken_as_origin_and_no_other_unlisted_agent_is() {
     let dir = TempDir::new();
     let mesh = Authority::new(&dir.0, "mesh");
-    let client = https_client(&mesh.ca(), None);
-    let (proxy, _proxy_process) = tls_proxy_with_sqsum(&dir, &mesh.issue("proxy"), &client).await;
-    let state = TempDir::new();
-    let (agent, _agent) = tls_agent(
-        &proxy,
-        |address| mesh.issue_agent("agent", address),
-        &mesh.ca(),
-        &state,
-        &client,
-    )
-    .await;
+    let mesh_run = proxy_and_agent(&dir, &mesh).await;
+    let agent = mesh_run.agent.clone();
     // An agent the proxy never listed, proven by its certificate.
     let (me, stranger) = ("127.0.0.1:9", "127.0.0.1:10");
     let peer = https_client(&mesh.ca(), Some(&mesh.issue_agent("peer", me)));
@@ -364,14 +368,10 @@ async fn a_worker_that_does_not_trust_the_agents_certificate_says_the_handshake_
         Authority::new(&dir.0, "mesh"),
         Authority::new(&dir.0, "other"),
     );
-    let client = https_client(&mesh.ca(), None);
-    let (proxy, _proxy) = tls_proxy_with_sqsum(&dir, &mesh.issue("proxy"), &client).await;
-    let states = TempDir::new();
-    let agent_identity = |address: &str| mesh.issue_agent("agent", address);
-    let (agent, _agent) = tls_agent(&proxy, agent_identity, &mesh.ca(), &states, &client).await;
+    let mesh_run = proxy_and_agent(&dir, &mesh).await;
 
     let output = Command::new(binary("add"))
-        .args(["--agent", &agent, "--name", "add"])
+        .args(["--agent", &mesh_run.agent, "--name", "add"])
         .env("DAMREY_TLS_TOKEN", TLS_TOKEN)
         .env("DAMREY_TLS_CA", other.ca())
         .output()
