@@ -590,7 +590,7 @@ async fn send_acks(
         }
         .encode(form)
     });
-    let written = write(session, acks.collect::<Vec<_>>()).await;
+    let written = write(session, acks).await;
     unacked.clear();
     written
 }
