@@ -121,15 +121,16 @@ impl ProxyClient {
         }
     }
 
-    /// The live agents and their instances, waiting up to `wait_ms` for a placement
-    /// version other than `after`.
+    /// The listed agents and their instances, waiting up to `wait_ms` for a placement
+    /// version other than `after`; then only the changes after it, when the proxy still
+    /// remembers that version (the answer's `since` says so).
     ///
     /// # Errors
     /// [`ProxyError`] when the proxy cannot be reached, answers other than 2xx, or
     /// answers what cannot be read.
     pub async fn agents(&self, after: Option<i64>, wait_ms: u64) -> Result<AgentList, ProxyError> {
         let path = match after {
-            Some(version) => format!("/agents?after={version}&wait_ms={wait_ms}"),
+            Some(version) => format!("/agents?after={version}&wait_ms={wait_ms}&delta=true"),
             None => "/agents".to_owned(),
         };
         let mut response = self.get(&path).send().await.map_err(ProxyError::Send)?;
@@ -197,23 +198,92 @@ pub async fn follow_configs(router: Router, client: ProxyClient, wait_ms: u64, c
 const FOLLOW_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(100), Duration::from_millis(250));
 
+/// The placement as this agent holds it: the listed agents and their instances at one
+/// version, kept by applying the proxy's answers, whole or changes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The version held; `None` before the first whole list.
+    pub version: Option<i64>,
+    /// Each listed agent's instances.
+    pub agents: BTreeMap<String, Vec<InstanceCount>>,
+}
+
+impl Listing {
+    /// Applies `list`: a whole list replaces what is held, changes apply to the version
+    /// they were made from. Whether the instances held changed; `Err` when `list` holds
+    /// changes from a version other than the one held (ask for a whole list then).
+    ///
+    /// # Errors
+    /// [`StaleChanges`] as said.
+    pub fn apply(&mut self, list: AgentList) -> Result<bool, StaleChanges> {
+        let before = std::mem::take(&mut self.agents);
+        let mut agents = match list.since {
+            None => BTreeMap::new(),
+            Some(since) if self.version == Some(since) => {
+                let mut agents = before.clone();
+                for gone in &list.gone {
+                    agents.remove(gone);
+                }
+                agents
+            }
+            Some(since) => {
+                self.agents = before;
+                return Err(StaleChanges {
+                    held: self.version,
+                    since,
+                });
+            }
+        };
+        for entry in list.agents {
+            agents.insert(entry.agent, entry.instances);
+        }
+        self.version = Some(list.version);
+        self.agents = agents;
+        Ok(self.agents != before)
+    }
+
+    /// Worker name → the agents other than `me` holding instances of it.
+    fn holders(&self, me: &str) -> HashMap<String, Vec<String>> {
+        let mut holders: HashMap<String, Vec<String>> = HashMap::new();
+        for (agent, instances) in self.agents.iter().filter(|(agent, _)| *agent != me) {
+            for instance in instances.iter().filter(|instance| instance.count > 0) {
+                holders
+                    .entry(instance.worker.clone())
+                    .or_default()
+                    .push(agent.clone());
+            }
+        }
+        holders
+    }
+}
+
+/// Changes made from a version other than the one held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the proxy sent the changes since version {since}, and version {held:?} is held")]
+pub struct StaleChanges {
+    /// The version held.
+    pub held: Option<i64>,
+    /// The version the changes start from.
+    pub since: i64,
+}
+
 /// Keeps the router's view of where the other agents' instances are equal to the
 /// proxy's, and `known` the agents it lists, forever: a wait on the placement feed (at
-/// most `wait_ms`), then the next; a list at once when `known` wants one. Every answer
-/// is applied, a timed-out one too: an agent whose entry expired leaves the list without
-/// moving the version.
+/// most `wait_ms`) answered with the changes since the version held, then the next; a
+/// whole list at once when `known` wants one. Agents silent past the proxy's TTL leave
+/// the list by a new version like any other change, so the waits can be long.
 pub async fn follow_placement(
     router: Router,
     client: ProxyClient,
     wait_ms: u64,
     known: Arc<KnownAgents>,
 ) {
-    let mut version = None;
+    let mut listing = Listing::default();
     let mut failures = 0u32;
     let mut backoff = FOLLOW_BACKOFF;
     loop {
         let answer = tokio::select! {
-            answer = client.agents(version, wait_ms) => answer,
+            answer = client.agents(listing.version, wait_ms) => answer,
             // An envelope named an origin not listed yet: the list now, not at the
             // end of the wait.
             () = known.refresh_wanted() => client.agents(None, 0).await,
@@ -222,9 +292,19 @@ pub async fn follow_placement(
             Ok(list) => {
                 failures = 0;
                 backoff.reset();
-                version = Some(list.version);
-                known.listed(list.agents.iter().map(|entry| entry.agent.as_str()));
-                router.set_all_remote_instances(holders(list, router.me()));
+                match listing.apply(list) {
+                    Ok(changed) => {
+                        // Every answer, so that the agents listed stay known.
+                        known.listed(listing.agents.keys().map(String::as_str));
+                        if changed {
+                            router.set_all_remote_instances(listing.holders(router.me()));
+                        }
+                    }
+                    Err(stale) => {
+                        tracing::debug!(error = %stale, "asking for the whole placement");
+                        listing.version = None;
+                    }
+                }
             }
             Err(error) => {
                 failures += 1;
@@ -334,20 +414,3 @@ pub async fn heartbeat(
     }
 }
 
-/// Worker name → the other agents holding instances of it.
-fn holders(list: AgentList, me: &str) -> HashMap<String, Vec<String>> {
-    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
-    for entry in list.agents.into_iter().filter(|entry| entry.agent != me) {
-        for instance in entry
-            .instances
-            .into_iter()
-            .filter(|instance| instance.count > 0)
-        {
-            holders
-                .entry(instance.worker)
-                .or_default()
-                .push(entry.agent.clone());
-        }
-    }
-    holders
-}

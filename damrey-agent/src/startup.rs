@@ -197,17 +197,17 @@ impl Application {
             settings.feed_wait_ms,
             cache,
         ));
-        // A wait of about one heartbeat period: agents whose entries expire drop out of
-        // the list without a new version, and are seen gone when a wait times out.
+        // As long a wait as the configs': every change of the placement, an agent
+        // found silent included, moves its version and ends the wait.
         actix_rt::spawn(proxy_client::follow_placement(
             router.clone(),
             ProxyClient::new(
                 &settings.proxy,
                 settings.own_token(),
-                Duration::from_millis(settings.heartbeat_ms + 5_000),
+                proxy_timeout,
                 tls_client.as_ref(),
             ),
-            settings.heartbeat_ms,
+            settings.feed_wait_ms,
             known.clone(),
         ));
         let registry = Arc::new(Registry::default());

@@ -51,10 +51,16 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        match error {
+        let cause = match &error {
+            StoreError::Batch(cause) => &**cause,
+            error => error,
+        };
+        match cause {
             StoreError::Conflict(_) => ApiError::Conflict(error.to_string()),
             StoreError::NotFound(_) => ApiError::NotFound(error.to_string()),
-            StoreError::Unavailable(_) | StoreError::TimedOut(_) => ApiError::Unavailable(error),
+            StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Stopped => {
+                ApiError::Unavailable(error)
+            }
             _ => ApiError::Internal(error),
         }
     }

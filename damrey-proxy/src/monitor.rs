@@ -444,7 +444,7 @@ impl Monitor {
     pub async fn live_agents(&self, now_ms: i64) -> Result<Vec<AgentEntry>, StoreError> {
         let placement = self
             .store
-            .placement(now_ms, self.agent_ttl, Known::Stored)
+            .placement(now_ms, self.agent_ttl, Known::Stored, None)
             .await?;
         Ok(placement.agents)
     }

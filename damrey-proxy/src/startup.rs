@@ -13,6 +13,7 @@ use crate::auth;
 use crate::config::Settings;
 use crate::feed::{Feed, Topic};
 use crate::monitor::Monitor;
+use crate::registry::{self, Recorder};
 use crate::routes::{self, AppState};
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::webhook::{RetryPolicy, Webhook};
@@ -94,8 +95,10 @@ impl Application {
             agent_ttl: settings.agent_ttl(),
             retention: settings.stats_retention(),
         };
+        let registry = Recorder::start(store.clone(), settings.agent_ttl(), placement.clone());
         let state = web::Data::new(AppState {
             store: store.clone(),
+            registry,
             feed: feed.clone(),
             placement: placement.clone(),
             agent_ttl: settings.agent_ttl(),
@@ -173,6 +176,11 @@ impl Application {
         let webhook = self
             .alarm_webhook
             .map(|url| Webhook::start(url, RetryPolicy::default()));
+        let sweep = tokio::spawn(registry::sweep(
+            self.store.clone(),
+            self.monitor.agent_ttl,
+            self.placement.clone(),
+        ));
         let evaluator = tokio::spawn(Evaluator::new(self.monitor, self.evaluator, webhook).run());
         let handle = self.server.handle();
         let feeds = [self.feed.clone(), self.placement.clone()];
@@ -189,6 +197,7 @@ impl Application {
             poller.abort();
         }
         evaluator.abort();
+        sweep.abort();
         signals.abort();
         self.store.close().await;
         tracing::info!("stopped");

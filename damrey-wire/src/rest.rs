@@ -56,8 +56,17 @@ pub struct AgentList {
     /// what it uses.)
     #[serde(default)]
     pub ttl_ms: u64,
-    /// The live agents, sorted by address.
+    /// The live agents, sorted by address: all of them, or with `since` only those
+    /// whose entry changed after that version.
     pub agents: Vec<AgentEntry>,
+    /// Set when the answer holds only the changes after this version (asked for with
+    /// `delta=true`, and answered when the proxy still remembers that version): apply
+    /// `agents` and `gone` to the list held at `since`. Absent, the list is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// With `since`, the agents listed then and no longer, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<String>,
 }
 
 /// A live agent as `GET /agents` lists it.

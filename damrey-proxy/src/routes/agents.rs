@@ -27,6 +27,9 @@ pub struct ListQuery {
     pub after: Option<i64>,
     /// The longest to wait in ms (default and most: 30000); needs `after`.
     pub wait_ms: Option<u64>,
+    /// Answer only the agents whose entry changed after `after` (and `gone`, those no
+    /// longer listed), when this proxy still remembers that version; needs `after`.
+    pub delta: Option<bool>,
 }
 
 /// The body of `POST /agents/forget`: `{"agent":"host:port"}`.
@@ -68,26 +71,31 @@ pub async fn heartbeat(
         .validate()
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     crate::monitor::check_storable(&heartbeat).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let recorded = state
-        .store
-        .heartbeat(&heartbeat, now_ms(), state.agent_ttl)
-        .await?;
-    if let Some(version) = recorded.placement {
-        state.placement.publish(version);
+    let heartbeat = heartbeat.into_inner();
+    if heartbeat.leaving {
+        let recorded = state
+            .store
+            .heartbeat(&heartbeat, now_ms(), state.agent_ttl)
+            .await?;
+        if let Some(version) = recorded.placement {
+            state.placement.publish(version);
+        }
+        return Ok(HttpResponse::Ok().json(recorded.value));
     }
-    Ok(HttpResponse::Ok().json(recorded.value))
+    Ok(HttpResponse::Ok().json(state.registry.record(heartbeat).await?))
 }
 
-/// `GET /agents[?after=V[&wait_ms=M]]`: the agents heard from within the TTL and the
+/// `GET /agents[?after=V[&wait_ms=M][&delta=true]]`: the listed agents and the
 /// placement version; with `after`, first waits (at most `wait_ms`, at most 30 s) while
-/// the version is still `V`.
+/// the version is still `V`; with `delta=true` as well, answers only what changed after
+/// `V` when this proxy remembers it (`since` says so), else the whole list.
 ///
 /// # Errors
 /// [`ApiError`] for a bad query or a store failure.
 #[utoipa::path(get, path = "/agents", tag = "agents", params(ListQuery),
     responses(
-        (status = 200, description = "The live agents and the placement version", body = AgentList),
-        (status = 400, description = "The query is invalid (`wait_ms` without `after`, an unknown parameter)", body = ErrorBody),
+        (status = 200, description = "The listed agents (or the changes since `after`) and the placement version", body = AgentList),
+        (status = 400, description = "The query is invalid (`wait_ms` or `delta` without `after`, an unknown parameter)", body = ErrorBody),
         (status = 500, description = "The store failed", body = ErrorBody),
         (status = 503, description = "The store is unavailable (`Retry-After: 1`)", body = ErrorBody),
     ))]
@@ -95,20 +103,21 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let placement = match (query.after, query.wait_ms) {
-        (None, None) => {
+    let placement = match (query.after, query.wait_ms, query.delta) {
+        (None, None, None) => {
             state
                 .store
-                .placement(now_ms(), state.agent_ttl, Known::Stored)
+                .placement(now_ms(), state.agent_ttl, Known::Stored, None)
                 .await?
         }
-        (None, Some(_)) => {
+        (None, _, _) => {
             return Err(ApiError::Invalid(
-                "wait_ms needs after, the version to wait past".to_owned(),
+                "wait_ms and delta need after, the version to wait past".to_owned(),
             ));
         }
-        (Some(after), wait_ms) => {
+        (Some(after), wait_ms, delta) => {
             let wait = wait_ms.map_or(MAX_WAIT, Duration::from_millis);
+            let since = delta.unwrap_or(false).then_some(after);
             // The version the feed has seen, not a read of the stored one: N agents
             // woken by one change cost one read of the placement, not N.
             let read = || async {
@@ -118,6 +127,7 @@ pub async fn list(
                         now_ms(),
                         state.agent_ttl,
                         Known::AtLeast(state.placement.latest()),
+                        since,
                     )
                     .await?;
                 state.placement.publish(placement.version);
@@ -130,6 +140,8 @@ pub async fn list(
         version: placement.version,
         ttl_ms: u64::try_from(state.agent_ttl.as_millis()).unwrap_or(u64::MAX),
         agents: placement.agents,
+        since: placement.since,
+        gone: placement.gone,
     }))
 }
 

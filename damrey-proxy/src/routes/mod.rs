@@ -24,6 +24,7 @@ use damrey_service::api_route::ApiRoute;
 use crate::error::ApiError;
 use crate::feed::Feed;
 use crate::monitor::Monitor;
+use crate::registry::Recorder;
 use crate::store::Store;
 
 /// The largest request body accepted (64 KiB).
@@ -38,6 +39,8 @@ pub const HEARTBEAT_LIMIT: usize = 4 * 1024 * 1024;
 pub struct AppState {
     /// The store.
     pub store: Store,
+    /// Records heartbeats in batches.
+    pub registry: Recorder,
     /// The change feed of the configs.
     pub feed: Feed,
     /// The change feed of where instances are.

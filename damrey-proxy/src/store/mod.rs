@@ -7,17 +7,17 @@
 //! serializes writers on one row lock, and on SQLite it takes the write lock up front so
 //! that the busy timeout, not an immediate `SQLITE_BUSY`, handles contention.
 //!
-//! The agent registry keeps a placement version the same way: every write that changes
-//! which instances `GET /agents` lists bumps it in its own transaction, as its last
+//! The agent registry ([`agents`]) keeps a placement version the same way: every write
+//! that changes what `GET /agents` lists bumps it in its own transaction, as its last
 //! statement (so the one row's lock is held the shortest), and agents wait on it.
 //!
 //! Monitoring lives in [`stats`] (the samples agents report) and alarms in [`alarms`].
 
+mod agents;
 pub mod alarms;
 pub mod placement;
 pub mod stats;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,8 +26,6 @@ use damrey_wire::{WorkerSpec, spec::Mpu};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{Any, AnyPool, Row, Transaction};
-
-use damrey_wire::report::{Heartbeat, InstanceCount};
 
 use crate::registry::AgentEntry;
 
@@ -87,6 +85,21 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored agent's instance list could not be read back.
+    #[error("stored agent {agent:?} has an unreadable instance list")]
+    CorruptAgent {
+        /// The agent's address.
+        agent: String,
+        /// Why its instances do not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The task that writes batches has stopped (the proxy is shutting down).
+    #[error("the store's writer has stopped")]
+    Stopped,
+    /// A batched write failed: every request of the batch answers the one cause.
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
     /// A stored sample's latency histogram could not be read back.
     #[error("stored sample of instance {instance} of agent {agent:?} is unreadable")]
     CorruptSample {
@@ -167,14 +180,33 @@ pub struct Change {
     pub worker: WorkerSpec,
 }
 
-/// The live agents and the placement version they belong to, read in one statement.
+/// The listed agents at one placement version: all of them, or the changes since an
+/// earlier version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    /// Moves whenever the listed (agent, worker, instance count) set changes by a write;
-    /// agents silent past the TTL drop out of the list without moving it.
+    /// Moves whenever the listing changes by a write: an agent listed (new, or back
+    /// after it was found silent), other instances, an agent leaving, forgotten, or
+    /// found silent past the TTL.
     pub version: i64,
-    /// The agents heard from within the TTL, sorted by address.
+    /// `None`: `agents` lists every listed agent. `Some(V)`: only those whose listing
+    /// changed after version V, and `gone` those listed at V and no longer.
+    pub since: Option<i64>,
+    /// The agents, sorted by address.
     pub agents: Vec<AgentEntry>,
+    /// With `since`, the addresses no longer listed, sorted.
+    pub gone: Vec<String>,
+}
+
+impl Placement {
+    /// Every listed agent at `version`.
+    pub fn whole(version: i64, agents: Vec<AgentEntry>) -> Placement {
+        Placement {
+            version,
+            since: None,
+            agents,
+            gone: Vec::new(),
+        }
+    }
 }
 
 /// A write to the agent registry: what it answers, and the placement version when the
@@ -533,174 +565,6 @@ impl Store {
         .await
     }
 
-    /// Records an agent's heartbeat at `now_ms`: its address, the instances attached to it
-    /// now (replacing what it reported before) and one sample per reported instance (the
-    /// alarm evaluator prunes samples older than the retention, for every agent at once,
-    /// rather than each heartbeat its own). An agent heard again after more than `ttl`
-    /// of silence counts as first seen now.
-    ///
-    /// A `leaving` heartbeat removes the agent and its instances at once (its samples
-    /// stay until the retention prunes them), so that no alarm fires for it.
-    ///
-    /// The placement version moves when the instances differ from the stored ones, when
-    /// an agent with instances is listed again (new, or back after the TTL), and when
-    /// one with instances leaves; the periodic heartbeat of an unchanged agent writes
-    /// no instance rows and moves nothing.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails.
-    pub async fn heartbeat(
-        &self,
-        heartbeat: &Heartbeat,
-        now_ms: i64,
-        ttl: Duration,
-    ) -> Result<Registered<AgentEntry>, StoreError> {
-        self.bounded(async move {
-            let mut tx = self.pool.begin().await?;
-            if heartbeat.leaving {
-                // Explicit rather than relying on ON DELETE CASCADE being switched on, and
-                // the instances first: after the agent, a cascade would have taken them
-                // and hidden whether the placement changed.
-                let held = sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
-                    .bind(&heartbeat.agent)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                sqlx::query("DELETE FROM agents WHERE address = $1")
-                    .bind(&heartbeat.agent)
-                    .execute(&mut *tx)
-                    .await?;
-                let placement = bump_placement_if(&mut tx, held > 0).await?;
-                tx.commit().await?;
-                self.placement_cache.gone(&heartbeat.agent);
-                return Ok(Registered {
-                    value: AgentEntry {
-                        agent: heartbeat.agent.clone(),
-                        instances: Vec::new(),
-                        first_seen_ms: now_ms,
-                        last_seen_ms: now_ms,
-                        age_ms: 0,
-                    },
-                    placement,
-                });
-            }
-            // A write first, for SQLite's sake (see the module comment). Silent agents
-            // are kept (the `agent_silent` alarm watches them); `first_seen_ms` starts
-            // over when the agent had been silent for longer than the TTL.
-            let row = sqlx::query(
-                "INSERT INTO agents (address, first_seen_ms, last_seen_ms) VALUES ($1, $2, $2) \
-                 ON CONFLICT (address) DO UPDATE SET \
-                 first_seen_ms = CASE WHEN agents.last_seen_ms < $3 \
-                 THEN excluded.first_seen_ms ELSE agents.first_seen_ms END, \
-                 last_seen_ms = excluded.last_seen_ms \
-                 RETURNING first_seen_ms",
-            )
-            .bind(&heartbeat.agent)
-            .bind(now_ms)
-            .bind(now_ms.saturating_sub(ms(ttl)))
-            .fetch_one(&mut *tx)
-            .await?;
-            let first_seen_ms: i64 = row.try_get("first_seen_ms")?;
-            // Not listed until now (new, or silent past the TTL): whatever it holds is
-            // news to the other agents. (First seen in this very millisecond reads the
-            // same; a spare wake-up is harmless.)
-            let listed_again = first_seen_ms == now_ms;
-            let mut instances = heartbeat.instances.clone();
-            instances.sort_by(|a, b| a.worker.cmp(&b.worker));
-            let stored = agent_instances(&mut tx, &heartbeat.agent).await?;
-            let changed = stored != instances;
-            if changed {
-                sqlx::query("DELETE FROM agent_instances WHERE agent = $1")
-                    .bind(&heartbeat.agent)
-                    .execute(&mut *tx)
-                    .await?;
-                for instance in &instances {
-                    sqlx::query(
-                        "INSERT INTO agent_instances (agent, worker, count) VALUES ($1, $2, $3)",
-                    )
-                    .bind(&heartbeat.agent)
-                    .bind(&instance.worker)
-                    .bind(i64::from(instance.count))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            stats::insert_samples(&mut tx, heartbeat, now_ms).await?;
-            let placement =
-                bump_placement_if(&mut tx, changed || (listed_again && !instances.is_empty()))
-                    .await?;
-            tx.commit().await?;
-            let entry = AgentEntry {
-                agent: heartbeat.agent.clone(),
-                instances,
-                first_seen_ms,
-                last_seen_ms: now_ms,
-                age_ms: 0,
-            };
-            if placement.is_none() {
-                self.placement_cache.heard(&entry);
-            }
-            Ok(Registered {
-                value: entry,
-                placement,
-            })
-        })
-        .await
-    }
-
-    /// Forgets an agent: its registry entry, its instances and its samples, so that a
-    /// machine that will not come back stops raising `agent_silent`. Whether it was
-    /// known; the placement moves when it held instances.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails.
-    pub async fn forget_agent(&self, agent: &str) -> Result<Registered<bool>, StoreError> {
-        self.bounded(async move {
-            let mut tx = self.pool.begin().await?;
-            let mut removed = [0; 2];
-            // The instances before the agent, whose cascade would hide them.
-            for (statement, removed) in [
-                "DELETE FROM agent_instances WHERE agent = $1",
-                "DELETE FROM agents WHERE address = $1",
-            ]
-            .into_iter()
-            .zip(&mut removed)
-            {
-                *removed = sqlx::query(statement)
-                    .bind(agent)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
-            let [held, listed] = removed;
-            let samples = stats::forget_samples(&mut tx, agent).await?;
-            let placement = bump_placement_if(&mut tx, held > 0).await?;
-            tx.commit().await?;
-            self.placement_cache.gone(agent);
-            Ok(Registered {
-                value: held + listed + samples > 0,
-                placement,
-            })
-        })
-        .await
-    }
-
-    /// Every agent in the registry, silent ones too, with when it was last heard from:
-    /// `(address, last_seen_ms)`, sorted by address.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails.
-    pub async fn agents_last_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.bounded(async move {
-            let rows = sqlx::query("SELECT address, last_seen_ms FROM agents ORDER BY address")
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter()
-                .map(|row| Ok((row.try_get("address")?, row.try_get("last_seen_ms")?)))
-                .collect()
-        })
-        .await
-    }
 
     /// Every stored worker's alarm thresholds and when its config last changed.
     ///
@@ -725,101 +589,6 @@ impl Store {
         })
         .await
     }
-
-    /// The agents heard from within `ttl` before `now_ms`, sorted by address, and the
-    /// placement version, consistent with each other.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the database fails.
-    pub async fn agents(&self, now_ms: i64, ttl: Duration) -> Result<Placement, StoreError> {
-        self.bounded(async move {
-            let oldest = now_ms.saturating_sub(ms(ttl));
-            // One statement, so one snapshot on every backend, even at READ COMMITTED: a
-            // waiter that sees version V has seen everything V stands for.
-            let rows = sqlx::query(
-                "SELECT p.version, a.address, a.first_seen_ms, a.last_seen_ms, i.worker, i.count \
-                 FROM placement_version p \
-                 LEFT JOIN agents a ON a.last_seen_ms >= $1 \
-                 LEFT JOIN agent_instances i ON i.agent = a.address \
-                 WHERE p.id = 1",
-            )
-            .bind(oldest)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut version = 0;
-            let mut agents: BTreeMap<String, AgentEntry> = BTreeMap::new();
-            for row in rows {
-                version = row.try_get("version")?;
-                let Some(address) = row.try_get::<Option<String>, _>("address")? else {
-                    continue;
-                };
-                let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
-                let entry = match agents.get_mut(&address) {
-                    Some(entry) => entry,
-                    None => agents.entry(address.clone()).or_insert(AgentEntry {
-                        agent: address,
-                        instances: Vec::new(),
-                        first_seen_ms: row.try_get("first_seen_ms")?,
-                        last_seen_ms,
-                        age_ms: now_ms.saturating_sub(last_seen_ms).max(0),
-                    }),
-                };
-                if let Some(worker) = row.try_get::<Option<String>, _>("worker")? {
-                    let count: i64 = row.try_get("count")?;
-                    entry.instances.push(InstanceCount {
-                        worker,
-                        count: u32::try_from(count).unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            let mut agents: Vec<AgentEntry> = agents.into_values().collect();
-            for agent in &mut agents {
-                agent.instances.sort_by(|a, b| a.worker.cmp(&b.worker));
-            }
-            Ok(Placement { version, agents })
-        })
-        .await
-    }
-}
-
-/// The instances stored for `agent`, sorted by worker (byte order, as the heartbeat's
-/// are: a database collation might order them otherwise).
-async fn agent_instances(
-    tx: &mut Transaction<'_, Any>,
-    agent: &str,
-) -> Result<Vec<InstanceCount>, StoreError> {
-    let rows = sqlx::query("SELECT worker, count FROM agent_instances WHERE agent = $1")
-        .bind(agent)
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut instances = rows
-        .iter()
-        .map(|row| {
-            let count: i64 = row.try_get("count")?;
-            Ok(InstanceCount {
-                worker: row.try_get("worker")?,
-                count: u32::try_from(count).unwrap_or(u32::MAX),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    instances.sort_by(|a, b| a.worker.cmp(&b.worker));
-    Ok(instances)
-}
-
-/// Bumps the placement version inside `tx` when `changed`; the new version.
-async fn bump_placement_if(
-    tx: &mut Transaction<'_, Any>,
-    changed: bool,
-) -> Result<Option<i64>, StoreError> {
-    if !changed {
-        return Ok(None);
-    }
-    let row = sqlx::query(
-        "UPDATE placement_version SET version = version + 1 WHERE id = 1 RETURNING version",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(Some(row.try_get("version")?))
 }
 
 /// Bumps the config version inside `tx` and returns the new one.

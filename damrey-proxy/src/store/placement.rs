@@ -9,8 +9,13 @@
 //! Heartbeats through this proxy that move nothing update their agent's entry in place
 //! (its last-seen time), so its own agents' entries are exact; those of agents that
 //! report to other proxies are at most [`PLACEMENT_MAX_AGE`] old.
+//!
+//! Each version read is compared with the one held before, and the agents whose
+//! listing differs are remembered for [`CHANGES_KEPT`] steps, so that an agent waiting
+//! past version V is answered only what changed since V: a change costs each agent the
+//! changed entries, not the whole list.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +28,10 @@ use crate::registry::AgentEntry;
 /// last-seen times of agents reporting to other proxies can be (and it is cut to a
 /// quarter of the agents' TTL when that is shorter).
 pub const PLACEMENT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How many version steps a proxy remembers the changes of: an agent whose version is
+/// older than the oldest of them (or one this proxy never held) gets the whole list.
+pub const CHANGES_KEPT: usize = 1024;
 
 /// Which version a caller needs the placement at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,19 +54,106 @@ struct Held {
     version: i64,
     read_at: Instant,
     agents: BTreeMap<String, AgentEntry>,
+    /// The versions held in turn and the agents whose listing differed from each to the
+    /// next, oldest first and contiguous (each step starts where the one before ended,
+    /// the last ends at `version`); at most [`CHANGES_KEPT`].
+    steps: VecDeque<Step>,
+}
+
+/// The agents whose listing (being listed, and the instances) differs between two
+/// placement versions held one after the other.
+#[derive(Debug)]
+struct Step {
+    from: i64,
+    agents: Vec<String>,
+}
+
+impl Held {
+    /// The agents whose listing changed after `since`, when the steps reach back to it.
+    fn changed_since(&self, since: i64) -> Option<BTreeSet<&str>> {
+        if since == self.version {
+            return Some(BTreeSet::new());
+        }
+        let first = self.steps.iter().position(|step| step.from == since)?;
+        Some(
+            self.steps
+                .range(first..)
+                .flat_map(|step| step.agents.iter().map(String::as_str))
+                .collect(),
+        )
+    }
+
+    /// `entry` as answered at `now_ms`.
+    fn aged(entry: &AgentEntry, now_ms: i64) -> AgentEntry {
+        AgentEntry {
+            age_ms: now_ms.saturating_sub(entry.last_seen_ms).max(0),
+            ..entry.clone()
+        }
+    }
+
+    /// The answer at `now_ms`: the changes since `since` when the steps reach back to
+    /// it, else every listed agent.
+    fn answer(&self, since: Option<i64>, now_ms: i64) -> Placement {
+        let changed = since.and_then(|since| Some((since, self.changed_since(since)?)));
+        let Some((since, changed)) = changed else {
+            return Placement::whole(
+                self.version,
+                self.agents
+                    .values()
+                    .map(|entry| Held::aged(entry, now_ms))
+                    .collect(),
+            );
+        };
+        let (listed, gone): (Vec<&str>, Vec<&str>) = changed
+            .into_iter()
+            .partition(|agent| self.agents.contains_key(*agent));
+        Placement {
+            version: self.version,
+            since: Some(since),
+            agents: listed
+                .into_iter()
+                .filter_map(|agent| self.agents.get(agent))
+                .map(|entry| Held::aged(entry, now_ms))
+                .collect(),
+            gone: gone.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// The agents listed in only one of `before` and `after`, or with other instances.
+fn differences(
+    before: &BTreeMap<String, AgentEntry>,
+    after: &BTreeMap<String, AgentEntry>,
+) -> Vec<String> {
+    let mut agents: Vec<String> = after
+        .iter()
+        .filter(|(agent, entry)| {
+            before
+                .get(*agent)
+                .is_none_or(|held| held.instances != entry.instances)
+        })
+        .map(|(agent, _)| agent.clone())
+        .collect();
+    agents.extend(
+        before
+            .keys()
+            .filter(|agent| !after.contains_key(*agent))
+            .cloned(),
+    );
+    agents
 }
 
 impl PlacementCache {
-    /// The held placement as of `now_ms`, when it is younger than `max_age` and at the
-    /// version wanted: exactly `version` when `exact` (read from the store just now),
-    /// else at least it.
+    /// The answer at `now_ms` from the held placement, when it is younger than
+    /// `max_age` and at the version wanted: exactly `version` when `exact` (read from
+    /// the store just now), else at least it.
     fn fresh(
         &self,
         version: i64,
         exact: bool,
         max_age: Duration,
         now_ms: i64,
-        ttl: Duration,
+        since: Option<i64>,
     ) -> Option<Placement> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let held = held.as_ref()?;
@@ -69,55 +165,62 @@ impl PlacementCache {
         if !at_version || held.read_at.elapsed() >= max_age {
             return None;
         }
-        let oldest = now_ms.saturating_sub(super::ms(ttl));
-        Some(Placement {
-            version: held.version,
-            agents: held
-                .agents
-                .values()
-                .filter(|entry| entry.last_seen_ms >= oldest)
-                .map(|entry| AgentEntry {
-                    age_ms: now_ms.saturating_sub(entry.last_seen_ms).max(0),
-                    ..entry.clone()
-                })
-                .collect(),
-        })
+        Some(held.answer(since, now_ms))
     }
 
-    /// Holds `placement`, read from the store at `read_at`.
+    /// Holds `placement` (a whole one), read from the store at `read_at`, remembering
+    /// what changed since the one held before.
     fn hold(&self, placement: &Placement, read_at: Instant) {
-        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(Held {
+        let agents: BTreeMap<String, AgentEntry> = placement
+            .agents
+            .iter()
+            .map(|entry| (entry.agent.clone(), entry.clone()))
+            .collect();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let steps = match held.take() {
+            Some(before) if before.version <= placement.version => {
+                let mut steps = before.steps;
+                if before.version < placement.version {
+                    steps.push_back(Step {
+                        from: before.version,
+                        agents: differences(&before.agents, &agents),
+                    });
+                    if steps.len() > CHANGES_KEPT {
+                        steps.pop_front();
+                    }
+                }
+                steps
+            }
+            // None held, or an older version than held: the store was replaced, and
+            // what was remembered describes another history.
+            _ => VecDeque::new(),
+        };
+        *held = Some(Held {
             version: placement.version,
             read_at,
-            agents: placement
-                .agents
-                .iter()
-                .map(|entry| (entry.agent.clone(), entry.clone()))
-                .collect(),
+            agents,
+            steps,
         });
     }
 
     /// A heartbeat through this proxy that did not move the placement: its agent's
-    /// entry as stored now (a new agent without instances is listed from now on).
+    /// times as stored now.
     pub(super) fn heard(&self, entry: &AgentEntry) {
-        if let Some(held) = self.held.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            held.agents.insert(entry.agent.clone(), entry.clone());
-        }
-    }
-
-    /// An agent that left or was forgotten through this proxy.
-    pub(super) fn gone(&self, agent: &str) {
-        if let Some(held) = self.held.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            held.agents.remove(agent);
+        if let Some(held) = self.held.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+            && let Some(listed) = held.agents.get_mut(&entry.agent)
+        {
+            listed.first_seen_ms = entry.first_seen_ms;
+            listed.last_seen_ms = entry.last_seen_ms;
         }
     }
 }
 
 impl Store {
-    /// The agents heard from within `ttl` before `now_ms` and the placement version, as
-    /// [`Store::agents`] reads them, but served from memory while the held placement is
-    /// at the version `known` names and younger than [`PLACEMENT_MAX_AGE`] (or a
-    /// quarter of `ttl`); callers arriving together share one read.
+    /// The listed agents and the placement version, as [`Store::agents`] reads them, but
+    /// served from memory while the held placement is at the version `known` names and
+    /// younger than [`PLACEMENT_MAX_AGE`] (or a quarter of `ttl`); callers arriving
+    /// together share one read. With `since`, only what changed after that version
+    /// when this proxy remembers it ([`Placement::since`] says which was answered).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -126,6 +229,7 @@ impl Store {
         now_ms: i64,
         ttl: Duration,
         known: Known,
+        since: Option<i64>,
     ) -> Result<Placement, StoreError> {
         let (version, exact) = match known {
             Known::Stored => (self.placement_version().await?, true),
@@ -133,17 +237,19 @@ impl Store {
         };
         let max_age = PLACEMENT_MAX_AGE.min(ttl / 4);
         let cache = &self.placement_cache;
-        if let Some(placement) = cache.fresh(version, exact, max_age, now_ms, ttl) {
+        if let Some(placement) = cache.fresh(version, exact, max_age, now_ms, since) {
             return Ok(placement);
         }
         let _refresh = cache.refreshing.lock().await;
         // Another caller may have read it while this one waited for the lock.
-        if let Some(placement) = cache.fresh(version, false, max_age, now_ms, ttl) {
+        if let Some(placement) = cache.fresh(version, false, max_age, now_ms, since) {
             return Ok(placement);
         }
         let read_at = Instant::now();
-        let placement = self.agents(now_ms, ttl).await?;
+        let placement = self.agents(now_ms).await?;
         cache.hold(&placement, read_at);
-        Ok(placement)
+        Ok(cache
+            .fresh(placement.version, false, Duration::MAX, now_ms, since)
+            .unwrap_or(placement))
     }
 }

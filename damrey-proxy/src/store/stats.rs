@@ -15,8 +15,9 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError};
 
-/// The most sample rows one INSERT carries.
-const ROWS_PER_INSERT: usize = 64;
+/// The most sample rows one INSERT carries: a batch of heartbeats' samples in a few
+/// statements, within the parameters SQLite takes in one (32,766).
+const ROWS_PER_INSERT: usize = 512;
 
 /// A table of samples and the table of its series' newest sample times.
 struct SampleTable {
@@ -251,44 +252,46 @@ pub type SamplePair = Pair<Sample>;
 /// A worker's two routing samples on one agent.
 pub type RoutePair = Pair<RouteSample>;
 
-/// Stores one sample per instance of `heartbeat`, and one per worker of its routing
-/// counters, taken at `now_ms`.
+/// Stores one sample per instance of each of `heartbeats`, and one per worker of their
+/// routing counters, taken at `now_ms`.
 pub(super) async fn insert_samples(
     tx: &mut Transaction<'_, Any>,
-    heartbeat: &Heartbeat,
+    heartbeats: &[&Heartbeat],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let instances: Vec<Vec<Cell>> = heartbeat
-        .stats
+    let instances: Vec<Vec<Cell>> = heartbeats
         .iter()
-        .map(|report| {
-            [
-                Cell::Text(heartbeat.agent.clone()),
-                Cell::Int(stored(report.instance)),
-                Cell::Text(report.worker.clone()),
-                Cell::Int(stored(report.latency.sum_us)),
-                Cell::Text(
-                    serde_json::to_string(&report.latency.counts)
-                        .expect("a list of numbers always serializes"),
-                ),
-            ]
-            .into_iter()
-            .chain(report.counts().map(|(_, value)| Cell::Int(stored(value))))
-            .collect()
+        .flat_map(|heartbeat| {
+            heartbeat.stats.iter().map(|report| {
+                [
+                    Cell::Text(heartbeat.agent.clone()),
+                    Cell::Int(stored(report.instance)),
+                    Cell::Text(report.worker.clone()),
+                    Cell::Int(stored(report.latency.sum_us)),
+                    Cell::Text(
+                        serde_json::to_string(&report.latency.counts)
+                            .expect("a list of numbers always serializes"),
+                    ),
+                ]
+                .into_iter()
+                .chain(report.counts().map(|(_, value)| Cell::Int(stored(value))))
+                .collect()
+            })
         })
         .collect();
     INSTANCES.insert(tx, &instances, now_ms).await?;
-    let routes: Vec<Vec<Cell>> = heartbeat
-        .routing
+    let routes: Vec<Vec<Cell>> = heartbeats
         .iter()
-        .map(|(worker, routing)| {
-            [
-                Cell::Text(heartbeat.agent.clone()),
-                Cell::Text(worker.clone()),
-            ]
-            .into_iter()
-            .chain(routing.counts().map(|(_, value)| Cell::Int(stored(value))))
-            .collect()
+        .flat_map(|heartbeat| {
+            heartbeat.routing.iter().map(|(worker, routing)| {
+                [
+                    Cell::Text(heartbeat.agent.clone()),
+                    Cell::Text(worker.clone()),
+                ]
+                .into_iter()
+                .chain(routing.counts().map(|(_, value)| Cell::Int(stored(value))))
+                .collect()
+            })
         })
         .collect();
     ROUTES.insert(tx, &routes, now_ms).await

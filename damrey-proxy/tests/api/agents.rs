@@ -186,11 +186,15 @@ async fn joining_leaving_and_forgetting_agents_with_instances_move_the_placement
     );
 
     app.api.heartbeat(r#"{"agent":"10.0.0.3:7701"}"#).await;
+    moved(
+        app.api.placement_version().await,
+        "an agent without instances joined: it may be an origin",
+    );
     app.api.heartbeat(r#"{"agent":"10.0.0.3:7701"}"#).await;
     assert_eq!(
         app.api.placement_version().await,
         version,
-        "an agent without instances changes no placement"
+        "the same agent again changes nothing"
     );
 }
 
@@ -231,7 +235,90 @@ async fn a_wait_on_the_agent_list_needs_a_version_to_wait_past() {
     assert_eq!(reply.status, 400, "{reply:?}");
     assert_eq!(
         reply.error(),
-        "wait_ms needs after, the version to wait past"
+        "wait_ms and delta need after, the version to wait past"
     );
+    assert_eq!(app.api.get("/agents?delta=true").await.status, 400);
     assert_eq!(app.api.get("/agents?after=x").await.status, 400);
+}
+
+#[actix_web::test]
+async fn a_wait_with_delta_is_answered_only_the_agents_that_changed() {
+    let app = spawn_app_with(|_| {}).await;
+    for n in 1..=3 {
+        app.api
+            .heartbeat(&format!(
+                r#"{{"agent":"10.0.0.{n}:7701","instances":[{{"worker":"add","count":1}}]}}"#
+            ))
+            .await;
+    }
+    let version = app.api.placement_version().await;
+    let wait = format!("/agents?after={version}&wait_ms=20000&delta=true");
+
+    let (reply, ()) = tokio::join!(
+        app.api.get(&wait),
+        async {
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+            app.api
+                .heartbeat(r#"{"agent":"10.0.0.2:7701","instances":[{"worker":"add","count":4}]}"#)
+                .await;
+        }
+    );
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["since"], version);
+    assert_eq!(reply.body["version"], version + 1);
+    let agents = reply.body["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{reply:?}");
+    assert_eq!(agents[0]["agent"], "10.0.0.2:7701");
+    assert_eq!(agents[0]["instances"][0]["count"], 4);
+    assert!(reply.body.get("gone").is_none(), "{reply:?}");
+
+    // A version this proxy does not know: the whole list, without `since`.
+    let whole = app
+        .api
+        .get(&format!("/agents?after={}&wait_ms=0&delta=true", version + 100))
+        .await;
+    assert!(whole.body.get("since").is_none(), "{whole:?}");
+    assert_eq!(whole.body["agents"].as_array().unwrap().len(), 3);
+}
+
+#[actix_web::test]
+async fn an_agent_found_silent_ends_a_wait_and_is_answered_gone() {
+    let app = spawn_app_with(|settings| settings.agent_ttl_ms = 1_000).await;
+    app.api.heartbeat(HEARTBEAT).await;
+    let version = app.api.placement_version().await;
+
+    let reply = app
+        .api
+        .get(&format!("/agents?after={version}&wait_ms=20000&delta=true"))
+        .await;
+
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["since"], version);
+    assert_eq!(reply.body["gone"], serde_json::json!(["127.0.0.1:7701"]));
+    assert_eq!(reply.body["agents"], serde_json::json!([]));
+}
+
+#[actix_web::test]
+async fn concurrent_heartbeats_of_many_agents_are_all_recorded() {
+    let app = spawn_app_with(|_| {}).await;
+    let beats = (0..300).map(|n| {
+        let api = &app.api;
+        async move {
+            let body = format!(
+                r#"{{"agent":"10.1.{}.{}:7701","instances":[{{"worker":"add","count":1}}]}}"#,
+                n / 256,
+                n % 256
+            );
+            api.heartbeat(&body).await.status
+        }
+    });
+
+    let statuses = futures_util::future::join_all(beats).await;
+
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    assert_eq!(
+        app.api.agents().await.body["agents"].as_array().unwrap().len(),
+        300
+    );
 }

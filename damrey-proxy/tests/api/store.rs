@@ -8,7 +8,7 @@ use damrey_proxy::store::placement::Known;
 use damrey_proxy::store::stats::{RoutePair, RouteSample};
 use damrey_proxy::store::{Placement, StoreError, StoreOptions};
 use damrey_wire::WorkerSpec;
-use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport, Routing};
+use damrey_wire::report::{Heartbeat, InstanceCount, InstanceReport, Latency, Routing};
 use sqlx::Connection;
 
 use crate::helpers::{fresh_database, open_store};
@@ -195,61 +195,108 @@ async fn the_snapshot_lists_workers_in_byte_order_with_the_version() {
     assert_eq!(snapshot.version, 4);
 }
 
-#[actix_web::test]
-async fn heartbeats_expire_after_the_ttl_by_the_given_clock() {
-    let db = fresh_database().await;
-    let store = open_store(&db).await;
-    let ttl = Duration::from_secs(10);
-    let heartbeat = Heartbeat {
-        agent: "127.0.0.1:7701".to_owned(),
-        instances: vec![InstanceCount {
-            worker: "add".to_owned(),
-            count: 2,
-        }],
+fn beat(agent: &str, instances: &[(&str, u32)]) -> Heartbeat {
+    Heartbeat {
+        agent: agent.to_owned(),
+        instances: instances
+            .iter()
+            .map(|(worker, count)| InstanceCount {
+                worker: (*worker).to_owned(),
+                count: *count,
+            })
+            .collect(),
         stats: vec![],
         routing: Default::default(),
         leaving: false,
-    };
+    }
+}
+
+#[actix_web::test]
+async fn agents_are_listed_until_the_sweep_finds_them_silent_past_the_ttl_and_each_change_moves_the_version()
+ {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let ttl = Duration::from_secs(10);
+    let heartbeat = beat("127.0.0.1:7701", &[("add", 2)]);
 
     let recorded = store.heartbeat(&heartbeat, 1_000_000, ttl).await.unwrap();
     let entry = recorded.value;
 
     assert_eq!(entry.first_seen_ms, 1_000_000);
-    assert_eq!(recorded.placement, Some(1), "a new agent with instances");
+    assert_eq!(recorded.placement, Some(1), "a new agent");
     assert_eq!(
-        store.agents(1_010_000, ttl).await.unwrap(),
-        Placement {
-            version: 1,
-            agents: vec![damrey_proxy::registry::AgentEntry {
+        store.agents(1_010_000).await.unwrap(),
+        Placement::whole(
+            1,
+            vec![damrey_proxy::registry::AgentEntry {
                 age_ms: 10_000,
                 ..entry.clone()
             }]
-        }
+        )
     );
-    // Expiring writes nothing, so the version stays.
+    // Within the TTL the sweep takes nobody off.
+    assert_eq!(store.expire_agents(1_010_000, ttl).await.unwrap(), None);
     assert_eq!(
-        store.agents(1_010_001, ttl).await.unwrap(),
-        Placement {
-            version: 1,
-            agents: vec![]
-        }
+        store.expire_agents(1_010_001, ttl).await.unwrap(),
+        Some(2),
+        "found silent: a change of the placement"
     );
-    // An expired agent that comes back starts over, and is news to the others.
-    let other = Heartbeat {
-        agent: "h:2".to_owned(),
-        instances: vec![],
-        stats: vec![],
-        routing: Default::default(),
-        leaving: false,
-    };
-    let without_instances = store.heartbeat(&other, 1_020_001, ttl).await.unwrap();
-    assert_eq!(without_instances.placement, None);
+    assert_eq!(store.agents(1_010_001).await.unwrap(), Placement::whole(2, vec![]));
+    assert_eq!(store.expire_agents(1_010_002, ttl).await.unwrap(), None, "once");
+    // It stays in the registry, for the agent_silent alarm.
+    assert_eq!(
+        store.agents_last_seen().await.unwrap(),
+        [("127.0.0.1:7701".to_owned(), 1_000_000)]
+    );
+
+    // A new agent is listed, instances or not; one found silent that comes back
+    // starts over.
+    let without_instances = store
+        .heartbeat(&beat("h:2", &[]), 1_020_001, ttl)
+        .await
+        .unwrap();
+    assert_eq!(without_instances.placement, Some(3));
     let back = store.heartbeat(&heartbeat, 1_020_002, ttl).await.unwrap();
     assert_eq!(back.value.first_seen_ms, 1_020_002);
-    assert_eq!(back.placement, Some(2));
+    assert_eq!(back.placement, Some(4));
     let again = store.heartbeat(&heartbeat, 1_021_000, ttl).await.unwrap();
     assert_eq!(again.placement, None, "the same instances again");
-    assert_eq!(store.agents(1_021_000, ttl).await.unwrap().agents.len(), 2);
+    assert_eq!(again.value.first_seen_ms, 1_020_002);
+    let other = store
+        .heartbeat(&beat("127.0.0.1:7701", &[("add", 3)]), 1_021_500, ttl)
+        .await
+        .unwrap();
+    assert_eq!(other.placement, Some(5), "other instances");
+    assert_eq!(store.agents(1_021_500).await.unwrap().agents.len(), 2);
+}
+
+#[actix_web::test]
+async fn a_batch_of_heartbeats_is_recorded_at_once_and_moves_the_version_once() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let ttl = Duration::from_secs(10);
+    let beats: Vec<Heartbeat> = (0..700)
+        .map(|n| Heartbeat {
+            stats: vec![InstanceReport::new(
+                "add".to_owned(),
+                1,
+                Latency::default(),
+            )],
+            ..beat(&format!("10.0.{}.{}:7701", n / 256, n % 256), &[("add", 1)])
+        })
+        .collect();
+    let batch: Vec<&Heartbeat> = beats.iter().collect();
+
+    let recorded = store.heartbeats(&batch, 1_000_000, ttl).await.unwrap();
+
+    assert_eq!(recorded.placement, Some(1));
+    assert_eq!(recorded.value.len(), 700);
+    assert!(recorded.value.iter().zip(&beats).all(|(entry, beat)| entry.agent == beat.agent));
+    assert_eq!(store.agents(1_000_000).await.unwrap().agents.len(), 700);
+    let unchanged = store.heartbeats(&batch, 1_001_000, ttl).await.unwrap();
+    assert_eq!(unchanged.placement, None, "nothing listed changed");
+    let pairs = store.sample_pairs(999_000, 0).await.unwrap();
+    assert_eq!(pairs.len(), 700, "one series per instance");
 }
 
 #[actix_web::test]
@@ -261,44 +308,34 @@ async fn the_placement_is_served_from_memory_until_its_stored_version_moves() {
     let other = open_store(&db).await;
     let ttl = Duration::from_secs(10);
     let now = damrey_proxy::store::now_ms();
-    let heartbeat = |agent: &str, worker: &str| Heartbeat {
-        agent: agent.to_owned(),
-        instances: vec![InstanceCount {
-            worker: worker.to_owned(),
-            count: 1,
-        }],
-        stats: vec![],
-        routing: Default::default(),
-        leaving: false,
-    };
     store
-        .heartbeat(&heartbeat("h:1", "add"), now, ttl)
+        .heartbeat(&beat("h:1", &[("add", 1)]), now, ttl)
         .await
         .unwrap();
-    let held = store.placement(now, ttl, Known::Stored).await.unwrap();
+    let held = store.placement(now, ttl, Known::Stored, None).await.unwrap();
     assert_eq!(held.version, 1);
 
     // A row written behind the proxies' back, version unmoved: not read again.
-    sqlx::query("UPDATE agent_instances SET count = 7 WHERE agent = 'h:1'")
+    sqlx::query(r#"UPDATE agents SET instances = '[{"worker":"add","count":7}]' WHERE address = 'h:1'"#)
         .execute(store.pool())
         .await
         .unwrap();
     assert_eq!(
-        store.placement(now, ttl, Known::Stored).await.unwrap(),
+        store.placement(now, ttl, Known::Stored, None).await.unwrap(),
         held
     );
     assert_eq!(
-        store.placement(now, ttl, Known::AtLeast(1)).await.unwrap(),
+        store.placement(now, ttl, Known::AtLeast(1), None).await.unwrap(),
         held
     );
 
     // A change through the other proxy moves the version: read again, all of it.
     let moved = other
-        .heartbeat(&heartbeat("h:2", "square"), now, ttl)
+        .heartbeat(&beat("h:2", &[("square", 1)]), now, ttl)
         .await
         .unwrap();
     assert_eq!(moved.placement, Some(2));
-    let fresh = store.placement(now, ttl, Known::Stored).await.unwrap();
+    let fresh = store.placement(now, ttl, Known::Stored, None).await.unwrap();
     assert_eq!(fresh.version, 2);
     let counts: Vec<(String, String, u32)> = fresh
         .agents
@@ -320,29 +357,61 @@ async fn the_placement_is_served_from_memory_until_its_stored_version_moves() {
 
     // This proxy's own heartbeats that move nothing update the held entry in place.
     let later = now + 500;
-    let beat = store
-        .heartbeat(
-            &Heartbeat {
-                instances: vec![InstanceCount {
-                    worker: "add".to_owned(),
-                    count: 7,
-                }],
-                ..heartbeat("h:1", "add")
-            },
-            later,
-            ttl,
-        )
+    let beat_later = store
+        .heartbeat(&beat("h:1", &[("add", 7)]), later, ttl)
         .await
         .unwrap();
-    assert_eq!(beat.placement, None);
+    assert_eq!(beat_later.placement, None);
     let listed = store
-        .placement(later, ttl, Known::AtLeast(2))
+        .placement(later, ttl, Known::AtLeast(2), None)
         .await
         .unwrap();
     assert_eq!(listed.version, 2);
     assert_eq!(listed.agents[0].last_seen_ms, later);
     assert_eq!(listed.agents[1].last_seen_ms, now);
     assert_eq!(listed.agents[1].age_ms, 500);
+}
+
+#[actix_web::test]
+async fn an_agent_waiting_past_a_version_this_proxy_held_gets_only_the_changes_since() {
+    let db = fresh_database().await;
+    let store = open_store(&db).await;
+    let other = open_store(&db).await;
+    let ttl = Duration::from_secs(10);
+    let now = damrey_proxy::store::now_ms();
+    for agent in ["h:1", "h:2", "h:3"] {
+        store.heartbeat(&beat(agent, &[("add", 1)]), now, ttl).await.unwrap();
+    }
+    let start = store.placement(now, ttl, Known::Stored, None).await.unwrap();
+    assert_eq!((start.version, start.since, start.agents.len()), (3, None, 3));
+
+    // Two steps, one of them through another proxy: h:2 changes, h:3 leaves, h:4 joins.
+    store.heartbeat(&beat("h:2", &[("add", 2)]), now, ttl).await.unwrap();
+    store.placement(now, ttl, Known::Stored, None).await.unwrap();
+    other
+        .heartbeat(&Heartbeat { leaving: true, ..beat("h:3", &[]) }, now, ttl)
+        .await
+        .unwrap();
+    other.heartbeat(&beat("h:4", &[("square", 1)]), now, ttl).await.unwrap();
+
+    let changes = store
+        .placement(now, ttl, Known::Stored, Some(3))
+        .await
+        .unwrap();
+    assert_eq!(changes.version, 6);
+    assert_eq!(changes.since, Some(3));
+    let changed: Vec<(&str, u32)> = changes
+        .agents
+        .iter()
+        .map(|entry| (entry.agent.as_str(), entry.instances[0].count))
+        .collect();
+    assert_eq!(changed, [("h:2", 2), ("h:4", 1)]);
+    assert_eq!(changes.gone, ["h:3"]);
+    let none = store.placement(now, ttl, Known::Stored, Some(6)).await.unwrap();
+    assert_eq!((none.since, none.agents.len(), none.gone.len()), (Some(6), 0, 0));
+    // A version this proxy never held (or no longer remembers): the whole list.
+    let whole = store.placement(now, ttl, Known::Stored, Some(5)).await.unwrap();
+    assert_eq!((whole.since, whole.agents.len()), (None, 3));
 }
 
 #[actix_web::test]
