@@ -2,8 +2,8 @@
 //! its store, and in this process N agents doing what a real agent does
 //! (damrey-agent's `proxy_client`): a heartbeat every second carrying 10 instances'
 //! counters and histograms, a long poll of the placement feed
-//! (`GET /agents?after=V&wait_ms=1000`, as `follow_placement` waits one heartbeat
-//! period) and a long poll of the config feed (`GET /workers/get?after=V`). Once a
+//! (`GET /agents?after=V&wait_ms=25000&delta=true`, answered the changes since V, as
+//! `follow_placement` waits) and a long poll of the config feed (`GET /workers/get?after=V`). Once a
 //! second one agent changes its instance list (an attach or a detach somewhere in the
 //! mesh), which moves the placement version and wakes every waiting agent.
 //!
@@ -19,9 +19,11 @@
 //!
 //! `cargo bench -p damrey-proxy --bench control_plane` (SQLite, and Postgres when
 //! `DATABASE_URL=postgres://...` names a server it can create databases on);
-//! `CP_AGENTS=100,300,1000` and `CP_SECONDS=15` choose the sizes and the measured time;
+//! `CP_AGENTS=100,300,1000` and `CP_SECONDS=15` choose the sizes and the measured time,
+//! `CP_STORES=sqlite,postgres` the stores;
 //! `CP_PROXY_BIN=path` runs another build of the proxy (an older commit's, for a
-//! before/after table made in one go).
+//! before/after table made in one go; with `CP_PLACEMENT=whole` for a proxy from before
+//! the placement's changes feed, whose agents took the whole list each second).
 //! The machine's other load shows in the figures: compare runs made in one go.
 
 use std::cell::{Cell, RefCell};
@@ -85,7 +87,11 @@ async fn run() {
          change a second, {WARM_UP:?} warm-up, {seconds} s measured"
     );
     let mut all = Vec::new();
-    for store in ["sqlite", "postgres"] {
+    let stores = std::env::var("CP_STORES").unwrap_or_else(|_| "sqlite,postgres".to_owned());
+    for store in ["sqlite", "postgres"]
+        .into_iter()
+        .filter(|store| stores.split(',').any(|chosen| chosen.trim() == *store))
+    {
         let mut rows = Vec::new();
         for &agents in &sizes {
             let Some(mut database) = Database::create(store).await else {
@@ -295,9 +301,9 @@ async fn measure(database: &mut Database, agents: usize, measured: Duration) -> 
         .args(["--database-url", &database.url])
         .current_dir(&dir)
         .env_remove("DAMREY_TOKEN")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .env("RUST_LOG", std::env::var("CP_PROXY_LOG").unwrap_or("error".into()))
+        .stdout(std::fs::File::create("/tmp/cp-proxy.log").unwrap())
+        .stderr(std::fs::File::create("/tmp/cp-proxy.err").unwrap())
         .spawn()
         .expect("starting damrey-proxy"),
     );
@@ -510,7 +516,8 @@ async fn follow_placement(
     let mut version: Option<i64> = None;
     while !stop.get() {
         let path = match version {
-            Some(v) => format!("{base}/agents?after={v}&wait_ms=1000"),
+            Some(v) if whole_lists() => format!("{base}/agents?after={v}&wait_ms=1000"),
+            Some(v) => format!("{base}/agents?after={v}&wait_ms=25000&delta=true"),
             None => format!("{base}/agents"),
         };
         let answer = match client.get(path).send().await {
@@ -538,6 +545,13 @@ async fn follow_placement(
         }
         version = seen.or(version);
     }
+}
+
+/// Whether the agents follow the placement as agents before the changes feed did
+/// (`CP_PLACEMENT=whole`: the whole list at every wake-up, waits of one heartbeat
+/// period, for a proxy from before it); by default they wait 25 s for the changes.
+fn whole_lists() -> bool {
+    std::env::var("CP_PLACEMENT").is_ok_and(|mode| mode == "whole")
 }
 
 /// The `version` at the start of a JSON answer, without parsing the rest.

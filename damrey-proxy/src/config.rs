@@ -82,6 +82,11 @@ pub struct Settings {
     pub agent_ttl_ms: u64,
     /// How long instance samples (the counters agents report) are kept.
     pub stats_retention_ms: u64,
+    /// The least time between two samples of one agent's counters that this proxy
+    /// stores (an agent whose instances changed is sampled at once); `0` stores every
+    /// heartbeat's. Rates are measured over the time between the two samples a window
+    /// takes, so a window shorter than this is measured over this.
+    pub stats_every_ms: u64,
     /// How long a configured worker may be without a live instance before `no_instance`
     /// fires, counted from its last sighting, its config change or the proxy's start.
     pub no_instance_grace_ms: u64,
@@ -128,6 +133,7 @@ impl Default for Settings {
             tls_key: None,
             agent_ttl_ms: 10_000,
             stats_retention_ms: 600_000,
+            stats_every_ms: 5_000,
             no_instance_grace_ms: 3_000,
             agent_silent_ms: 5_000,
             alarm_eval_ms: 500,
@@ -239,6 +245,11 @@ impl Settings {
     /// [`Settings::agent_ttl_ms`] as a duration.
     pub fn agent_ttl(&self) -> Duration {
         Duration::from_millis(self.agent_ttl_ms)
+    }
+
+    /// [`Settings::stats_every_ms`] as a duration.
+    pub fn stats_every(&self) -> Duration {
+        Duration::from_millis(self.stats_every_ms)
     }
 
     /// [`Settings::stats_retention_ms`] as a duration.

@@ -139,16 +139,40 @@ pub struct Rates {
 }
 
 impl Rates {
-    /// `window`'s counts divided by its length.
-    fn over(window: &Counters, window_ms: u64) -> Rates {
-        let seconds = window_ms as f64 / 1e3;
+    /// `window`'s counts divided by `span_ms`, the time they were counted over.
+    fn over(window: &Counters, span_ms: u64) -> Rates {
+        let per_second = |count: u64| rounded(count as f64 * 1e3 / span_ms.max(1) as f64);
         Rates {
-            received: window.received as f64 / seconds,
-            processed: window.processed as f64 / seconds,
-            errors: window.errors as f64 / seconds,
-            timeouts: window.timeouts as f64 / seconds,
+            received: per_second(window.received),
+            processed: per_second(window.processed),
+            errors: per_second(window.errors),
+            timeouts: per_second(window.timeouts),
         }
     }
+
+    /// Adds `other`'s rates to these.
+    fn add(&mut self, other: &Rates) {
+        self.received = rounded(self.received + other.received);
+        self.processed = rounded(self.processed + other.processed);
+        self.errors = rounded(self.errors + other.errors);
+        self.timeouts = rounded(self.timeouts + other.timeouts);
+    }
+}
+
+/// `rate` to a thousandth of a step per second, so that summing instances' rates shows
+/// `0.3`, not `0.30000000000000004`.
+fn rounded(rate: f64) -> f64 {
+    (rate * 1e3).round() / 1e3
+}
+
+/// The time a window's counts of one series were counted over: from its baseline
+/// sample to its latest (longer than the window when samples are sparser than it), or
+/// the window when the series started within it (its baseline is zeros at the latest
+/// sample's time).
+fn span_ms(latest_ms: i64, baseline_ms: i64, window_ms: u64) -> u64 {
+    u64::try_from(latest_ms.saturating_sub(baseline_ms))
+        .unwrap_or(0)
+        .max(window_ms)
 }
 
 /// Latency quantiles in ms (bucket upper bounds); `null` when nothing was answered.
@@ -211,28 +235,29 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// From the counts; the rates and quantiles follow from the window's.
+    /// From the counts of one series, counted over `span_ms`; the rates and quantiles
+    /// follow from the window's.
     fn new(
         totals: Counters,
         window: Counters,
         window_latency: Latency,
         latency: Latency,
-        window_ms: u64,
+        span_ms: u64,
     ) -> Usage {
-        let mut usage = Usage {
+        Usage {
             totals,
+            rates: Rates::over(&window, span_ms),
+            latency_ms: Quantiles::of(&window_latency),
             window,
             window_latency,
             latency,
-            ..Usage::default()
-        };
-        usage.derive(window_ms);
-        usage
+        }
     }
 
-    /// Counts the steps the routers refused (`routing`'s totals and `window`'s) as
-    /// answered `ERROR` without reaching an instance: in `errors` and `processed`.
-    fn count_refused(&mut self, routing: &Routing, window: &Routing) {
+    /// Counts the steps one router refused (`routing`'s totals, and `window`'s counted
+    /// over `span_ms`) as answered `ERROR` without reaching an instance: in `errors`
+    /// and `processed`.
+    fn count_refused(&mut self, routing: &Routing, window: &Routing, span_ms: u64) {
         let refused = |routing: &Routing| Counters {
             errors: routing.refused(),
             processed: routing.refused(),
@@ -240,19 +265,16 @@ impl Usage {
         };
         self.totals.add(&refused(routing));
         self.window.add(&refused(window));
+        self.rates.add(&Rates::over(&refused(window), span_ms));
     }
 
-    /// Adds `other`'s counts to these; [`Usage::derive`] then updates the rates.
+    /// Adds `other`'s counts and rates to these, and merges the latencies.
     fn add(&mut self, other: &Usage) {
         self.totals.add(&other.totals);
+        self.rates.add(&other.rates);
         self.window.add(&other.window);
         self.window_latency.add(&other.window_latency);
         self.latency.add(&other.latency);
-    }
-
-    /// The rates and quantiles of the window's counts.
-    fn derive(&mut self, window_ms: u64) {
-        self.rates = Rates::over(&self.window, window_ms);
         self.latency_ms = Quantiles::of(&self.window_latency);
     }
 }
@@ -262,6 +284,7 @@ impl InstanceStats {
     /// means its agent restarted, so everything since counts.
     fn of(pair: SamplePair, window_ms: u64, live: bool) -> InstanceStats {
         let SamplePair { latest, baseline } = pair;
+        let span_ms = span_ms(latest.at_ms, baseline.at_ms, window_ms);
         let reset = latest.counters.dropped_since(&baseline.counters)
             || latest.latency.dropped_since(&baseline.latency);
         let window = within(&latest.counters, &baseline.counters, reset, Counters::minus);
@@ -284,7 +307,7 @@ impl InstanceStats {
             instance,
             live,
             last_seen_ms: at_ms,
-            usage: Usage::new(counters, window, window_latency, latency, window_ms),
+            usage: Usage::new(counters, window, window_latency, latency, span_ms),
         }
     }
 }
@@ -363,8 +386,9 @@ pub struct StatsReport {
 
 impl StatsReport {
     /// The report at `now_ms` for `configured` workers, from the live agents' entries
-    /// and the samples' pairs (the instances' and the routing counters'). Rates are the
-    /// window's counts over `window_ms`.
+    /// and the samples' pairs (the instances' and the routing counters'). Each series'
+    /// rates are its window's counts over the time between its two samples (at least
+    /// `window_ms`), and a worker's are its series' summed.
     pub fn build(
         now_ms: i64,
         window_ms: u64,
@@ -377,9 +401,17 @@ impl StatsReport {
             .into_iter()
             .map(|name| (name.clone(), WorkerStats::new(name)))
             .collect();
-        let agents_seen: BTreeMap<&str, i64> = live_agents
+        let agents_listing: BTreeMap<&str, BTreeSet<&str>> = live_agents
             .iter()
-            .map(|agent| (agent.agent.as_str(), agent.last_seen_ms))
+            .map(|agent| {
+                let workers = agent
+                    .instances
+                    .iter()
+                    .filter(|instance| instance.count > 0)
+                    .map(|instance| instance.worker.as_str())
+                    .collect();
+                (agent.agent.as_str(), workers)
+            })
             .collect();
         for agent in live_agents {
             for instance in &agent.instances {
@@ -388,12 +420,26 @@ impl StatsReport {
                 stats.seen(agent.last_seen_ms);
             }
         }
+        // An agent's instances are sampled together, so its newest sample time is when
+        // it was last sampled.
+        let mut sampled: BTreeMap<&str, i64> = BTreeMap::new();
+        for pair in &pairs {
+            let at = sampled.entry(pair.latest.agent.as_str()).or_insert(i64::MIN);
+            *at = (*at).max(pair.latest.at_ms);
+        }
+        let sampled: BTreeMap<String, i64> = sampled
+            .into_iter()
+            .map(|(agent, at)| (agent.to_owned(), at))
+            .collect();
         for pair in pairs {
-            // Live: in its agent's latest heartbeat (the agents were read first, so a
-            // newer sample than the agent's entry is live too).
-            let live = agents_seen
+            // Live: its agent is listed with instances of its worker, and it was in the
+            // agent's latest sample.
+            let live = agents_listing
                 .get(pair.latest.agent.as_str())
-                .is_some_and(|seen| pair.latest.at_ms >= *seen);
+                .is_some_and(|workers| workers.contains(pair.latest.worker.as_str()))
+                && sampled
+                    .get(&pair.latest.agent)
+                    .is_some_and(|at| pair.latest.at_ms >= *at);
             let stats = worker(&mut workers, &pair.latest.worker);
             let instance = InstanceStats::of(pair, window_ms, live);
             stats.seen(instance.last_seen_ms);
@@ -403,20 +449,13 @@ impl StatsReport {
         for RoutePair { latest, baseline } in routes {
             let reset = latest.routing.dropped_since(&baseline.routing);
             let window = within(&latest.routing, &baseline.routing, reset, Routing::minus);
+            let span_ms = span_ms(latest.at_ms, baseline.at_ms, window_ms);
             let stats = worker(&mut workers, &latest.worker);
+            stats.usage.count_refused(&latest.routing, &window, span_ms);
             stats.routing.add(&latest.routing);
             stats.routing_window.add(&window);
         }
-        let workers = workers
-            .into_values()
-            .map(|mut stats| {
-                stats
-                    .usage
-                    .count_refused(&stats.routing, &stats.routing_window);
-                stats.usage.derive(window_ms);
-                stats
-            })
-            .collect();
+        let workers = workers.into_values().collect();
         StatsReport {
             at_ms: now_ms,
             window_ms,
@@ -539,7 +578,9 @@ mod tests {
             (stats.window.received, stats.window_latency.count()),
             (4, 4)
         );
-        assert_eq!(stats.rates.processed, 4.0);
+        // Over the 2 s between the samples, not the 1 s window: samples sparser than
+        // the window measure over their own span.
+        assert_eq!(stats.rates.processed, 2.0);
     }
 
     #[test]
@@ -583,7 +624,7 @@ mod tests {
             (idle.usage.window.errors, idle.usage.window.processed),
             (9, 9)
         );
-        assert_eq!(idle.usage.rates.errors, 0.9);
+        assert!((idle.usage.rates.errors - 0.9).abs() < 1e-9, "{:?}", idle.usage.rates);
     }
 
     #[test]

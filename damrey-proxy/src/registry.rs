@@ -5,11 +5,11 @@
 //! are declared with the other bodies agents read in [`damrey_wire::rest`]; the
 //! heartbeat agents send is [`damrey_wire::report::Heartbeat`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use damrey_wire::report::Heartbeat;
+use damrey_wire::report::{Heartbeat, InstanceCount};
 use tokio::sync::{mpsc, oneshot};
 
 pub use damrey_wire::rest::AgentEntry;
@@ -42,11 +42,13 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer on the current runtime: it records into `store`, lists agents
-    /// again after `ttl` of silence, and publishes the placement versions it makes on
-    /// `placement`. It ends when every `Recorder` is dropped.
-    pub fn start(store: Store, ttl: Duration, placement: Feed) -> Recorder {
+    /// again after `ttl` of silence, stores an agent's samples at most every
+    /// `stats_every` (see [`Sampling`]), and publishes the placement versions it makes
+    /// on `placement`. It ends when every `Recorder` is dropped.
+    pub fn start(store: Store, ttl: Duration, stats_every: Duration, placement: Feed) -> Recorder {
         let (queue, pending) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store, ttl, placement, pending));
+        let sampling = Sampling::new(stats_every);
+        tokio::spawn(write_batches(store, ttl, sampling, placement, pending));
         Recorder { queue }
     }
 
@@ -71,6 +73,7 @@ impl Recorder {
 async fn write_batches(
     store: Store,
     ttl: Duration,
+    mut sampling: Sampling,
     placement: Feed,
     mut pending: mpsc::Receiver<Pending>,
 ) {
@@ -95,7 +98,15 @@ async fn write_batches(
             .partition(|pending| agents.insert(pending.heartbeat.agent.clone()));
         deferred = later;
         let heartbeats: Vec<&Heartbeat> = batch.iter().map(|p| &p.heartbeat).collect();
-        match store.heartbeats(&heartbeats, now_ms(), ttl).await {
+        let now = now_ms();
+        let sampled: Vec<&Heartbeat> = heartbeats
+            .iter()
+            .copied()
+            .filter(|heartbeat| sampling.due(heartbeat, now))
+            .collect();
+        let result = store.heartbeats(&heartbeats, &sampled, now, ttl).await;
+        let sampled: Vec<String> = sampled.iter().map(|h| h.agent.clone()).collect();
+        match result {
             Ok(recorded) => {
                 if let Some(version) = recorded.placement {
                     placement.publish(version);
@@ -107,11 +118,64 @@ async fn write_batches(
             Err(error) => {
                 tracing::debug!(error = %damrey_service::telemetry::error_chain(&error), heartbeats = batch.len(), "recording heartbeats failed");
                 let error = Arc::new(error);
+                for agent in &sampled {
+                    sampling.forget(agent);
+                }
                 for pending in batch {
                     let _ = pending.answer.send(Err(StoreError::Batch(error.clone())));
                 }
             }
         }
+    }
+}
+
+/// Which heartbeats' samples are stored: an agent's at most every `every` (by this
+/// proxy's count), and at once when its instances changed, so that a window's rates
+/// and which instances are live stay right while the store gets one row per instance
+/// every `every`, not every heartbeat.
+#[derive(Debug)]
+pub struct Sampling {
+    every: i64,
+    /// Each agent's last stored sample time and the instances it had then.
+    stored: HashMap<String, (i64, Vec<InstanceCount>)>,
+    /// When agents not heard from for a while were last forgotten.
+    swept_ms: i64,
+}
+
+impl Sampling {
+    /// Samples each agent at most every `every`.
+    pub fn new(every: Duration) -> Sampling {
+        Sampling {
+            every: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+            stored: HashMap::new(),
+            swept_ms: 0,
+        }
+    }
+
+    /// Whether `heartbeat`'s samples, recorded at `now_ms`, are to be stored; when they
+    /// are, counts them as stored.
+    pub fn due(&mut self, heartbeat: &Heartbeat, now_ms: i64) -> bool {
+        let horizon = self.every.saturating_mul(4).max(60_000);
+        if now_ms.saturating_sub(self.swept_ms) >= horizon {
+            self.stored
+                .retain(|_, (at_ms, _)| now_ms.saturating_sub(*at_ms) < horizon);
+            self.swept_ms = now_ms;
+        }
+        let due = self.stored.get(&heartbeat.agent).is_none_or(|(at_ms, instances)| {
+            now_ms.saturating_sub(*at_ms) >= self.every || *instances != heartbeat.instances
+        });
+        if due {
+            self.stored.insert(
+                heartbeat.agent.clone(),
+                (now_ms, heartbeat.instances.clone()),
+            );
+        }
+        due
+    }
+
+    /// `agent`'s samples were not stored after all: its next heartbeat's are.
+    pub fn forget(&mut self, agent: &str) {
+        self.stored.remove(agent);
     }
 }
 

@@ -95,7 +95,12 @@ impl Application {
             agent_ttl: settings.agent_ttl(),
             retention: settings.stats_retention(),
         };
-        let registry = Recorder::start(store.clone(), settings.agent_ttl(), placement.clone());
+        let registry = Recorder::start(
+            store.clone(),
+            settings.agent_ttl(),
+            settings.stats_every(),
+            placement.clone(),
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
             registry,

@@ -48,7 +48,9 @@ impl Store {
                 placement,
             });
         }
-        let recorded = self.heartbeats(&[heartbeat], now_ms, ttl).await?;
+        let recorded = self
+            .heartbeats(&[heartbeat], &[heartbeat], now_ms, ttl)
+            .await?;
         Ok(Registered {
             value: recorded.value.into_iter().next().unwrap_or_else(|| {
                 unreachable!("one heartbeat recorded answers one entry")
@@ -58,9 +60,9 @@ impl Store {
     }
 
     /// Records `heartbeats` (of distinct agents, none `leaving`) at `now_ms` in one
-    /// transaction: one upsert of their rows, their samples, and one move of the
-    /// placement version when any of them changed the listing. Their entries as
-    /// recorded, in the same order.
+    /// transaction: one upsert of their rows, the samples of those in `sampled`, and one
+    /// move of the placement version when any of them changed the listing. Their
+    /// entries as recorded, in the same order.
     ///
     /// An agent is listed from its first heartbeat, and again after it was found silent
     /// (its `first_seen_ms` then starts over, as it does when it was silent for longer
@@ -72,6 +74,7 @@ impl Store {
     pub async fn heartbeats(
         &self,
         heartbeats: &[&Heartbeat],
+        sampled: &[&Heartbeat],
         now_ms: i64,
         ttl: Duration,
     ) -> Result<Registered<Vec<AgentEntry>>, StoreError> {
@@ -86,6 +89,7 @@ impl Store {
             })
             .collect();
         self.bounded(async move {
+            let t0 = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
             let mut sql = String::from(
                 "INSERT INTO agents (address, first_seen_ms, last_seen_ms, instances, listed, moved) VALUES ",
@@ -130,10 +134,13 @@ impl Store {
                 let moved: i64 = row.try_get("moved")?;
                 recorded.insert(row.try_get("address")?, (row.try_get("first_seen_ms")?, moved != 0));
             }
-            stats::insert_samples(&mut tx, heartbeats, now_ms).await?;
+            let t1 = t0.elapsed().as_millis();
+            stats::insert_samples(&mut tx, sampled, now_ms).await?;
+            let t2 = t0.elapsed().as_millis();
             let moved = recorded.values().any(|(_, moved)| *moved);
             let placement = bump_placement_if(&mut tx, moved).await?;
             tx.commit().await?;
+            tracing::info!(t1, t2, t3 = t0.elapsed().as_millis() as u64, "TIMING");
             let entries: Vec<AgentEntry> = heartbeats
                 .iter()
                 .zip(listings)

@@ -195,7 +195,8 @@ pub async fn fresh_database() -> TestDb {
     }
 }
 
-/// Settings for a test app on `db`: loopback, port 0, one HTTP worker, fast feed polling.
+/// Settings for a test app on `db`: loopback, port 0, one HTTP worker, fast feed
+/// polling, and every heartbeat's samples stored (the tests of sampling set their own).
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         host: "127.0.0.1".to_owned(),
@@ -204,6 +205,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         http_workers: 1,
         max_connections: 5,
         feed_poll_ms: 50,
+        stats_every_ms: 0,
         ..Settings::default()
     }
 }

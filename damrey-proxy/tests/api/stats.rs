@@ -205,24 +205,31 @@ async fn rates_and_window_latency_come_from_two_reports() {
         &[(12, 10), (4, 90), (9, 10)],
         5_590_000,
     );
-    app.api
+    let first = app
+        .api
         .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![before]))
         .await;
     // The first report falls before the shortest window, the second within it.
     actix_web::rt::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    app.api
+    let second = app
+        .api
         .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![after]))
         .await;
+    let span_s = (second.body["last_seen_ms"].as_i64().unwrap()
+        - first.body["last_seen_ms"].as_i64().unwrap()) as f64
+        / 1e3;
 
     let reply = app.api.stats(Some(1_000)).await;
 
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["window_ms"], 1_000);
     let add = find(&reply.body, "add");
-    // 100 received, 100 processed, 8 errors and 2 timeouts over 1 s.
+    // 100 received, 100 processed, 8 errors and 2 timeouts between the two reports,
+    // a little over the 1 s window apart: the rates are over the time between them.
+    let rate = |count: f64| ((count / span_s) * 1e3).round() / 1e3;
     assert_eq!(
         add["rates"],
-        json!({"received":100.0,"processed":100.0,"errors":8.0,"timeouts":2.0})
+        json!({"received":rate(100.0),"processed":rate(100.0),"errors":rate(8.0),"timeouts":rate(2.0)})
     );
     assert_eq!(add["latency_ms"], json!({"p50":1.0,"p90":1.0,"p99":50.0}));
     assert_eq!(add["instances"][0]["rates"], add["rates"]);
@@ -447,4 +454,40 @@ async fn a_vanished_instance_has_nothing_in_flight() {
         (json!(false), json!(0))
     );
     assert_eq!(add["totals"]["received"], 4, "its counts stay");
+}
+
+#[actix_web::test]
+async fn an_agents_counters_are_stored_once_per_stats_interval_and_at_once_when_its_instances_change()
+ {
+    let app = crate::helpers::spawn_app_with(|settings| settings.stats_every_ms = 60_000).await;
+    app.api.add(worker("add", 0)).await;
+    app.api.add(worker("square", 0)).await;
+    let report = |worker: &str, instance: u64, received: u64| {
+        instance_report(worker, instance, [received, 0, 0, 0, 0, 0, 0, 0], &[], 0)
+    };
+    let received = |stats: &Value, name: &str| find(stats, name)["totals"]["received"].clone();
+
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![report("add", 1, 5)]))
+        .await;
+    // Within the interval, the same instances: the counters are not stored again.
+    app.api
+        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![report("add", 1, 9)]))
+        .await;
+    let stats = app.api.stats(None).await.body;
+    assert_eq!(received(&stats, "add"), 5, "{stats}");
+    assert_eq!(find(&stats, "add")["instances"][0]["live"], true);
+
+    // Other instances: stored at once, and the instance that went is no longer live.
+    app.api
+        .heartbeat(heartbeat_json(
+            AGENT,
+            &[("square", 1)],
+            vec![report("square", 2, 3)],
+        ))
+        .await;
+    let stats = app.api.stats(None).await.body;
+    assert_eq!(received(&stats, "square"), 3, "{stats}");
+    assert_eq!(find(&stats, "square")["instances"][0]["live"], true);
+    assert_eq!(find(&stats, "add")["instances"][0]["live"], false, "{stats}");
 }

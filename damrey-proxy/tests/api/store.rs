@@ -287,16 +287,27 @@ async fn a_batch_of_heartbeats_is_recorded_at_once_and_moves_the_version_once() 
         .collect();
     let batch: Vec<&Heartbeat> = beats.iter().collect();
 
-    let recorded = store.heartbeats(&batch, 1_000_000, ttl).await.unwrap();
+    let recorded = store
+        .heartbeats(&batch, &batch, 1_000_000, ttl)
+        .await
+        .unwrap();
 
     assert_eq!(recorded.placement, Some(1));
     assert_eq!(recorded.value.len(), 700);
     assert!(recorded.value.iter().zip(&beats).all(|(entry, beat)| entry.agent == beat.agent));
     assert_eq!(store.agents(1_000_000).await.unwrap().agents.len(), 700);
-    let unchanged = store.heartbeats(&batch, 1_001_000, ttl).await.unwrap();
+    let unchanged = store
+        .heartbeats(&batch, &batch[..100], 1_001_000, ttl)
+        .await
+        .unwrap();
     assert_eq!(unchanged.placement, None, "nothing listed changed");
     let pairs = store.sample_pairs(999_000, 0).await.unwrap();
     assert_eq!(pairs.len(), 700, "one series per instance");
+    let sampled_again = pairs
+        .iter()
+        .filter(|pair| pair.latest.at_ms == 1_001_000)
+        .count();
+    assert_eq!(sampled_again, 100, "only the sampled heartbeats' samples are stored");
 }
 
 #[actix_web::test]
