@@ -38,6 +38,8 @@ use sqlx::{Connection, Executor, Row};
 const INSTANCES: usize = 10;
 const WORKERS: usize = 10;
 const WARM_UP: Duration = Duration::from_secs(4);
+/// The longest the agents are given to be listed before measuring anyway.
+const JOIN_LIMIT: Duration = Duration::from_secs(60);
 
 fn main() {
     actix_web::rt::System::new().block_on(run());
@@ -360,6 +362,15 @@ async fn measure(database: &mut Database, agents: usize, measured: Duration) -> 
             stop.clone(),
         )));
     }
+    // A cold start of N agents within one second is its own storm: measure the steady
+    // state, from WARM_UP after every agent is listed.
+    let joined = loop {
+        if listed(&client, &base).await >= agents || Instant::now() > started + JOIN_LIMIT {
+            break started.elapsed();
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("  {agents} agents listed {:.1} s after they started", joined.as_secs_f64());
     actix_web::rt::time::sleep(WARM_UP).await;
     let pid = proxy.0.id();
     let proxy_before = ticks(&format!("/proc/{pid}/stat"));
@@ -545,6 +556,19 @@ async fn follow_placement(
         }
         version = seen.or(version);
     }
+}
+
+/// How many agents the proxy lists now.
+async fn listed(client: &awc::Client, base: &str) -> usize {
+    let Ok(mut answer) = client.get(format!("{base}/agents")).send().await else {
+        return 0;
+    };
+    let Ok(body) = answer.body().limit(64 << 20).await else {
+        return 0;
+    };
+    body.windows(b"\"agent\":".len())
+        .filter(|window| *window == b"\"agent\":")
+        .count()
 }
 
 /// Whether the agents follow the placement as agents before the changes feed did

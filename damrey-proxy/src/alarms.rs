@@ -4,10 +4,11 @@
 //! What an alarm is lives in [`crate::alarm`].
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::alarm::{Alarm, Condition, Event, Rule, Transition};
-use crate::monitor::{Monitor, StatsReport};
+use crate::monitor::{Monitor, Samples, StatsReport};
 use crate::store::{StoreError, WorkerAlarmRules, now_ms};
 use crate::webhook::Webhook;
 
@@ -29,6 +30,11 @@ pub struct EvaluatorSettings {
     pub resolve_after: Duration,
     /// How long samples are kept.
     pub retention: Duration,
+    /// How long the samples read for the rates' rules are used again: agents' samples
+    /// are stored this often at most (`stats_every_ms`), so reading them every
+    /// evaluation would mostly read the same rows. The rules on instances and agents
+    /// read the placement and the registry at every evaluation.
+    pub samples_for: Duration,
     /// How long resolved alarms are kept.
     pub history: Duration,
 }
@@ -184,6 +190,8 @@ pub struct Evaluator {
     settings: EvaluatorSettings,
     webhook: Option<Webhook>,
     started_ms: i64,
+    /// The samples last read, by window, and when.
+    samples: Mutex<Option<(Instant, BTreeMap<u64, Samples>)>>,
 }
 
 impl Evaluator {
@@ -194,6 +202,7 @@ impl Evaluator {
             settings,
             webhook,
             started_ms: now_ms(),
+            samples: Mutex::default(),
         }
     }
 
@@ -239,14 +248,16 @@ impl Evaluator {
         let live_agents = self.monitor.live_agents(now_ms).await?;
         let configured: BTreeSet<String> = rules.iter().map(|r| r.worker.clone()).collect();
         let windows: BTreeSet<u64> = rules.iter().map(|r| r.rules.window_ms).collect();
-        let mut reports = BTreeMap::new();
-        for window_ms in windows {
-            let report = self
-                .monitor
-                .report_with(now_ms, window_ms, &configured, &live_agents)
-                .await?;
-            reports.insert(window_ms, report);
-        }
+        let reports = self
+            .samples(now_ms, windows)
+            .await?
+            .into_iter()
+            .map(|(window_ms, samples)| {
+                let report =
+                    StatsReport::build(now_ms, configured.iter().cloned(), &live_agents, samples);
+                (window_ms, report)
+            })
+            .collect();
         let known_agents: HashSet<String> = agents.iter().map(|(agent, _)| agent.clone()).collect();
         let inputs = Inputs {
             now_ms,
@@ -308,6 +319,28 @@ impl Evaluator {
         Ok(transitions)
     }
 
+    /// The samples of each of `windows` at `now_ms`: those read within
+    /// [`EvaluatorSettings::samples_for`] when they cover the same windows, else read now.
+    async fn samples(
+        &self,
+        now_ms: i64,
+        windows: BTreeSet<u64>,
+    ) -> Result<BTreeMap<u64, Samples>, StoreError> {
+        if let Some((read_at, held)) = &*self.samples.lock().unwrap_or_else(|p| p.into_inner())
+            && read_at.elapsed() < self.settings.samples_for
+            && held.keys().eq(windows.iter())
+        {
+            return Ok(held.clone());
+        }
+        let read_at = Instant::now();
+        let mut read = BTreeMap::new();
+        for window_ms in windows {
+            read.insert(window_ms, self.monitor.samples(now_ms, window_ms).await?);
+        }
+        *self.samples.lock().unwrap_or_else(|p| p.into_inner()) = Some((read_at, read.clone()));
+        Ok(read)
+    }
+
     /// Queues the transition for the webhook, if any, and returns it.
     fn announce(&self, event: Event, alarm: Alarm) -> Transition {
         let transition = Transition { event, alarm };
@@ -331,17 +364,20 @@ mod tests {
             resolve_after: Duration::from_secs(5),
             retention: Duration::from_secs(600),
             history: Duration::from_secs(86_400),
+            samples_for: Duration::ZERO,
         }
     }
 
     fn inputs(now_ms: i64, updated_ms: i64, last_seen_ms: Option<i64>) -> Inputs {
         let mut report = StatsReport::build(
             now_ms,
-            60_000,
             ["add".to_owned()],
             &[],
-            Vec::new(),
-            Vec::new(),
+            Samples {
+                window_ms: 60_000,
+                instances: Vec::new(),
+                routes: Vec::new(),
+            },
         );
         report.workers[0].last_seen_ms = last_seen_ms;
         Inputs {
@@ -417,11 +453,13 @@ mod tests {
             };
             let report = StatsReport::build(
                 now,
-                60_000,
                 ["add".to_owned()],
                 &[agent],
-                vec![pair],
-                Vec::new(),
+                Samples {
+                    window_ms: 60_000,
+                    instances: vec![pair],
+                    routes: Vec::new(),
+                },
             );
             inputs.reports = BTreeMap::from([(60_000, report)]);
             conditions(&inputs, &settings(), 0).remove("ejected:add")

@@ -391,12 +391,15 @@ impl StatsReport {
     /// `window_ms`), and a worker's are its series' summed.
     pub fn build(
         now_ms: i64,
-        window_ms: u64,
         configured: impl IntoIterator<Item = String>,
         live_agents: &[AgentEntry],
-        pairs: Vec<SamplePair>,
-        routes: Vec<RoutePair>,
+        samples: Samples,
     ) -> StatsReport {
+        let Samples {
+            window_ms,
+            instances: pairs,
+            routes,
+        } = samples;
         let mut workers: BTreeMap<String, WorkerStats> = configured
             .into_iter()
             .map(|name| (name.clone(), WorkerStats::new(name)))
@@ -464,6 +467,17 @@ impl StatsReport {
     }
 }
 
+/// The two samples of every series a report over `window_ms` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Samples {
+    /// The window, cut to the retention.
+    pub window_ms: u64,
+    /// The instances' pairs.
+    pub instances: Vec<SamplePair>,
+    /// The routing counters' pairs.
+    pub routes: Vec<RoutePair>,
+}
+
 /// Where reports are read from, and how long agents and samples count.
 #[derive(Debug, Clone)]
 pub struct Monitor {
@@ -488,6 +502,31 @@ impl Monitor {
         Ok(placement.agents)
     }
 
+    /// The samples a report at `now_ms` over `window_ms` (at most the retention) needs.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn samples(&self, now_ms: i64, window_ms: u64) -> Result<Samples, StoreError> {
+        let window_ms = self.window(window_ms);
+        let retention_ms = u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX);
+        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+        let (window_start, oldest) = (
+            now_ms.saturating_sub(window),
+            now_ms.saturating_sub(retention),
+        );
+        Ok(Samples {
+            window_ms,
+            instances: self.store.sample_pairs(window_start, oldest).await?,
+            routes: self.store.route_pairs(window_start, oldest).await?,
+        })
+    }
+
+    /// `window_ms` cut to the retention.
+    fn window(&self, window_ms: u64) -> u64 {
+        window_ms.min(u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// The stats at `now_ms` over `window_ms` (at most the retention) of `configured`
     /// workers, given the live agents read just before.
     ///
@@ -500,23 +539,12 @@ impl Monitor {
         configured: &BTreeSet<String>,
         live_agents: &[AgentEntry],
     ) -> Result<StatsReport, StoreError> {
-        let retention_ms = u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX);
-        let window_ms = window_ms.min(retention_ms);
-        let window = i64::try_from(window_ms).unwrap_or(i64::MAX);
-        let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
-        let (window_start, oldest) = (
-            now_ms.saturating_sub(window),
-            now_ms.saturating_sub(retention),
-        );
-        let pairs = self.store.sample_pairs(window_start, oldest).await?;
-        let routes = self.store.route_pairs(window_start, oldest).await?;
+        let samples = self.samples(now_ms, window_ms).await?;
         Ok(StatsReport::build(
             now_ms,
-            window_ms,
             configured.iter().cloned(),
             live_agents,
-            pairs,
-            routes,
+            samples,
         ))
     }
 
@@ -606,11 +634,13 @@ mod tests {
 
         let report = StatsReport::build(
             5_000,
-            10_000,
             ["idle".to_owned()],
             &[],
-            Vec::new(),
-            vec![grown, restarted],
+            Samples {
+                window_ms: 10_000,
+                instances: Vec::new(),
+                routes: vec![grown, restarted],
+            },
         );
 
         let idle = &report.workers[0];
