@@ -414,3 +414,88 @@ pub async fn heartbeat(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damrey_wire::rest::AgentEntry;
+
+    fn entry(agent: &str, worker: &str, count: u32) -> AgentEntry {
+        AgentEntry {
+            agent: agent.to_owned(),
+            instances: vec![InstanceCount {
+                worker: worker.to_owned(),
+                count,
+            }],
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            age_ms: 0,
+        }
+    }
+
+    fn list(version: i64, since: Option<i64>, agents: Vec<AgentEntry>, gone: &[&str]) -> AgentList {
+        AgentList {
+            version,
+            ttl_ms: 10_000,
+            agents,
+            since,
+            gone: gone.iter().map(|agent| (*agent).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn changes_apply_to_the_version_they_were_made_from_and_a_whole_list_replaces_all() {
+        let mut listing = Listing::default();
+        let whole = list(
+            3,
+            None,
+            vec![
+                entry("h:1", "add", 1),
+                entry("h:2", "add", 1),
+                entry("me:1", "add", 1),
+            ],
+            &[],
+        );
+        assert_eq!(listing.apply(whole), Ok(true));
+
+        let changes = list(5, Some(3), vec![entry("h:2", "square", 2)], &["h:1"]);
+        assert_eq!(listing.apply(changes), Ok(true));
+        assert_eq!(listing.version, Some(5));
+        assert_eq!(listing.agents.keys().collect::<Vec<_>>(), ["h:2", "me:1"]);
+        let holders = listing.holders("me:1");
+        assert_eq!(
+            holders.get("square").map(Vec::as_slice),
+            Some(&["h:2".to_owned()][..])
+        );
+        assert_eq!(
+            holders.get("add"),
+            None,
+            "only other agents hold instances for me"
+        );
+
+        assert_eq!(
+            listing.apply(list(5, Some(5), vec![], &[])),
+            Ok(false),
+            "nothing new"
+        );
+        let stale = list(9, Some(7), vec![entry("h:9", "add", 1)], &[]);
+        assert_eq!(
+            listing.apply(stale),
+            Err(StaleChanges {
+                held: Some(5),
+                since: 7
+            })
+        );
+        assert_eq!(
+            listing.version,
+            Some(5),
+            "changes from another version change nothing"
+        );
+        assert_eq!(listing.agents.len(), 2);
+
+        assert_eq!(
+            listing.apply(list(9, None, vec![entry("h:9", "add", 1)], &[])),
+            Ok(true)
+        );
+        assert_eq!(listing.agents.keys().collect::<Vec<_>>(), ["h:9"]);
+    }
+}

@@ -303,7 +303,10 @@ async fn measure(database: &mut Database, agents: usize, measured: Duration) -> 
         .args(["--database-url", &database.url])
         .current_dir(&dir)
         .env_remove("DAMREY_TOKEN")
-        .env("RUST_LOG", std::env::var("CP_PROXY_LOG").unwrap_or("error".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("CP_PROXY_LOG").unwrap_or("error".into()),
+        )
         .stdout(std::fs::File::create("/tmp/cp-proxy.log").unwrap())
         .stderr(std::fs::File::create("/tmp/cp-proxy.err").unwrap())
         .spawn()
@@ -370,7 +373,10 @@ async fn measure(database: &mut Database, agents: usize, measured: Duration) -> 
         }
         actix_web::rt::time::sleep(Duration::from_millis(250)).await;
     };
-    println!("  {agents} agents listed {:.1} s after they started", joined.as_secs_f64());
+    println!(
+        "  {agents} agents listed {:.1} s after they started",
+        joined.as_secs_f64()
+    );
     actix_web::rt::time::sleep(WARM_UP).await;
     let pid = proxy.0.id();
     let proxy_before = ticks(&format!("/proc/{pid}/stat"));

@@ -427,7 +427,9 @@ impl StatsReport {
         // it was last sampled.
         let mut sampled: BTreeMap<&str, i64> = BTreeMap::new();
         for pair in &pairs {
-            let at = sampled.entry(pair.latest.agent.as_str()).or_insert(i64::MIN);
+            let at = sampled
+                .entry(pair.latest.agent.as_str())
+                .or_insert(i64::MIN);
             *at = (*at).max(pair.latest.at_ms);
         }
         let sampled: BTreeMap<String, i64> = sampled
@@ -654,7 +656,11 @@ mod tests {
             (idle.usage.window.errors, idle.usage.window.processed),
             (9, 9)
         );
-        assert!((idle.usage.rates.errors - 0.9).abs() < 1e-9, "{:?}", idle.usage.rates);
+        assert!(
+            (idle.usage.rates.errors - 0.9).abs() < 1e-9,
+            "{:?}",
+            idle.usage.rates
+        );
     }
 
     #[test]

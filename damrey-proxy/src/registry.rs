@@ -130,16 +130,26 @@ async fn write_batches(
 }
 
 /// Which heartbeats' samples are stored: an agent's at most every `every` (by this
-/// proxy's count), and at once when its instances changed, so that a window's rates
-/// and which instances are live stay right while the store gets one row per instance
-/// every `every`, not every heartbeat.
+/// proxy's count), and at once when its instances or the instances it reports changed,
+/// or while it reports the final counts of instances that left (more reports of a
+/// worker than instances listed: an agent reports those for two heartbeats only). So a
+/// window's rates, which instances are live and the counts of vanished instances stay
+/// right while the store gets one row per instance every `every`, not every heartbeat.
 #[derive(Debug)]
 pub struct Sampling {
     every: i64,
-    /// Each agent's last stored sample time and the instances it had then.
-    stored: HashMap<String, (i64, Vec<InstanceCount>)>,
+    /// Each agent's last stored sample: when, and what it listed and reported.
+    stored: HashMap<String, Stored>,
     /// When agents not heard from for a while were last forgotten.
     swept_ms: i64,
+}
+
+/// What an agent's last stored sample held.
+#[derive(Debug)]
+struct Stored {
+    at_ms: i64,
+    instances: Vec<InstanceCount>,
+    reported: Vec<(String, u64)>,
 }
 
 impl Sampling {
@@ -158,16 +168,28 @@ impl Sampling {
         let horizon = self.every.saturating_mul(4).max(60_000);
         if now_ms.saturating_sub(self.swept_ms) >= horizon {
             self.stored
-                .retain(|_, (at_ms, _)| now_ms.saturating_sub(*at_ms) < horizon);
+                .retain(|_, stored| now_ms.saturating_sub(stored.at_ms) < horizon);
             self.swept_ms = now_ms;
         }
-        let due = self.stored.get(&heartbeat.agent).is_none_or(|(at_ms, instances)| {
-            now_ms.saturating_sub(*at_ms) >= self.every || *instances != heartbeat.instances
-        });
+        let reported: Vec<(String, u64)> = heartbeat
+            .stats
+            .iter()
+            .map(|report| (report.worker.clone(), report.instance))
+            .collect();
+        let due = departed_reported(heartbeat)
+            || self.stored.get(&heartbeat.agent).is_none_or(|stored| {
+                now_ms.saturating_sub(stored.at_ms) >= self.every
+                    || stored.instances != heartbeat.instances
+                    || stored.reported != reported
+            });
         if due {
             self.stored.insert(
                 heartbeat.agent.clone(),
-                (now_ms, heartbeat.instances.clone()),
+                Stored {
+                    at_ms: now_ms,
+                    instances: heartbeat.instances.clone(),
+                    reported,
+                },
             );
         }
         due
@@ -177,6 +199,23 @@ impl Sampling {
     pub fn forget(&mut self, agent: &str) {
         self.stored.remove(agent);
     }
+}
+
+/// Whether `heartbeat` reports more instances of a worker than it lists: the final
+/// counts of instances that left.
+fn departed_reported(heartbeat: &Heartbeat) -> bool {
+    let mut reports: HashMap<&str, u64> = HashMap::new();
+    for report in &heartbeat.stats {
+        *reports.entry(report.worker.as_str()).or_default() += 1;
+    }
+    reports.into_iter().any(|(worker, reported)| {
+        let listed = heartbeat
+            .instances
+            .iter()
+            .find(|instance| instance.worker == worker)
+            .map_or(0, |instance| u64::from(instance.count));
+        reported > listed
+    })
 }
 
 /// Takes the agents silent for longer than `ttl` off the placement, every
@@ -195,5 +234,56 @@ pub async fn sweep(store: Store, ttl: Duration, placement: Feed) {
                 tracing::debug!(error = %damrey_service::telemetry::error_chain(&error), "sweeping silent agents failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damrey_wire::report::{InstanceReport, Latency};
+
+    fn beat(instances: &[(&str, u32)], reported: &[(&str, u64)]) -> Heartbeat {
+        Heartbeat {
+            agent: "h:1".to_owned(),
+            instances: instances
+                .iter()
+                .map(|(worker, count)| InstanceCount {
+                    worker: (*worker).to_owned(),
+                    count: *count,
+                })
+                .collect(),
+            stats: reported
+                .iter()
+                .map(|(worker, instance)| {
+                    InstanceReport::new((*worker).to_owned(), *instance, Latency::default())
+                })
+                .collect(),
+            routing: Default::default(),
+            leaving: false,
+        }
+    }
+
+    #[test]
+    fn an_agent_is_sampled_once_per_interval_and_at_once_when_what_it_holds_changes() {
+        let mut sampling = Sampling::new(Duration::from_secs(5));
+        let steady = beat(&[("add", 1)], &[("add", 1)]);
+
+        assert!(sampling.due(&steady, 0), "first heard");
+        assert!(!sampling.due(&steady, 1_000));
+        assert!(!sampling.due(&steady, 4_999));
+        assert!(sampling.due(&steady, 5_000), "the interval passed");
+
+        // Instance 1 left and instance 2 came: the listing holds one still, but the
+        // reports hold the departed one's final counts for two heartbeats.
+        let departing = beat(&[("add", 1)], &[("add", 1), ("add", 2)]);
+        assert!(sampling.due(&departing, 5_100), "final counts reported");
+        assert!(sampling.due(&departing, 5_200), "still reported");
+        let after = beat(&[("add", 1)], &[("add", 2)]);
+        assert!(sampling.due(&after, 5_300), "other instances reported");
+        assert!(!sampling.due(&after, 6_000));
+        assert!(sampling.due(&beat(&[], &[]), 6_100), "instances went");
+
+        sampling.forget("h:1");
+        assert!(sampling.due(&beat(&[], &[]), 6_200), "not stored after all");
     }
 }

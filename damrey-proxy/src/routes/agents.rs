@@ -136,7 +136,6 @@ pub async fn list(
             state.placement.wait_for_change(after, wait, read).await?
         }
     };
-    tracing::info!(since = ?placement.since, after = ?query.after, n = placement.agents.len(), "LIST");
     Ok(HttpResponse::Ok().json(AgentList {
         version: placement.version,
         ttl_ms: u64::try_from(state.agent_ttl.as_millis()).unwrap_or(u64::MAX),

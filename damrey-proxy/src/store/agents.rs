@@ -52,9 +52,11 @@ impl Store {
             .heartbeats(&[heartbeat], &[heartbeat], now_ms, ttl)
             .await?;
         Ok(Registered {
-            value: recorded.value.into_iter().next().unwrap_or_else(|| {
-                unreachable!("one heartbeat recorded answers one entry")
-            }),
+            value: recorded
+                .value
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| unreachable!("one heartbeat recorded answers one entry")),
             placement: recorded.placement,
         })
     }
@@ -89,7 +91,6 @@ impl Store {
             })
             .collect();
         self.bounded(async move {
-            let t0 = std::time::Instant::now();
             let mut tx = self.pool.begin().await?;
             let mut sql = String::from(
                 "INSERT INTO agents (address, first_seen_ms, last_seen_ms, instances, listed, moved) VALUES ",
@@ -134,13 +135,10 @@ impl Store {
                 let moved: i64 = row.try_get("moved")?;
                 recorded.insert(row.try_get("address")?, (row.try_get("first_seen_ms")?, moved != 0));
             }
-            let t1 = t0.elapsed().as_millis();
             stats::insert_samples(&mut tx, sampled, now_ms).await?;
-            let t2 = t0.elapsed().as_millis();
             let moved = recorded.values().any(|(_, moved)| *moved);
             let placement = bump_placement_if(&mut tx, moved).await?;
             tx.commit().await?;
-            tracing::info!(t1, t2, t3 = t0.elapsed().as_millis() as u64, "TIMING");
             let entries: Vec<AgentEntry> = heartbeats
                 .iter()
                 .zip(listings)
@@ -215,7 +213,11 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn expire_agents(&self, now_ms: i64, ttl: Duration) -> Result<Option<i64>, StoreError> {
+    pub async fn expire_agents(
+        &self,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<Option<i64>, StoreError> {
         self.bounded(async move {
             let mut tx = self.pool.begin().await?;
             let expired = sqlx::query(

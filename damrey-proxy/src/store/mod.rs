@@ -565,7 +565,6 @@ impl Store {
         .await
     }
 
-
     /// Every stored worker's alarm thresholds and when its config last changed.
     ///
     /// # Errors

@@ -254,15 +254,12 @@ async fn a_wait_with_delta_is_answered_only_the_agents_that_changed() {
     let version = app.api.placement_version().await;
     let wait = format!("/agents?after={version}&wait_ms=20000&delta=true");
 
-    let (reply, ()) = tokio::join!(
-        app.api.get(&wait),
-        async {
-            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-            app.api
-                .heartbeat(r#"{"agent":"10.0.0.2:7701","instances":[{"worker":"add","count":4}]}"#)
-                .await;
-        }
-    );
+    let (reply, ()) = tokio::join!(app.api.get(&wait), async {
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        app.api
+            .heartbeat(r#"{"agent":"10.0.0.2:7701","instances":[{"worker":"add","count":4}]}"#)
+            .await;
+    });
 
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body["since"], version);
@@ -276,7 +273,10 @@ async fn a_wait_with_delta_is_answered_only_the_agents_that_changed() {
     // A version this proxy does not know: the whole list, without `since`.
     let whole = app
         .api
-        .get(&format!("/agents?after={}&wait_ms=0&delta=true", version + 100))
+        .get(&format!(
+            "/agents?after={}&wait_ms=0&delta=true",
+            version + 100
+        ))
         .await;
     assert!(whole.body.get("since").is_none(), "{whole:?}");
     assert_eq!(whole.body["agents"].as_array().unwrap().len(), 3);
@@ -318,7 +318,10 @@ async fn concurrent_heartbeats_of_many_agents_are_all_recorded() {
 
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
     assert_eq!(
-        app.api.agents().await.body["agents"].as_array().unwrap().len(),
+        app.api.agents().await.body["agents"]
+            .as_array()
+            .unwrap()
+            .len(),
         300
     );
 }

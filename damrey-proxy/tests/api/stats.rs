@@ -468,11 +468,19 @@ async fn an_agents_counters_are_stored_once_per_stats_interval_and_at_once_when_
     let received = |stats: &Value, name: &str| find(stats, name)["totals"]["received"].clone();
 
     app.api
-        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![report("add", 1, 5)]))
+        .heartbeat(heartbeat_json(
+            AGENT,
+            &[("add", 1)],
+            vec![report("add", 1, 5)],
+        ))
         .await;
     // Within the interval, the same instances: the counters are not stored again.
     app.api
-        .heartbeat(heartbeat_json(AGENT, &[("add", 1)], vec![report("add", 1, 9)]))
+        .heartbeat(heartbeat_json(
+            AGENT,
+            &[("add", 1)],
+            vec![report("add", 1, 9)],
+        ))
         .await;
     let stats = app.api.stats(None).await.body;
     assert_eq!(received(&stats, "add"), 5, "{stats}");
@@ -489,5 +497,9 @@ async fn an_agents_counters_are_stored_once_per_stats_interval_and_at_once_when_
     let stats = app.api.stats(None).await.body;
     assert_eq!(received(&stats, "square"), 3, "{stats}");
     assert_eq!(find(&stats, "square")["instances"][0]["live"], true);
-    assert_eq!(find(&stats, "add")["instances"][0]["live"], false, "{stats}");
+    assert_eq!(
+        find(&stats, "add")["instances"][0]["live"],
+        false,
+        "{stats}"
+    );
 }

@@ -241,8 +241,15 @@ async fn agents_are_listed_until_the_sweep_finds_them_silent_past_the_ttl_and_ea
         Some(2),
         "found silent: a change of the placement"
     );
-    assert_eq!(store.agents(1_010_001).await.unwrap(), Placement::whole(2, vec![]));
-    assert_eq!(store.expire_agents(1_010_002, ttl).await.unwrap(), None, "once");
+    assert_eq!(
+        store.agents(1_010_001).await.unwrap(),
+        Placement::whole(2, vec![])
+    );
+    assert_eq!(
+        store.expire_agents(1_010_002, ttl).await.unwrap(),
+        None,
+        "once"
+    );
     // It stays in the registry, for the agent_silent alarm.
     assert_eq!(
         store.agents_last_seen().await.unwrap(),
@@ -277,11 +284,7 @@ async fn a_batch_of_heartbeats_is_recorded_at_once_and_moves_the_version_once() 
     let ttl = Duration::from_secs(10);
     let beats: Vec<Heartbeat> = (0..700)
         .map(|n| Heartbeat {
-            stats: vec![InstanceReport::new(
-                "add".to_owned(),
-                1,
-                Latency::default(),
-            )],
+            stats: vec![InstanceReport::new("add".to_owned(), 1, Latency::default())],
             ..beat(&format!("10.0.{}.{}:7701", n / 256, n % 256), &[("add", 1)])
         })
         .collect();
@@ -294,7 +297,13 @@ async fn a_batch_of_heartbeats_is_recorded_at_once_and_moves_the_version_once() 
 
     assert_eq!(recorded.placement, Some(1));
     assert_eq!(recorded.value.len(), 700);
-    assert!(recorded.value.iter().zip(&beats).all(|(entry, beat)| entry.agent == beat.agent));
+    assert!(
+        recorded
+            .value
+            .iter()
+            .zip(&beats)
+            .all(|(entry, beat)| entry.agent == beat.agent)
+    );
     assert_eq!(store.agents(1_000_000).await.unwrap().agents.len(), 700);
     let unchanged = store
         .heartbeats(&batch, &batch[..100], 1_001_000, ttl)
@@ -307,7 +316,10 @@ async fn a_batch_of_heartbeats_is_recorded_at_once_and_moves_the_version_once() 
         .iter()
         .filter(|pair| pair.latest.at_ms == 1_001_000)
         .count();
-    assert_eq!(sampled_again, 100, "only the sampled heartbeats' samples are stored");
+    assert_eq!(
+        sampled_again, 100,
+        "only the sampled heartbeats' samples are stored"
+    );
 }
 
 #[actix_web::test]
@@ -323,20 +335,31 @@ async fn the_placement_is_served_from_memory_until_its_stored_version_moves() {
         .heartbeat(&beat("h:1", &[("add", 1)]), now, ttl)
         .await
         .unwrap();
-    let held = store.placement(now, ttl, Known::Stored, None).await.unwrap();
+    let held = store
+        .placement(now, ttl, Known::Stored, None)
+        .await
+        .unwrap();
     assert_eq!(held.version, 1);
 
     // A row written behind the proxies' back, version unmoved: not read again.
-    sqlx::query(r#"UPDATE agents SET instances = '[{"worker":"add","count":7}]' WHERE address = 'h:1'"#)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        r#"UPDATE agents SET instances = '[{"worker":"add","count":7}]' WHERE address = 'h:1'"#,
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
     assert_eq!(
-        store.placement(now, ttl, Known::Stored, None).await.unwrap(),
+        store
+            .placement(now, ttl, Known::Stored, None)
+            .await
+            .unwrap(),
         held
     );
     assert_eq!(
-        store.placement(now, ttl, Known::AtLeast(1), None).await.unwrap(),
+        store
+            .placement(now, ttl, Known::AtLeast(1), None)
+            .await
+            .unwrap(),
         held
     );
 
@@ -346,7 +369,10 @@ async fn the_placement_is_served_from_memory_until_its_stored_version_moves() {
         .await
         .unwrap();
     assert_eq!(moved.placement, Some(2));
-    let fresh = store.placement(now, ttl, Known::Stored, None).await.unwrap();
+    let fresh = store
+        .placement(now, ttl, Known::Stored, None)
+        .await
+        .unwrap();
     assert_eq!(fresh.version, 2);
     let counts: Vec<(String, String, u32)> = fresh
         .agents
@@ -391,19 +417,44 @@ async fn an_agent_waiting_past_a_version_this_proxy_held_gets_only_the_changes_s
     let ttl = Duration::from_secs(10);
     let now = damrey_proxy::store::now_ms();
     for agent in ["h:1", "h:2", "h:3"] {
-        store.heartbeat(&beat(agent, &[("add", 1)]), now, ttl).await.unwrap();
+        store
+            .heartbeat(&beat(agent, &[("add", 1)]), now, ttl)
+            .await
+            .unwrap();
     }
-    let start = store.placement(now, ttl, Known::Stored, None).await.unwrap();
-    assert_eq!((start.version, start.since, start.agents.len()), (3, None, 3));
-
-    // Two steps, one of them through another proxy: h:2 changes, h:3 leaves, h:4 joins.
-    store.heartbeat(&beat("h:2", &[("add", 2)]), now, ttl).await.unwrap();
-    store.placement(now, ttl, Known::Stored, None).await.unwrap();
-    other
-        .heartbeat(&Heartbeat { leaving: true, ..beat("h:3", &[]) }, now, ttl)
+    let start = store
+        .placement(now, ttl, Known::Stored, None)
         .await
         .unwrap();
-    other.heartbeat(&beat("h:4", &[("square", 1)]), now, ttl).await.unwrap();
+    assert_eq!(
+        (start.version, start.since, start.agents.len()),
+        (3, None, 3)
+    );
+
+    // Two steps, one of them through another proxy: h:2 changes, h:3 leaves, h:4 joins.
+    store
+        .heartbeat(&beat("h:2", &[("add", 2)]), now, ttl)
+        .await
+        .unwrap();
+    store
+        .placement(now, ttl, Known::Stored, None)
+        .await
+        .unwrap();
+    other
+        .heartbeat(
+            &Heartbeat {
+                leaving: true,
+                ..beat("h:3", &[])
+            },
+            now,
+            ttl,
+        )
+        .await
+        .unwrap();
+    other
+        .heartbeat(&beat("h:4", &[("square", 1)]), now, ttl)
+        .await
+        .unwrap();
 
     let changes = store
         .placement(now, ttl, Known::Stored, Some(3))
@@ -418,10 +469,19 @@ async fn an_agent_waiting_past_a_version_this_proxy_held_gets_only_the_changes_s
         .collect();
     assert_eq!(changed, [("h:2", 2), ("h:4", 1)]);
     assert_eq!(changes.gone, ["h:3"]);
-    let none = store.placement(now, ttl, Known::Stored, Some(6)).await.unwrap();
-    assert_eq!((none.since, none.agents.len(), none.gone.len()), (Some(6), 0, 0));
+    let none = store
+        .placement(now, ttl, Known::Stored, Some(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        (none.since, none.agents.len(), none.gone.len()),
+        (Some(6), 0, 0)
+    );
     // A version this proxy never held (or no longer remembers): the whole list.
-    let whole = store.placement(now, ttl, Known::Stored, Some(5)).await.unwrap();
+    let whole = store
+        .placement(now, ttl, Known::Stored, Some(5))
+        .await
+        .unwrap();
     assert_eq!((whole.since, whole.agents.len()), (None, 3));
 }
 
