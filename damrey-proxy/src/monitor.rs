@@ -380,8 +380,28 @@ pub struct StatsReport {
     pub at_ms: i64,
     /// The window rates and latencies are measured over.
     pub window_ms: u64,
-    /// Every configured worker and any reported one, sorted by name.
+    /// Every configured worker and any reported one, sorted by name (one page of them
+    /// when the request set `limit`).
     pub workers: Vec<WorkerStats>,
+    /// When a page ends before the last worker: the `after` that asks for the next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl StatsReport {
+    /// Keeps the workers named after `after` (byte order), at most `limit` of them, and
+    /// sets [`StatsReport::next`] when more are left.
+    pub fn page(&mut self, after: Option<&str>, limit: Option<usize>) {
+        if let Some(after) = after {
+            self.workers.retain(|stats| stats.worker.as_str() > after);
+        }
+        if let Some(limit) = limit
+            && self.workers.len() > limit
+        {
+            self.workers.truncate(limit);
+            self.next = self.workers.last().map(|stats| stats.worker.clone());
+        }
+    }
 }
 
 impl StatsReport {
@@ -465,6 +485,7 @@ impl StatsReport {
             at_ms: now_ms,
             window_ms,
             workers,
+            next: None,
         }
     }
 }
@@ -550,16 +571,63 @@ impl Monitor {
         ))
     }
 
-    /// The stats at `now_ms` over `window_ms` of every configured worker.
+    /// The stats at `now_ms` over `window_ms` of every configured worker, or of those
+    /// `scope` names, as they run on the agents it names.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn report(&self, now_ms: i64, window_ms: u64) -> Result<StatsReport, StoreError> {
+    pub async fn report(
+        &self,
+        now_ms: i64,
+        window_ms: u64,
+        scope: &Scope,
+    ) -> Result<StatsReport, StoreError> {
         let snapshot = self.store.snapshot().await?;
-        let configured = snapshot.workers.iter().map(|w| w.name.clone()).collect();
-        let live_agents = self.live_agents(now_ms).await?;
-        self.report_with(now_ms, window_ms, &configured, &live_agents)
-            .await
+        let configured: Vec<String> = snapshot
+            .workers
+            .iter()
+            .map(|w| w.name.clone())
+            .filter(|worker| scope.worker_in(worker))
+            .collect();
+        let mut live_agents = self.live_agents(now_ms).await?;
+        live_agents.retain(|entry| scope.agent_in(&entry.agent));
+        for entry in &mut live_agents {
+            entry
+                .instances
+                .retain(|instance| scope.worker_in(&instance.worker));
+        }
+        let mut samples = self.samples(now_ms, window_ms).await?;
+        samples.instances.retain(|pair| {
+            scope.worker_in(&pair.latest.worker) && scope.agent_in(&pair.latest.agent)
+        });
+        samples.routes.retain(|pair| {
+            scope.worker_in(&pair.latest.worker) && scope.agent_in(&pair.latest.agent)
+        });
+        Ok(StatsReport::build(
+            now_ms,
+            configured,
+            &live_agents,
+            samples,
+        ))
+    }
+}
+
+/// Which workers and agents a report covers: all, or one worker, one agent, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Only this worker.
+    pub worker: Option<String>,
+    /// Only what runs on this agent.
+    pub agent: Option<String>,
+}
+
+impl Scope {
+    fn worker_in(&self, worker: &str) -> bool {
+        self.worker.as_deref().is_none_or(|only| only == worker)
+    }
+
+    fn agent_in(&self, agent: &str) -> bool {
+        self.agent.as_deref().is_none_or(|only| only == agent)
     }
 }
 

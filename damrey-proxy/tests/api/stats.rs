@@ -503,3 +503,67 @@ async fn an_agents_counters_are_stored_once_per_stats_interval_and_at_once_when_
         "{stats}"
     );
 }
+
+#[actix_web::test]
+async fn workers_stats_answers_one_worker_one_agent_or_a_page_at_a_time() {
+    let app = spawn_app().await;
+    for name in ["add", "square", "upper"] {
+        app.api.add(worker(name, 0)).await;
+    }
+    let report = |worker: &str, instance: u64, received: u64| {
+        instance_report(worker, instance, [received, 0, 0, 0, 0, 0, 0, 0], &[], 0)
+    };
+    app.api
+        .heartbeat(heartbeat_json(
+            "10.0.0.1:7701",
+            &[("add", 1), ("square", 1)],
+            vec![report("add", 1, 5), report("square", 2, 7)],
+        ))
+        .await;
+    app.api
+        .heartbeat(heartbeat_json(
+            "10.0.0.2:7701",
+            &[("add", 1)],
+            vec![report("add", 1, 11)],
+        ))
+        .await;
+    let names = |stats: &Value| -> Vec<String> {
+        stats["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["worker"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let one = app.api.get("/workers/stats?worker=add").await.body;
+    assert_eq!(names(&one), ["add"]);
+    assert_eq!(find(&one, "add")["totals"]["received"], 16);
+    assert_eq!(find(&one, "add")["live_instances"], 2);
+
+    let on_agent = app.api.get("/workers/stats?agent=10.0.0.2:7701").await.body;
+    assert_eq!(names(&on_agent), ["add", "square", "upper"]);
+    let add = find(&on_agent, "add");
+    assert_eq!(
+        (&add["totals"]["received"], &add["live_instances"]),
+        (&json!(11), &json!(1))
+    );
+    assert_eq!(add["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(find(&on_agent, "square")["live_instances"], 0);
+
+    let first = app.api.get("/workers/stats?limit=2").await.body;
+    assert_eq!(names(&first), ["add", "square"]);
+    assert_eq!(first["next"], "square");
+    let second = app
+        .api
+        .get("/workers/stats?limit=2&after=square")
+        .await
+        .body;
+    assert_eq!(names(&second), ["upper"]);
+    assert!(second.get("next").is_none(), "{second}");
+
+    for bad in ["limit=0", "limit=1001", "page=2"] {
+        let reply = app.api.get(&format!("/workers/stats?{bad}")).await;
+        assert_eq!(reply.status, 400, "{bad}: {reply:?}");
+    }
+}
