@@ -303,12 +303,9 @@ async fn measure(database: &mut Database, agents: usize, measured: Duration) -> 
         .args(["--database-url", &database.url])
         .current_dir(&dir)
         .env_remove("DAMREY_TOKEN")
-        .env(
-            "RUST_LOG",
-            std::env::var("CP_PROXY_LOG").unwrap_or("error".into()),
-        )
-        .stdout(std::fs::File::create("/tmp/cp-proxy.log").unwrap())
-        .stderr(std::fs::File::create("/tmp/cp-proxy.err").unwrap())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("starting damrey-proxy"),
     );

@@ -10,10 +10,10 @@ use damrey_wire::report::{Counters, Heartbeat, Latency, Routing};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::registry::AgentEntry;
 use crate::store::placement::Known;
 use crate::store::stats::{RoutePair, Sample, SamplePair};
 use crate::store::{Store, StoreError};
+use damrey_wire::rest::AgentEntry;
 
 /// The shortest window of `GET /workers/stats`, in ms.
 pub const MIN_WINDOW_MS: u64 = 1_000;

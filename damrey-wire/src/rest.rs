@@ -131,10 +131,20 @@ mod tests {
                 last_seen_ms: 5,
                 age_ms: 4,
             }],
+            since: None,
+            gone: Vec::new(),
         };
 
         let json = serde_json::to_string(&list).unwrap();
 
+        assert!(!json.contains("since") && !json.contains("gone"), "{json}");
         assert_eq!(serde_json::from_str::<AgentList>(&json).unwrap(), list);
+        let changes = AgentList {
+            since: Some(1),
+            gone: vec!["h:9".to_owned()],
+            ..list
+        };
+        let json = serde_json::to_string(&changes).unwrap();
+        assert_eq!(serde_json::from_str::<AgentList>(&json).unwrap(), changes);
     }
 }

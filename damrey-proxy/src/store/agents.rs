@@ -17,7 +17,7 @@ use damrey_wire::report::{Heartbeat, InstanceCount};
 use sqlx::{Any, Row, Transaction};
 
 use super::{Placement, Registered, Store, StoreError, ms, stats};
-use crate::registry::AgentEntry;
+use damrey_wire::rest::AgentEntry;
 
 /// The parameters one heartbeat binds in the batched upsert: address, time, instances.
 const PARAMETERS_PER_AGENT: usize = 3;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Placement, Store, StoreError};
-use crate::registry::AgentEntry;
+use damrey_wire::rest::AgentEntry;
 
 /// The longest a placement read from the store is served for; it bounds how stale the
 /// last-seen times of agents reporting to other proxies can be (and it is cut to a
