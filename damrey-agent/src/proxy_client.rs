@@ -122,15 +122,23 @@ impl ProxyClient {
     }
 
     /// The listed agents and their instances, waiting up to `wait_ms` for a placement
-    /// version other than `after`; then only the changes after it, when the proxy still
-    /// remembers that version (the answer's `since` says so).
+    /// version other than `after`; with `delta`, then only the changes after it, when
+    /// the proxy still remembers that version (the answer's `since` says so).
     ///
     /// # Errors
     /// [`ProxyError`] when the proxy cannot be reached, answers other than 2xx, or
     /// answers what cannot be read.
-    pub async fn agents(&self, after: Option<i64>, wait_ms: u64) -> Result<AgentList, ProxyError> {
+    pub async fn agents(
+        &self,
+        after: Option<i64>,
+        wait_ms: u64,
+        delta: bool,
+    ) -> Result<AgentList, ProxyError> {
         let path = match after {
-            Some(version) => format!("/agents?after={version}&wait_ms={wait_ms}&delta=true"),
+            Some(version) if delta => {
+                format!("/agents?after={version}&wait_ms={wait_ms}&delta=true")
+            }
+            Some(version) => format!("/agents?after={version}&wait_ms={wait_ms}"),
             None => "/agents".to_owned(),
         };
         let mut response = self.get(&path).send().await.map_err(ProxyError::Send)?;
@@ -267,11 +275,18 @@ pub struct StaleChanges {
     pub since: i64,
 }
 
+/// How long an agent waits on a proxy from before the placement's changes feed: one
+/// heartbeat period, since such a proxy lets silent agents drop out of the list without
+/// a new version, and they are seen gone when a wait times out.
+pub const WHOLE_LIST_WAIT_MS: u64 = 1_000;
+
 /// Keeps the router's view of where the other agents' instances are equal to the
 /// proxy's, and `known` the agents it lists, forever: a wait on the placement feed (at
 /// most `wait_ms`) answered with the changes since the version held, then the next; a
 /// whole list at once when `known` wants one. Agents silent past the proxy's TTL leave
-/// the list by a new version like any other change, so the waits can be long.
+/// the list by a new version like any other change, so the waits can be long. A proxy
+/// from before the changes feed refuses `delta` (400): then whole lists, waiting
+/// [`WHOLE_LIST_WAIT_MS`], as agents did before.
 pub async fn follow_placement(
     router: Router,
     client: ProxyClient,
@@ -281,13 +296,25 @@ pub async fn follow_placement(
     let mut listing = Listing::default();
     let mut failures = 0u32;
     let mut backoff = FOLLOW_BACKOFF;
+    let mut delta = true;
     loop {
+        let wait = if delta { wait_ms } else { WHOLE_LIST_WAIT_MS };
         let answer = tokio::select! {
-            answer = client.agents(listing.version, wait_ms) => answer,
+            answer = client.agents(listing.version, wait, delta) => answer,
             // An envelope named an origin not listed yet: the list now, not at the
             // end of the wait.
-            () = known.refresh_wanted() => client.agents(None, 0).await,
+            () = known.refresh_wanted() => client.agents(None, 0, false).await,
         };
+        if delta
+            && listing.version.is_some()
+            && matches!(answer, Err(ProxyError::Status(status)) if status == awc::http::StatusCode::BAD_REQUEST)
+        {
+            tracing::warn!(
+                "the proxy does not answer the placement's changes (it is older than this agent); following whole lists"
+            );
+            delta = false;
+            continue;
+        }
         match answer {
             Ok(list) => {
                 failures = 0;
@@ -497,5 +524,57 @@ mod tests {
             Ok(true)
         );
         assert_eq!(listing.agents.keys().collect::<Vec<_>>(), ["h:9"]);
+    }
+
+    #[actix_rt::test]
+    async fn a_proxy_that_refuses_delta_is_followed_by_whole_lists() {
+        // A proxy from before the changes feed: `delta` is an unknown parameter (400);
+        // a wait past version 1 answers version 2, with a second agent.
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().route(
+                "/agents",
+                actix_web::web::get().to(|request: actix_web::HttpRequest| async move {
+                    let query = request.query_string().to_owned();
+                    let (version, agents) = if query.contains("delta") {
+                        return actix_web::HttpResponse::BadRequest().finish();
+                    } else if query.contains("after=1") {
+                        (2, ["10.0.0.2:7701", "10.0.0.3:7701"].as_slice())
+                    } else {
+                        (1, ["10.0.0.2:7701"].as_slice())
+                    };
+                    actix_web::HttpResponse::Ok().json(list(
+                        version,
+                        None,
+                        agents.iter().map(|agent| entry(agent, "add", 1)).collect(),
+                        &[],
+                    ))
+                }),
+            )
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let address = server.addrs()[0];
+        let server = server.run();
+        let stop = server.handle();
+        actix_rt::spawn(server);
+        let known = Arc::new(KnownAgents::new("10.0.0.1:7701"));
+        let follower = actix_rt::spawn(follow_placement(
+            Router::unloaded("10.0.0.1:7701", None),
+            ProxyClient::new(&address.to_string(), None, Duration::from_secs(5), None),
+            25_000,
+            known.clone(),
+        ));
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !known.knows("10.0.0.3:7701") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the second agent was never learned"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        follower.abort();
+        stop.stop(false).await;
     }
 }

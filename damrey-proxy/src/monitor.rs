@@ -166,13 +166,15 @@ fn rounded(rate: f64) -> f64 {
 }
 
 /// The time a window's counts of one series were counted over: from its baseline
-/// sample to its latest (longer than the window when samples are sparser than it), or
-/// the window when the series started within it (its baseline is zeros at the latest
-/// sample's time).
+/// sample to its latest, which may be shorter or longer than the window when samples
+/// are stored every few seconds; or the window when the series started within it (its
+/// baseline is then zeros at the latest sample's time).
 fn span_ms(latest_ms: i64, baseline_ms: i64, window_ms: u64) -> u64 {
-    u64::try_from(latest_ms.saturating_sub(baseline_ms))
-        .unwrap_or(0)
-        .max(window_ms)
+    if baseline_ms < latest_ms {
+        u64::try_from(latest_ms - baseline_ms).unwrap_or(u64::MAX)
+    } else {
+        window_ms
+    }
 }
 
 /// Latency quantiles in ms (bucket upper bounds); `null` when nothing was answered.
@@ -204,7 +206,8 @@ pub struct InstanceStats {
     pub agent: String,
     /// Its number on that agent.
     pub instance: u64,
-    /// Whether its agent is live and listed it in its latest heartbeat.
+    /// Whether its agent is listed with instances of its worker and it was in the
+    /// agent's latest stored sample.
     pub live: bool,
     /// When it was last reported (ms since the Unix epoch).
     pub last_seen_ms: i64,
@@ -661,9 +664,12 @@ mod tests {
             baseline: sample(1_000, 10, 1, 10),
             latest: sample(3_000, 30, 5, 30),
         };
-        let stats = InstanceStats::of(pair, 10_000, true).usage;
+        let stats = InstanceStats::of(pair.clone(), 1_000, true).usage;
         assert_eq!((stats.window.received, stats.window.errors), (20, 4));
-        assert_eq!(stats.rates.received, 2.0);
+        // Over the 2 s between the samples, whatever the window.
+        assert_eq!(stats.rates.received, 10.0);
+        let stats = InstanceStats::of(pair, 10_000, true).usage;
+        assert_eq!(stats.rates.received, 10.0);
         assert_eq!(stats.window_latency.count(), 20);
         assert_eq!(stats.totals.received, 30);
 
@@ -676,9 +682,17 @@ mod tests {
             (stats.window.received, stats.window_latency.count()),
             (4, 4)
         );
-        // Over the 2 s between the samples, not the 1 s window: samples sparser than
-        // the window measure over their own span.
         assert_eq!(stats.rates.processed, 2.0);
+        // A series that started within the window has no baseline sample: its counts
+        // are over the window.
+        let started = SamplePair {
+            baseline: sample(3_000, 0, 0, 0),
+            latest: sample(3_000, 4, 0, 4),
+        };
+        assert_eq!(
+            InstanceStats::of(started, 2_000, true).usage.rates.received,
+            2.0
+        );
     }
 
     #[test]
@@ -724,11 +738,8 @@ mod tests {
             (idle.usage.window.errors, idle.usage.window.processed),
             (9, 9)
         );
-        assert!(
-            (idle.usage.rates.errors - 0.9).abs() < 1e-9,
-            "{:?}",
-            idle.usage.rates
-        );
+        // 9 refused over the 2 s between each agent's two samples.
+        assert_eq!(idle.usage.rates.errors, 4.5, "{:?}", idle.usage.rates);
     }
 
     #[test]

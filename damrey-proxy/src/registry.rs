@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use damrey_wire::report::{Heartbeat, InstanceCount};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 pub use damrey_wire::rest::AgentEntry;
 
@@ -19,6 +20,16 @@ use crate::store::{Store, StoreError, now_ms};
 
 /// The most heartbeats one transaction records.
 pub const MAX_BATCH: usize = 512;
+
+/// A batch written less than this after the one before finds the writer busy: it then
+/// waits up to [`BATCH_LINGER`] for more heartbeats before writing, so that a steady
+/// stream of heartbeats (1,000 agents beating once a second) makes a few dozen
+/// transactions a second instead of hundreds. A quiet proxy writes each heartbeat at
+/// once.
+pub const BUSY_GAP: Duration = Duration::from_millis(50);
+
+/// How long a busy writer gathers heartbeats for one batch.
+pub const BATCH_LINGER: Duration = Duration::from_millis(10);
 
 /// How many heartbeats may wait for the writer before senders wait too.
 const QUEUE: usize = 8 * MAX_BATCH;
@@ -41,10 +52,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer on the current runtime: it records into `store`, lists agents
-    /// again after `ttl` of silence, stores an agent's samples at most every
-    /// `stats_every` (see [`Sampling`]), and publishes the placement versions it makes
-    /// on `placement`. It ends when every `Recorder` is dropped.
+    /// Starts the writer on the current runtime: it records into `store` (an agent
+    /// silent for longer than `ttl` counts as first seen again), stores an agent's
+    /// samples at most every `stats_every` (see [`Sampling`]), and publishes the
+    /// placement versions it makes on `placement`. It ends when every `Recorder` is
+    /// dropped.
     pub fn start(store: Store, ttl: Duration, stats_every: Duration, placement: Feed) -> Recorder {
         let (queue, pending) = mpsc::channel(QUEUE);
         let sampling = Sampling::new(stats_every);
@@ -52,7 +64,9 @@ impl Recorder {
         Recorder { queue }
     }
 
-    /// Records `heartbeat` with the others queued now; its entry as recorded.
+    /// Records `heartbeat` with the others queued now, after any earlier heartbeat of
+    /// its agent (a farewell too, so that no heartbeat left waiting brings a departed
+    /// agent back); its entry as recorded.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails (the whole batch fails alike), or
@@ -69,7 +83,8 @@ impl Recorder {
 
 /// The writer: a batch of what has queued (each agent once: a second heartbeat of one
 /// agent waits for the next batch, so an agent's heartbeats are recorded in order),
-/// recorded in one transaction, then the next.
+/// gathered for [`BATCH_LINGER`] more when busy (see [`BUSY_GAP`]), recorded in one
+/// transaction, then the next.
 async fn write_batches(
     store: Store,
     ttl: Duration,
@@ -78,6 +93,7 @@ async fn write_batches(
     mut pending: mpsc::Receiver<Pending>,
 ) {
     let mut deferred: Vec<Pending> = Vec::new();
+    let mut last_batch: Option<Instant> = None;
     loop {
         let mut queued = std::mem::take(&mut deferred);
         if queued.is_empty() {
@@ -92,40 +108,100 @@ async fn write_batches(
                 Err(_) => break,
             }
         }
-        let mut agents = HashSet::with_capacity(queued.len());
-        let (batch, later): (Vec<Pending>, Vec<Pending>) = queued
-            .into_iter()
-            .partition(|pending| agents.insert(pending.heartbeat.agent.clone()));
-        deferred = later;
-        let heartbeats: Vec<&Heartbeat> = batch.iter().map(|p| &p.heartbeat).collect();
-        let now = now_ms();
-        let sampled: Vec<&Heartbeat> = heartbeats
-            .iter()
-            .copied()
-            .filter(|heartbeat| sampling.due(heartbeat, now))
-            .collect();
-        let result = store.heartbeats(&heartbeats, &sampled, now, ttl).await;
-        let sampled: Vec<String> = sampled.iter().map(|h| h.agent.clone()).collect();
-        match result {
-            Ok(recorded) => {
-                if let Some(version) = recorded.placement {
-                    placement.publish(version);
-                }
-                for (pending, entry) in batch.into_iter().zip(recorded.value) {
-                    let _ = pending.answer.send(Ok(entry));
-                }
-            }
-            Err(error) => {
-                tracing::debug!(error = %damrey_service::telemetry::error_chain(&error), heartbeats = batch.len(), "recording heartbeats failed");
-                let error = Arc::new(error);
-                for agent in &sampled {
-                    sampling.forget(agent);
-                }
-                for pending in batch {
-                    let _ = pending.answer.send(Err(StoreError::Batch(error.clone())));
+        if last_batch.is_some_and(|at| at.elapsed() < BUSY_GAP) {
+            let until = Instant::now() + BATCH_LINGER;
+            while queued.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, pending.recv()).await {
+                    Ok(Some(next)) => queued.push(next),
+                    Ok(None) | Err(_) => break,
                 }
             }
         }
+        last_batch = Some(Instant::now());
+        let mut agents = HashSet::with_capacity(queued.len());
+        let (mut batch, later): (Vec<Pending>, Vec<Pending>) = queued
+            .into_iter()
+            .partition(|pending| agents.insert(pending.heartbeat.agent.clone()));
+        deferred = later;
+        // In address order, so that two transactions that share agents (two proxies'
+        // batches) take their rows' locks in one order and cannot deadlock.
+        batch.sort_by(|a, b| a.heartbeat.agent.cmp(&b.heartbeat.agent));
+        let (farewells, beats): (Vec<Pending>, Vec<Pending>) = batch
+            .into_iter()
+            .partition(|pending| pending.heartbeat.leaving);
+        write_batch(&store, ttl, &mut sampling, &placement, beats).await;
+        for farewell in farewells {
+            let removed = store
+                .heartbeat(&farewell.heartbeat, now_ms(), ttl)
+                .await
+                .map(|recorded| {
+                    if let Some(version) = recorded.placement {
+                        placement.publish(version);
+                    }
+                    recorded.value
+                });
+            let _ = farewell.answer.send(removed);
+        }
+    }
+}
+
+/// Records `batch` (of distinct agents, none leaving) in one transaction and answers
+/// each of its heartbeats. When the transaction fails for another reason than the
+/// store being unavailable (a value the store refuses, a deadlock), each heartbeat is
+/// tried alone, so that one bad heartbeat fails only its own request.
+async fn write_batch(
+    store: &Store,
+    ttl: Duration,
+    sampling: &mut Sampling,
+    placement: &Feed,
+    batch: Vec<Pending>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let heartbeats: Vec<&Heartbeat> = batch.iter().map(|p| &p.heartbeat).collect();
+    let now = now_ms();
+    let sampled: Vec<&Heartbeat> = heartbeats
+        .iter()
+        .copied()
+        .filter(|heartbeat| sampling.due(heartbeat, now))
+        .collect();
+    let result = store.heartbeats(&heartbeats, &sampled, now, ttl).await;
+    let sampled: Vec<String> = sampled.iter().map(|h| h.agent.clone()).collect();
+    let error = match result {
+        Ok(recorded) => {
+            if let Some(version) = recorded.placement {
+                placement.publish(version);
+            }
+            for (pending, entry) in batch.into_iter().zip(recorded.value) {
+                let _ = pending.answer.send(Ok(entry));
+            }
+            return;
+        }
+        Err(error) => error,
+    };
+    tracing::debug!(error = %damrey_service::telemetry::error_chain(&error), heartbeats = batch.len(), "recording heartbeats failed");
+    for agent in &sampled {
+        sampling.forget(agent);
+    }
+    if error.is_unavailable() || batch.len() == 1 {
+        let error = Arc::new(error);
+        for pending in batch {
+            let _ = pending.answer.send(Err(StoreError::Batch(error.clone())));
+        }
+        return;
+    }
+    for pending in batch {
+        let recorded = store
+            .heartbeat(&pending.heartbeat, now_ms(), ttl)
+            .await
+            .map(|recorded| {
+                if let Some(version) = recorded.placement {
+                    placement.publish(version);
+                }
+                recorded.value
+            });
+        let _ = pending.answer.send(recorded);
     }
 }
 

@@ -56,8 +56,10 @@ pub struct AgentList {
     /// what it uses.)
     #[serde(default)]
     pub ttl_ms: u64,
-    /// The live agents, sorted by address: all of them, or with `since` only those
-    /// whose entry changed after that version.
+    /// The listed agents (not found silent past the TTL), sorted by address: all of
+    /// them, or with `since` only those whose listing (instances) changed after that
+    /// version; their times are as of the answer, but a change of times alone is not a
+    /// change.
     pub agents: Vec<AgentEntry>,
     /// Set when the answer holds only the changes after this version (asked for with
     /// `delta=true`, and answered when the proxy still remembers that version): apply

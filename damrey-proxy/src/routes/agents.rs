@@ -71,18 +71,7 @@ pub async fn heartbeat(
         .validate()
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     crate::monitor::check_storable(&heartbeat).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let heartbeat = heartbeat.into_inner();
-    if heartbeat.leaving {
-        let recorded = state
-            .store
-            .heartbeat(&heartbeat, now_ms(), state.agent_ttl)
-            .await?;
-        if let Some(version) = recorded.placement {
-            state.placement.publish(version);
-        }
-        return Ok(HttpResponse::Ok().json(recorded.value));
-    }
-    Ok(HttpResponse::Ok().json(state.registry.record(heartbeat).await?))
+    Ok(HttpResponse::Ok().json(state.registry.record(heartbeat.into_inner()).await?))
 }
 
 /// `GET /agents[?after=V[&wait_ms=M][&delta=true]]`: the listed agents and the
@@ -103,8 +92,8 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let placement = match (query.after, query.wait_ms, query.delta) {
-        (None, None, None) => {
+    let placement = match (query.after, query.wait_ms, query.delta.unwrap_or(false)) {
+        (None, None, false) => {
             state
                 .store
                 .placement(now_ms(), state.agent_ttl, Known::Stored, None)
@@ -117,7 +106,7 @@ pub async fn list(
         }
         (Some(after), wait_ms, delta) => {
             let wait = wait_ms.map_or(MAX_WAIT, Duration::from_millis);
-            let since = delta.unwrap_or(false).then_some(after);
+            let since = delta.then_some(after);
             // The version the feed has seen, not a read of the stored one: N agents
             // woken by one change cost one read of the placement, not N.
             let read = || async {

@@ -80,6 +80,10 @@ impl Store {
         now_ms: i64,
         ttl: Duration,
     ) -> Result<Registered<Vec<AgentEntry>>, StoreError> {
+        debug_assert!(
+            heartbeats.iter().all(|heartbeat| !heartbeat.leaving),
+            "a farewell is recorded by Store::heartbeat"
+        );
         let listings: Vec<(Vec<InstanceCount>, String)> = heartbeats
             .iter()
             .map(|heartbeat| {

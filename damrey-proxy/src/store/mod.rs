@@ -127,6 +127,18 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether the store could not be reached or did not answer in time, rather than
+    /// refusing this operation: trying the same again later may work.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Stopped => true,
+            StoreError::Batch(cause) => cause.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         if is_unavailable(&error) {
