@@ -266,7 +266,7 @@ impl Settings {
             resolve_after: Duration::from_millis(self.alarm_resolve_ms),
             retention: self.stats_retention(),
             history: Duration::from_millis(self.alarm_history_ms),
-            samples_for: self.stats_every() / 2,
+            samples_for: self.stats_every(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! heartbeat agents send is [`damrey_wire::report::Heartbeat`].
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,8 +206,9 @@ async fn write_batch(
     }
 }
 
-/// Which heartbeats' samples are stored: an agent's at most every `every` (by this
-/// proxy's count), and at once when its instances or the instances it reports changed,
+/// Which heartbeats' samples are stored: an agent's once in each interval of `every`
+/// (intervals offset per agent, so that the store's load is even over the interval),
+/// and at once when its instances or the instances it reports changed,
 /// or while it reports the final counts of instances that left (more reports of a
 /// worker than instances listed: an agent reports those for two heartbeats only). So a
 /// window's rates, which instances are live and the counts of vanished instances stay
@@ -224,6 +226,8 @@ pub struct Sampling {
 #[derive(Debug)]
 struct Stored {
     at_ms: i64,
+    /// The agent's interval it fell in (see [`Sampling::slot`]).
+    slot: i64,
     instances: Vec<InstanceCount>,
     reported: Vec<(String, u64)>,
 }
@@ -252,9 +256,10 @@ impl Sampling {
             .iter()
             .map(|report| (report.worker.clone(), report.instance))
             .collect();
+        let slot = self.slot(&heartbeat.agent, now_ms);
         let due = departed_reported(heartbeat)
             || self.stored.get(&heartbeat.agent).is_none_or(|stored| {
-                now_ms.saturating_sub(stored.at_ms) >= self.every
+                stored.slot != slot
                     || stored.instances != heartbeat.instances
                     || stored.reported != reported
             });
@@ -263,12 +268,26 @@ impl Sampling {
                 heartbeat.agent.clone(),
                 Stored {
                     at_ms: now_ms,
+                    slot,
                     instances: heartbeat.instances.clone(),
                     reported,
                 },
             );
         }
         due
+    }
+
+    /// Which of `agent`'s intervals `now_ms` falls in. Each agent's intervals start at
+    /// its own offset, from a hash of its address, so that agents that started
+    /// together are not all sampled in the same second of every interval.
+    fn slot(&self, agent: &str, now_ms: i64) -> i64 {
+        if self.every <= 0 {
+            return now_ms;
+        }
+        let mut hasher = DefaultHasher::new();
+        agent.hash(&mut hasher);
+        let offset = i64::try_from(hasher.finish() % self.every.unsigned_abs()).unwrap_or(0);
+        now_ms.saturating_add(offset).div_euclid(self.every)
     }
 
     /// `agent`'s samples were not stored after all: its next heartbeat's are.
@@ -343,23 +362,66 @@ mod tests {
     fn an_agent_is_sampled_once_per_interval_and_at_once_when_what_it_holds_changes() {
         let mut sampling = Sampling::new(Duration::from_secs(5));
         let steady = beat(&[("add", 1)], &[("add", 1)]);
+        // Where one of this agent's intervals starts.
+        let start = (1..5_000)
+            .find(|t| sampling.slot("h:1", *t) != sampling.slot("h:1", t - 1))
+            .unwrap_or(0);
 
-        assert!(sampling.due(&steady, 0), "first heard");
-        assert!(!sampling.due(&steady, 1_000));
-        assert!(!sampling.due(&steady, 4_999));
-        assert!(sampling.due(&steady, 5_000), "the interval passed");
+        assert!(sampling.due(&steady, start), "first heard");
+        assert!(!sampling.due(&steady, start + 1_000));
+        assert!(!sampling.due(&steady, start + 4_999));
+        assert!(sampling.due(&steady, start + 5_000), "the next interval");
 
         // Instance 1 left and instance 2 came: the listing holds one still, but the
         // reports hold the departed one's final counts for two heartbeats.
         let departing = beat(&[("add", 1)], &[("add", 1), ("add", 2)]);
-        assert!(sampling.due(&departing, 5_100), "final counts reported");
-        assert!(sampling.due(&departing, 5_200), "still reported");
+        assert!(
+            sampling.due(&departing, start + 5_100),
+            "final counts reported"
+        );
+        assert!(sampling.due(&departing, start + 5_200), "still reported");
         let after = beat(&[("add", 1)], &[("add", 2)]);
-        assert!(sampling.due(&after, 5_300), "other instances reported");
-        assert!(!sampling.due(&after, 6_000));
-        assert!(sampling.due(&beat(&[], &[]), 6_100), "instances went");
+        assert!(
+            sampling.due(&after, start + 5_300),
+            "other instances reported"
+        );
+        assert!(!sampling.due(&after, start + 6_000));
+        assert!(
+            sampling.due(&beat(&[], &[]), start + 6_100),
+            "instances went"
+        );
 
         sampling.forget("h:1");
-        assert!(sampling.due(&beat(&[], &[]), 6_200), "not stored after all");
+        assert!(
+            sampling.due(&beat(&[], &[]), start + 6_200),
+            "not stored after all"
+        );
+    }
+
+    #[test]
+    fn agents_that_start_together_are_sampled_spread_over_the_interval() {
+        let mut sampling = Sampling::new(Duration::from_secs(5));
+        let agents: Vec<Heartbeat> = (0..1_000)
+            .map(|n| Heartbeat {
+                agent: format!("10.0.{}.{}:7701", n / 256, n % 256),
+                ..beat(&[("add", 1)], &[("add", 1)])
+            })
+            .collect();
+        for agent in &agents {
+            assert!(sampling.due(agent, 0));
+        }
+
+        // Each beating once a second for the next 5 s: each is sampled once, and no
+        // second takes much more than its fifth.
+        let per_second: Vec<usize> = (1..=5)
+            .map(|second| {
+                agents
+                    .iter()
+                    .filter(|agent| sampling.due(agent, second * 1_000))
+                    .count()
+            })
+            .collect();
+        assert_eq!(per_second.iter().sum::<usize>(), 1_000, "{per_second:?}");
+        assert!(per_second.iter().all(|n| *n < 300), "{per_second:?}");
     }
 }

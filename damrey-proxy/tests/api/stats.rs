@@ -459,7 +459,7 @@ async fn a_vanished_instance_has_nothing_in_flight() {
 #[actix_web::test]
 async fn an_agents_counters_are_stored_once_per_stats_interval_and_at_once_when_its_instances_change()
  {
-    let app = crate::helpers::spawn_app_with(|settings| settings.stats_every_ms = 60_000).await;
+    let app = crate::helpers::spawn_app_with(|settings| settings.stats_every_ms = 3_600_000).await;
     app.api.add(worker("add", 0)).await;
     app.api.add(worker("square", 0)).await;
     let report = |worker: &str, instance: u64, received: u64| {
