@@ -29,8 +29,10 @@ pub const MAX_BATCH: usize = 512;
 /// once.
 pub const BUSY_GAP: Duration = Duration::from_millis(50);
 
-/// How long a busy writer gathers heartbeats for one batch.
-pub const BATCH_LINGER: Duration = Duration::from_millis(10);
+/// How long a busy writer gathers heartbeats for one batch (5 ms: at 1,000 agents, batches
+/// of about ten, p50 11 ms and p99 about 80 ms; 10 ms made batches of twenty and a p99 no
+/// better).
+pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 
 /// How many heartbeats may wait for the writer before senders wait too.
 const QUEUE: usize = 8 * MAX_BATCH;
