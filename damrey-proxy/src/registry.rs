@@ -134,18 +134,24 @@ async fn write_batches(
             .partition(|pending| pending.heartbeat.leaving);
         write_batch(&store, ttl, &mut sampling, &placement, beats).await;
         for farewell in farewells {
-            let removed = store
-                .heartbeat(&farewell.heartbeat, now_ms(), ttl)
-                .await
-                .map(|recorded| {
-                    if let Some(version) = recorded.placement {
-                        placement.publish(version);
-                    }
-                    recorded.value
-                });
-            let _ = farewell.answer.send(removed);
+            write_alone(&store, ttl, &placement, farewell).await;
         }
     }
+}
+
+/// Records one heartbeat (a farewell, or one of a batch that failed) in its own
+/// transaction and answers it.
+async fn write_alone(store: &Store, ttl: Duration, placement: &Feed, pending: Pending) {
+    let recorded = store
+        .heartbeat(&pending.heartbeat, now_ms(), ttl)
+        .await
+        .map(|recorded| {
+            if let Some(version) = recorded.placement {
+                placement.publish(version);
+            }
+            recorded.value
+        });
+    let _ = pending.answer.send(recorded);
 }
 
 /// Records `batch` (of distinct agents, none leaving) in one transaction and answers
@@ -195,16 +201,7 @@ async fn write_batch(
         return;
     }
     for pending in batch {
-        let recorded = store
-            .heartbeat(&pending.heartbeat, now_ms(), ttl)
-            .await
-            .map(|recorded| {
-                if let Some(version) = recorded.placement {
-                    placement.publish(version);
-                }
-                recorded.value
-            });
-        let _ = pending.answer.send(recorded);
+        write_alone(store, ttl, placement, pending).await;
     }
 }
 
