@@ -448,17 +448,16 @@ impl StatsReport {
         }
         // An agent's instances are sampled together, so its newest sample time is when
         // it was last sampled.
-        let mut sampled: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut sampled: BTreeMap<String, i64> = BTreeMap::new();
         for pair in &pairs {
-            let at = sampled
-                .entry(pair.latest.agent.as_str())
-                .or_insert(i64::MIN);
-            *at = (*at).max(pair.latest.at_ms);
+            let latest = &pair.latest;
+            match sampled.get_mut(&latest.agent) {
+                Some(at) => *at = (*at).max(latest.at_ms),
+                None => {
+                    sampled.insert(latest.agent.clone(), latest.at_ms);
+                }
+            }
         }
-        let sampled: BTreeMap<String, i64> = sampled
-            .into_iter()
-            .map(|(agent, at)| (agent.to_owned(), at))
-            .collect();
         for pair in pairs {
             // Live: its agent is listed with instances of its worker, and it was in the
             // agent's latest sample.

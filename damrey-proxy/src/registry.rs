@@ -250,17 +250,22 @@ impl Sampling {
                 .retain(|_, stored| now_ms.saturating_sub(stored.at_ms) < horizon);
             self.swept_ms = now_ms;
         }
-        let reported: Vec<(String, u64)> = heartbeat
-            .stats
-            .iter()
-            .map(|report| (report.worker.clone(), report.instance))
-            .collect();
+        let reported = || {
+            heartbeat
+                .stats
+                .iter()
+                .map(|report| (report.worker.as_str(), report.instance))
+        };
         let slot = self.slot(&heartbeat.agent, now_ms);
         let due = departed_reported(heartbeat)
             || self.stored.get(&heartbeat.agent).is_none_or(|stored| {
                 stored.slot != slot
                     || stored.instances != heartbeat.instances
-                    || stored.reported != reported
+                    || !stored
+                        .reported
+                        .iter()
+                        .map(|(worker, instance)| (worker.as_str(), *instance))
+                        .eq(reported())
             });
         if due {
             self.stored.insert(
@@ -269,7 +274,9 @@ impl Sampling {
                     at_ms: now_ms,
                     slot,
                     instances: heartbeat.instances.clone(),
-                    reported,
+                    reported: reported()
+                        .map(|(worker, instance)| (worker.to_owned(), instance))
+                        .collect(),
                 },
             );
         }

@@ -104,19 +104,19 @@ impl Held {
                     .collect(),
             );
         };
-        let (listed, gone): (Vec<&str>, Vec<&str>) = changed
-            .into_iter()
-            .partition(|agent| self.agents.contains_key(*agent));
-        Placement {
+        let mut answer = Placement {
             version: self.version,
             since: Some(since),
-            agents: listed
-                .into_iter()
-                .filter_map(|agent| self.agents.get(agent))
-                .map(|entry| Held::aged(entry, now_ms))
-                .collect(),
-            gone: gone.into_iter().map(str::to_owned).collect(),
+            agents: Vec::new(),
+            gone: Vec::new(),
+        };
+        for agent in changed {
+            match self.agents.get(agent) {
+                Some(entry) => answer.agents.push(Held::aged(entry, now_ms)),
+                None => answer.gone.push(agent.to_owned()),
+            }
         }
+        answer
     }
 }
 
