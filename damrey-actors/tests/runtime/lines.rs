@@ -520,6 +520,9 @@ async fn at_debug_each_step_logs_the_message_id_worker_and_type() {
                 .with_ansi(false),
         );
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Tests on other threads may have registered these callsites while no subscriber
+    // wanted debug: ask every callsite again now that this one does.
+    tracing::callsite::rebuild_interest_cache();
     let (mesh, _) = sqsum_line().await;
 
     let reply = mesh
