@@ -1,5 +1,6 @@
 //! Where the agents run: each on its own host — a network namespace joined to the
-//! others by a bridge — when running as root with `ip netns`, else all on loopback.
+//! others by a bridge — when running as root with `ip netns`, else all on loopback;
+//! or, on request, each host a container on a Docker network of the run's own.
 //!
 //! Netns mode builds, per run, a switch namespace holding a bridge, one namespace per
 //! host with a veth into the bridge, and a veth from the root namespace (where the
@@ -9,9 +10,23 @@
 //! the two hosts' own namespaces, the packets each receives from the other, so the
 //! checker's path through the root namespace is never cut. Everything is removed on
 //! drop, and namespaces a killed run left behind are removed by the next run.
+//!
+//! Container mode makes, per run, a user-defined Docker network and one *pod*
+//! container per host (`sleep infinity`, holding the host's address, like a
+//! Kubernetes pod's sandbox); the agent and each worker instance are containers of
+//! their own that join their pod's network namespace, with the binaries and the run's
+//! directory mounted at the same paths as on the machine. So a kill is `docker kill`,
+//! a freeze `docker pause`, an isolated host `docker network disconnect`; pairwise
+//! link cuts drop packets with the machine's iptables inside the pod's namespace
+//! (`nsenter`), so the image needs nothing but a libc. The checker and the proxy stay
+//! on the machine, on the network's gateway address. Everything carries the checker's
+//! pid in a label, and the next run removes what a killed run left.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::procs::HostCommand;
 
 /// The prefix of every namespace and root-side interface of ours.
 const PREFIX: &str = "dch";
@@ -23,6 +38,46 @@ pub enum Mode {
     Netns,
     /// Every agent on 127.0.0.1 with its own port.
     Loopback,
+    /// Docker containers, one pod per host on a network of the run's own.
+    Containers,
+}
+
+/// The hosts a run asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    /// Network namespaces where they can be made (root, `ip netns`), else loopback.
+    Best,
+    /// Loopback, even where namespaces could be made.
+    Loopback,
+    /// Containers from this image.
+    Containers(String),
+}
+
+/// The image container mode runs by default: the one `scripts/offline-images` makes
+/// without a registry (or Docker Hub's, with one); it needs only a libc matching the
+/// machine's, as the binaries are the machine's own.
+pub const DEFAULT_IMAGE: &str = "debian:bookworm-slim";
+
+/// The label that names the checker's pid on every container and network of ours.
+const OWNER_LABEL: &str = "damrey-chaos.owner";
+
+/// The label that names the run (its network) on every container of the run.
+const RUN_LABEL: &str = "damrey-chaos.run";
+
+/// Container mode's setting: the network, the pods and what every container mounts.
+struct Docker {
+    network: String,
+    image: String,
+    /// The pods' names, one per host.
+    pods: Vec<String>,
+    /// Each pod's network namespace, as seen from the machine.
+    netns: Vec<String>,
+    /// Paths mounted at the same place in every container (read-only when `true`).
+    mounts: Vec<(PathBuf, bool)>,
+    /// The working directory of the containers' processes.
+    workdir: PathBuf,
+    /// Containers started so far (for unique names).
+    started: AtomicU64,
 }
 
 /// The hosts of one run.
@@ -32,6 +87,8 @@ pub struct Hosts {
     /// Namespace names (netns mode): the switch, then one per host.
     switch: Option<String>,
     namespaces: Vec<String>,
+    /// Container mode's network and pods.
+    docker: Option<Docker>,
     /// The address of the root namespace on the bridge (the proxy's), or 127.0.0.1.
     pub root_ip: String,
     /// Each host's address.
@@ -108,6 +165,7 @@ impl Hosts {
             mode: Mode::Loopback,
             switch: None,
             namespaces: Vec::new(),
+            docker: None,
             root_ip: "127.0.0.1".to_owned(),
             ips: vec!["127.0.0.1".to_owned(); count],
         }
@@ -127,6 +185,7 @@ impl Hosts {
             mode: Mode::Netns,
             switch: Some(format!("{tag}sw")),
             namespaces: Vec::new(),
+            docker: None,
             root_ip: format!("{subnet}.1"),
             ips: (0..count).map(|i| format!("{subnet}.{}", 10 + i)).collect(),
         };
@@ -180,42 +239,248 @@ impl Hosts {
         Ok(hosts)
     }
 
-    /// The command that runs `program` on host `host`.
-    pub fn command(&self, host: Option<usize>, program: &std::path::Path) -> Command {
-        match host.and_then(|host| self.namespaces.get(host)) {
-            Some(namespace) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", namespace]).arg(program);
-                command
+    /// `count` hosts, each a pod container from `image` on a Docker network made for
+    /// this run; `mounts` (the binaries, read-only, and the run's directory, where the
+    /// processes work) appear at the same paths inside.
+    ///
+    /// # Errors
+    /// Docker is not usable, the image is missing, or a command failed; whatever was
+    /// built is removed.
+    pub fn containers(
+        count: usize,
+        image: &str,
+        mounts: Vec<(PathBuf, bool)>,
+        workdir: &Path,
+    ) -> Result<Hosts, String> {
+        remove_docker_leftovers();
+        run(&["docker", "image", "inspect", image]).map_err(|_| {
+            format!("no image {image}: make it with scripts/offline-images (docs/chaos.md)")
+        })?;
+        let run_number = RUNS.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let tag = format!("{PREFIX}{pid}x{run_number}");
+        let subnet = free_subnet(pid as u64 * 131 + run_number)?;
+        let owner = format!("{OWNER_LABEL}={pid}");
+        let mut hosts = Hosts {
+            mode: Mode::Containers,
+            switch: None,
+            namespaces: Vec::new(),
+            docker: Some(Docker {
+                network: tag.clone(),
+                image: image.to_owned(),
+                pods: Vec::new(),
+                netns: Vec::new(),
+                mounts,
+                workdir: workdir.to_owned(),
+                started: AtomicU64::new(0),
+            }),
+            root_ip: format!("{subnet}.1"),
+            ips: (0..count).map(|i| format!("{subnet}.{}", 10 + i)).collect(),
+        };
+        // Built step by step so that a failure leaves `hosts` knowing what to remove.
+        run(&[
+            "docker",
+            "network",
+            "create",
+            "--label",
+            &owner,
+            "--subnet",
+            &format!("{subnet}.0/24"),
+            "--gateway",
+            &format!("{subnet}.1"),
+            &tag,
+        ])?;
+        for i in 0..count {
+            let pod = format!("{tag}h{i}");
+            let docker = hosts.docker.as_mut().expect("set above");
+            docker.pods.push(pod.clone());
+            run(&[
+                "docker",
+                "run",
+                "--detach",
+                "--label",
+                &owner,
+                "--label",
+                &format!("{RUN_LABEL}={tag}"),
+                "--name",
+                &pod,
+                "--hostname",
+                &format!("h{i}"),
+                "--network",
+                &tag,
+                "--ip",
+                &hosts.ips[i],
+                image,
+                "sleep",
+                "infinity",
+            ])?;
+            let pid = output(&["docker", "inspect", "--format", "{{.State.Pid}}", &pod]);
+            docker.netns.push(format!("/proc/{}/ns/net", pid.trim()));
+        }
+        Ok(hosts)
+    }
+
+    /// The command that runs `program` on host `host` (here, without one).
+    pub fn command(&self, host: Option<usize>, program: &Path) -> HostCommand {
+        let Some(host) = host else {
+            return HostCommand::local(program);
+        };
+        if let Some(namespace) = self.namespaces.get(host) {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", namespace]).arg(program);
+            return HostCommand {
+                command,
+                container: None,
+            };
+        }
+        let Some(docker) = &self.docker else {
+            return HostCommand::local(program);
+        };
+        let pod = &docker.pods[host];
+        let container = format!("{pod}p{}", docker.started.fetch_add(1, Ordering::Relaxed));
+        let mut command = Command::new("docker");
+        command
+            .args(["run", "--rm", "--name", &container, "--label"])
+            .arg(format!("{OWNER_LABEL}={}", std::process::id()))
+            .arg(format!("--label={RUN_LABEL}={}", docker.network))
+            .arg(format!("--network=container:{pod}"))
+            // RUST_LOG as the checker gives it to the docker client.
+            .args(["--env", "RUST_LOG", "--workdir"])
+            .arg(&docker.workdir);
+        for (path, read_only) in &docker.mounts {
+            let path = path.display();
+            command.arg(format!(
+                "--volume={path}:{path}{}",
+                if *read_only { ":ro" } else { "" }
+            ));
+        }
+        command.arg(&docker.image).arg(program);
+        HostCommand {
+            command,
+            container: Some(container),
+        }
+    }
+
+    /// The address a process on host `host` reaches an agent on the same host at, for
+    /// an agent reached from elsewhere at `address` and listening on `port`: in
+    /// container mode the pod's loopback, which an isolated host keeps.
+    pub fn local_address(&self, address: &str, port: u16) -> String {
+        match self.mode {
+            Mode::Containers => format!("127.0.0.1:{port}"),
+            Mode::Netns | Mode::Loopback => address.to_owned(),
+        }
+    }
+
+    /// The address an agent on a host binds to, given its host's address.
+    pub fn bind_ip<'a>(&self, ip: &'a str) -> &'a str {
+        match self.mode {
+            // Its address goes away while the host is disconnected.
+            Mode::Containers => "0.0.0.0",
+            Mode::Netns | Mode::Loopback => ip,
+        }
+    }
+
+    /// A machine's program run inside host `host`'s network namespace.
+    fn in_namespace(&self, host: usize, args: &[&str]) -> Result<(), String> {
+        match (self.namespaces.get(host), &self.docker) {
+            (Some(namespace), _) => {
+                run(&[&["ip", "netns", "exec", namespace.as_str()], args].concat())
             }
-            None => Command::new(program),
+            (None, Some(docker)) => {
+                let netns = format!("--net={}", docker.netns[host]);
+                run(&[&["nsenter", netns.as_str()], args].concat())
+            }
+            (None, None) => Ok(()),
         }
     }
 
     /// Cuts (or heals) the link between hosts `a` and `b`; a no-op on loopback.
     pub fn cut(&self, a: usize, b: usize, cut: bool) {
-        if self.mode != Mode::Netns {
-            return;
-        }
         for (here, there) in [(a, b), (b, a)] {
             let action = if cut { "-I" } else { "-D" };
-            let result = run(&[
-                "ip",
-                "netns",
-                "exec",
-                &self.namespaces[here],
-                "iptables",
-                action,
-                "INPUT",
-                "-s",
-                &self.ips[there],
-                "-j",
-                "DROP",
-            ]);
+            let result = self.in_namespace(
+                here,
+                &[
+                    "iptables",
+                    action,
+                    "INPUT",
+                    "-s",
+                    &self.ips[there],
+                    "-j",
+                    "DROP",
+                ],
+            );
             if let Err(error) = result {
                 tracing::warn!(%error, "link fault");
             }
         }
+    }
+
+    /// Takes host `host` off the network (or puts it back): every peer, the proxy and
+    /// the checker lose it, while its own processes still reach each other. In
+    /// container mode `docker network disconnect` (and `connect` with the same
+    /// address); in netns mode its link goes down; a no-op on loopback.
+    pub fn isolate(&self, host: usize, isolate: bool) {
+        let result = match (&self.docker, self.namespaces.get(host)) {
+            (Some(docker), _) if isolate => run(&[
+                "docker",
+                "network",
+                "disconnect",
+                &docker.network,
+                &docker.pods[host],
+            ]),
+            (Some(docker), _) => run(&[
+                "docker",
+                "network",
+                "connect",
+                "--ip",
+                &self.ips[host],
+                &docker.network,
+                &docker.pods[host],
+            ]),
+            (None, Some(namespace)) => run(&[
+                "ip",
+                "-n",
+                namespace,
+                "link",
+                "set",
+                "eth0",
+                if isolate { "down" } else { "up" },
+            ]),
+            (None, None) => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "isolation fault");
+        }
+    }
+}
+
+/// Removes the containers and networks of runs whose checker is gone.
+fn remove_docker_leftovers() {
+    let dead = |listing: String| -> Vec<String> {
+        listing
+            .lines()
+            .filter_map(|line| {
+                let (id, pid) = line.split_once(' ')?;
+                (!crate::procs::alive(pid.trim())).then(|| id.to_owned())
+            })
+            .collect()
+    };
+    let filter = format!("label={OWNER_LABEL}");
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{OWNER_LABEL}\"}}}}");
+    let containers = dead(output(&[
+        "docker", "ps", "--all", "--filter", &filter, "--format", &format,
+    ]));
+    if !containers.is_empty() {
+        let mut remove = vec!["docker", "rm", "--force"];
+        remove.extend(containers.iter().map(String::as_str));
+        let _ = run(&remove);
+    }
+    let networks = dead(output(&[
+        "docker", "network", "ls", "--filter", &filter, "--format", &format,
+    ]));
+    for network in networks {
+        let _ = run(&["docker", "network", "rm", &network]);
     }
 }
 
@@ -234,6 +499,18 @@ fn free_subnet(start: u64) -> Result<String, String> {
 
 impl Drop for Hosts {
     fn drop(&mut self) {
+        if let Some(docker) = &self.docker {
+            // Every container of the run (processes left running hold the pods'
+            // namespaces), then the network.
+            let filter = format!("label={RUN_LABEL}={}", docker.network);
+            let ids = output(&["docker", "ps", "--all", "--quiet", "--filter", &filter]);
+            let mut remove = vec!["docker", "rm", "--force"];
+            remove.extend(ids.split_whitespace());
+            if remove.len() > 3 {
+                let _ = run(&remove);
+            }
+            let _ = run(&["docker", "network", "rm", &docker.network]);
+        }
         // Deleting a namespace deletes the veths in it, and with them their peers.
         for namespace in self.namespaces.iter().chain(self.switch.iter()) {
             let _ = run(&["ip", "netns", "del", namespace]);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use damrey_chaos::hosts::Wanted;
 use damrey_chaos::mesh::Binaries;
 use damrey_chaos::plan::replay_command;
 use damrey_chaos::run::{Options, run_seed};
@@ -32,8 +33,14 @@ struct Cli {
     #[arg(long)]
     faults: Option<String>,
     /// Run every agent on loopback even where network namespaces are available.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "containers")]
     loopback: bool,
+    /// Run each host as Docker containers on a network of the run's own (docs/chaos.md).
+    #[arg(long)]
+    containers: bool,
+    /// The image of the containers: any with a libc matching this machine's.
+    #[arg(long, default_value = damrey_chaos::hosts::DEFAULT_IMAGE, requires = "containers")]
+    image: String,
     /// Keep each run's directory (process logs, worker records).
     #[arg(long)]
     keep: bool,
@@ -114,7 +121,13 @@ async fn run_all(cli: &Cli, faults: Option<BTreeSet<usize>>, binaries: Binaries)
             seed,
             duration,
             faults: faults.clone(),
-            loopback: cli.loopback,
+            hosts: if cli.containers {
+                Wanted::Containers(cli.image.clone())
+            } else if cli.loopback {
+                Wanted::Loopback
+            } else {
+                Wanted::Best
+            },
             binaries: binaries.clone(),
             keep: cli.keep,
         };
@@ -147,7 +160,7 @@ async fn run_all(cli: &Cli, faults: Option<BTreeSet<usize>>, binaries: Binaries)
                 .await;
                 println!(
                     "  smallest schedule of seed {seed} that breaks {invariant}: faults {faults:?}\n  replay: {}",
-                    replay_command(seed, Some(&faults), duration)
+                    replay_command(seed, Some(&faults), duration, report.mode)
                 );
                 smallest.push((invariant, faults));
             }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::hosts::{Hosts, Mode};
 use crate::plan::Plan;
-use crate::procs::Process;
+use crate::procs::{HostCommand, Process};
 use crate::record::{self, Record};
 
 /// The binaries a run starts.
@@ -212,7 +212,7 @@ impl Mesh {
         let agents = (0..plan.agents)
             .map(|i| {
                 let (host, ip, port) = match hosts.mode {
-                    Mode::Netns => (Some(i), hosts.ips[i].clone(), 7701),
+                    Mode::Netns | Mode::Containers => (Some(i), hosts.ips[i].clone(), 7701),
                     Mode::Loopback => (None, "127.0.0.1".to_owned(), free_port("127.0.0.1")),
                 };
                 RefCell::new(AgentProc {
@@ -282,8 +282,11 @@ impl Mesh {
                 (proxy.address.clone(), proxy.dir.clone())
             };
             let (host, port) = address.split_once(':').expect("ip:port");
-            let mut command = Command::new(&self.binaries.proxy);
-            command.args(["-p", port, "--host", host]).current_dir(&dir);
+            let mut command = HostCommand::local(&self.binaries.proxy);
+            command
+                .command
+                .args(["-p", port, "--host", host])
+                .current_dir(&dir);
             let process = Process::spawn("damrey-proxy", &mut command, &self.log("proxy"))?;
             self.proxy.borrow_mut().process = Some(process);
             // Healthy, and ours: a process that exited lost its port to another.
@@ -342,9 +345,10 @@ impl Mesh {
                 let agent = self.agents[i].borrow();
                 let mut command = self.hosts.command(agent.host, &self.binaries.agent);
                 command
+                    .command
                     .args(["-p", &agent.port.to_string(), "-a", &agent.address])
                     .args(["-pr", &self.proxy_address(), "-r", &retries.to_string()])
-                    .args(["--host", &agent.ip])
+                    .args(["--host", self.hosts.bind_ip(&agent.ip)])
                     .current_dir(&agent.dir);
                 (command, agent.address.clone())
             };
@@ -407,8 +411,10 @@ impl Mesh {
                 proc.records.push(record.clone());
                 let agent = self.agents[proc.agent].borrow();
                 let mut command = self.hosts.command(agent.host, &self.binaries.worker);
+                let address = self.hosts.local_address(&agent.address, agent.port);
                 command
-                    .args(["--agent", &agent.address, "--name", &proc.name])
+                    .command
+                    .args(["--agent", &address, "--name", &proc.name])
                     .args(["--timeout-ms", &proc.timeout_ms.to_string()])
                     .arg("--record")
                     .arg(&record);
@@ -449,15 +455,6 @@ impl Mesh {
         if let Some(process) = &self.workers[worker][instance].borrow().process {
             process.signal(signal);
         }
-    }
-
-    /// The pid of a worker instance's current incarnation.
-    pub fn worker_pid(&self, worker: usize, instance: usize) -> Option<u32> {
-        self.workers[worker][instance]
-            .borrow()
-            .process
-            .as_ref()
-            .and_then(Process::pid)
     }
 
     /// How many worker instances run with agent `agent` as theirs (started, not stopped).
@@ -553,8 +550,6 @@ impl Drop for Mesh {
         self.kill_all();
     }
 }
-
-use std::process::Command;
 
 /// What a call to an agent came to.
 #[derive(Debug, Clone)]

@@ -73,6 +73,15 @@ pub enum FaultKind {
         /// How long.
         down: Duration,
     },
+    /// Host `host` is taken off the network (`docker network disconnect` in container
+    /// mode, its link down in netns mode; a no-op on loopback) for `down`: its agent
+    /// and workers run on, reaching each other but nobody else.
+    Isolate {
+        /// The host (agent index).
+        host: usize,
+        /// How long.
+        down: Duration,
+    },
     /// The type entering hop `hop` of `line` goes to worker `to` instead.
     Redirect {
         /// The line.
@@ -209,6 +218,8 @@ pub struct Plan {
 
 /// Seeds the stream that draws the failing-instance fault (see [`FaultKind::Failing`]).
 const FAILING_STREAM: u64 = 0xFA11_1AC7;
+/// Seeds the stream that draws the isolated host (see [`FaultKind::Isolate`]).
+const ISOLATE_STREAM: u64 = 0x150_1A7E;
 
 /// The quiet tail after the fault window: load goes on with no fault, so that I4 is tried.
 pub const QUIET_TAIL: Duration = Duration::from_millis(3_500);
@@ -420,6 +431,27 @@ impl Plan {
                 });
             }
         }
+        // An isolated host, from a stream of its own for the same reason; its agent is
+        // hit by no process fault meanwhile.
+        let mut isolate = ChaCha8Rng::seed_from_u64(seed ^ ISOLATE_STREAM);
+        if isolate.gen_bool(0.4) {
+            let host = isolate.gen_range(0..agents);
+            let at = isolate.gen_range(0..window);
+            let down = Duration::from_millis(isolate.gen_range(300..=2_000));
+            let target = Target::Agent(host);
+            let overlaps = faults.iter().any(|fault| {
+                matches!(fault.kind, FaultKind::Process { target: hit, down: hit_down, .. }
+                    if hit == target
+                        && fault.at < Duration::from_millis(at) + down + Duration::from_secs(4)
+                        && Duration::from_millis(at) < fault.at + hit_down + Duration::from_secs(4))
+            });
+            if !overlaps {
+                faults.push(Fault {
+                    at: Duration::from_millis(at),
+                    kind: FaultKind::Isolate { host, down },
+                });
+            }
+        }
         faults.sort_by_key(|fault| fault.at);
 
         let concurrency = rng.gen_range(3..=6);
@@ -579,6 +611,13 @@ impl fmt::Display for FaultKind {
             FaultKind::Cut { a, b, down } => {
                 write!(f, "cut a{a}<->a{b} for {}ms", down.as_millis())
             }
+            FaultKind::Isolate { host, down } => {
+                write!(
+                    f,
+                    "isolate a{host} from the network for {}ms",
+                    down.as_millis()
+                )
+            }
             FaultKind::Redirect {
                 line,
                 hop,
@@ -674,9 +713,15 @@ pub fn replay_command(
     seed: u64,
     faults: Option<&std::collections::BTreeSet<usize>>,
     duration: Duration,
+    mode: crate::hosts::Mode,
 ) -> String {
     let mut command =
         format!("cargo build --workspace --bins && target/debug/damrey-chaos --seed {seed}");
+    match mode {
+        crate::hosts::Mode::Netns => {}
+        crate::hosts::Mode::Loopback => command.push_str(" --loopback"),
+        crate::hosts::Mode::Containers => command.push_str(" --containers"),
+    }
     if duration != crate::DEFAULT_DURATION {
         command.push_str(&format!(" --duration {}", duration.as_millis()));
     }

@@ -1,15 +1,39 @@
 //! Child processes: started with their output in a log file, signalled by pid, and
-//! killed (SIGKILL, even when stopped) and reaped when dropped.
+//! killed (SIGKILL, even when stopped) and reaped when dropped. A process in a
+//! container of its own (container mode) is its `docker run` client: it is signalled
+//! with `docker kill --signal`, frozen with `docker pause`, and killed with
+//! `docker rm --force`.
 
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A command to run on a host: the program itself, or the `docker run` that starts it
+/// in a container of its own (named, to be signalled, paused and removed).
+pub struct HostCommand {
+    /// What to spawn; arguments appended to it reach the program.
+    pub command: Command,
+    /// The container that runs the program, in container mode.
+    pub container: Option<String>,
+}
+
+impl HostCommand {
+    /// `program`, run here.
+    pub fn local(program: &Path) -> HostCommand {
+        HostCommand {
+            command: Command::new(program),
+            container: None,
+        }
+    }
+}
+
 /// A child process killed and reaped when dropped.
 pub struct Process {
     name: String,
     child: Option<Child>,
+    /// The container it runs in, if any.
+    container: Option<String>,
 }
 
 impl Process {
@@ -17,7 +41,7 @@ impl Process {
     ///
     /// # Errors
     /// The program cannot be started.
-    pub fn spawn(name: &str, command: &mut Command, log: &Path) -> Result<Process, String> {
+    pub fn spawn(name: &str, command: &mut HostCommand, log: &Path) -> Result<Process, String> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -25,6 +49,7 @@ impl Process {
             .map_err(|e| format!("log {}: {e}", log.display()))?;
         let err = file.try_clone().map_err(|e| e.to_string())?;
         let child = command
+            .command
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -39,17 +64,32 @@ impl Process {
         Ok(Process {
             name: name.to_owned(),
             child: Some(child),
+            container: command.container.clone(),
         })
     }
 
-    /// The pid.
-    pub fn pid(&self) -> Option<u32> {
+    /// The pid (of the `docker run` client, for a process in a container).
+    fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Sends `KILL`, `TERM`, `STOP` or `CONT`.
+    /// Sends `KILL`, `TERM`, `STOP`, `CONT`, `USR1` or `USR2`.
     pub fn signal(&self, signal: &str) {
-        if let Some(pid) = self.pid() {
+        if let Some(container) = &self.container {
+            let args = match signal {
+                "STOP" => vec!["pause", container],
+                "CONT" => vec!["unpause", container],
+                _ => vec!["kill", "--signal", signal, container],
+            };
+            let status = Command::new("docker")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !status.is_ok_and(|status| status.success()) {
+                tracing::debug!(name = %self.name, signal, "signal not delivered");
+            }
+        } else if let Some(pid) = self.pid() {
             let status = Command::new("kill")
                 .args([format!("-{signal}"), pid.to_string()])
                 .stderr(Stdio::null())
@@ -85,6 +125,14 @@ impl Process {
     /// Kills the process at once (even when stopped) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Some(container) = &self.container {
+                // Also when paused; the client then exits with its container.
+                let _ = Command::new("docker")
+                    .args(["rm", "--force", container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -13,7 +13,7 @@ use damrey_actors::Message;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::check::{self, Violation};
-use crate::hosts::{Hosts, Mode};
+use crate::hosts::{Hosts, Mode, Wanted};
 use crate::mesh::{self, Binaries, CallResult, Mesh};
 use crate::model::Configs;
 use crate::observed::{
@@ -32,8 +32,8 @@ pub struct Options {
     pub duration: Duration,
     /// Only these faults of the plan (indexes); all when `None`.
     pub faults: Option<BTreeSet<usize>>,
-    /// Loopback even where netns mode is available.
-    pub loopback: bool,
+    /// The hosts asked for.
+    pub hosts: Wanted,
     /// The binaries.
     pub binaries: Binaries,
     /// Keep the run's directory (logs, records) instead of removing it.
@@ -290,15 +290,6 @@ async fn run_once(options: &Options) -> Result<Report, Setup> {
         .collect();
     let indexes: Vec<usize> = chosen.iter().copied().collect();
 
-    let mode = if !options.loopback && crate::hosts::netns_available() {
-        Mode::Netns
-    } else {
-        Mode::Loopback
-    };
-    let hosts = match mode {
-        Mode::Netns => Hosts::netns(plan.agents)?,
-        Mode::Loopback => Hosts::loopback(plan.agents),
-    };
     crate::procs::reap_leftovers();
     let dir = std::env::temp_dir().join(format!(
         "{}{}-{}-{}",
@@ -309,6 +300,20 @@ async fn run_once(options: &Options) -> Result<Report, Setup> {
     ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let _cleanup = RemoveDir(dir.clone(), !options.keep);
+    let hosts = match &options.hosts {
+        Wanted::Containers(image) => {
+            let binaries = &options.binaries;
+            let mounts = vec![
+                (binaries.agent.clone(), true),
+                (binaries.worker.clone(), true),
+                (dir.clone(), false),
+            ];
+            Hosts::containers(plan.agents, image, mounts, &dir)?
+        }
+        Wanted::Best if crate::hosts::netns_available() => Hosts::netns(plan.agents)?,
+        Wanted::Best | Wanted::Loopback => Hosts::loopback(plan.agents),
+    };
+    let mode = hosts.mode;
     let mesh = Mesh::new(&plan, hosts, options.binaries.clone(), dir.clone());
 
     let addresses: Vec<String> = (0..plan.agents).map(|i| mesh.agent_address(i)).collect();
@@ -422,13 +427,14 @@ async fn run_once(options: &Options) -> Result<Report, Setup> {
     let summary = check::summary(&observed);
     let mut notes = observed.notes.clone();
     if mode == Mode::Loopback
-        && run
-            .plan
-            .faults
-            .iter()
-            .any(|fault| matches!(fault.kind, FaultKind::Cut { .. }))
+        && run.plan.faults.iter().any(|fault| {
+            matches!(
+                fault.kind,
+                FaultKind::Cut { .. } | FaultKind::Isolate { .. }
+            )
+        })
     {
-        notes.push("loopback mode: link cuts were skipped".to_owned());
+        notes.push("loopback mode: link cuts and isolated hosts were skipped".to_owned());
     }
     let mut plan = run.plan;
     plan.faults = all_faults;
@@ -628,11 +634,35 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
             run.span(Some(index), label, from, Some(target), Some(signal));
         }
         FaultKind::Cut { a, b, down } => {
-            if run.mesh.hosts.mode == Mode::Netns {
+            if run.mesh.hosts.mode != Mode::Loopback {
                 run.mesh.hosts.cut(a, b, true);
                 actix_rt::time::sleep(down).await;
                 run.mesh.hosts.cut(a, b, false);
                 run.span(Some(index), label, from, None, None);
+                run.observed
+                    .borrow_mut()
+                    .spans
+                    .last_mut()
+                    .expect("just pushed")
+                    .outage = true;
+            }
+        }
+        FaultKind::Isolate { host, down } => {
+            if run.mesh.hosts.mode != Mode::Loopback {
+                run.mesh.hosts.isolate(host, true);
+                actix_rt::time::sleep(down).await;
+                run.mesh.hosts.isolate(host, false);
+                run.wait_instances(host, Duration::from_secs(10)).await;
+                // To the checker the agent is out of reach, as if frozen: calls put to
+                // it may go unanswered. To everyone else it is an outage that must
+                // cost nothing but time.
+                run.span(
+                    Some(index),
+                    label,
+                    from,
+                    Some(Target::Agent(host)),
+                    Some(Signal::Stop),
+                );
                 run.observed
                     .borrow_mut()
                     .spans
@@ -1011,6 +1041,7 @@ impl Report {
             match self.mode {
                 Mode::Netns => "netns",
                 Mode::Loopback => "loopback",
+                Mode::Containers => "containers",
             },
             self.elapsed.as_secs_f64(),
             self.summary,
@@ -1042,7 +1073,7 @@ impl Report {
             let faults = (self.faults.len() != self.plan.faults.len()).then_some(&self.faults);
             out.push_str(&format!(
                 "  replay: {}\n",
-                crate::plan::replay_command(self.plan.seed, faults, duration)
+                crate::plan::replay_command(self.plan.seed, faults, duration, self.mode)
             ));
         }
         if let Some(dir) = &self.dir {
