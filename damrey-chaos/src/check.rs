@@ -12,7 +12,7 @@
 //! - I6: around the final, fault-free batch, the agents' counters moved by exactly the
 //!   steps the workers recorded;
 //! - I7: an outage shorter than a request's deadline (another agent restarting, a link
-//!   cut and healed) costs that request nothing but time (DESIGN §5.8): a line call
+//!   cut and healed, another host isolated and put back) costs that request nothing but time (DESIGN §5.8): a line call
 //!   that started during such an outage, met no other fault, and whose deadline left
 //!   time to run the line after recovery answers `RESPONSE`; so does a call in flight
 //!   when its entry agent is stopped cleanly, if it fits in the 5 s drain (not checked

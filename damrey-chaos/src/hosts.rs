@@ -74,8 +74,6 @@ struct Docker {
     netns: Vec<String>,
     /// Paths mounted at the same place in every container (read-only when `true`).
     mounts: Vec<(PathBuf, bool)>,
-    /// The working directory of the containers' processes.
-    workdir: PathBuf,
     /// Containers started so far (for unique names).
     started: AtomicU64,
 }
@@ -240,17 +238,18 @@ impl Hosts {
     }
 
     /// `count` hosts, each a pod container from `image` on a Docker network made for
-    /// this run; `mounts` (the binaries, read-only, and the run's directory, where the
-    /// processes work) appear at the same paths inside.
+    /// this run; `mounts` (the binaries, read-only, and the run's directory) appear at
+    /// the same paths inside. The checker must run as root in the Docker host's pid
+    /// namespace: link cuts enter the pods' network namespaces through `/proc`.
     ///
     /// # Errors
-    /// Docker is not usable, the image is missing, or a command failed; whatever was
-    /// built is removed.
+    /// Docker is not usable, the image is missing or cannot run the first mounted
+    /// binary, link cuts cannot be made, or a command failed; whatever was built is
+    /// removed.
     pub fn containers(
         count: usize,
         image: &str,
         mounts: Vec<(PathBuf, bool)>,
-        workdir: &Path,
     ) -> Result<Hosts, String> {
         remove_docker_leftovers();
         run(&["docker", "image", "inspect", image]).map_err(|_| {
@@ -260,7 +259,7 @@ impl Hosts {
         let pid = std::process::id();
         let tag = format!("{PREFIX}{pid}x{run_number}");
         let subnet = free_subnet(pid as u64 * 131 + run_number)?;
-        let owner = format!("{OWNER_LABEL}={pid}");
+        let owner = format!("{OWNER_LABEL}={}", owner());
         let mut hosts = Hosts {
             mode: Mode::Containers,
             switch: None,
@@ -271,7 +270,6 @@ impl Hosts {
                 pods: Vec::new(),
                 netns: Vec::new(),
                 mounts,
-                workdir: workdir.to_owned(),
                 started: AtomicU64::new(0),
             }),
             root_ip: format!("{subnet}.1"),
@@ -315,38 +313,72 @@ impl Hosts {
                 "infinity",
             ])?;
             let pid = output(&["docker", "inspect", "--format", "{{.State.Pid}}", &pod]);
-            docker.netns.push(format!("/proc/{}/ns/net", pid.trim()));
+            let pid = pid.trim();
+            if pid.is_empty() || pid == "0" {
+                return Err(format!("pod {pod} has no process"));
+            }
+            docker.netns.push(format!("/proc/{pid}/ns/net"));
+        }
+        // Fail now rather than inject faults that do nothing.
+        hosts.in_namespace(0, &["iptables", "-S"]).map_err(|error| {
+            format!(
+                "link cuts need root in the Docker host's pid namespace (nsenter, iptables): {error}"
+            )
+        })?;
+        if let Some((binary, _)) = hosts.docker.as_ref().and_then(|d| d.mounts.first()) {
+            let mut probe = hosts.command(Some(0), binary, Path::new("/"));
+            let status = probe.command.arg("--help").stdout(Stdio::null()).output();
+            match status {
+                Ok(output) if output.status.success() => {}
+                Ok(output) => {
+                    return Err(format!(
+                        "{} does not run in {image}: {}",
+                        binary.display(),
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    ));
+                }
+                Err(error) => return Err(format!("docker run: {error}")),
+            }
         }
         Ok(hosts)
     }
 
-    /// The command that runs `program` on host `host` (here, without one).
-    pub fn command(&self, host: Option<usize>, program: &Path) -> HostCommand {
+    /// The command that runs `program` on host `host` (here, without one), working in
+    /// `workdir`.
+    pub fn command(&self, host: Option<usize>, program: &Path, workdir: &Path) -> HostCommand {
+        let local = || {
+            let mut local = HostCommand::local(program);
+            local.command.current_dir(workdir);
+            local
+        };
         let Some(host) = host else {
-            return HostCommand::local(program);
+            return local();
         };
         if let Some(namespace) = self.namespaces.get(host) {
             let mut command = Command::new("ip");
-            command.args(["netns", "exec", namespace]).arg(program);
+            command
+                .args(["netns", "exec", namespace])
+                .arg(program)
+                .current_dir(workdir);
             return HostCommand {
                 command,
                 container: None,
             };
         }
         let Some(docker) = &self.docker else {
-            return HostCommand::local(program);
+            return local();
         };
         let pod = &docker.pods[host];
         let container = format!("{pod}p{}", docker.started.fetch_add(1, Ordering::Relaxed));
         let mut command = Command::new("docker");
         command
             .args(["run", "--rm", "--name", &container, "--label"])
-            .arg(format!("{OWNER_LABEL}={}", std::process::id()))
+            .arg(format!("{OWNER_LABEL}={}", owner()))
             .arg(format!("--label={RUN_LABEL}={}", docker.network))
             .arg(format!("--network=container:{pod}"))
             // RUST_LOG as the checker gives it to the docker client.
             .args(["--env", "RUST_LOG", "--workdir"])
-            .arg(&docker.workdir);
+            .arg(workdir);
         for (path, read_only) in &docker.mounts {
             let path = path.display();
             command.arg(format!(
@@ -394,13 +426,17 @@ impl Hosts {
         }
     }
 
-    /// Cuts (or heals) the link between hosts `a` and `b`; a no-op on loopback.
-    pub fn cut(&self, a: usize, b: usize, cut: bool) {
+    /// Cuts (or heals) the link between hosts `a` and `b`; a no-op on loopback. Each
+    /// side's rule is put (or taken) only when absent (or present), so a call that
+    /// failed halfway can be made again.
+    ///
+    /// # Errors
+    /// A side's rule could not be inserted (or deleted); the other side's still was.
+    pub fn cut(&self, a: usize, b: usize, cut: bool) -> Result<(), String> {
+        let mut result = Ok(());
         for (here, there) in [(a, b), (b, a)] {
-            let action = if cut { "-I" } else { "-D" };
-            let result = self.in_namespace(
-                here,
-                &[
+            let rule = |action| {
+                [
                     "iptables",
                     action,
                     "INPUT",
@@ -408,20 +444,28 @@ impl Hosts {
                     &self.ips[there],
                     "-j",
                     "DROP",
-                ],
-            );
-            if let Err(error) = result {
-                tracing::warn!(%error, "link fault");
+                ]
+            };
+            let present = self.in_namespace(here, &rule("-C")).is_ok();
+            if present != cut {
+                let action = if cut { "-I" } else { "-D" };
+                result = result.and(self.in_namespace(here, &rule(action)));
             }
         }
+        result
     }
 
     /// Takes host `host` off the network (or puts it back): every peer, the proxy and
     /// the checker lose it, while its own processes still reach each other. In
     /// container mode `docker network disconnect` (and `connect` with the same
     /// address); in netns mode its link goes down; a no-op on loopback.
-    pub fn isolate(&self, host: usize, isolate: bool) {
-        let result = match (&self.docker, self.namespaces.get(host)) {
+    ///
+    /// # Errors
+    /// The command failed.
+    pub fn isolate(&self, host: usize, isolate: bool) -> Result<(), String> {
+        match (&self.docker, self.namespaces.get(host)) {
+            // Made again after a failure: done already.
+            (Some(docker), _) if docker.connected(host) != isolate => Ok(()),
             (Some(docker), _) if isolate => run(&[
                 "docker",
                 "network",
@@ -448,21 +492,47 @@ impl Hosts {
                 if isolate { "down" } else { "up" },
             ]),
             (None, None) => Ok(()),
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, "isolation fault");
         }
     }
 }
 
-/// Removes the containers and networks of runs whose checker is gone.
+impl Docker {
+    /// Whether pod `host` is on the run's network.
+    fn connected(&self, host: usize) -> bool {
+        let networks = output(&[
+            "docker",
+            "inspect",
+            "--format",
+            "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+            &self.pods[host],
+        ]);
+        networks.split_whitespace().any(|name| name == self.network)
+    }
+}
+
+/// What the label names a container or network of ours by: the checker's pid and its
+/// pid namespace, so that a checker never takes another namespace's live pid for a
+/// dead one of its own.
+fn owner() -> String {
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .map(|link| link.display().to_string())
+        .unwrap_or_default();
+    let namespace: String = namespace.chars().filter(char::is_ascii_digit).collect();
+    format!("{namespace}:{}", std::process::id())
+}
+
+/// Removes the containers and networks of runs whose checker (in this pid namespace)
+/// is gone.
 fn remove_docker_leftovers() {
+    let ours = owner();
+    let (namespace, _) = ours.split_once(':').expect("owner() has a colon");
     let dead = |listing: String| -> Vec<String> {
         listing
             .lines()
             .filter_map(|line| {
-                let (id, pid) = line.split_once(' ')?;
-                (!crate::procs::alive(pid.trim())).then(|| id.to_owned())
+                let (id, owner) = line.split_once(' ')?;
+                let (their_namespace, pid) = owner.trim().split_once(':')?;
+                (their_namespace == namespace && !crate::procs::alive(pid)).then(|| id.to_owned())
             })
             .collect()
     };

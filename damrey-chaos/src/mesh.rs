@@ -343,13 +343,14 @@ impl Mesh {
         for _ in 0..attempts {
             let (mut command, address) = {
                 let agent = self.agents[i].borrow();
-                let mut command = self.hosts.command(agent.host, &self.binaries.agent);
+                let mut command = self
+                    .hosts
+                    .command(agent.host, &self.binaries.agent, &agent.dir);
                 command
                     .command
                     .args(["-p", &agent.port.to_string(), "-a", &agent.address])
                     .args(["-pr", &self.proxy_address(), "-r", &retries.to_string()])
-                    .args(["--host", self.hosts.bind_ip(&agent.ip)])
-                    .current_dir(&agent.dir);
+                    .args(["--host", self.hosts.bind_ip(&agent.ip)]);
                 (command, agent.address.clone())
             };
             let process = Process::spawn(
@@ -410,7 +411,9 @@ impl Mesh {
                 ));
                 proc.records.push(record.clone());
                 let agent = self.agents[proc.agent].borrow();
-                let mut command = self.hosts.command(agent.host, &self.binaries.worker);
+                let mut command = self
+                    .hosts
+                    .command(agent.host, &self.binaries.worker, &self.dir);
                 let address = self.hosts.local_address(&agent.address, agent.port);
                 command
                     .command

@@ -26,12 +26,14 @@ pub struct Span {
     pub from: Ms,
     /// To (until recovery: restarted and attached again, changed back and propagated).
     pub to: Ms,
-    /// The process it hit, if any.
+    /// The process it hit, if any; for an isolated host, its agent.
     pub target: Option<Target>,
-    /// How.
+    /// How; an isolated host's agent counts as frozen (`Stop`): out of the checker's
+    /// reach.
     pub signal: Option<Signal>,
     /// An outage that should cost requests nothing but time (DESIGN §5.8): an agent
-    /// killed or stopped and restarted, a link cut and healed.
+    /// killed or stopped and restarted, a link cut and healed, a host isolated and put
+    /// back.
     pub outage: bool,
 }
 

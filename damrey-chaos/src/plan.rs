@@ -439,11 +439,21 @@ impl Plan {
             let at = isolate.gen_range(0..window);
             let down = Duration::from_millis(isolate.gen_range(300..=2_000));
             let target = Target::Agent(host);
-            let overlaps = faults.iter().any(|fault| {
-                matches!(fault.kind, FaultKind::Process { target: hit, down: hit_down, .. }
-                    if hit == target
-                        && fault.at < Duration::from_millis(at) + down + Duration::from_secs(4)
-                        && Duration::from_millis(at) < fault.at + hit_down + Duration::from_secs(4))
+            let (from, to) = (Duration::from_millis(at), Duration::from_millis(at) + down);
+            let overlaps = faults.iter().any(|fault| match fault.kind {
+                FaultKind::Process {
+                    target: hit,
+                    signal,
+                    down: hit_down,
+                } if hit == target => {
+                    // Back after the restart; a clean stop drains for up to 5 s first.
+                    let back = match signal {
+                        Signal::Term => Duration::from_secs(10),
+                        Signal::Kill | Signal::Stop => Duration::from_secs(4),
+                    };
+                    fault.at < to + Duration::from_secs(4) && from < fault.at + hit_down + back
+                }
+                _ => false,
             });
             if !overlaps {
                 faults.push(Fault {

@@ -152,6 +152,8 @@ impl Run {
         self.clock.get().start
     }
 
+    /// Records a fault's span, ending now; an agent killed or stopped and restarted
+    /// is an outage.
     fn span(
         &self,
         fault: Option<usize>,
@@ -164,6 +166,30 @@ impl Run {
             Some(Target::Agent(_)) => matches!(signal, Some(Signal::Kill | Signal::Term)),
             _ => false,
         };
+        self.push_span(fault, label, from, target, signal, outage);
+    }
+
+    /// Records a fault's span, ending now, that is an outage whatever it hit.
+    fn outage_span(
+        &self,
+        fault: Option<usize>,
+        label: String,
+        from: Ms,
+        target: Option<Target>,
+        signal: Option<Signal>,
+    ) {
+        self.push_span(fault, label, from, target, signal, true);
+    }
+
+    fn push_span(
+        &self,
+        fault: Option<usize>,
+        label: String,
+        from: Ms,
+        target: Option<Target>,
+        signal: Option<Signal>,
+        outage: bool,
+    ) {
         self.observed.borrow_mut().spans.push(Span {
             fault,
             label,
@@ -308,7 +334,7 @@ async fn run_once(options: &Options) -> Result<Report, Setup> {
                 (binaries.worker.clone(), true),
                 (dir.clone(), false),
             ];
-            Hosts::containers(plan.agents, image, mounts, &dir)?
+            Hosts::containers(plan.agents, image, mounts)?
         }
         Wanted::Best if crate::hosts::netns_available() => Hosts::netns(plan.agents)?,
         Wanted::Best | Wanted::Loopback => Hosts::loopback(plan.agents),
@@ -619,6 +645,24 @@ async fn call_and_record(
     });
 }
 
+/// Injects or heals a host fault, trying a few times; one that cannot be made (or
+/// undone) is noted, since what follows is then the checker's doing.
+async fn host_fault(run: &Run, label: &str, fault: impl Fn() -> Result<(), String>) {
+    let mut result = fault();
+    for _ in 0..5 {
+        if result.is_ok() {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        result = fault();
+    }
+    if let Err(error) = result {
+        run.note(format!(
+            "{label}: the host fault failed ({error}); violations after it may be the checker's doing"
+        ));
+    }
+}
+
 /// Runs one fault at its time.
 async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
     actix_rt::time::sleep_until((run.start() + fault.at).into()).await;
@@ -635,40 +679,33 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
         }
         FaultKind::Cut { a, b, down } => {
             if run.mesh.hosts.mode != Mode::Loopback {
-                run.mesh.hosts.cut(a, b, true);
+                let hosts = &run.mesh.hosts;
+                host_fault(&run, &label, || hosts.cut(a, b, true)).await;
                 actix_rt::time::sleep(down).await;
-                run.mesh.hosts.cut(a, b, false);
-                run.span(Some(index), label, from, None, None);
-                run.observed
-                    .borrow_mut()
-                    .spans
-                    .last_mut()
-                    .expect("just pushed")
-                    .outage = true;
+                host_fault(&run, &label, || hosts.cut(a, b, false)).await;
+                run.outage_span(Some(index), label, from, None, None);
             }
         }
         FaultKind::Isolate { host, down } => {
             if run.mesh.hosts.mode != Mode::Loopback {
-                run.mesh.hosts.isolate(host, true);
+                let hosts = &run.mesh.hosts;
+                host_fault(&run, &label, || hosts.isolate(host, true)).await;
                 actix_rt::time::sleep(down).await;
-                run.mesh.hosts.isolate(host, false);
+                host_fault(&run, &label, || hosts.isolate(host, false)).await;
+                // Back when it answers again and has the configs changed meanwhile.
                 run.wait_instances(host, Duration::from_secs(10)).await;
+                let configs = run.config.lock().await.applied.len() as u64;
+                wait_configs(&run.mesh, host, configs).await;
                 // To the checker the agent is out of reach, as if frozen: calls put to
                 // it may go unanswered. To everyone else it is an outage that must
                 // cost nothing but time.
-                run.span(
+                run.outage_span(
                     Some(index),
                     label,
                     from,
                     Some(Target::Agent(host)),
                     Some(Signal::Stop),
                 );
-                run.observed
-                    .borrow_mut()
-                    .spans
-                    .last_mut()
-                    .expect("just pushed")
-                    .outage = true;
             }
         }
         FaultKind::Redirect {
