@@ -687,6 +687,25 @@ mod tests {
     }
 
     #[test]
+    fn an_isolated_host_is_an_outage_to_others_and_out_of_reach_to_the_checker() {
+        let (plan, mut observed, mut call) = setup();
+        call.result = CallResult::Reply(422, Message::error("l0t0", "agent unreachable"));
+        call.deadline = Duration::from_millis(8_000);
+        observed.calls.push(call);
+        // Host 1 isolated: a call entering host 0 while it was must still answer.
+        let mut isolated = span(9_000, 10_500, Some(Target::Agent(1)), Some(Signal::Stop));
+        isolated.outage = true;
+        observed.spans.push(isolated);
+        assert_eq!(broken(&plan, &observed), ["I7"]);
+        // Host 0 isolated: the checker could not reach it, so a call put to it may be
+        // lost or late.
+        observed.spans[0].target = Some(Target::Agent(0));
+        observed.calls[0].result = CallResult::Lost("timed out".into());
+        observed.calls[0].end = observed.calls[0].start + 12_000;
+        assert!(broken(&plan, &observed).is_empty());
+    }
+
+    #[test]
     fn a_clean_stop_of_the_entry_agent_drains_the_calls_that_fit() {
         let (plan, mut observed, mut call) = setup();
         call.result = CallResult::Reply(503, Message::stop());
