@@ -10,11 +10,12 @@
 //! CPU time per request of every process of each system (`nats-server` and the three
 //! services; the proxy, the agents and the worker processes), their ratios to NATS and
 //! the goals of issue 16; whether a 1 MiB argument is carried; and the agent's memory
-//! per outstanding request (`square` frozen with SIGSTOP while they wait). Then, for
+//! per outstanding request (on an agent of its own, `square` frozen with SIGSTOP while
+//! they wait). Then, for
 //! context: the in-process line of `damrey-actors` as the ceiling, where one request's
 //! time goes, the floor of one request in flight (one bare HTTP round trip plus three
 //! bare WebSocket round trips to another process, this bench binary run again as an echo
-//! server), and counting on against off.
+//! server), and counting on against off (on two fresh agents).
 //!
 //! Run it with `cargo bench -p damrey-mesh-tests --bench mesh` (it builds the release
 //! binaries it starts); without `nats-server` on the `PATH` it says so and skips NATS.
@@ -465,15 +466,40 @@ async fn check_huge(nats: Option<&Nats>, agent: &Agent, client: &WorkerHandle) -
     native_passed && http_passed
 }
 
-/// The agent's memory per outstanding request, in KiB: `count` requests put through
-/// `client` while `square` is frozen (SIGSTOP), the agent's RSS read before and once
-/// they all wait on `square`; then `square` goes on (SIGCONT) and every reply must be 49.
-async fn memory_per_outstanding(
-    agent: &Agent,
-    square: &Process,
-    client: &WorkerHandle,
-    count: usize,
-) -> f64 {
+/// The agent's memory per outstanding request, in KiB, measured on an agent of its own
+/// (one that carried large arguments keeps their memory for reuse, which would hide
+/// it): `count` requests put through a native client while `square` is frozen
+/// (SIGSTOP), the agent's RSS read after a warm-up and once they all wait on `square`;
+/// then `square` goes on (SIGCONT) and every reply must be 49.
+async fn memory_per_outstanding(proxy: &Proxy, count: usize) -> f64 {
+    // Pinged every 10 s rather than every second, the agent keeps a frozen `square`
+    // attached for 30 s, time enough to measure the requests held for it.
+    let agent = Agent::ready_with(
+        proxy,
+        AgentOptions {
+            env: vec![("DAMREY_PING_MS".to_owned(), "10000".to_owned())],
+            ..AgentOptions::default()
+        },
+    )
+    .await;
+    let workers = agent
+        .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
+        .await;
+    let client = Worker::new(Config::named("client"))
+        .agent(agent.address.clone())
+        .start(|| Caller)
+        .await
+        .expect("the bench attaches as worker client");
+    agent.wait_instances(4).await;
+    let square = &workers[2];
+    // Warm: what every request needs is allocated before the first reading.
+    drive(
+        IN_FLIGHT[0],
+        0.5,
+        &forty_nine(),
+        outbox(&client, &Message::request("sqsum", ["3", "4"])),
+    )
+    .await;
     let before = agent.process.rss_kib();
     square.signal("STOP");
     let replies: Vec<_> = (0..count)
@@ -578,16 +604,7 @@ fn main() {
                 .await;
         }
         proxy.add(json!({"name": "client", "commands": []})).await;
-        // Pinged every 10 s rather than every second, agent one keeps a frozen `square`
-        // attached for 30 s, time enough to measure the requests held for it.
-        let one = Agent::ready_with(
-            &proxy,
-            AgentOptions {
-                env: vec![("DAMREY_PING_MS".to_owned(), "10000".to_owned())],
-                ..AgentOptions::default()
-            },
-        )
-        .await;
+        let one = Agent::ready(&proxy).await;
         let one_workers = one
             .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
             .await;
@@ -711,7 +728,7 @@ fn main() {
         );
 
         println!();
-        let per_request = memory_per_outstanding(&one, &one_workers[2], &client, outstanding).await;
+        let per_request = memory_per_outstanding(&proxy, outstanding).await;
 
         println!("\ngoals of issue 16, measured in this run:");
         let to_nats = |path, load, of: fn(&Medians) -> f64| {
@@ -798,7 +815,12 @@ async fn context(
     report("  floor: bare WebSocket round trip", &bare_ws);
     let floor_p50 = bare_http.p50 + 3 * bare_ws.p50;
 
-    // Counting on (agent one) against counting off, alternating rounds.
+    // Counting on against counting off, alternating rounds, on two fresh agents (agent
+    // one has carried large arguments and held thousands of requests by now).
+    let counted = Agent::ready(proxy).await;
+    let counted_workers = counted
+        .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
+        .await;
     let uncounted = Agent::ready_with(
         proxy,
         AgentOptions {
@@ -812,7 +834,7 @@ async fn context(
         .await;
     let in_flight = IN_FLIGHT[0];
     let (counted_call, uncounted_call) = (
-        through(one, "entry", &sqsum),
+        through(&counted, "entry", &sqsum),
         through(&uncounted, "entry", &sqsum),
     );
     drive(
@@ -820,6 +842,13 @@ async fn context(
         seconds / 3.0,
         &forty_nine(),
         uncounted_call.clone(),
+    )
+    .await;
+    drive(
+        in_flight,
+        seconds / 3.0,
+        &forty_nine(),
+        counted_call.clone(),
     )
     .await;
     let (mut on, mut off) = (Vec::new(), Vec::new());
@@ -844,7 +873,7 @@ async fn context(
         "{:<44} {off:>9.0} req/s",
         format!("counting off, {in_flight} in flight")
     );
-    drop(uncounted_workers);
+    drop((counted_workers, uncounted_workers));
 
     println!();
     println!(
