@@ -118,9 +118,13 @@ fn request_id(req: &ServiceRequest) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// Middleware: runs each request in a `request` span (its id, method and path), echoes
-/// its id in [`REQUEST_ID`], and logs its status and duration — at `debug`, or `warn`
-/// for a 5xx. Wrap it last (outermost), so that it sees every answer.
+/// Middleware: runs each request in a `request` span (its id), echoes its id in
+/// [`REQUEST_ID`], and logs its method, path, status and duration — at `debug`, or
+/// `warn` for a 5xx. Wrap it last (outermost), so that it sees every answer.
+///
+/// The span holds the id alone: the text layer formats a span's fields when the span
+/// is made, for every request, and the method and path are only wanted on the line
+/// that ends it.
 ///
 /// # Errors
 /// Whatever the inner service fails with (actix-web makes the response of such an
@@ -131,12 +135,9 @@ pub async fn log_requests(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.path()
-    );
+    let span = tracing::info_span!("request", request_id = %id);
+    // Cheap to keep: a `Method` and a `Uri` (shared bytes) clone without copying.
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let _entered = span.enter();
@@ -144,10 +145,23 @@ pub async fn log_requests(
         Ok(response) => response.status(),
         Err(error) => error.as_response_error().status_code(),
     };
+    let (method, path) = (method.as_str(), uri.path());
     if status.is_server_error() {
-        tracing::warn!(status = status.as_u16(), elapsed_ms, "request failed");
+        tracing::warn!(
+            method,
+            path,
+            status = status.as_u16(),
+            elapsed_ms,
+            "request failed"
+        );
     } else {
-        tracing::debug!(status = status.as_u16(), elapsed_ms, "request");
+        tracing::debug!(
+            method,
+            path,
+            status = status.as_u16(),
+            elapsed_ms,
+            "request"
+        );
     }
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -262,7 +276,10 @@ mod tests {
         );
         assert!(lines[0].contains("inside the handler"), "{logged}");
         assert!(
-            lines[1].contains("WARN") && lines[1].contains("status=502"),
+            lines[1].contains("WARN")
+                && lines[1].contains("status=502")
+                && lines[1].contains("method=\"GET\"")
+                && lines[1].contains("path=\"/broken\""),
             "{logged}"
         );
     }
