@@ -34,6 +34,12 @@
 // (`damrey_actors::message::Message`, `crate::spec::WorkerSpec`).
 pub use damrey_wire::{envelope, fault, frame, message, report, spec};
 
+/// The hash map of the tables every step touches (waiters, pending replies, routes,
+/// the outbox): foldhash, several times cheaper than std's SipHash, whose resistance
+/// to chosen keys these keys (our own numbers and UUIDs, configured worker names) do
+/// not need.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub mod admission;
 pub mod deadline;
 pub mod error;

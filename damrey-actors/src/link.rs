@@ -17,7 +17,7 @@
 //! step: the agent's step ids are per connection, and it has already run a step whose
 //! connection closed somewhere else.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -234,7 +234,7 @@ fn ws_message(encoded: Encoded) -> ws::Message {
 /// Callers waiting for one answer each (a step's outcome), by a number handed out here.
 pub struct Waiters<T = Message> {
     next: AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<T>>>,
+    waiting: Mutex<FastMap<u64, oneshot::Sender<T>>>,
 }
 
 impl<T> Default for Waiters<T> {
@@ -272,7 +272,7 @@ impl<T> Waiters<T> {
         self.waiting().clear();
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<T>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, FastMap<u64, oneshot::Sender<T>>> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -6,7 +6,7 @@
 //! runs: what was sent to an agent that restarted since is answered `ERROR` instead
 //! (its line may have run in part), and only what it never received is sent again.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -22,7 +22,7 @@ use crate::message::Message;
 pub(crate) struct Outbox {
     /// Resends allowed per request or push, over reconnects.
     retries: u32,
-    entries: Mutex<HashMap<Uuid, Entry>>,
+    entries: Mutex<FastMap<Uuid, Entry>>,
     /// The run of the agent connected last.
     run: Mutex<Uuid>,
 }
@@ -66,7 +66,7 @@ impl Outbox {
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<Uuid, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, FastMap<Uuid, Entry>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -3,7 +3,7 @@
 //! certainly did not; the terminal reply sent to the origin the same way; and the
 //! requests that started here and wait for a reply from elsewhere.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -234,7 +234,7 @@ impl Router {
 
     pub(super) fn pending(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Terminal>>> {
+    ) -> std::sync::MutexGuard<'_, FastMap<Uuid, oneshot::Sender<Terminal>>> {
         self.inner
             .pending
             .lock()

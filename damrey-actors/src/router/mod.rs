@@ -20,6 +20,8 @@
 //!   instances and configs, the hop limit.
 
 use std::collections::HashMap;
+
+use crate::FastMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -86,7 +88,7 @@ struct RouterInner {
     remote: Option<Arc<dyn Remote>>,
     table: RwLock<Arc<Table>>,
     /// Requests that started here and were handed to another agent.
-    pending: Mutex<HashMap<Uuid, oneshot::Sender<Terminal>>>,
+    pending: Mutex<FastMap<Uuid, oneshot::Sender<Terminal>>>,
     /// Rotates the starting point among equally loaded instances.
     turn: AtomicUsize,
     /// Extra attempts at a step whose instance was lost.

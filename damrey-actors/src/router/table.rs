@@ -3,7 +3,7 @@
 //! counters. It is copied on write, so a line reads one consistent table without
 //! holding a lock; every change wakes the lines waiting for one.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::spec::WorkerSpec;
 
 #[derive(Clone, Default)]
 pub(super) struct Table {
-    pub(super) routes: HashMap<String, Route>,
+    pub(super) routes: FastMap<String, Route>,
     /// When configs were first set.
     pub(super) loaded_at: Option<Instant>,
 }
