@@ -35,9 +35,10 @@
 pub use damrey_wire::{envelope, fault, frame, message, report, spec};
 
 /// The hash map of the tables every step touches (waiters, pending replies, routes,
-/// the outbox): foldhash, several times cheaper than std's SipHash, whose resistance
-/// to chosen keys these keys (our own numbers and UUIDs, configured worker names) do
-/// not need.
+/// suspects, the outbox): foldhash, whose hashing is several times cheaper than std's
+/// SipHash, whose resistance to chosen keys these keys do not need (our own numbers
+/// and UUIDs; worker names and agent addresses from the configs and the proxy's
+/// placement). Tables keyed by what peers choose stay on std's hasher.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 pub mod admission;

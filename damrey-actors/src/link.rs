@@ -17,7 +17,6 @@
 //! step: the agent's step ids are per connection, and it has already run a step whose
 //! connection closed somewhere else.
 
-use crate::FastMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
+use crate::FastMap;
 use crate::backoff::Backoff;
 use crate::deadline::deadline_after;
 use crate::error::WorkerError;

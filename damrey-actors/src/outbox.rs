@@ -6,13 +6,13 @@
 //! runs: what was sent to an agent that restarted since is answered `ERROR` instead
 //! (its line may have run in part), and only what it never received is sent again.
 
-use crate::FastMap;
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::FastMap;
 use crate::deadline::millis_left;
 use crate::fault::{Fault, Terminal};
 use crate::frame::Frame;

@@ -23,6 +23,7 @@ pub struct OutboxLedger<R> {
 }
 
 struct Ledger<R> {
+    /// By the ids workers chose: std's hasher, which resists chosen keys.
     entries: HashMap<Uuid, State<R>>,
     /// When each ended entry may be forgotten, soonest first.
     expiry: BinaryHeap<Reverse<(Instant, Uuid)>>,

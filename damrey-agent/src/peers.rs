@@ -100,7 +100,8 @@ struct PeerLink {
     /// The live connection, if any; the lock also serializes reconnects.
     writer: tokio::sync::Mutex<Option<Live>>,
     /// The envelopes written and not acknowledged yet, by `(id, leg)`: the peer's run
-    /// they went to, and until when they may be resent.
+    /// they went to, and until when they may be resent. By ids other agents chose:
+    /// std's hasher, which resists chosen keys.
     unacked: Mutex<HashMap<(Uuid, u32), (Uuid, Instant)>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_seq: AtomicU64,

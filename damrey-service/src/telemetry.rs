@@ -136,7 +136,8 @@ pub async fn log_requests(
     let started = Instant::now();
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id);
-    // Cheap to keep: a `Method` and a `Uri` (shared bytes) clone without copying.
+    // Kept for the line that ends the request: a `Method` and a `Uri` (shared bytes)
+    // clone with at most one small allocation and no copy of the path.
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let result = next.call(req).instrument(span.clone()).await;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -145,19 +146,19 @@ pub async fn log_requests(
         Ok(response) => response.status(),
         Err(error) => error.as_response_error().status_code(),
     };
-    let (method, path) = (method.as_str(), uri.path());
+    let path = uri.path();
     if status.is_server_error() {
         tracing::warn!(
-            method,
-            path,
+            %method,
+            %path,
             status = status.as_u16(),
             elapsed_ms,
             "request failed"
         );
     } else {
         tracing::debug!(
-            method,
-            path,
+            %method,
+            %path,
             status = status.as_u16(),
             elapsed_ms,
             "request"
@@ -278,8 +279,8 @@ mod tests {
         assert!(
             lines[1].contains("WARN")
                 && lines[1].contains("status=502")
-                && lines[1].contains("method=\"GET\"")
-                && lines[1].contains("path=\"/broken\""),
+                && lines[1].contains("method=GET")
+                && lines[1].contains("path=/broken"),
             "{logged}"
         );
     }

@@ -4,7 +4,6 @@
 //! being unreachable), or an ejected instance as the last resort; and the outcome of
 //! each step taken into its instance's outlier standing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use tokio::time::Instant;
 
 use super::table::Route;
 use super::{Line, Router};
+use crate::FastMap;
 use crate::instance::Instance;
 use crate::outlier::{self, Choice, Outcome, Overload, Standing};
 use crate::route_counters::{Rejection, RouteCounters};
@@ -342,7 +342,7 @@ impl Router {
         suspects.insert(agent.to_owned(), now + SUSPECT_FOR);
     }
 
-    fn suspects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+    fn suspects(&self) -> std::sync::MutexGuard<'_, FastMap<String, Instant>> {
         self.inner
             .suspects
             .lock()

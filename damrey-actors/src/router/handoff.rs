@@ -3,7 +3,6 @@
 //! certainly did not; the terminal reply sent to the origin the same way; and the
 //! requests that started here and wait for a reply from elsewhere.
 
-use crate::FastMap;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -12,6 +11,7 @@ use uuid::Uuid;
 
 use super::{Line, Router};
 use crate::BoxFuture;
+use crate::FastMap;
 use crate::backoff::Backoff;
 use crate::deadline::millis_left;
 use crate::envelope::Envelope;

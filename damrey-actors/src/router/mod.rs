@@ -20,8 +20,6 @@
 //!   instances and configs, the hop limit.
 
 use std::collections::HashMap;
-
-use crate::FastMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -30,6 +28,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::FastMap;
 use crate::deadline::deadline_after;
 use crate::envelope::Envelope;
 use crate::error::{SpecError, WorkerError};
@@ -95,7 +94,7 @@ struct RouterInner {
     retries: AtomicU32,
     /// Agents that could not be reached lately, and until when other holders of a
     /// worker are preferred to them.
-    suspects: Mutex<HashMap<String, Instant>>,
+    suspects: Mutex<FastMap<String, Instant>>,
     /// Whether configs were ever set (from the proxy or a cache): until then the router
     /// knows nothing, and must not answer as if a worker were not configured.
     loaded: AtomicBool,

@@ -3,7 +3,6 @@
 //! counters. It is copied on write, so a line reads one consistent table without
 //! holding a lock; every change wakes the lines waiting for one.
 
-use crate::FastMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Router;
+use crate::FastMap;
 use crate::instance::Instance;
 use crate::route_counters::{Rejection, RouteCounters};
 use crate::spec::WorkerSpec;

@@ -11,8 +11,7 @@
 //! services; the proxy, the agents and the worker processes), their ratios to NATS and
 //! the goals of issue 16; whether a 1 MiB argument is carried; and the agent's memory
 //! per outstanding request (on an agent of its own, `square` frozen with SIGSTOP while
-//! they wait). Then, for
-//! context: the in-process line of `damrey-actors` as the ceiling, where one request's
+//! they wait). Then, for context: the in-process line of `damrey-actors` as the ceiling, where one request's
 //! time goes, the floor of one request in flight (one bare HTTP round trip plus three
 //! bare WebSocket round trips to another process, this bench binary run again as an echo
 //! server), and counting on against off (on two fresh agents).
@@ -53,6 +52,9 @@ use nats::Nats;
 use raw_http::{connect, exchange};
 use serde_json::json;
 use support::{Agent, AgentOptions, Process, Proxy, TempDir};
+
+/// The example line's workers, each started from its binary: `(worker, binary)`.
+const LINE: &[(&str, &str)] = &[("entry", "entry"), ("add", "add"), ("square", "square")];
 
 /// The loads of the comparison, as the goals name them.
 const IN_FLIGHT: [usize; 2] = [64, 256];
@@ -482,9 +484,7 @@ async fn memory_per_outstanding(proxy: &Proxy, count: usize) -> f64 {
         },
     )
     .await;
-    let workers = agent
-        .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
-        .await;
+    let workers = agent.start_workers(LINE).await;
     let client = Worker::new(Config::named("client"))
         .agent(agent.address.clone())
         .start(|| Caller)
@@ -529,6 +529,11 @@ async fn memory_per_outstanding(proxy: &Proxy, count: usize) -> f64 {
         before as f64 / 1024.0,
         during as f64 / 1024.0
     );
+    // The client's link would go on reconnecting to the stopped agent, beside what
+    // this process measures next.
+    client.stop().await;
+    drop(workers);
+    drop(agent);
     during.saturating_sub(before) as f64 / count as f64
 }
 
@@ -606,7 +611,7 @@ fn main() {
         proxy.add(json!({"name": "client", "commands": []})).await;
         let one = Agent::ready(&proxy).await;
         let one_workers = one
-            .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
+            .start_workers(LINE)
             .await;
         let client = Worker::new(Config::named("client"))
             .agent(one.address.clone())
@@ -818,9 +823,7 @@ async fn context(
     // Counting on against counting off, alternating rounds, on two fresh agents (agent
     // one has carried large arguments and held thousands of requests by now).
     let counted = Agent::ready(proxy).await;
-    let counted_workers = counted
-        .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
-        .await;
+    let counted_workers = counted.start_workers(LINE).await;
     let uncounted = Agent::ready_with(
         proxy,
         AgentOptions {
@@ -829,9 +832,7 @@ async fn context(
         },
     )
     .await;
-    let uncounted_workers = uncounted
-        .start_workers(&[("entry", "entry"), ("add", "add"), ("square", "square")])
-        .await;
+    let uncounted_workers = uncounted.start_workers(LINE).await;
     let in_flight = IN_FLIGHT[0];
     let (counted_call, uncounted_call) = (
         through(&counted, "entry", &sqsum),
