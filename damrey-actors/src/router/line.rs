@@ -130,17 +130,21 @@ impl Router {
             };
             let (instance, probe) = match destination {
                 Destination::Local(instance, probe) => (instance, probe),
-                Destination::Remote(agent) => match self.hand_off(&agent, &mut line).await {
-                    HandOff::Done(reply) => return reply,
-                    HandOff::Unreachable(error) => {
-                        // Another agent holds the worker: go there, and let other lines
-                        // prefer the others for a while.
-                        tracing::debug!(worker = %line.to, agent, error = %error_chain(&error), "hand-off failed over to another agent");
-                        self.suspect(&agent);
-                        line.unreachable.push(agent);
-                        continue;
+                // Boxed: the hand-off's state is the largest of the line's, and every
+                // line's future would carry it (1,936 bytes against 1,576 boxed).
+                Destination::Remote(agent) => {
+                    match Box::pin(self.hand_off(&agent, &mut line)).await {
+                        HandOff::Done(reply) => return reply,
+                        HandOff::Unreachable(error) => {
+                            // Another agent holds the worker: go there, and let other lines
+                            // prefer the others for a while.
+                            tracing::debug!(worker = %line.to, agent, error = %error_chain(&error), "hand-off failed over to another agent");
+                            self.suspect(&agent);
+                            line.unreachable.push(agent);
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let span = tracing::debug_span!(
                 "step",
