@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use damrey_service::telemetry::error_chain;
+use futures_util::FutureExt;
 use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
@@ -36,10 +37,12 @@ const ATTACH_GRACE: Duration = Duration::from_secs(2);
 const STARTUP_GRACE: Duration = Duration::from_secs(3);
 
 impl Router {
-    pub(super) async fn drive_until(&self, line: Line) -> Terminal {
+    /// [`Router::drive_guarded`], answering `TIMEOUT` for a line handed on. A mapped
+    /// future rather than an `async fn`, which would keep its `line` argument beside
+    /// the future it moved it into, for every line in flight.
+    pub(super) fn drive_until(&self, line: Line) -> impl Future<Output = Terminal> + '_ {
         self.drive_guarded(line)
-            .await
-            .unwrap_or_else(|| Message::timeout().into())
+            .map(|reply| reply.unwrap_or_else(|| Message::timeout().into()))
     }
 
     /// Drives a line, counted as active, until its deadline (`TIMEOUT`) or until the
