@@ -169,18 +169,8 @@ impl Run {
         self.push_span(fault, label, from, target, signal, outage);
     }
 
-    /// Records a fault's span, ending now, that is an outage whatever it hit.
-    fn outage_span(
-        &self,
-        fault: Option<usize>,
-        label: String,
-        from: Ms,
-        target: Option<Target>,
-        signal: Option<Signal>,
-    ) {
-        self.push_span(fault, label, from, target, signal, true);
-    }
-
+    /// Records a fault's span, ending now; `outage` says whether it should cost
+    /// requests nothing but time.
     fn push_span(
         &self,
         fault: Option<usize>,
@@ -683,7 +673,7 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
                 host_fault(&run, &label, || hosts.cut(a, b, true)).await;
                 actix_rt::time::sleep(down).await;
                 host_fault(&run, &label, || hosts.cut(a, b, false)).await;
-                run.outage_span(Some(index), label, from, None, None);
+                run.push_span(Some(index), label, from, None, None, true);
             }
         }
         FaultKind::Isolate { host, down } => {
@@ -699,12 +689,13 @@ async fn inject(run: Rc<Run>, index: usize, fault: Fault) {
                 // To the checker the agent is out of reach, as if frozen: calls put to
                 // it may go unanswered. To everyone else it is an outage that must
                 // cost nothing but time.
-                run.outage_span(
+                run.push_span(
                     Some(index),
                     label,
                     from,
                     Some(Target::Agent(host)),
                     Some(Signal::Stop),
+                    true,
                 );
             }
         }
