@@ -24,7 +24,7 @@ use std::time::Duration;
 use actix_http::ws;
 use damrey_service::credential::Secret;
 use damrey_wire::binary::{
-    BINARY, Encoded, FORM_HEADER, Form, FrameError, LinkFrame, coalesce, read_message,
+    BATCH, BINARY, Encoded, FORM_HEADER, Form, FrameError, LinkFrame, coalesce, read_message,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -217,7 +217,7 @@ async fn feed(
     socket: &mut ClientSocket,
     frames: impl IntoIterator<Item = Encoded>,
 ) -> Result<(), ws::ProtocolError> {
-    for message in coalesce(frames, MAX_FRAME) {
+    for message in coalesce(frames, BATCH) {
         socket.feed(ws_message(message)).await?;
     }
     Ok(())

@@ -5,8 +5,7 @@
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::Session;
-use damrey_wire::binary::{BINARY, Encoded, FORM_HEADER, Form, coalesce};
-use damrey_wire::frame::MAX_FRAME;
+use damrey_wire::binary::{BATCH, BINARY, Encoded, FORM_HEADER, Form, coalesce};
 
 /// An accepted WebSocket of an internal link.
 pub struct Connection {
@@ -45,7 +44,7 @@ pub fn upgrade(
     ))
 }
 
-/// Writes `frames`, binary ones joined into as few messages as [`MAX_FRAME`] allows.
+/// Writes `frames`, binary ones joined into messages of up to [`BATCH`].
 ///
 /// # Errors
 /// The connection closed.
@@ -53,7 +52,7 @@ pub async fn write(
     session: &mut Session,
     frames: impl IntoIterator<Item = Encoded>,
 ) -> Result<(), actix_ws::Closed> {
-    for message in coalesce(frames, MAX_FRAME) {
+    for message in coalesce(frames, BATCH) {
         match message {
             Encoded::Text(text) => session.text(text).await?,
             Encoded::Binary(bytes) => session.binary(bytes).await?,

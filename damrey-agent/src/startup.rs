@@ -265,6 +265,9 @@ impl Application {
             }
         })
         .disable_signals()
+        // Worker and peer links carry small frames both ways: no Nagle (see
+        // `damrey_service::tls::client`, the other end's side of it).
+        .tcp_nodelay(true)
         .shutdown_timeout(SERVER_STOP_TIMEOUT_S);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);

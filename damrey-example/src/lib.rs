@@ -106,7 +106,8 @@ impl Handler<Message> for Nap {
     }
 }
 
-/// Reads exactly `N` integer args, or says what is wrong with them.
+/// Reads exactly `N` integer args (ASCII whitespace around each is ignored), or says
+/// what is wrong with them.
 ///
 /// # Errors
 /// A reason a person can read: how many arguments were wanted, or which is not an integer.
@@ -121,7 +122,7 @@ pub fn integers<const N: usize>(msg: &Message) -> Result<[i64; N], String> {
     let mut values = [0; N];
     for (value, arg) in values.iter_mut().zip(&msg.args) {
         *value = arg
-            .trim()
+            .trim_ascii()
             .parse()
             .map_err(|_| format!("{arg:?} is not an integer"))?;
     }

@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_rt::net::TcpStream;
+use actix_service::{Service, ServiceExt};
+use actix_tls::connect::{
+    ConnectError, ConnectInfo, Connection as TcpConnection, Connector as TcpConnector, Resolver,
+};
+use awc::http::Uri;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -388,15 +395,37 @@ impl ServerCertVerifier for AgentServerVerifier {
 pub const REMAKE: &str = "remake the mesh's certificates with `damrey certs DIR NAME=HOST:PORT`, each agent's with its advertised address";
 
 /// An HTTP and WebSocket client: over TLS with `tls` (for `https://` and `wss://`
-/// URLs), else plain.
+/// URLs), else plain. Its connections send without delay ([`tcp_nodelay`]).
 pub fn client(timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> awc::Client {
-    let builder = awc::Client::builder().timeout(timeout);
-    match tls {
-        Some(config) => builder
-            .connector(awc::Connector::new().rustls_0_23(config.clone()))
-            .finish(),
-        None => builder.finish(),
-    }
+    let connector = awc::Connector::new().connector(tcp_nodelay());
+    let connector = match tls {
+        Some(config) => connector.rustls_0_23(config.clone()),
+        None => connector,
+    };
+    awc::Client::builder()
+        .timeout(timeout)
+        .connector(connector)
+        .finish()
+}
+
+/// awc's TCP connector, with `TCP_NODELAY` set on every connection it opens.
+///
+/// A worker link or a peer link carries many small frames both ways on one connection.
+/// With Nagle's algorithm on, a frame written while an earlier one is unacknowledged
+/// waits for that ACK, which the other side may delay: a 64 KiB argument, one full
+/// segment and a short tail on loopback, waited on every hop. The frames are already
+/// gathered per wake-up before they are written, which is what Nagle would have done.
+fn tcp_nodelay()
+-> impl Service<ConnectInfo<Uri>, Response = TcpConnection<Uri, TcpStream>, Error = ConnectError> + Clone
+{
+    TcpConnector::new(Resolver::default()).service().map(
+        |connection: TcpConnection<Uri, TcpStream>| {
+            if let Err(error) = connection.io_ref().set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+            connection
+        },
+    )
 }
 
 /// `https` with TLS, `http` without.
@@ -417,6 +446,19 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, pem).unwrap();
         path
+    }
+
+    #[actix_rt::test]
+    async fn the_clients_connections_send_without_delay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let connection = tcp_nodelay()
+            .call(ConnectInfo::new(uri))
+            .await
+            .expect("connects");
+        assert!(connection.io_ref().nodelay().unwrap(), "TCP_NODELAY is set");
     }
 
     #[test]

@@ -30,6 +30,14 @@ use crate::message::{Message, Tag};
 /// Senders check it: a frame over it would make the receiver drop the whole connection.
 pub const MAX_FRAME: usize = 4 << 20;
 
+/// How large a WebSocket message that joins several records may grow (64 KiB): enough
+/// for hundreds of small frames written in one wake-up. A frame of this size or more
+/// leaves as a message of its own. Larger batches would hold up the receiver, which
+/// reads no record of a message until the whole message has arrived: with 64 KiB
+/// arguments in flight, a 4 MiB batch moved from process to process as one block, and
+/// each process waited on the one before it.
+pub const BATCH: usize = 64 << 10;
+
 /// The largest JSON frame a Damrey process sends (1 MiB). Builds from before the binary
 /// form read no larger one, and the other side of a link that did not agree on binary
 /// may be one of them.
@@ -205,6 +213,10 @@ impl<F: LinkFrame> Iterator for Records<'_, F> {
     }
 }
 
+/// Room in a record for its fields other than a message (ids, numbers and names): its
+/// first allocation, and what is kept beyond a message.
+const FIELDS_AFTER: usize = 128;
+
 /// Writes one binary record.
 pub struct Writer {
     bytes: Vec<u8>,
@@ -213,7 +225,9 @@ pub struct Writer {
 impl Writer {
     /// A record, its length prefix to be filled in by [`Writer::finish`].
     fn record() -> Writer {
-        Writer { bytes: vec![0; 4] }
+        let mut bytes = Vec::with_capacity(FIELDS_AFTER);
+        bytes.extend_from_slice(&[0; 4]);
+        Writer { bytes }
     }
 
     /// The record, its length prefix set.
@@ -270,6 +284,12 @@ impl Writer {
 
     /// A message: its tag, its type, the number of its arguments and each argument.
     pub fn message(&mut self, message: &Message) {
+        // Room for all of it, and for the few small fields a frame has after its
+        // message, in one allocation: growing by doubling would copy a large argument
+        // again at each step.
+        let strings = message.args.iter().map(|arg| 4 + arg.len()).sum::<usize>();
+        self.bytes
+            .reserve(1 + 4 + message.kind.len() + 4 + strings + FIELDS_AFTER);
         self.u8(tag_code(message.tag));
         self.str(&message.kind);
         self.u32(u32::try_from(message.args.len()).expect("under 4 G arguments"));
@@ -460,8 +480,8 @@ pub fn read_message<F: LinkFrame>(
     }
 }
 
-/// Joins binary records into as few messages as `limit` allows, in order; a text
-/// message stays on its own.
+/// Joins binary records into as few messages as `limit` allows ([`BATCH`] on the
+/// links), in order; a record over it, and a text message, stays on its own.
 pub fn coalesce(frames: impl IntoIterator<Item = Encoded>, limit: usize) -> Vec<Encoded> {
     let mut messages = Vec::new();
     for frame in frames {
@@ -629,6 +649,53 @@ mod tests {
             "a text message splits the binary ones around it"
         );
         assert_eq!(mixed[1], text);
+    }
+
+    #[test]
+    fn large_records_leave_one_message_each_so_the_first_is_read_before_the_last_arrives() {
+        let deliver = |n: u64, size: usize| {
+            Frame::Deliver {
+                id: n,
+                ms: 1_000,
+                msg: Message::request("t", ["x".repeat(size)]),
+            }
+            .encode(Form::Binary)
+        };
+        let large: Vec<usize> = coalesce((0..4).map(|n| deliver(n, 64 << 10)), BATCH)
+            .iter()
+            .map(Encoded::len)
+            .collect();
+        assert_eq!(
+            large.len(),
+            4,
+            "64 KiB arguments are never joined: {large:?}"
+        );
+        let small = coalesce((0..1_000).map(|n| deliver(n, 10)), BATCH);
+        assert!(
+            small.len() < 20 && small.iter().all(|message| message.len() <= BATCH),
+            "small frames are joined up to the batch size: {} messages",
+            small.len()
+        );
+    }
+
+    #[test]
+    fn a_record_is_written_in_one_allocation() {
+        let frame = Frame::Deliver {
+            id: 1,
+            ms: 1_000,
+            msg: Message::request("t", ["x".repeat(64 << 10), "4".to_owned()]),
+        };
+        let mut out = Writer::record();
+        let capacity = {
+            frame.write(&mut out);
+            out.bytes.capacity()
+        };
+        let record = out.finish();
+        assert!(
+            capacity - record.len() <= FIELDS_AFTER + 64,
+            "the record grew by doubling: {capacity} bytes for {}",
+            record.len()
+        );
     }
 
     #[test]

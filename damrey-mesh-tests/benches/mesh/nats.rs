@@ -210,10 +210,11 @@ fn error(reason: &str) -> Bytes {
     Bytes::from(format!("ERROR {reason}"))
 }
 
-/// Exactly `N` whitespace-separated integers of `payload`, or what is wrong with them.
+/// Exactly `N` integers of `payload` separated by ASCII whitespace (as the example's
+/// workers read theirs), or what is wrong with them.
 fn integers<const N: usize>(payload: &[u8]) -> Result<[i64; N], String> {
     let text = std::str::from_utf8(payload).map_err(|_| "the payload is not text".to_owned())?;
-    let mut words = text.split_whitespace();
+    let mut words = text.split_ascii_whitespace();
     let mut values = [0; N];
     for value in &mut values {
         let word = words
