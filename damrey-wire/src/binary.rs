@@ -213,9 +213,12 @@ impl<F: LinkFrame> Iterator for Records<'_, F> {
     }
 }
 
-/// Room in a record for its fields other than a message (ids, numbers and names): its
-/// first allocation, and what is kept beyond a message.
-const FIELDS_AFTER: usize = 128;
+/// A record's first allocation: all of a frame with a short message.
+const SMALL_RECORD: usize = 64;
+
+/// The room kept after a message that did not fit [`SMALL_RECORD`], for the fields a
+/// frame writes after it (a worker's name at most).
+const FIELDS_AFTER: usize = 64;
 
 /// Writes one binary record.
 pub struct Writer {
@@ -225,7 +228,7 @@ pub struct Writer {
 impl Writer {
     /// A record, its length prefix to be filled in by [`Writer::finish`].
     fn record() -> Writer {
-        let mut bytes = Vec::with_capacity(FIELDS_AFTER);
+        let mut bytes = Vec::with_capacity(SMALL_RECORD);
         bytes.extend_from_slice(&[0; 4]);
         Writer { bytes }
     }
@@ -286,10 +289,12 @@ impl Writer {
     pub fn message(&mut self, message: &Message) {
         // Room for all of it, and for the few small fields a frame has after its
         // message, in one allocation: growing by doubling would copy a large argument
-        // again at each step.
+        // again at each step, and leave up to half of the record's memory unused.
         let strings = message.args.iter().map(|arg| 4 + arg.len()).sum::<usize>();
-        self.bytes
-            .reserve(1 + 4 + message.kind.len() + 4 + strings + FIELDS_AFTER);
+        let size = 1 + 4 + message.kind.len() + 4 + strings;
+        if self.bytes.capacity() - self.bytes.len() < size {
+            self.bytes.reserve_exact(size + FIELDS_AFTER);
+        }
         self.u8(tag_code(message.tag));
         self.str(&message.kind);
         self.u32(u32::try_from(message.args.len()).expect("under 4 G arguments"));
@@ -680,21 +685,26 @@ mod tests {
 
     #[test]
     fn a_record_is_written_in_one_allocation() {
-        let frame = Frame::Deliver {
-            id: 1,
-            ms: 1_000,
-            msg: Message::request("t", ["x".repeat(64 << 10), "4".to_owned()]),
-        };
-        let mut out = Writer::record();
-        let capacity = {
+        let capacity_and_len = |arg: String| {
+            let frame = Frame::Deliver {
+                id: 1,
+                ms: 1_000,
+                msg: Message::request("sqsum", [arg, "4".to_owned()]),
+            };
+            let mut out = Writer::record();
             frame.write(&mut out);
-            out.bytes.capacity()
+            let capacity = out.bytes.capacity();
+            (capacity, out.finish().len())
         };
-        let record = out.finish();
+        let (capacity, len) = capacity_and_len("x".repeat(64 << 10));
         assert!(
-            capacity - record.len() <= FIELDS_AFTER + 64,
-            "the record grew by doubling: {capacity} bytes for {}",
-            record.len()
+            capacity - len <= FIELDS_AFTER,
+            "the record grew by doubling: {capacity} bytes for {len}"
+        );
+        let (capacity, len) = capacity_and_len("3".to_owned());
+        assert_eq!(
+            capacity, SMALL_RECORD,
+            "a small frame ({len} bytes) fits the first"
         );
     }
 
