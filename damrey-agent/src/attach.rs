@@ -309,7 +309,7 @@ pub async fn serve(
             outgoing = out_rx.recv() => {
                 let Some(first) = outgoing else { break };
                 // Write everything already queued before going back to waiting, binary
-                // frames joined into as few messages as the frame limit allows.
+                // frames joined into messages of up to `BATCH`.
                 let mut close = false;
                 let frames = std::iter::once(first)
                     .chain(std::iter::from_fn(|| out_rx.try_recv().ok()))

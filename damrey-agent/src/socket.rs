@@ -44,7 +44,8 @@ pub fn upgrade(
     ))
 }
 
-/// Writes `frames`, binary ones joined into messages of up to [`BATCH`].
+/// Writes `frames`, binary ones joined into messages of up to [`BATCH`] (a larger frame
+/// alone).
 ///
 /// # Errors
 /// The connection closed.

@@ -265,8 +265,9 @@ impl Application {
             }
         })
         .disable_signals()
-        // Worker and peer links carry small frames both ways: no Nagle (see
-        // `damrey_service::tls::client`, the other end's side of it).
+        // No Nagle on any accepted connection: worker and peer links among them carry
+        // frames both ways, already gathered per wake-up (`damrey_service::tls::client`
+        // sets it on the other end).
         .tcp_nodelay(true)
         .shutdown_timeout(SERVER_STOP_TIMEOUT_S);
         if settings.http_workers > 0 {

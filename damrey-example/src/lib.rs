@@ -144,6 +144,18 @@ mod tests {
         assert_eq!(reply, Message::response(SQSUM, ["7"]));
     }
 
+    #[test]
+    fn integers_may_be_padded_with_ascii_whitespace_only() {
+        assert_eq!(integers::<2>(&sqsum(&[" 3\n", "\t4 "])), Ok([3, 4]));
+        let no_break_space = integers::<1>(&sqsum(&["\u{a0}3"]));
+        assert!(
+            no_break_space
+                .as_ref()
+                .is_err_and(|reason| reason.ends_with("is not an integer")),
+            "{no_break_space:?}"
+        );
+    }
+
     #[actix::test]
     async fn add_reports_overflow_and_bad_args() {
         let max = i64::MAX.to_string();

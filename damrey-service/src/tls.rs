@@ -17,7 +17,6 @@ use actix_tls::connect::{
     ConnectError, ConnectInfo, Connection as TcpConnection, Connector as TcpConnector, Resolver,
 };
 use awc::http::Uri;
-
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -408,7 +407,9 @@ pub fn client(timeout: Duration, tls: Option<&Arc<ClientConfig>>) -> awc::Client
         .finish()
 }
 
-/// awc's TCP connector, with `TCP_NODELAY` set on every connection it opens.
+/// awc's TCP connector, with `TCP_NODELAY` set on every connection it opens. It resolves
+/// names as awc's default does without its `hickory-dns` feature (std's resolver, off
+/// the event loop); awc still adds its connect timeout and TLS around it.
 ///
 /// A worker link or a peer link carries many small frames both ways on one connection.
 /// With Nagle's algorithm on, a frame written while an earlier one is unacknowledged

@@ -8,7 +8,7 @@
 //!   one or more *records*, each a little-endian `u32` length and that many bytes of one
 //!   frame. Strings are a `u32` length and their UTF-8 bytes, carried as they are (an
 //!   argument is copied, never escaped); integers are little-endian; a uuid is its 16
-//!   bytes. Several frames queued for one socket leave as one message.
+//!   bytes. Frames queued for one socket leave joined, in messages of up to [`BATCH`].
 //! - **JSON**, one frame per WebSocket text message (`{"deliver":{...}}`): for clients
 //!   that do not offer binary (older Damrey builds, other languages, a human with a
 //!   WebSocket tool). Readers take both forms whatever was agreed.
@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::fault::Fault;
 use crate::message::{Message, Tag};
+use crate::spec::MAX_NAME_LEN;
 
 /// The largest WebSocket message either side accepts (4 MiB), on worker links and peer
 /// links alike: a message of 1 MiB arguments, and then some, fits in one binary frame.
@@ -217,8 +218,9 @@ impl<F: LinkFrame> Iterator for Records<'_, F> {
 const SMALL_RECORD: usize = 64;
 
 /// The room kept after a message that did not fit [`SMALL_RECORD`], for the fields a
-/// frame writes after it (a worker's name at most).
-const FIELDS_AFTER: usize = 64;
+/// frame writes after it: at most a worker's name, present (`1`), its length and
+/// [`MAX_NAME_LEN`] bytes.
+const FIELDS_AFTER: usize = 1 + 4 + MAX_NAME_LEN;
 
 /// Writes one binary record.
 pub struct Writer {
@@ -288,8 +290,9 @@ impl Writer {
     /// A message: its tag, its type, the number of its arguments and each argument.
     pub fn message(&mut self, message: &Message) {
         // Room for all of it, and for the few small fields a frame has after its
-        // message, in one allocation: growing by doubling would copy a large argument
-        // again at each step, and leave up to half of the record's memory unused.
+        // message: the record grows once, by what it needs. Growing by doubling for
+        // the fields after a large argument would copy the argument once more and
+        // leave up to half of the record's memory unused while it waits to be sent.
         let strings = message.args.iter().map(|arg| 4 + arg.len()).sum::<usize>();
         let size = 1 + 4 + message.kind.len() + 4 + strings;
         if self.bytes.capacity() - self.bytes.len() < size {
@@ -684,24 +687,34 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_written_in_one_allocation() {
-        let capacity_and_len = |arg: String| {
-            let frame = Frame::Deliver {
-                id: 1,
-                ms: 1_000,
-                msg: Message::request("sqsum", [arg, "4".to_owned()]),
-            };
+    fn a_record_grows_once_for_a_large_message_and_not_at_all_for_a_small_one() {
+        let capacity_and_len = |frame: Frame| {
             let mut out = Writer::record();
             frame.write(&mut out);
             let capacity = out.bytes.capacity();
             (capacity, out.finish().len())
         };
-        let (capacity, len) = capacity_and_len("x".repeat(64 << 10));
-        assert!(
-            capacity - len <= FIELDS_AFTER,
-            "the record grew by doubling: {capacity} bytes for {len}"
-        );
-        let (capacity, len) = capacity_and_len("3".to_owned());
+        let deliver = |arg: String| Frame::Deliver {
+            id: 1,
+            ms: 1_000,
+            msg: Message::request("sqsum", [arg, "4".to_owned()]),
+        };
+        let large = "x".repeat(64 << 10);
+        // The longest name a worker may have, written after the message.
+        let request = Frame::Request {
+            id: Uuid::nil(),
+            ms: 1_000,
+            msg: Message::request("sqsum", [large.clone()]),
+            to: Some("w".repeat(crate::spec::MAX_NAME_LEN)),
+        };
+        for frame in [deliver(large), request] {
+            let (capacity, len) = capacity_and_len(frame);
+            assert!(
+                capacity - len <= FIELDS_AFTER,
+                "the record grew by doubling: {capacity} bytes for {len}"
+            );
+        }
+        let (capacity, len) = capacity_and_len(deliver("3".to_owned()));
         assert_eq!(
             capacity, SMALL_RECORD,
             "a small frame ({len} bytes) fits the first"
