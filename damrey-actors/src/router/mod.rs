@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures_util::future::{Either, ready};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -443,15 +444,19 @@ impl Router {
         self.request_terminal(to, message, timeout).await.message
     }
 
-    /// [`Router::request`], with the [`Fault`] behind an `ERROR` the runtime made.
-    pub async fn request_terminal(
-        &self,
+    /// [`Router::request`], with the [`Fault`] behind an `ERROR` the runtime made. The
+    /// deadline runs from this call.
+    ///
+    /// Not an `async fn` (nor is [`Router::request_from_terminal`]): one keeps its
+    /// arguments beside the line they are moved into, and every request in flight
+    /// carries its future (issue 16's memory figures).
+    pub fn request_terminal<'r>(
+        &'r self,
         to: &str,
         message: Message,
         timeout: Duration,
-    ) -> Terminal {
-        let line = Line::new(to, message, deadline_after(timeout));
-        self.drive_until(line).await
+    ) -> impl Future<Output = Terminal> + use<'r> {
+        self.drive_until(Line::new(to, message, deadline_after(timeout)))
     }
 
     /// Sends a message from worker `from` as W's own request: it goes to the worker of
@@ -463,12 +468,13 @@ impl Router {
     }
 
     /// [`Router::request_from`], with the [`Fault`] behind an `ERROR` the runtime made.
-    pub async fn request_from_terminal(
-        &self,
+    /// `from`'s config is read, and the deadline runs, from this call.
+    pub fn request_from_terminal<'r>(
+        &'r self,
         from: &str,
         message: Message,
         timeout: Duration,
-    ) -> Terminal {
+    ) -> impl Future<Output = Terminal> + use<'r> {
         let next = self
             .spec(from)
             .ok_or_else(|| {
@@ -480,9 +486,11 @@ impl Router {
             })
             .and_then(|spec| next_of(&spec, message));
         match next {
-            Ok(Next::Deliver(to, message)) => self.request_terminal(&to, message, timeout).await,
-            Ok(Next::End(reply)) => reply.into(),
-            Err(reply) => reply,
+            Ok(Next::Deliver(to, message)) => {
+                Either::Left(self.request_terminal(&to, message, timeout))
+            }
+            Ok(Next::End(reply)) => Either::Right(ready(reply.into())),
+            Err(reply) => Either::Right(ready(reply)),
         }
     }
 
