@@ -20,8 +20,8 @@ use damrey_actors::{BoxFuture, Endpoint, Fault, Instance, Lost, Message, Mpu, Ro
 use damrey_wire::binary::{Encoded, Form, FrameError, LinkFrame, read_message};
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::frame::{Frame, too_large};
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
@@ -134,12 +134,17 @@ pub struct WorkerSession {
 }
 
 impl WorkerSession {
-    async fn step(self: Arc<Self>, message: Message, deadline: Instant) -> Result<Message, Lost> {
+    /// Hands a step to the worker: what waiting for its result needs, or the step's
+    /// outcome when it could not be handed over.
+    ///
+    /// Done before the step's future is made, not in it: the future, which every step in
+    /// flight keeps on the heap, then holds only what it waits with.
+    fn deliver(&self, message: Message, deadline: Instant) -> Result<Delivered, Step> {
         let (id, rx) = self.steps.wait();
         // Looked at after the waiter exists: a session that closes later abandons it.
         if self.closed.load(Ordering::Acquire) {
             self.steps.forget(id);
-            return Err(Lost::gone(message));
+            return Err(Err(Lost::gone(message)));
         }
         let frame = Frame::Deliver {
             id,
@@ -153,22 +158,45 @@ impl WorkerSession {
         if encoded.is_too_large() {
             // The worker would drop the connection on it, and every step it holds.
             self.steps.forget(id);
-            return Ok(too_large(
+            return Err(Ok(too_large(
                 &message.kind,
                 "the step's message",
                 encoded.len(),
                 encoded.limit(),
-            ));
+            )));
         }
         self.stats.tally.in_flight.fetch_add(1, Ordering::Relaxed);
-        let delivered = Instant::now();
+        let step = Delivered {
+            id,
+            rx,
+            message,
+            delivered: Instant::now(),
+        };
         if self.counting {
             self.stats.tally.received.fetch_add(1, Ordering::Relaxed);
         }
-        let outcome = if !self.out.send_encoded(encoded) {
-            Err(Lost::gone(message))
-        } else {
-            match timeout_at(deadline, rx).await {
+        if !self.out.send_encoded(encoded) {
+            let lost = Err(Lost::gone(step.message));
+            return Err(self.settle(step.id, step.delivered, lost));
+        }
+        Ok(step)
+    }
+
+    /// Waits for a delivered step's result, until `deadline`. A mapped future, not an
+    /// `async fn`, which would keep its arguments twice.
+    fn result(
+        self: Arc<Self>,
+        step: Delivered,
+        deadline: Instant,
+    ) -> impl Future<Output = Step> + use<> {
+        let Delivered {
+            id,
+            rx,
+            message,
+            delivered,
+        } = step;
+        timeout_at(deadline, rx).map(move |answer| {
+            let outcome = match answer {
                 Ok(Ok(Some(result))) => Ok(result),
                 // The worker process is stopping and never started the step.
                 Ok(Ok(None)) => Err(Lost::stopped(message)),
@@ -184,8 +212,13 @@ impl WorkerSession {
                 // the step never came back.
                 Ok(Err(_closed)) => Err(Lost::gone(message)),
                 Err(_elapsed) => Ok(Message::timeout()),
-            }
-        };
+            };
+            self.settle(id, delivered, outcome)
+        })
+    }
+
+    /// Ends delivered step `id`: no longer waited on, no longer in flight, counted.
+    fn settle(&self, id: u64, delivered: Instant, outcome: Step) -> Step {
         self.steps.forget(id);
         self.stats.tally.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.counting {
@@ -200,13 +233,29 @@ impl WorkerSession {
     }
 }
 
+/// A step's outcome: the worker's result (or `TIMEOUT`, or an `ERROR` of the session's),
+/// or [`Lost`].
+type Step = Result<Message, Lost>;
+
+/// A step handed to the worker process, waiting for its result.
+struct Delivered {
+    id: u64,
+    rx: oneshot::Receiver<Option<Message>>,
+    /// Kept to run again elsewhere should the instance be lost.
+    message: Message,
+    delivered: Instant,
+}
+
 impl Endpoint for WorkerSession {
     fn process(
         self: Arc<Self>,
         message: Message,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Message, Lost>> {
-        Box::pin(self.step(message, deadline))
+        match self.deliver(message, deadline) {
+            Ok(step) => Box::pin(self.result(step, deadline)),
+            Err(outcome) => Box::pin(std::future::ready(outcome)),
+        }
     }
 
     fn stop(self: Arc<Self>) -> BoxFuture<'static, ()> {
