@@ -4,12 +4,16 @@
 //! until its deadline, the hop limit, or the router's close; with the waits for an
 //! instance or for configs that may be on their way.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use damrey_service::telemetry::error_chain;
 use futures_util::FutureExt;
-use tokio::time::{Instant, timeout_at};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Timeout, timeout_at};
+use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
 use super::choice::{Destination, NoRoute};
@@ -47,190 +51,190 @@ impl Router {
 
     /// Drives a line, counted as active, until its deadline (`TIMEOUT`) or until the
     /// router closes (`STOP`); `None` when it was handed on to another agent.
-    pub(super) async fn drive_guarded(&self, line: Line) -> Option<Terminal> {
-        let _active = ActiveLine::new(&self.inner);
+    pub(super) fn drive_guarded(&self, line: Line) -> impl Future<Output = Option<Terminal>> + '_ {
         let deadline = line.deadline;
-        let mut closed = self.inner.closed.subscribe();
-        tokio::select! {
-            biased;
-            driven = timeout_at(deadline, self.drive(line)) => match driven {
-                Ok(reply) => reply,
-                Err(_elapsed) => Some(Message::timeout().into()),
-            },
-            _ = closed.wait_for(|closed| *closed) => Some(Message::stop().into()),
+        Guarded {
+            driven: timeout_at(deadline, self.drive(line)),
+            closed: self.inner.closed.cancelled(),
+            _active: ActiveLine::new(&self.inner),
         }
     }
 
     /// Drives a line until it ends (`Some(reply)`) or is handed to another agent for
     /// an origin elsewhere (`None`). The origin's router waits for the reply itself.
-    async fn drive(&self, mut line: Line) -> Option<Terminal> {
-        let mut attempts = 0;
-        let mut changes = self.inner.changes.subscribe();
-        loop {
-            if Instant::now() >= line.deadline {
-                return Some(Message::timeout().into());
-            }
-            if line.hops >= MAX_HOPS {
-                return Some(Terminal::fault(
-                    line.message.kind,
-                    Fault::Config,
-                    format!(
-                        "the line reached the limit of {MAX_HOPS} hops at worker {}; check the configs for a loop",
-                        line.to
-                    ),
-                ));
-            }
-            // Seen before looking, so that a change made after the look wakes the wait.
-            changes.borrow_and_update();
-            let (spec, destination) = match self.choose(&line) {
-                Ok(found) => found,
-                Err(NoRoute::Invalid(..)) if !self.is_confirmed() => {
-                    // Cached configs may predate this worker or type: wait for the
-                    // proxy's, within the deadline.
-                    let _ = changes.changed().await;
-                    continue;
+    /// An `async move` block that uses `line` where it was captured: an `async fn`
+    /// would copy its argument into a local and keep both.
+    #[allow(clippy::manual_async_fn)] // the async fn it suggests keeps `line` twice
+    fn drive(&self, mut line: Line) -> impl Future<Output = Option<Terminal>> + '_ {
+        async move {
+            let mut attempts = 0;
+            let mut changes = self.inner.changes.subscribe();
+            loop {
+                if Instant::now() >= line.deadline {
+                    return Some(Message::timeout().into());
                 }
-                Err(NoRoute::Invalid(why, reason)) => {
-                    self.count_rejection(&line.to, why);
-                    return Some(Terminal::fault(line.message.kind, Fault::Config, reason));
-                }
-                Err(NoRoute::Overloaded(reason)) => {
-                    self.count_rejection(&line.to, Some(Rejection::Overloaded));
+                if line.hops >= MAX_HOPS {
                     return Some(Terminal::fault(
                         line.message.kind,
-                        Fault::Overloaded,
-                        reason,
+                        Fault::Config,
+                        format!(
+                            "the line reached the limit of {MAX_HOPS} hops at worker {}; check the configs for a loop",
+                            line.to
+                        ),
                     ));
                 }
-                Err(NoRoute::NotLoaded) => {
-                    // Until the first configs arrive nothing is known; the deadline
-                    // bounds the wait.
-                    let _ = changes.changed().await;
-                    continue;
-                }
-                Err(NoRoute::NoInstance { emptied_at }) => {
-                    let until = self.instance_wait_until(&line, emptied_at);
-                    if Instant::now() >= until {
-                        // The lines handed off from here failed for agents that
-                        // are gone from the table now: start afresh with them.
-                        if !line.unreachable.is_empty() {
-                            line.unreachable.clear();
-                            continue;
-                        }
-                        self.count_rejection(&line.to, Some(Rejection::NoInstance));
+                // Seen before looking, so that a change made after the look wakes the wait.
+                changes.borrow_and_update();
+                let (spec, destination) = match self.choose(&line) {
+                    Ok(found) => found,
+                    Err(NoRoute::Invalid(..)) if !self.is_confirmed() => {
+                        // Cached configs may predate this worker or type: wait for the
+                        // proxy's, within the deadline.
+                        let _ = changes.changed().await;
+                        continue;
+                    }
+                    Err(NoRoute::Invalid(why, reason)) => {
+                        self.count_rejection(&line.to, why);
+                        return Some(Terminal::fault(line.message.kind, Fault::Config, reason));
+                    }
+                    Err(NoRoute::Overloaded(reason)) => {
+                        self.count_rejection(&line.to, Some(Rejection::Overloaded));
                         return Some(Terminal::fault(
                             line.message.kind,
-                            Fault::NoInstance,
-                            format!("worker {} has no live instance", line.to),
+                            Fault::Overloaded,
+                            reason,
                         ));
                     }
-                    tokio::select! {
-                        _ = changes.changed() => {}
-                        () = tokio::time::sleep_until(until) => {}
+                    Err(NoRoute::NotLoaded) => {
+                        // Until the first configs arrive nothing is known; the deadline
+                        // bounds the wait.
+                        let _ = changes.changed().await;
+                        continue;
                     }
-                    continue;
-                }
-            };
-            let (instance, probe) = match destination {
-                Destination::Local(instance, probe) => (instance, probe),
-                // Boxed: the hand-off's state is the largest of the line's, and every
-                // line's future would carry it (1,936 bytes against 1,576 boxed).
-                Destination::Remote(agent) => {
-                    match Box::pin(self.hand_off(&agent, &mut line)).await {
-                        HandOff::Done(reply) => return reply,
-                        HandOff::Unreachable(error) => {
-                            // Another agent holds the worker: go there, and let other lines
-                            // prefer the others for a while.
-                            tracing::debug!(worker = %line.to, agent, error = %error_chain(&error), "hand-off failed over to another agent");
-                            self.suspect(&agent);
-                            line.unreachable.push(agent);
-                            continue;
+                    Err(NoRoute::NoInstance { emptied_at }) => {
+                        let until = self.instance_wait_until(&line, emptied_at);
+                        if Instant::now() >= until {
+                            // The lines handed off from here failed for agents that
+                            // are gone from the table now: start afresh with them.
+                            if !line.unreachable.is_empty() {
+                                line.unreachable.clear();
+                                continue;
+                            }
+                            self.count_rejection(&line.to, Some(Rejection::NoInstance));
+                            return Some(Terminal::fault(
+                                line.message.kind,
+                                Fault::NoInstance,
+                                format!("worker {} has no live instance", line.to),
+                            ));
+                        }
+                        tokio::select! {
+                            _ = changes.changed() => {}
+                            () = tokio::time::sleep_until(until) => {}
+                        }
+                        continue;
+                    }
+                };
+                let (instance, probe) = match destination {
+                    Destination::Local(instance, probe) => (instance, probe),
+                    // Boxed: the hand-off's state is the largest of the line's, and every
+                    // line's future would carry it (1,936 bytes against 1,576 boxed).
+                    Destination::Remote(agent) => {
+                        match Box::pin(self.hand_off(&agent, &mut line)).await {
+                            HandOff::Done(reply) => return reply,
+                            HandOff::Unreachable(error) => {
+                                // Another agent holds the worker: go there, and let other lines
+                                // prefer the others for a while.
+                                tracing::debug!(worker = %line.to, agent, error = %error_chain(&error), "hand-off failed over to another agent");
+                                self.suspect(&agent);
+                                line.unreachable.push(agent);
+                                continue;
+                            }
                         }
                     }
-                }
-            };
-            let span = tracing::debug_span!(
-                "step",
-                message_id = %line.id,
-                worker = %line.to,
-                kind = %line.message.kind
-            );
-            let ahead = instance.load();
-            let started = Instant::now();
-            let probing = ProbeGuard(probe.then(|| instance.clone()));
-            let mut panicked = false;
-            let processed = instance
-                .process(line.message, line.deadline)
-                .instrument(span.clone())
-                .await;
-            drop(probing);
-            span.in_scope(|| match &processed {
-                Ok(reply) => tracing::debug!(reply = %reply.tag, "step done"),
-                Err(lost) => tracing::debug!(stopped = lost.stopped, "instance lost"),
-            });
-            match &processed {
-                Ok(reply) => {
-                    // A TIMEOUT well before the deadline is the worker's step timeout; one
-                    // near it (the worker's clock, and the millisecond the deadline
-                    // travels in, may run a little ahead) says as much about the request
-                    // as about the instance, and counts as neither.
-                    let before_deadline = Instant::now() + STEP_TIMEOUT_MARGIN < line.deadline;
-                    let step_timed_out = reply.tag == Tag::Timeout && before_deadline;
-                    if reply.tag != Tag::Timeout || before_deadline {
-                        instance.health().sample(started.elapsed(), ahead, spec.mpu);
+                };
+                let span = tracing::debug_span!(
+                    "step",
+                    message_id = %line.id,
+                    worker = %line.to,
+                    kind = %line.message.kind
+                );
+                let ahead = instance.load();
+                let started = Instant::now();
+                let probing = ProbeGuard(probe.then(|| instance.clone()));
+                let mut panicked = false;
+                let processed = instance
+                    .process(line.message, line.deadline)
+                    .instrument(span.clone())
+                    .await;
+                drop(probing);
+                span.in_scope(|| match &processed {
+                    Ok(reply) => tracing::debug!(reply = %reply.tag, "step done"),
+                    Err(lost) => tracing::debug!(stopped = lost.stopped, "instance lost"),
+                });
+                match &processed {
+                    Ok(reply) => {
+                        // A TIMEOUT well before the deadline is the worker's step timeout; one
+                        // near it (the worker's clock, and the millisecond the deadline
+                        // travels in, may run a little ahead) says as much about the request
+                        // as about the instance, and counts as neither.
+                        let before_deadline = Instant::now() + STEP_TIMEOUT_MARGIN < line.deadline;
+                        let step_timed_out = reply.tag == Tag::Timeout && before_deadline;
+                        if reply.tag != Tag::Timeout || before_deadline {
+                            instance.health().sample(started.elapsed(), ahead, spec.mpu);
+                        }
+                        panicked = is_panic_error(reply, &line.to);
+                        let outcome = if step_timed_out || panicked {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Success
+                        };
+                        if reply.tag != Tag::Timeout || before_deadline {
+                            self.record_step(&line.to, &spec, &instance, outcome);
+                        }
                     }
-                    panicked = is_panic_error(reply, &line.to);
-                    let outcome = if step_timed_out || panicked {
-                        Outcome::Failure
-                    } else {
-                        Outcome::Success
-                    };
-                    if reply.tag != Tag::Timeout || before_deadline {
-                        self.record_step(&line.to, &spec, &instance, outcome);
+                    Err(lost) if !lost.stopped => {
+                        self.record_step(&line.to, &spec, &instance, Outcome::Failure);
                     }
+                    Err(_stopped) => {}
                 }
-                Err(lost) if !lost.stopped => {
-                    self.record_step(&line.to, &spec, &instance, Outcome::Failure);
+                let result = match processed {
+                    Ok(result) => result,
+                    Err(lost) if attempts < self.retries() => {
+                        // The instance died before answering, or was stopping and never
+                        // started the step: run it elsewhere.
+                        attempts += 1;
+                        self.count(&line.to, RouteCounters::rerouted);
+                        tracing::debug!(worker = %line.to, attempts, stopped = lost.stopped, "instance lost; retrying the step");
+                        line.message = lost.message;
+                        continue;
+                    }
+                    Err(lost) => {
+                        // `STOP` for a stopping instance; an `ERROR` for a lost one.
+                        let fault = (!lost.stopped).then_some(Fault::Unreachable);
+                        return Some(Terminal {
+                            message: lost.into_error(),
+                            fault,
+                        });
+                    }
+                };
+                attempts = 0;
+                line.hops += 1;
+                match next_of(&spec, result) {
+                    Ok(Next::Deliver(to, message)) => {
+                        line.to = to;
+                        line.message = message;
+                        line.unreachable.clear();
+                    }
+                    // A panic's `ERROR` says the server failed, not the request's data.
+                    Ok(Next::End(reply)) if panicked => {
+                        return Some(Terminal {
+                            message: reply,
+                            fault: Some(Fault::Panic),
+                        });
+                    }
+                    Ok(Next::End(reply)) => return Some(reply.into()),
+                    Err(reply) => return Some(reply),
                 }
-                Err(_stopped) => {}
-            }
-            let result = match processed {
-                Ok(result) => result,
-                Err(lost) if attempts < self.retries() => {
-                    // The instance died before answering, or was stopping and never
-                    // started the step: run it elsewhere.
-                    attempts += 1;
-                    self.count(&line.to, RouteCounters::rerouted);
-                    tracing::debug!(worker = %line.to, attempts, stopped = lost.stopped, "instance lost; retrying the step");
-                    line.message = lost.message;
-                    continue;
-                }
-                Err(lost) => {
-                    // `STOP` for a stopping instance; an `ERROR` for a lost one.
-                    let fault = (!lost.stopped).then_some(Fault::Unreachable);
-                    return Some(Terminal {
-                        message: lost.into_error(),
-                        fault,
-                    });
-                }
-            };
-            attempts = 0;
-            line.hops += 1;
-            match next_of(&spec, result) {
-                Ok(Next::Deliver(to, message)) => {
-                    line.to = to;
-                    line.message = message;
-                    line.unreachable.clear();
-                }
-                // A panic's `ERROR` says the server failed, not the request's data.
-                Ok(Next::End(reply)) if panicked => {
-                    return Some(Terminal {
-                        message: reply,
-                        fault: Some(Fault::Panic),
-                    });
-                }
-                Ok(Next::End(reply)) => return Some(reply.into()),
-                Err(reply) => return Some(reply),
             }
         }
     }
@@ -272,6 +276,36 @@ impl Drop for ProbeGuard {
 
 /// Counts one line as active for as long as it lives.
 struct ActiveLine<'a>(&'a RouterInner);
+
+pin_project! {
+    /// A line's drive, until its deadline or the router's close, counted as active
+    /// meanwhile ([`Router::drive_guarded`]). A future of its own rather than a
+    /// `select!` in an `async fn`, which would keep the line a second time beside the
+    /// drive it moved the line into, for every line in flight.
+    struct Guarded<'r, F> {
+        #[pin]
+        driven: Timeout<F>,
+        #[pin]
+        closed: WaitForCancellationFuture<'r>,
+        _active: ActiveLine<'r>,
+    }
+}
+
+impl<F: Future<Output = Option<Terminal>>> Future for Guarded<'_, F> {
+    type Output = Option<Terminal>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The drive first: a line that ends as the router closes answers its reply.
+        if let Poll::Ready(driven) = this.driven.poll(cx) {
+            return Poll::Ready(match driven {
+                Ok(reply) => reply,
+                Err(_elapsed) => Some(Message::timeout().into()),
+            });
+        }
+        this.closed.poll(cx).map(|()| Some(Message::stop().into()))
+    }
+}
 
 impl<'a> ActiveLine<'a> {
     fn new(inner: &'a RouterInner) -> Self {

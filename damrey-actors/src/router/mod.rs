@@ -27,6 +27,7 @@ use std::time::Duration;
 use futures_util::future::{Either, ready};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::FastMap;
@@ -106,8 +107,8 @@ struct RouterInner {
     active: AtomicUsize,
     /// Told when `active` drops to zero.
     idle: Notify,
-    /// Set by [`Router::close`]: every line still driven here ends with `STOP`.
-    closed: watch::Sender<bool>,
+    /// Cancelled by [`Router::close`]: every line still driven here ends with `STOP`.
+    closed: CancellationToken,
     /// Bumped by every change of the table, so that lines waiting for an instance or
     /// for configs look again at once.
     changes: watch::Sender<u64>,
@@ -195,7 +196,7 @@ impl Router {
                 confirmed: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
-                closed: watch::Sender::new(false),
+                closed: CancellationToken::new(),
                 changes: watch::Sender::new(0),
                 not_configured: AtomicU64::new(0),
             }),
@@ -356,7 +357,7 @@ impl Router {
     /// An agent calls it when its drain time is over, so that no caller is left
     /// without a terminal reply.
     pub fn close(&self) {
-        self.inner.closed.send_replace(true);
+        self.inner.closed.cancel();
     }
 
     /// The config of worker `name`.
