@@ -116,7 +116,8 @@ impl Lost {
 /// by the deadline: the handler's result, `ERROR`, `TIMEOUT` or `STOP` — or [`Lost`]
 /// when the instance disappeared and the step may run elsewhere.
 pub trait Endpoint: Send + Sync + 'static {
-    /// Processes `message`, finishing by `deadline`.
+    /// Processes `message`, finishing by `deadline`. An implementation may start the
+    /// step when called (the agent's worker session sends it then): await the future.
     fn process(
         self: Arc<Self>,
         message: Message,

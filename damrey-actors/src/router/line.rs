@@ -162,8 +162,9 @@ impl Router {
                 let started = Instant::now();
                 let probing = ProbeGuard(probe.then(|| instance.clone()));
                 let mut panicked = false;
-                let processed = instance
-                    .process(line.message, line.deadline)
+                // Made in the span too: an endpoint may start the step when called.
+                let processed = span
+                    .in_scope(|| instance.process(line.message, line.deadline))
                     .instrument(span.clone())
                     .await;
                 drop(probing);

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures_util::future::{Either, ready};
+use futures_util::future::Either;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -446,7 +446,11 @@ impl Router {
     }
 
     /// [`Router::request`], with the [`Fault`] behind an `ERROR` the runtime made. The
-    /// deadline runs from this call.
+    /// deadline runs, and the line counts as active, from this call.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (actix's included): the deadline's timer is made at the
+    /// call.
     ///
     /// Not an `async fn` (nor is [`Router::request_from_terminal`]): one keeps its
     /// arguments beside the line they are moved into, and every request in flight
@@ -470,6 +474,9 @@ impl Router {
 
     /// [`Router::request_from`], with the [`Fault`] behind an `ERROR` the runtime made.
     /// `from`'s config is read, and the deadline runs, from this call.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, as [`Router::request_terminal`].
     pub fn request_from_terminal<'r>(
         &'r self,
         from: &str,
@@ -490,8 +497,8 @@ impl Router {
             Ok(Next::Deliver(to, message)) => {
                 Either::Left(self.request_terminal(&to, message, timeout))
             }
-            Ok(Next::End(reply)) => Either::Right(ready(reply.into())),
-            Err(reply) => Either::Right(ready(reply)),
+            Ok(Next::End(reply)) => Either::Right(std::future::ready(reply.into())),
+            Err(reply) => Either::Right(std::future::ready(reply)),
         }
     }
 
