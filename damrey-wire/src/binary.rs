@@ -678,11 +678,12 @@ mod tests {
             4,
             "64 KiB arguments are never joined: {large:?}"
         );
+        // 1,000 frames of 45 bytes: one message under the batch size.
         let small = coalesce((0..1_000).map(|n| deliver(n, 10)), BATCH);
-        assert!(
-            small.len() < 20 && small.iter().all(|message| message.len() <= BATCH),
-            "small frames are joined up to the batch size: {} messages",
-            small.len()
+        assert_eq!(
+            small.iter().map(Encoded::len).collect::<Vec<_>>(),
+            [45_000],
+            "small frames leave joined"
         );
     }
 

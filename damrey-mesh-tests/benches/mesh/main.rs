@@ -11,10 +11,11 @@
 //! services; the proxy, the agents and the worker processes), their ratios to NATS and
 //! the goals of issue 16; whether a 1 MiB argument is carried; and the agent's memory
 //! per outstanding request (on an agent of its own, `square` frozen with SIGSTOP while
-//! they wait). Then, for context: the in-process line of `damrey-actors` as the ceiling, where one request's
-//! time goes, the floor of one request in flight (one bare HTTP round trip plus three
-//! bare WebSocket round trips to another process, this bench binary run again as an echo
-//! server), and counting on against off (on two fresh agents).
+//! they wait). Then, for context: the in-process line of `damrey-actors` as the
+//! ceiling, where one request's time goes, the floor of one request in flight (one bare
+//! HTTP round trip plus three bare WebSocket round trips to another process, this bench
+//! binary run again as an echo server), and counting on against off (on two fresh
+//! agents).
 //!
 //! Run it with `cargo bench -p damrey-mesh-tests --bench mesh` (it builds the release
 //! binaries it starts); without `nats-server` on the `PATH` it says so and skips NATS.

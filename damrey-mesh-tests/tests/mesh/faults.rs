@@ -80,6 +80,41 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
 }
 
 /// The `nap` worker's config: it takes type `nap` and ends the line.
+#[actix_rt::test]
+async fn a_caller_that_hangs_up_mid_call_leaves_no_step_counted_in_flight() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
+    let _nap = agent.worker("nap", "nap");
+    agent.wait_instances(1).await;
+
+    let body = Message::request("nap", ["500"]).to_json();
+    let mut caller = tokio::net::TcpStream::connect(&agent.address)
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /call/nap?timeout_ms=10000 HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n\r\n{body}",
+        agent.address,
+        body.len()
+    );
+    caller.write_all(request.as_bytes()).await.unwrap();
+    agent.wait_in_flight(1).await;
+    // The caller hangs up mid-call.
+    drop(caller);
+    // Once the step is over, the instance's load (which instance choice and overload go
+    // by) is back to nothing: no step is left counted for a caller that is gone.
+    agent.wait_in_flight(0).await;
+    // And the instance takes the next call.
+    assert_eq!(
+        agent
+            .call("nap", &Message::request("nap", ["1"]), 5_000)
+            .await,
+        (200, Message::response("nap", ["1"]))
+    );
+}
+
 fn nap_spec() -> serde_json::Value {
     json!({"name": "nap", "commands": [{"name": "nap"}]})
 }
