@@ -139,7 +139,7 @@ impl WorkerSession {
     ///
     /// Done before the step's future is made, not in it: the future, which every step in
     /// flight keeps on the heap, then holds only what it waits with.
-    fn deliver(&self, message: Message, deadline: Instant) -> Result<Delivered, Step> {
+    fn deliver(self: Arc<Self>, message: Message, deadline: Instant) -> Result<Delivered, Step> {
         let (id, rx) = self.steps.wait();
         // Looked at after the waiter exists: a session that closes later abandons it.
         if self.closed.load(Ordering::Acquire) {
@@ -166,46 +166,45 @@ impl WorkerSession {
             )));
         }
         self.stats.tally.in_flight.fetch_add(1, Ordering::Relaxed);
-        let step = Delivered {
-            id,
-            rx,
-            message,
-            delivered: Instant::now(),
-        };
         if self.counting {
             self.stats.tally.received.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.out.send_encoded(encoded) {
-            let lost = Err(Lost::gone(step.message));
-            return Err(self.settle(step.id, step.delivered, lost));
+        let sent = self.out.send_encoded(encoded);
+        let outstanding = Outstanding {
+            session: self,
+            id,
+            delivered: Instant::now(),
+        };
+        if !sent {
+            return Err(outstanding.settle(Err(Lost::gone(message))));
         }
-        Ok(step)
+        Ok(Delivered {
+            outstanding,
+            rx,
+            message,
+        })
     }
 
     /// Waits for a delivered step's result, until `deadline`. A mapped future, not an
     /// `async fn`, which would keep its arguments twice.
-    fn result(
-        self: Arc<Self>,
-        step: Delivered,
-        deadline: Instant,
-    ) -> impl Future<Output = Step> + use<> {
+    fn result(step: Delivered, deadline: Instant) -> impl Future<Output = Step> {
         let Delivered {
-            id,
+            outstanding,
             rx,
             message,
-            delivered,
         } = step;
         timeout_at(deadline, rx).map(move |answer| {
+            let session = &outstanding.session;
             let outcome = match answer {
                 Ok(Ok(Some(result))) => Ok(result),
                 // The worker process is stopping and never started the step.
                 Ok(Ok(None)) => Err(Lost::stopped(message)),
                 // Dropped for silence, the worker may still run it: not run elsewhere.
-                Ok(Err(_closed)) if self.gave_up.load(Ordering::Acquire) => Ok(Message::error(
+                Ok(Err(_closed)) if session.gave_up.load(Ordering::Acquire) => Ok(Message::error(
                     message.kind,
                     format!(
                         "the {} instance stopped answering while it held this step",
-                        self.worker
+                        session.worker
                     ),
                 )),
                 // The session closed and dropped the waiter: the process is gone and
@@ -213,23 +212,8 @@ impl WorkerSession {
                 Ok(Err(_closed)) => Err(Lost::gone(message)),
                 Err(_elapsed) => Ok(Message::timeout()),
             };
-            self.settle(id, delivered, outcome)
+            outstanding.settle(outcome)
         })
-    }
-
-    /// Ends delivered step `id`: no longer waited on, no longer in flight, counted.
-    fn settle(&self, id: u64, delivered: Instant, outcome: Step) -> Step {
-        self.steps.forget(id);
-        self.stats.tally.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.counting {
-            match &outcome {
-                Ok(answer) => self.stats.answered(answer.tag, delivered.elapsed()),
-                Err(_lost) => {
-                    self.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        outcome
     }
 }
 
@@ -239,11 +223,47 @@ type Step = Result<Message, Lost>;
 
 /// A step handed to the worker process, waiting for its result.
 struct Delivered {
-    id: u64,
+    outstanding: Outstanding,
     rx: oneshot::Receiver<Option<Message>>,
     /// Kept to run again elsewhere should the instance be lost.
     message: Message,
+}
+
+/// A delivered step's place in its session: counted in flight and waited on until it is
+/// dropped, whether settled with an outcome or dropped unsettled (its line's future was
+/// dropped while it waited, as when the router closes).
+struct Outstanding {
+    session: Arc<WorkerSession>,
+    id: u64,
     delivered: Instant,
+}
+
+impl Outstanding {
+    /// Ends the step with `outcome`, counted.
+    fn settle(self, outcome: Step) -> Step {
+        let session = &self.session;
+        if session.counting {
+            match &outcome {
+                Ok(answer) => session.stats.answered(answer.tag, self.delivered.elapsed()),
+                Err(_lost) => {
+                    session.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        outcome
+    }
+}
+
+impl Drop for Outstanding {
+    /// No longer waited on, no longer in flight.
+    fn drop(&mut self) {
+        self.session.steps.forget(self.id);
+        self.session
+            .stats
+            .tally
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Endpoint for WorkerSession {
@@ -253,7 +273,7 @@ impl Endpoint for WorkerSession {
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Message, Lost>> {
         match self.deliver(message, deadline) {
-            Ok(step) => Box::pin(self.result(step, deadline)),
+            Ok(step) => Box::pin(Self::result(step, deadline)),
             Err(outcome) => Box::pin(std::future::ready(outcome)),
         }
     }
@@ -502,5 +522,93 @@ fn on_frame(
         Err(error) => {
             tracing::warn!(worker = endpoint.worker, error = %error, "unreadable frame from a worker")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use damrey_actors::Tag;
+
+    /// A session as `serve` makes it, with the queue its loop would write from.
+    fn session(counting: bool) -> (Arc<WorkerSession>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let session = Arc::new(WorkerSession {
+            worker: "square".to_owned(),
+            out: SessionWriter {
+                out,
+                form: Form::Binary,
+            },
+            steps: Waiters::default(),
+            stats: Registry::default().register("square"),
+            counting,
+            closed: AtomicBool::new(false),
+            gave_up: AtomicBool::new(false),
+            left: AtomicBool::new(false),
+        });
+        (session, out_rx)
+    }
+
+    fn step() -> Message {
+        Message::new(Tag::Request, "integers", ["3"])
+    }
+
+    #[tokio::test]
+    async fn a_step_whose_line_is_dropped_while_it_waits_leaves_nothing_in_flight() {
+        let (session, mut out_rx) = session(true);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let waiting = session.clone().process(step(), deadline);
+        // Delivered when called: queued for the worker and counted in flight.
+        assert!(matches!(out_rx.try_recv(), Ok(Outgoing::Frame(_))));
+        assert_eq!(session.load(), 1);
+
+        // The router closed, say: the line's future, and the step's in it, are dropped.
+        drop(waiting);
+        assert_eq!(session.load(), 0, "a dropped step still counts as load");
+
+        // The instance takes the next step as before, and its result settles it.
+        let next = session.clone().process(step(), deadline);
+        assert_eq!(session.load(), 1);
+        session
+            .steps
+            .resolve(1, Some(Message::response("integers", ["9"])));
+        let answer = next.await.expect("the worker answered");
+        assert_eq!(answer.args, ["9"]);
+        assert_eq!(session.load(), 0);
+        assert_eq!(session.stats.tally.responses.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn every_ending_of_a_step_takes_it_out_of_flight_once() {
+        let (session, out_rx) = session(true);
+        let deadline = Instant::now() + Duration::from_secs(30);
+
+        // Answered.
+        let answered = session.clone().process(step(), deadline);
+        session
+            .steps
+            .resolve(0, Some(Message::response("integers", ["9"])));
+        assert!(answered.await.is_ok());
+        assert_eq!(session.load(), 0);
+
+        // Not started by a stopping worker: lost, to run elsewhere.
+        let unstarted = session.clone().process(step(), deadline);
+        session.steps.resolve(1, None);
+        assert!(unstarted.await.is_err_and(|lost| lost.stopped));
+        assert_eq!(session.load(), 0);
+
+        // Out of time.
+        let late = session
+            .clone()
+            .process(step(), Instant::now() + Duration::from_millis(10));
+        assert_eq!(late.await.expect("a TIMEOUT").tag, Tag::Timeout);
+        assert_eq!(session.load(), 0);
+
+        // The session's queue is gone: lost when handed over.
+        drop(out_rx);
+        let unsent = session.clone().process(step(), deadline);
+        assert!(unsent.await.is_err_and(|lost| !lost.stopped));
+        assert_eq!(session.load(), 0);
+        assert_eq!(session.stats.tally.retries.load(Ordering::Relaxed), 2);
     }
 }
