@@ -32,8 +32,9 @@ struct Ledger<R> {
 enum State<R> {
     /// The line runs; its reply goes to the last connection the request came in on.
     Running(R),
-    /// The line ended with this reply (`None` for a push).
-    Done(Option<Terminal>),
+    /// The line ended with this reply (`None` for a push). Boxed: the table holds an
+    /// entry for every request in flight, and a reply inline would make each as large.
+    Done(Option<Box<Terminal>>),
 }
 
 /// What to do with a request or push that arrived.
@@ -83,7 +84,7 @@ impl<R: Clone> OutboxLedger<R> {
                 *current = reply_to;
                 Arrival::Running
             }
-            Some(State::Done(reply)) => Arrival::Done(reply.clone()),
+            Some(State::Done(reply)) => Arrival::Done(reply.as_deref().cloned()),
         }
     }
 
@@ -97,7 +98,7 @@ impl<R: Clone> OutboxLedger<R> {
         // A resend comes within seconds of a reconnect; a long deadline need not keep
         // a reply (up to a frame) for its whole length.
         let until = until.min(now + REMEMBER_AT_MOST);
-        let previous = inner.entries.insert(id, State::Done(reply));
+        let previous = inner.entries.insert(id, State::Done(reply.map(Box::new)));
         inner.expiry.push(Reverse((until, id)));
         match previous {
             Some(State::Running(reply_to)) => Some(reply_to),
@@ -157,5 +158,12 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(ledger.arrive(Uuid::new_v4(), ()), Arrival::New);
         assert_eq!(ledger.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_is_as_small_for_a_request_in_flight_as_its_reply_to() {
+        // One entry per request in flight: its state is the reply's address (a
+        // session's queue: a pointer and the form) however large replies are.
+        assert_eq!(size_of::<State<(usize, bool)>>(), size_of::<(usize, bool)>());
     }
 }
