@@ -20,6 +20,7 @@ use damrey_actors::{BoxFuture, Endpoint, Fault, Instance, Lost, Message, Mpu, Ro
 use damrey_wire::binary::{Encoded, Form, FrameError, LinkFrame, read_message};
 use damrey_wire::frame::MAX_FRAME;
 use damrey_wire::frame::{Frame, too_large};
+use futures_util::future::Either;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
@@ -465,21 +466,25 @@ fn on_frame(
         Ok(Frame::Unstarted { id }) => endpoint.steps.resolve(id, None),
         Ok(Frame::Request { id, ms, msg, to }) => match outbox.arrive(id, out.clone()) {
             Arrival::New => {
-                let (router, outbox) = (router.clone(), outbox.clone());
-                let worker = endpoint.worker.clone();
+                // The line is made here, not in the task: the task then holds only the
+                // line, not also the message, names and deadline it was made from.
+                let timeout = Duration::from_millis(ms);
+                let until = deadline_after(timeout);
+                let line = match to {
+                    Some(to) => Either::Left(router.request_terminal(&to, msg, timeout)),
+                    None => {
+                        Either::Right(router.request_from_terminal(&endpoint.worker, msg, timeout))
+                    }
+                };
+                let outbox = outbox.clone();
                 let replying = shutdown.reply();
-                actix_rt::spawn(async move {
-                    let until = deadline_after(Duration::from_millis(ms));
-                    let timeout = Duration::from_millis(ms);
-                    let reply = match to {
-                        Some(to) => router.request_terminal(&to, msg, timeout).await,
-                        None => router.request_from_terminal(&worker, msg, timeout).await,
-                    };
+                // Mapped, not awaited in an async block, which would keep the line twice.
+                actix_rt::spawn(line.map(move |reply| {
                     if let Some(out) = outbox.finish(id, Some(reply.clone()), until) {
                         out.send_reply(id, reply);
                     }
                     drop(replying);
-                });
+                }));
             }
             // Resent over this connection: the running line answers here.
             Arrival::Running => {}
@@ -491,16 +496,15 @@ fn on_frame(
         Ok(Frame::Push { id, ms, msg }) => {
             out.send(&Frame::Pushed { id });
             if outbox.arrive(id, out.clone()) == Arrival::New {
-                let (router, outbox) = (router.clone(), outbox.clone());
-                let worker = endpoint.worker.clone();
-                actix_rt::spawn(async move {
-                    let until = deadline_after(Duration::from_millis(ms));
-                    let reply = router
-                        .request_from(&worker, msg, Duration::from_millis(ms))
-                        .await;
+                // Made here, as a request's line is.
+                let timeout = Duration::from_millis(ms);
+                let until = deadline_after(timeout);
+                let line = router.request_from_terminal(&endpoint.worker, msg, timeout);
+                let (endpoint, outbox) = (endpoint.clone(), outbox.clone());
+                actix_rt::spawn(line.map(move |reply| {
                     outbox.finish(id, None, until);
-                    tracing::debug!(worker, %reply, "pushed line ended");
-                });
+                    tracing::debug!(worker = endpoint.worker, reply = %reply.message, "pushed line ended");
+                }));
             }
         }
         Ok(Frame::Restarts { total }) => {

@@ -164,6 +164,9 @@ mod tests {
     fn an_entry_is_as_small_for_a_request_in_flight_as_its_reply_to() {
         // One entry per request in flight: its state is the reply's address (a
         // session's queue: a pointer and the form) however large replies are.
-        assert_eq!(size_of::<State<(usize, bool)>>(), size_of::<(usize, bool)>());
+        assert_eq!(
+            size_of::<State<(usize, bool)>>(),
+            size_of::<(usize, bool)>()
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! instance or for configs that may be on their way.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use damrey_service::telemetry::error_chain;
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Timeout, timeout_at};
-use tokio_util::sync::WaitForCancellationFuture;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 use super::choice::{Destination, NoRoute};
@@ -44,19 +45,23 @@ impl Router {
     /// [`Router::drive_guarded`], answering `TIMEOUT` for a line handed on. A mapped
     /// future rather than an `async fn`, which would keep its `line` argument beside
     /// the future it moved it into, for every line in flight.
-    pub(super) fn drive_until(&self, line: Line) -> impl Future<Output = Terminal> + '_ {
+    pub(super) fn drive_until(self, line: Line) -> impl Future<Output = Terminal> + use<> {
         self.drive_guarded(line)
             .map(|reply| reply.unwrap_or_else(|| Message::timeout().into()))
     }
 
     /// Drives a line, counted as active, until its deadline (`TIMEOUT`) or until the
-    /// router closes (`STOP`); `None` when it was handed on to another agent.
-    pub(super) fn drive_guarded(&self, line: Line) -> impl Future<Output = Option<Terminal>> + '_ {
+    /// router closes (`STOP`); `None` when it was handed on to another agent. The
+    /// future owns its router (a handle), so that a caller may spawn it as it is.
+    pub(super) fn drive_guarded(
+        self,
+        line: Line,
+    ) -> impl Future<Output = Option<Terminal>> + use<> {
         let deadline = line.deadline;
         Guarded {
+            closed: self.inner.closed.clone().cancelled_owned(),
+            _active: ActiveLine::new(self.inner.clone()),
             driven: timeout_at(deadline, self.drive(line)),
-            closed: self.inner.closed.cancelled(),
-            _active: ActiveLine::new(&self.inner),
         }
     }
 
@@ -65,7 +70,7 @@ impl Router {
     /// An `async move` block that uses `line` where it was captured: an `async fn`
     /// would copy its argument into a local and keep both.
     #[allow(clippy::manual_async_fn)] // the async fn it suggests keeps `line` twice
-    fn drive(&self, mut line: Line) -> impl Future<Output = Option<Terminal>> + '_ {
+    fn drive(self, mut line: Line) -> impl Future<Output = Option<Terminal>> + use<> {
         async move {
             let mut attempts = 0;
             let mut changes = self.inner.changes.subscribe();
@@ -127,10 +132,15 @@ impl Router {
                                 format!("worker {} has no live instance", line.to),
                             ));
                         }
-                        tokio::select! {
-                            _ = changes.changed() => {}
-                            () = tokio::time::sleep_until(until) => {}
-                        }
+                        // Boxed, as a hand-off is: a rare wait, whose timer and change
+                        // wait would otherwise size every line's future (by 80 bytes).
+                        Box::pin(async {
+                            tokio::select! {
+                                _ = changes.changed() => {}
+                                () = tokio::time::sleep_until(until) => {}
+                            }
+                        })
+                        .await;
                         continue;
                     }
                 };
@@ -276,23 +286,23 @@ impl Drop for ProbeGuard {
 }
 
 /// Counts one line as active for as long as it lives.
-struct ActiveLine<'a>(&'a RouterInner);
+struct ActiveLine(Arc<RouterInner>);
 
 pin_project! {
     /// A line's drive, until its deadline or the router's close, counted as active
     /// meanwhile ([`Router::drive_guarded`]). A future of its own rather than a
     /// `select!` in an `async fn`, which would keep the line a second time beside the
     /// drive it moved the line into, for every line in flight.
-    struct Guarded<'r, F> {
+    struct Guarded<F> {
         #[pin]
         driven: Timeout<F>,
         #[pin]
-        closed: WaitForCancellationFuture<'r>,
-        _active: ActiveLine<'r>,
+        closed: WaitForCancellationFutureOwned,
+        _active: ActiveLine,
     }
 }
 
-impl<F: Future<Output = Option<Terminal>>> Future for Guarded<'_, F> {
+impl<F: Future<Output = Option<Terminal>>> Future for Guarded<F> {
     type Output = Option<Terminal>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -308,14 +318,14 @@ impl<F: Future<Output = Option<Terminal>>> Future for Guarded<'_, F> {
     }
 }
 
-impl<'a> ActiveLine<'a> {
-    fn new(inner: &'a RouterInner) -> Self {
+impl ActiveLine {
+    fn new(inner: Arc<RouterInner>) -> Self {
         inner.active.fetch_add(1, Ordering::AcqRel);
         ActiveLine(inner)
     }
 }
 
-impl Drop for ActiveLine<'_> {
+impl Drop for ActiveLine {
     fn drop(&mut self) {
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();

@@ -454,14 +454,17 @@ impl Router {
     ///
     /// Not an `async fn` (nor is [`Router::request_from_terminal`]): one keeps its
     /// arguments beside the line they are moved into, and every request in flight
-    /// carries its future (issue 16's memory figures).
-    pub fn request_terminal<'r>(
-        &'r self,
+    /// carries its future (issue 16's memory figures). The future holds a handle to
+    /// the router, not a borrow: a caller spawns it as it is, rather than in a task
+    /// that keeps what it was made from too.
+    pub fn request_terminal(
+        &self,
         to: &str,
         message: Message,
         timeout: Duration,
-    ) -> impl Future<Output = Terminal> + use<'r> {
-        self.drive_until(Line::new(to, message, deadline_after(timeout)))
+    ) -> impl Future<Output = Terminal> + use<> {
+        self.clone()
+            .drive_until(Line::new(to, message, deadline_after(timeout)))
     }
 
     /// Sends a message from worker `from` as W's own request: it goes to the worker of
@@ -477,12 +480,12 @@ impl Router {
     ///
     /// # Panics
     /// Outside a Tokio runtime, as [`Router::request_terminal`].
-    pub fn request_from_terminal<'r>(
-        &'r self,
+    pub fn request_from_terminal(
+        &self,
         from: &str,
         message: Message,
         timeout: Duration,
-    ) -> impl Future<Output = Terminal> + use<'r> {
+    ) -> impl Future<Output = Terminal> + use<> {
         let next = self
             .spec(from)
             .ok_or_else(|| {
@@ -518,7 +521,7 @@ impl Router {
             hops: envelope.hops,
             ..Line::new(&envelope.to, envelope.message, deadline)
         };
-        let reply = match self.drive_guarded(line).await {
+        let reply = match self.clone().drive_guarded(line).await {
             Some(reply) => reply,
             // Handed on to another agent, which will answer the origin.
             None => return,
