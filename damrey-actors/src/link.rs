@@ -232,9 +232,25 @@ fn ws_message(encoded: Encoded) -> ws::Message {
 }
 
 /// Callers waiting for one answer each (a step's outcome), by a number handed out here.
+/// A caller that gives up while the other side still holds its number may leave it
+/// orphaned ([`Waiters::orphan`]): its answer, when it comes, is dropped and said to
+/// be an orphan's, so that whoever counts the work the other side holds counts it until
+/// then.
 pub struct Waiters<T = Message> {
     next: AtomicU64,
-    waiting: Mutex<FastMap<u64, oneshot::Sender<T>>>,
+    /// `None` for an orphaned number.
+    waiting: Mutex<FastMap<u64, Option<oneshot::Sender<T>>>>,
+}
+
+/// What [`Waiters::resolve`] found for a number.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// Its caller's (the caller may have stopped listening without saying so).
+    Waiter,
+    /// An orphaned number: its caller had given up, and the answer is dropped.
+    Orphan,
+    /// No such number: answered, forgotten or abandoned already.
+    Unknown,
 }
 
 impl<T> Default for Waiters<T> {
@@ -251,14 +267,20 @@ impl<T> Waiters<T> {
     pub fn wait(&self) -> (u64, oneshot::Receiver<T>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.waiting().insert(id, tx);
+        self.waiting().insert(id, Some(tx));
         (id, rx)
     }
 
     /// Hands `answer` to the caller waiting on `id`, if any is still waiting.
-    pub fn resolve(&self, id: u64, answer: T) {
-        if let Some(waiter) = self.waiting().remove(&id) {
-            let _ = waiter.send(answer);
+    pub fn resolve(&self, id: u64, answer: T) -> Resolved {
+        let found = self.waiting().remove(&id);
+        match found {
+            Some(Some(waiter)) => {
+                let _ = waiter.send(answer);
+                Resolved::Waiter
+            }
+            Some(None) => Resolved::Orphan,
+            None => Resolved::Unknown,
         }
     }
 
@@ -267,12 +289,30 @@ impl<T> Waiters<T> {
         self.waiting().remove(&id);
     }
 
-    /// Drops every waiter: their receivers see the sender gone.
-    pub fn abandon_all(&self) {
-        self.waiting().clear();
+    /// Stops waiting on `id`, but keeps the number until its answer comes: `true` when
+    /// it is orphaned so, `false` when no answer is to come (it came already, or the
+    /// number was forgotten or abandoned). Decided under the table's lock, so that an
+    /// answer racing with this call is seen by exactly one of the two.
+    pub fn orphan(&self, id: u64) -> bool {
+        match self.waiting().get_mut(&id) {
+            Some(waiter) => {
+                *waiter = None;
+                true
+            }
+            None => false,
+        }
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, FastMap<u64, oneshot::Sender<T>>> {
+    /// Drops every waiter (their receivers see the sender gone); how many of the numbers
+    /// dropped were orphans.
+    pub fn abandon_all(&self) -> usize {
+        let mut waiting = self.waiting();
+        let orphans = waiting.values().filter(|waiter| waiter.is_none()).count();
+        waiting.clear();
+        orphans
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, FastMap<u64, Option<oneshot::Sender<T>>>> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -763,6 +803,30 @@ mod tests {
             agent: "h:1".to_owned(),
             reason: "no".to_owned(),
         }
+    }
+
+    #[test]
+    fn an_orphaned_number_is_reported_once_by_whichever_of_answer_and_abandon_comes() {
+        let waiters = Waiters::<u32>::default();
+        // Answered: the caller hears it, and the number is done.
+        let (answered, mut rx) = waiters.wait();
+        assert_eq!(waiters.resolve(answered, 1), Resolved::Waiter);
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert!(!waiters.orphan(answered), "no answer is to come");
+        // Orphaned: its answer is the orphan's, once.
+        let (orphaned, rx) = waiters.wait();
+        drop(rx);
+        assert!(waiters.orphan(orphaned));
+        assert_eq!(waiters.resolve(orphaned, 2), Resolved::Orphan);
+        assert_eq!(waiters.resolve(orphaned, 2), Resolved::Unknown);
+        // Orphaned and never answered: abandoning says so; a forgotten one is not.
+        let (never, _rx) = waiters.wait();
+        assert!(waiters.orphan(never));
+        let (forgotten, _rx) = waiters.wait();
+        waiters.forget(forgotten);
+        let (waiting, _rx) = waiters.wait();
+        assert_eq!(waiters.abandon_all(), 1);
+        assert_eq!(waiters.resolve(waiting, 3), Resolved::Unknown);
     }
 
     #[tokio::test(start_paused = true)]

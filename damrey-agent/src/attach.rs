@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix_ws::AggregatedMessage;
 use damrey_actors::deadline::deadline_after;
 use damrey_actors::deadline::millis_left;
-use damrey_actors::link::Waiters;
+use damrey_actors::link::{Resolved, Waiters};
 use damrey_actors::{BoxFuture, Endpoint, Fault, Instance, Lost, Message, Mpu, Router, Terminal};
 use damrey_wire::binary::{Encoded, Form, FrameError, LinkFrame, read_message};
 use damrey_wire::frame::MAX_FRAME;
@@ -175,6 +175,7 @@ impl WorkerSession {
             session: self,
             id,
             delivered: Instant::now(),
+            settled: false,
         };
         if !sent {
             return Err(outstanding.settle(Err(Lost::gone(message))));
@@ -184,6 +185,23 @@ impl WorkerSession {
             rx,
             message,
         })
+    }
+
+    /// The worker answered step `id` (`None`: it never started it). An orphaned step's
+    /// answer only takes it out of flight.
+    fn answered(&self, id: u64, answer: Option<Message>) {
+        if self.steps.resolve(id, answer) == Resolved::Orphan {
+            self.out_of_flight(1);
+        }
+    }
+
+    /// Takes `steps` delivered steps out of the in-flight count.
+    fn out_of_flight(&self, steps: usize) {
+        let steps = u64::try_from(steps).unwrap_or(u64::MAX);
+        self.stats
+            .tally
+            .in_flight
+            .fetch_sub(steps, Ordering::Relaxed);
     }
 
     /// Waits for a delivered step's result, until `deadline`. A mapped future, not an
@@ -230,18 +248,20 @@ struct Delivered {
     message: Message,
 }
 
-/// A delivered step's place in its session: counted in flight and waited on until it is
-/// dropped, whether settled with an outcome or dropped unsettled (its line's future was
-/// dropped while it waited, as when the router closes).
+/// A delivered step's place in its session: waited on and counted in flight until it
+/// is settled with an outcome, or, dropped unsettled (its line's future was dropped while
+/// it waited, as when the router closes), until the worker answers it or the session
+/// ends: the worker still holds it meanwhile.
 struct Outstanding {
     session: Arc<WorkerSession>,
     id: u64,
     delivered: Instant,
+    settled: bool,
 }
 
 impl Outstanding {
     /// Ends the step with `outcome`, counted.
-    fn settle(self, outcome: Step) -> Step {
+    fn settle(mut self, outcome: Step) -> Step {
         let session = &self.session;
         if session.counting {
             match &outcome {
@@ -251,19 +271,22 @@ impl Outstanding {
                 }
             }
         }
+        self.settled = true;
         outcome
     }
 }
 
 impl Drop for Outstanding {
-    /// No longer waited on, no longer in flight.
     fn drop(&mut self) {
-        self.session.steps.forget(self.id);
-        self.session
-            .stats
-            .tally
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        let session = &self.session;
+        if self.settled {
+            session.steps.forget(self.id);
+        } else if session.steps.orphan(self.id) {
+            // Still the worker's: out of flight when its answer comes (`on_frame`) or
+            // the session ends.
+            return;
+        }
+        session.out_of_flight(1);
     }
 }
 
@@ -447,7 +470,7 @@ pub async fn serve(
     router.detach(&worker, &instance);
     settings.registry.unregister(&stats);
     endpoint.closed.store(true, Ordering::Release);
-    endpoint.steps.abandon_all();
+    endpoint.out_of_flight(endpoint.steps.abandon_all());
     let _ = session.close(None).await;
     tracing::info!(worker = endpoint.worker, "worker detached");
 }
@@ -462,8 +485,8 @@ fn on_frame(
 ) {
     let out = &endpoint.out;
     match frame {
-        Ok(Frame::Result { id, msg }) => endpoint.steps.resolve(id, Some(msg)),
-        Ok(Frame::Unstarted { id }) => endpoint.steps.resolve(id, None),
+        Ok(Frame::Result { id, msg }) => endpoint.answered(id, Some(msg)),
+        Ok(Frame::Unstarted { id }) => endpoint.answered(id, None),
         Ok(Frame::Request { id, ms, msg, to }) => match outbox.arrive(id, out.clone()) {
             Arrival::New => {
                 // The line is made here, not in the task: the task then holds only the
@@ -535,7 +558,7 @@ mod tests {
     use damrey_actors::Tag;
 
     /// A session as `serve` makes it, with the queue its loop would write from.
-    fn session(counting: bool) -> (Arc<WorkerSession>, mpsc::UnboundedReceiver<Outgoing>) {
+    fn session() -> (Arc<WorkerSession>, mpsc::UnboundedReceiver<Outgoing>) {
         let (out, out_rx) = mpsc::unbounded_channel();
         let session = Arc::new(WorkerSession {
             worker: "square".to_owned(),
@@ -545,7 +568,7 @@ mod tests {
             },
             steps: Waiters::default(),
             stats: Registry::default().register("square"),
-            counting,
+            counting: true,
             closed: AtomicBool::new(false),
             gave_up: AtomicBool::new(false),
             left: AtomicBool::new(false),
@@ -553,51 +576,74 @@ mod tests {
         (session, out_rx)
     }
 
+    /// A step's message.
     fn step() -> Message {
         Message::new(Tag::Request, "integers", ["3"])
     }
 
+    /// The worker's result for [`step`].
+    fn nine() -> Option<Message> {
+        Some(Message::response("integers", ["9"]))
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    /// What `serve` does when the session's connection ends.
+    fn close(session: &WorkerSession) {
+        session.closed.store(true, Ordering::Release);
+        session.out_of_flight(session.steps.abandon_all());
+    }
+
     #[tokio::test]
-    async fn a_step_whose_line_is_dropped_while_it_waits_leaves_nothing_in_flight() {
-        let (session, mut out_rx) = session(true);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let waiting = session.clone().process(step(), deadline);
+    async fn a_step_whose_line_is_dropped_counts_in_flight_until_its_worker_answers() {
+        let (session, mut out_rx) = session();
+        let waiting = session.clone().process(step(), far());
         // Delivered when called: queued for the worker and counted in flight.
         assert!(matches!(out_rx.try_recv(), Ok(Outgoing::Frame(_))));
         assert_eq!(session.load(), 1);
 
         // The router closed, say: the line's future, and the step's in it, are dropped.
+        // The worker still holds the step, so it still counts as load...
         drop(waiting);
-        assert_eq!(session.load(), 0, "a dropped step still counts as load");
+        assert_eq!(session.load(), 1);
+        // ...until the worker answers it.
+        session.answered(0, nine());
+        assert_eq!(session.load(), 0);
+        // Once: a late duplicate of the answer changes nothing.
+        session.answered(0, nine());
+        assert_eq!(session.load(), 0);
 
         // The instance takes the next step as before, and its result settles it.
-        let next = session.clone().process(step(), deadline);
+        let next = session.clone().process(step(), far());
         assert_eq!(session.load(), 1);
-        session
-            .steps
-            .resolve(1, Some(Message::response("integers", ["9"])));
-        let answer = next.await.expect("the worker answered");
-        assert_eq!(answer.args, ["9"]);
+        session.answered(1, nine());
+        assert_eq!(next.await.expect("the worker answered"), nine().unwrap());
         assert_eq!(session.load(), 0);
         assert_eq!(session.stats.tally.responses.load(Ordering::Relaxed), 1);
+
+        // A dropped step the worker never answers is out of flight when the session ends.
+        drop(session.clone().process(step(), far()));
+        assert_eq!(session.load(), 1);
+        close(&session);
+        assert_eq!(session.load(), 0);
     }
 
     #[tokio::test]
     async fn every_ending_of_a_step_takes_it_out_of_flight_once() {
-        let (session, out_rx) = session(true);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let (session, out_rx) = session();
+        let tally = &session.stats.tally;
 
         // Answered.
-        let answered = session.clone().process(step(), deadline);
-        session
-            .steps
-            .resolve(0, Some(Message::response("integers", ["9"])));
+        let answered = session.clone().process(step(), far());
+        session.answered(0, nine());
         assert!(answered.await.is_ok());
         assert_eq!(session.load(), 0);
 
         // Not started by a stopping worker: lost, to run elsewhere.
-        let unstarted = session.clone().process(step(), deadline);
-        session.steps.resolve(1, None);
+        let unstarted = session.clone().process(step(), far());
+        session.answered(1, None);
         assert!(unstarted.await.is_err_and(|lost| lost.stopped));
         assert_eq!(session.load(), 0);
 
@@ -607,12 +653,33 @@ mod tests {
             .process(step(), Instant::now() + Duration::from_millis(10));
         assert_eq!(late.await.expect("a TIMEOUT").tag, Tag::Timeout);
         assert_eq!(session.load(), 0);
+        assert_eq!(tally.timeouts.load(Ordering::Relaxed), 1);
+
+        // The connection ended while the worker held it: lost, to run elsewhere.
+        let held = session.clone().process(step(), far());
+        close(&session);
+        assert!(held.await.is_err_and(|lost| !lost.stopped));
+        assert_eq!(session.load(), 0);
+        // And a step for a closed session is lost when handed over.
+        assert!(session.clone().process(step(), far()).await.is_err());
+        assert_eq!(session.load(), 0);
+
+        // Held by a worker dropped for silence: an ERROR, not run elsewhere.
+        session.closed.store(false, Ordering::Release);
+        let held = session.clone().process(step(), far());
+        session.gave_up.store(true, Ordering::Release);
+        close(&session);
+        assert_eq!(held.await.expect("an ERROR").tag, Tag::Error);
+        assert_eq!(session.load(), 0);
+        assert_eq!(tally.errors.load(Ordering::Relaxed), 1);
 
         // The session's queue is gone: lost when handed over.
+        session.closed.store(false, Ordering::Release);
+        session.gave_up.store(false, Ordering::Release);
         drop(out_rx);
-        let unsent = session.clone().process(step(), deadline);
+        let unsent = session.clone().process(step(), far());
         assert!(unsent.await.is_err_and(|lost| !lost.stopped));
         assert_eq!(session.load(), 0);
-        assert_eq!(session.stats.tally.retries.load(Ordering::Relaxed), 2);
+        assert_eq!(tally.retries.load(Ordering::Relaxed), 3);
     }
 }

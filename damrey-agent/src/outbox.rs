@@ -22,19 +22,16 @@ pub struct OutboxLedger<R> {
     inner: Mutex<Ledger<R>>,
 }
 
+/// Two tables by the ids workers chose (std's hasher, which resists chosen keys): an
+/// entry of one whose line runs is the size of where its reply goes, not of a reply.
 struct Ledger<R> {
-    /// By the ids workers chose: std's hasher, which resists chosen keys.
-    entries: HashMap<Uuid, State<R>>,
+    /// Lines that run, by request or push: where the reply goes (the last connection
+    /// the request came in on).
+    running: HashMap<Uuid, R>,
+    /// Lines that ended, with their reply (`None` for a push).
+    done: HashMap<Uuid, Option<Terminal>>,
     /// When each ended entry may be forgotten, soonest first.
     expiry: BinaryHeap<Reverse<(Instant, Uuid)>>,
-}
-
-enum State<R> {
-    /// The line runs; its reply goes to the last connection the request came in on.
-    Running(R),
-    /// The line ended with this reply (`None` for a push). Boxed: the table holds an
-    /// entry for every request in flight, and a reply inline would make each as large.
-    Done(Option<Box<Terminal>>),
 }
 
 /// What to do with a request or push that arrived.
@@ -59,7 +56,8 @@ impl<R: Clone> OutboxLedger<R> {
     pub fn new() -> Self {
         OutboxLedger {
             inner: Mutex::new(Ledger {
-                entries: HashMap::new(),
+                running: HashMap::new(),
+                done: HashMap::new(),
                 expiry: BinaryHeap::new(),
             }),
         }
@@ -75,16 +73,12 @@ impl<R: Clone> OutboxLedger<R> {
     pub fn arrive(&self, id: Uuid, reply_to: R) -> Arrival {
         let mut inner = self.inner();
         inner.expire(Instant::now());
-        match inner.entries.get_mut(&id) {
-            None => {
-                inner.entries.insert(id, State::Running(reply_to));
-                Arrival::New
-            }
-            Some(State::Running(current)) => {
-                *current = reply_to;
-                Arrival::Running
-            }
-            Some(State::Done(reply)) => Arrival::Done(reply.as_deref().cloned()),
+        if let Some(reply) = inner.done.get(&id) {
+            return Arrival::Done(reply.clone());
+        }
+        match inner.running.insert(id, reply_to) {
+            None => Arrival::New,
+            Some(_earlier) => Arrival::Running,
         }
     }
 
@@ -98,17 +92,15 @@ impl<R: Clone> OutboxLedger<R> {
         // A resend comes within seconds of a reconnect; a long deadline need not keep
         // a reply (up to a frame) for its whole length.
         let until = until.min(now + REMEMBER_AT_MOST);
-        let previous = inner.entries.insert(id, State::Done(reply.map(Box::new)));
+        inner.done.insert(id, reply);
         inner.expiry.push(Reverse((until, id)));
-        match previous {
-            Some(State::Running(reply_to)) => Some(reply_to),
-            _ => None,
-        }
+        inner.running.remove(&id)
     }
 
     /// Entries remembered now (running or ended).
     pub fn len(&self) -> usize {
-        self.inner().entries.len()
+        let inner = self.inner();
+        inner.running.len() + inner.done.len()
     }
 
     /// Whether nothing is remembered.
@@ -124,7 +116,7 @@ impl<R> Ledger<R> {
                 break;
             }
             self.expiry.pop();
-            self.entries.remove(&id);
+            self.done.remove(&id);
         }
     }
 }
@@ -158,15 +150,5 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(ledger.arrive(Uuid::new_v4(), ()), Arrival::New);
         assert_eq!(ledger.len(), 1);
-    }
-
-    #[test]
-    fn an_entry_is_as_small_for_a_request_in_flight_as_its_reply_to() {
-        // One entry per request in flight: its state is the reply's address (a
-        // session's queue: a pointer and the form) however large replies are.
-        assert_eq!(
-            size_of::<State<(usize, bool)>>(),
-            size_of::<(usize, bool)>()
-        );
     }
 }

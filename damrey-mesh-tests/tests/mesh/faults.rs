@@ -79,7 +79,6 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
     assert!(nap["rerouted"].as_u64() > Some(0), "{stats}");
 }
 
-/// The `nap` worker's config: it takes type `nap` and ends the line.
 #[actix_rt::test]
 async fn a_caller_that_hangs_up_mid_call_leaves_no_step_counted_in_flight() {
     use tokio::io::AsyncWriteExt;
@@ -115,6 +114,7 @@ async fn a_caller_that_hangs_up_mid_call_leaves_no_step_counted_in_flight() {
     );
 }
 
+/// The `nap` worker's config: it takes type `nap` and ends the line.
 fn nap_spec() -> serde_json::Value {
     json!({"name": "nap", "commands": [{"name": "nap"}]})
 }
