@@ -172,10 +172,9 @@ impl WorkerSession {
         }
         let sent = self.out.send_encoded(encoded);
         let outstanding = Outstanding {
-            session: self,
+            session: Some(self),
             id,
             delivered: Instant::now(),
-            settled: false,
         };
         if !sent {
             return Err(outstanding.settle(Err(Lost::gone(message))));
@@ -213,7 +212,7 @@ impl WorkerSession {
             message,
         } = step;
         timeout_at(deadline, rx).map(move |answer| {
-            let session = &outstanding.session;
+            let session = outstanding.session();
             let outcome = match answer {
                 Ok(Ok(Some(result))) => Ok(result),
                 // The worker process is stopping and never started the step.
@@ -253,40 +252,47 @@ struct Delivered {
 /// it waited, as when the router closes), until the worker answers it or the session
 /// ends: the worker still holds it meanwhile.
 struct Outstanding {
-    session: Arc<WorkerSession>,
+    /// `None` once settled: a flag of its own would cost every step in flight 8 bytes.
+    session: Option<Arc<WorkerSession>>,
     id: u64,
     delivered: Instant,
-    settled: bool,
 }
 
 impl Outstanding {
-    /// Ends the step with `outcome`, counted.
+    /// The session the step is outstanding at.
+    fn session(&self) -> &WorkerSession {
+        self.session
+            .as_deref()
+            .expect("a step is settled only by `settle`, which consumes it")
+    }
+
+    /// Ends the step with `outcome`, counted: no longer waited on, no longer in flight.
     fn settle(mut self, outcome: Step) -> Step {
-        let session = &self.session;
-        if session.counting {
-            match &outcome {
-                Ok(answer) => session.stats.answered(answer.tag, self.delivered.elapsed()),
-                Err(_lost) => {
-                    session.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(session) = self.session.take() {
+            if session.counting {
+                match &outcome {
+                    Ok(answer) => session.stats.answered(answer.tag, self.delivered.elapsed()),
+                    Err(_lost) => {
+                        session.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
+            session.steps.forget(self.id);
+            session.out_of_flight(1);
         }
-        self.settled = true;
         outcome
     }
 }
 
 impl Drop for Outstanding {
+    /// Unsettled: the worker still holds the step, which leaves flight when its answer
+    /// comes (`WorkerSession::answered`) or the session ends; or it answered already.
     fn drop(&mut self) {
-        let session = &self.session;
-        if self.settled {
-            session.steps.forget(self.id);
-        } else if session.steps.orphan(self.id) {
-            // Still the worker's: out of flight when its answer comes (`on_frame`) or
-            // the session ends.
-            return;
+        if let Some(session) = self.session.take()
+            && !session.steps.orphan(self.id)
+        {
+            session.out_of_flight(1);
         }
-        session.out_of_flight(1);
     }
 }
 
