@@ -271,7 +271,8 @@ impl<T> Waiters<T> {
         (id, rx)
     }
 
-    /// Hands `answer` to the caller waiting on `id`, if any is still waiting.
+    /// Hands `answer` to the caller waiting on `id`, if any is still waiting; what it
+    /// found for `id` (an orphan's answer is for its counting only).
     pub fn resolve(&self, id: u64, answer: T) -> Resolved {
         let found = self.waiting().remove(&id);
         match found {
@@ -284,7 +285,8 @@ impl<T> Waiters<T> {
         }
     }
 
-    /// Stops waiting on `id` (its caller gave up).
+    /// Stops waiting on `id` (its caller gave up), orphaned or not: an orphan forgotten
+    /// is never reported, so this is for numbers whose ending is counted already.
     pub fn forget(&self, id: u64) {
         self.waiting().remove(&id);
     }
@@ -827,6 +829,7 @@ mod tests {
         let (waiting, _rx) = waiters.wait();
         assert_eq!(waiters.abandon_all(), 1);
         assert_eq!(waiters.resolve(waiting, 3), Resolved::Unknown);
+        assert!(!waiters.orphan(waiting), "abandoned: no answer is to come");
     }
 
     #[tokio::test(start_paused = true)]

@@ -248,11 +248,13 @@ struct Delivered {
 }
 
 /// A delivered step's place in its session: waited on and counted in flight until it
-/// is settled with an outcome, or, dropped unsettled (its line's future was dropped while
-/// it waited, as when the router closes), until the worker answers it or the session
-/// ends: the worker still holds it meanwhile.
+/// is settled with an outcome (the worker's answer, `TIMEOUT` at the deadline, lost); or,
+/// dropped unsettled (its line's future was dropped while it waited, as when the router
+/// closes), until the worker answers it or the session ends: the worker still holds it
+/// meanwhile.
 struct Outstanding {
-    /// `None` once settled: a flag of its own would cost every step in flight 8 bytes.
+    /// `None` once settled or dropped: a flag of its own would cost every step in flight
+    /// 8 bytes.
     session: Option<Arc<WorkerSession>>,
     id: u64,
     delivered: Instant,
@@ -268,18 +270,20 @@ impl Outstanding {
 
     /// Ends the step with `outcome`, counted: no longer waited on, no longer in flight.
     fn settle(mut self, outcome: Step) -> Step {
-        if let Some(session) = self.session.take() {
-            if session.counting {
-                match &outcome {
-                    Ok(answer) => session.stats.answered(answer.tag, self.delivered.elapsed()),
-                    Err(_lost) => {
-                        session.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
-                    }
+        let session = self
+            .session
+            .take()
+            .expect("a step is settled only by `settle`, which consumes it");
+        if session.counting {
+            match &outcome {
+                Ok(answer) => session.stats.answered(answer.tag, self.delivered.elapsed()),
+                Err(_lost) => {
+                    session.stats.tally.retries.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            session.steps.forget(self.id);
-            session.out_of_flight(1);
         }
+        session.steps.forget(self.id);
+        session.out_of_flight(1);
         outcome
     }
 }
@@ -592,6 +596,7 @@ mod tests {
         Some(Message::response("integers", ["9"]))
     }
 
+    /// A deadline no step of these tests reaches.
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(30)
     }
@@ -629,10 +634,23 @@ mod tests {
         assert_eq!(session.load(), 0);
         assert_eq!(session.stats.tally.responses.load(Ordering::Relaxed), 1);
 
+        // Answered before the line's future heard it, then dropped: out of flight at once.
+        let heard_late = session.clone().process(step(), far());
+        session.answered(2, nine());
+        assert_eq!(session.load(), 1);
+        drop(heard_late);
+        assert_eq!(session.load(), 0);
+
         // A dropped step the worker never answers is out of flight when the session ends.
         drop(session.clone().process(step(), far()));
         assert_eq!(session.load(), 1);
         close(&session);
+        assert_eq!(session.load(), 0);
+        // And one dropped after the session ended, once.
+        session.closed.store(false, Ordering::Release);
+        let waiting = session.clone().process(step(), far());
+        close(&session);
+        drop(waiting);
         assert_eq!(session.load(), 0);
     }
 
