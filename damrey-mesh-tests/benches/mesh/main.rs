@@ -10,12 +10,12 @@
 //! CPU time per request of every process of each system (`nats-server` and the three
 //! services; the proxy, the agents and the worker processes), their ratios to NATS and
 //! the goals of issue 16; whether a 1 MiB argument is carried; and the agent's memory
-//! per outstanding request (on an agent of its own, `square` frozen with SIGSTOP while
-//! they wait). Then, for context: the in-process line of `damrey-actors` as the
-//! ceiling, where one request's time goes, the floor of one request in flight (one bare
-//! HTTP round trip plus three bare WebSocket round trips to another process, this bench
-//! binary run again as an echo server), and counting on against off (on two fresh
-//! agents).
+//! per outstanding request (the median of one agent of its own a round, `square` frozen
+//! with SIGSTOP while they wait). Then, for context: the in-process line of
+//! `damrey-actors` as the ceiling, where one request's time goes, the floor of one
+//! request in flight (one bare HTTP round trip plus three bare WebSocket round trips to
+//! another process, this bench binary run again as an echo server), and counting on
+//! against off (on two fresh agents).
 //!
 //! Run it with `cargo bench -p damrey-mesh-tests --bench mesh` (it builds the release
 //! binaries it starts); without `nats-server` on the `PATH` it says so and skips NATS.
@@ -734,7 +734,14 @@ fn main() {
         );
 
         println!();
-        let per_request = memory_per_outstanding(&proxy, outstanding).await;
+        // The agent's RSS moves by some hundreds of bytes a request from one agent to the
+        // next (the allocator's pages, the buffers of the frozen worker's link): the
+        // median of one fresh agent a round.
+        let mut per_request = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            per_request.push(memory_per_outstanding(&proxy, outstanding).await);
+        }
+        let per_request = median(&mut per_request);
 
         println!("\ngoals of issue 16, measured in this run:");
         let to_nats = |path, load, of: fn(&Medians) -> f64| {
