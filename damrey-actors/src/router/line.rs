@@ -13,8 +13,8 @@ use std::time::Duration;
 use damrey_service::telemetry::error_chain;
 use futures_util::FutureExt;
 use pin_project_lite::pin_project;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Timeout, timeout_at};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 use super::choice::{Destination, NoRoute};
@@ -59,8 +59,8 @@ impl Router {
     ) -> impl Future<Output = Option<Terminal>> + use<> {
         let deadline = line.deadline;
         Guarded {
-            closed: self.inner.closed.clone().cancelled_owned(),
-            _active: ActiveLine::new(self.inner.clone()),
+            closed: self.inner.on_close.clone().notified_owned(),
+            active: ActiveLine::new(self.inner.clone()),
             driven: timeout_at(deadline, self.drive(line)),
         }
     }
@@ -297,8 +297,8 @@ pin_project! {
         #[pin]
         driven: Timeout<F>,
         #[pin]
-        closed: WaitForCancellationFutureOwned,
-        _active: ActiveLine,
+        closed: OwnedNotified,
+        active: ActiveLine,
     }
 }
 
@@ -314,7 +314,12 @@ impl<F: Future<Output = Option<Terminal>>> Future for Guarded<F> {
                 Err(_elapsed) => Some(Message::timeout().into()),
             });
         }
-        this.closed.poll(cx).map(|()| Some(Message::stop().into()))
+        // Closed before this line began waiting (it is never told), or told since.
+        let stop = || Some(Message::stop().into());
+        if this.active.0.closed.load(Ordering::Acquire) {
+            return Poll::Ready(stop());
+        }
+        this.closed.poll(cx).map(|()| stop())
     }
 }
 

@@ -27,7 +27,6 @@ use std::time::Duration;
 use futures_util::future::Either;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::FastMap;
@@ -107,8 +106,11 @@ struct RouterInner {
     active: AtomicUsize,
     /// Told when `active` drops to zero.
     idle: Notify,
-    /// Cancelled by [`Router::close`]: every line still driven here ends with `STOP`.
-    closed: CancellationToken,
+    /// Set by [`Router::close`]: every line still driven here ends with `STOP`.
+    closed: AtomicBool,
+    /// Told when `closed` is set. Shared, so that a line's future holds its wait by a
+    /// handle (`notified_owned`) and no lock is taken to start or end a line.
+    on_close: Arc<Notify>,
     /// Bumped by every change of the table, so that lines waiting for an instance or
     /// for configs look again at once.
     changes: watch::Sender<u64>,
@@ -196,7 +198,8 @@ impl Router {
                 confirmed: AtomicBool::new(false),
                 active: AtomicUsize::new(0),
                 idle: Notify::new(),
-                closed: CancellationToken::new(),
+                closed: AtomicBool::new(false),
+                on_close: Arc::default(),
                 changes: watch::Sender::new(0),
                 not_configured: AtomicU64::new(0),
             }),
@@ -357,7 +360,9 @@ impl Router {
     /// An agent calls it when its drain time is over, so that no caller is left
     /// without a terminal reply.
     pub fn close(&self) {
-        self.inner.closed.cancel();
+        // Set before the waits are told: a line that starts after the telling sees it.
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.on_close.notify_waiters();
     }
 
     /// The config of worker `name`.

@@ -508,3 +508,27 @@ async fn errors_the_router_makes_carry_their_fault_and_a_handler_s_none() {
     assert_eq!(handler.message.tag, Tag::Error, "{handler:?}");
     assert_eq!(handler.fault, None);
 }
+
+#[actix::test]
+async fn closing_the_router_answers_stop_to_the_lines_it_drives_and_to_later_ones() {
+    let mesh = TestMesh::new([WorkerSpec::new("nap").command("nap", "")]).unwrap();
+    let sleeper = Sleeper::default();
+    mesh.start("nap", sleeper.factory()).await.unwrap();
+    let router = mesh.router().clone();
+    let nap = || Message::request("nap", ["10000"]);
+
+    let waiting = actix_rt::spawn({
+        let router = router.clone();
+        async move { router.request("nap", nap(), Duration::from_secs(5)).await }
+    });
+    while sleeper.now.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    router.close();
+    assert_eq!(waiting.await.unwrap(), Message::stop());
+
+    // A line started after the close is never told of it, and ends all the same.
+    let later = router.request("nap", nap(), Duration::from_secs(5)).await;
+    assert_eq!(later, Message::stop());
+    assert_eq!(router.active_lines(), 0);
+}
