@@ -177,6 +177,7 @@ impl WorkerSession {
             delivered: Instant::now(),
         };
         if !sent {
+            outstanding.session().steps.forget(id);
             return Err(outstanding.settle(Err(Lost::gone(message))));
         }
         Ok(Delivered {
@@ -228,7 +229,11 @@ impl WorkerSession {
                 // The session closed and dropped the waiter: the process is gone and
                 // the step never came back.
                 Ok(Err(_closed)) => Err(Lost::gone(message)),
-                Err(_elapsed) => Ok(Message::timeout()),
+                Err(_elapsed) => {
+                    // The only ending that leaves the waiter in the table.
+                    session.steps.forget(outstanding.id);
+                    Ok(Message::timeout())
+                }
             };
             outstanding.settle(outcome)
         })
@@ -268,7 +273,10 @@ impl Outstanding {
             .expect("a step is settled only by `settle`, which consumes it")
     }
 
-    /// Ends the step with `outcome`, counted: no longer waited on, no longer in flight.
+    /// Ends the step with `outcome`, counted, and takes it out of flight. Its waiter is
+    /// out of the table by then: answered, abandoned with the session, or forgotten by
+    /// the caller (a timeout, a frame that could not be queued), so that an answered
+    /// step takes the table's lock once, not twice.
     fn settle(mut self, outcome: Step) -> Step {
         let session = self
             .session
@@ -282,7 +290,6 @@ impl Outstanding {
                 }
             }
         }
-        session.steps.forget(self.id);
         session.out_of_flight(1);
         outcome
     }
@@ -677,6 +684,7 @@ mod tests {
             .process(step(), Instant::now() + Duration::from_millis(10));
         assert_eq!(late.await.expect("a TIMEOUT").tag, Tag::Timeout);
         assert_eq!(session.load(), 0);
+        assert!(!session.steps.orphan(2), "the timed-out step's waiter is left");
         assert_eq!(tally.timeouts.load(Ordering::Relaxed), 1);
 
         // The connection ended while the worker held it: lost, to run elsewhere.
@@ -704,6 +712,7 @@ mod tests {
         let unsent = session.clone().process(step(), far());
         assert!(unsent.await.is_err_and(|lost| !lost.stopped));
         assert_eq!(session.load(), 0);
+        assert!(!session.steps.orphan(6), "the unsent step's waiter is left");
         assert_eq!(tally.retries.load(Ordering::Relaxed), 3);
     }
 }
