@@ -684,7 +684,10 @@ mod tests {
             .process(step(), Instant::now() + Duration::from_millis(10));
         assert_eq!(late.await.expect("a TIMEOUT").tag, Tag::Timeout);
         assert_eq!(session.load(), 0);
-        assert!(!session.steps.orphan(2), "the timed-out step's waiter is left");
+        assert!(
+            !session.steps.orphan(2),
+            "the timed-out step's waiter is left"
+        );
         assert_eq!(tally.timeouts.load(Ordering::Relaxed), 1);
 
         // The connection ended while the worker held it: lost, to run elsewhere.
