@@ -2,7 +2,6 @@
 //! answers), peer links, proxy loops, HTTP server, and its stop on SIGINT/SIGTERM (see
 //! [`crate::shutdown`]).
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,10 +131,11 @@ impl Application {
     /// file cannot be used.
     pub fn build(settings: Settings) -> Result<Application, StartupError> {
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
+        let listener =
+            damrey_service::listener::bind(&address).map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?

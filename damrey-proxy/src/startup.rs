@@ -1,6 +1,5 @@
 //! `Application`: opens the store, binds the port, serves, and shuts down on SIGINT/SIGTERM.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -79,10 +78,11 @@ impl Application {
         let feed = Feed::new(Topic::Configs, store.version().await?);
         let placement = Feed::new(Topic::Placement, store.placement_version().await?);
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
+        let listener =
+            damrey_service::listener::bind(&address).map_err(|source| StartupError::Bind {
+                address: address.clone(),
+                source,
+            })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartupError::Bind {

@@ -9,6 +9,8 @@ use damrey_actors::{Envelope, Message, Tag};
 use damrey_wire::peer::{PeerFrame, RUN_HEADER};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use crate::support::{
@@ -572,4 +574,54 @@ async fn a_message_too_large_for_a_worker_link_is_refused_and_costs_other_steps_
         stats["instances"][0]["instance"], 1,
         "never reconnected: {stats}"
     );
+}
+
+#[actix_rt::test]
+async fn a_burst_of_connections_to_a_frozen_agent_is_held_and_each_is_answered_when_it_thaws() {
+    // Far more than std's listen backlog of 128, fewer than the agent's.
+    const CONNECTIONS: usize = 1_000;
+    let dir = TempDir::new();
+    let (_proxy, agent, _workers) = sqsum_mesh(&dir).await;
+    let request = sqsum(3, 4).to_json();
+    let request = format!(
+        "POST /call/add?timeout_ms=10000 HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{request}",
+        agent.address,
+        request.len()
+    );
+    let expected = agent.call("add", &sqsum(3, 4), 2_000).await;
+    assert_eq!(expected.0, 200);
+
+    agent.process.signal("STOP");
+    // The kernel completes each handshake and holds the connection for the agent; one it
+    // refused would wait for a SYN retransmit that a frozen agent never makes room for.
+    let connects = join_all((0..CONNECTIONS).map(|_| TcpStream::connect(agent.address.clone())));
+    let connected = tokio::time::timeout(PATIENCE, connects).await;
+    agent.process.signal("CONT");
+    let streams: Vec<TcpStream> = connected
+        .expect("every connection is held while the agent is frozen")
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every connection is made");
+
+    let replies = join_all(streams.into_iter().map(|mut stream| {
+        let request = request.clone();
+        async move {
+            stream.write_all(request.as_bytes()).await.expect("sent");
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.expect("answered");
+            let answer = String::from_utf8(answer).expect("text");
+            let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+            let status: u16 = head[9..12].parse().expect("a status");
+            (
+                status,
+                Message::from_json_slice(body.as_bytes()).expect("a message"),
+            )
+        }
+    }))
+    .await;
+    assert_eq!(replies.len(), CONNECTIONS);
+    assert!(replies.iter().all(|reply| *reply == expected), "{:?}", {
+        replies.iter().find(|reply| **reply != expected)
+    });
 }
