@@ -2,8 +2,9 @@
 //! mesh: layered settings ([`settings`]), logs and request ids ([`telemetry`]), the
 //! bearer-token check ([`credential`]), the services' route tables ([`api_route`]) and,
 //! behind the `openapi` feature, what their OpenAPI documents share (`openapi`), TLS
-//! from PEM files ([`tls`]), the listener a service binds ([`listener`]), the one backoff of every retry loop ([`backoff`]) and the
-//! signals that stop a process ([`signal`]).
+//! from PEM files ([`tls`]), the listener a service binds ([`listener`]), the one
+//! backoff of every retry loop ([`backoff`]) and the signals that stop a process
+//! ([`signal`]).
 //!
 //! The proxy, the agent, the CLI and worker binaries depend on it; it depends on none of
 //! them, and on no Damrey crate.
