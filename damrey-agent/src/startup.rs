@@ -132,7 +132,7 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Application, StartupError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
-            damrey_service::listener::bind(&address).map_err(|source| StartupError::Bind {
+            damrey_service::connections::bind(&address).map_err(|source| StartupError::Bind {
                 address: address.clone(),
                 source,
             })?;
@@ -265,6 +265,7 @@ impl Application {
             }
         })
         .disable_signals()
+        .keep_alive(damrey_service::connections::KEEP_ALIVE)
         // No Nagle on any accepted connection: worker and peer links among them carry
         // frames both ways, already gathered per wake-up (`damrey_service::tls::client`
         // sets it on the other end).

@@ -27,4 +27,5 @@ pub mod example;
 pub mod load;
 pub mod mesh;
 pub mod process;
+pub mod raw_http;
 pub mod wait;

@@ -79,7 +79,7 @@ impl Application {
         let placement = Feed::new(Topic::Placement, store.placement_version().await?);
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
-            damrey_service::listener::bind(&address).map_err(|source| StartupError::Bind {
+            damrey_service::connections::bind(&address).map_err(|source| StartupError::Bind {
                 address: address.clone(),
                 source,
             })?;
@@ -126,6 +126,7 @@ impl Application {
         })
         // Signals are ours: at shutdown, long waits on the change feed answer first.
         .disable_signals()
+        .keep_alive(damrey_service::connections::KEEP_ALIVE)
         .shutdown_timeout(10);
         if settings.http_workers > 0 {
             server = server.workers(settings.http_workers);

@@ -2,7 +2,7 @@
 //! mesh: layered settings ([`settings`]), logs and request ids ([`telemetry`]), the
 //! bearer-token check ([`credential`]), the services' route tables ([`api_route`]) and,
 //! behind the `openapi` feature, what their OpenAPI documents share (`openapi`), TLS
-//! from PEM files ([`tls`]), the listener a service binds ([`listener`]), the one
+//! from PEM files ([`tls`]), how a service takes connections ([`connections`]), the one
 //! backoff of every retry loop ([`backoff`]) and the signals that stop a process
 //! ([`signal`]).
 //!
@@ -11,8 +11,8 @@
 
 pub mod api_route;
 pub mod backoff;
+pub mod connections;
 pub mod credential;
-pub mod listener;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod settings;

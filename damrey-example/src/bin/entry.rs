@@ -10,7 +10,7 @@ use damrey_actors::process::{self, Exit};
 use damrey_example::process::EntryArgs;
 use damrey_example::{Entry, front};
 use damrey_service::signal::shutdown_signal;
-use damrey_service::{listener, telemetry};
+use damrey_service::{connections, telemetry};
 
 fn main() -> ExitCode {
     let args = EntryArgs::parse();
@@ -36,7 +36,8 @@ async fn serve(args: EntryArgs) -> Exit {
     })
     .workers(1)
     .disable_signals()
-    .backlog(u32::from(listener::BACKLOG))
+    .backlog(u32::from(connections::BACKLOG))
+    .keep_alive(connections::KEEP_ALIVE)
     .bind(&args.http);
     // The address bound, not the one asked for: with port 0 the OS chose the port, and
     // the "front door open" line is how a script or a test learns it.

@@ -9,13 +9,13 @@ use damrey_actors::{Envelope, Message, Tag};
 use damrey_wire::peer::{PeerFrame, RUN_HEADER};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use crate::support::{
     Agent, AgentAddress, AgentOptions, PATIENCE, Process, Proxy, TempDir, eventually, join_all,
-    serve_get, sqsum, sqsum_mesh,
+    raw_http, serve_get, sqsum, sqsum_mesh,
 };
 
 #[actix_rt::test]
@@ -582,13 +582,7 @@ async fn a_burst_of_connections_to_a_frozen_agent_is_held_and_each_is_answered_w
     const CONNECTIONS: usize = 1_000;
     let dir = TempDir::new();
     let (_proxy, agent, _workers) = sqsum_mesh(&dir).await;
-    let request = sqsum(3, 4).to_json();
-    let request = format!(
-        "POST /call/add?timeout_ms=10000 HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{request}",
-        agent.address,
-        request.len()
-    );
+    let request = call_request(&agent.address, "add", &sqsum(3, 4));
     let expected = agent.call("add", &sqsum(3, 4), 2_000).await;
     assert_eq!(expected.0, 200);
 
@@ -612,21 +606,43 @@ async fn a_burst_of_connections_to_a_frozen_agent_is_held_and_each_is_answered_w
         .collect::<Result<_, _>>()
         .expect("every request is sent");
 
-    let replies = join_all(streams.into_iter().map(|mut stream| async move {
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await.expect("answered");
-        let answer = String::from_utf8(answer).expect("text");
-        let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|status| status.parse().ok());
-        (
-            status.expect("a status"),
-            Message::from_json_slice(body.as_bytes()).expect("a message"),
-        )
-    }))
+    let replies = join_all(
+        streams
+            .into_iter()
+            .map(|mut stream| async move { read_reply(&mut stream).await }),
+    )
     .await;
     let unexpected = replies.iter().find(|reply| **reply != expected);
     assert!(unexpected.is_none(), "{unexpected:?}");
+}
+
+#[actix_rt::test]
+async fn a_request_on_an_idle_connection_of_an_agent_frozen_longer_than_5_s_is_answered() {
+    let dir = TempDir::new();
+    let (_proxy, agent, _workers) = sqsum_mesh(&dir).await;
+    let request = call_request(&agent.address, "add", &sqsum(3, 4));
+    let mut connection = TcpStream::connect(&agent.address).await.unwrap();
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let expected = read_reply(&mut connection).await;
+    assert_eq!(expected.0, 200);
+
+    // The connection is idle, as a caller's pool keeps it; the caller sends its next
+    // request while the agent is frozen, for longer than actix-web's default keep-alive.
+    agent.process.signal("STOP");
+    connection.write_all(request.as_bytes()).await.unwrap();
+    actix_rt::time::sleep(Duration::from_secs(6)).await;
+    agent.process.signal("CONT");
+    assert_eq!(read_reply(&mut connection).await, expected);
+}
+
+/// `POST /call/{worker}` of `message`, on a connection kept open.
+fn call_request(address: &str, worker: &str, message: &Message) -> String {
+    let path = format!("/call/{worker}?timeout_ms=10000");
+    raw_http::request("POST", address, &path, &message.to_json())
+}
+
+/// One reply to [`call_request`] read from `stream`.
+async fn read_reply(stream: &mut TcpStream) -> (u16, Message) {
+    let (status, body) = raw_http::read_response(stream).await;
+    (status, Message::from_json_slice(&body).expect("a message"))
 }

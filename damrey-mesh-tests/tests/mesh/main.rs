@@ -24,5 +24,6 @@ mod support {
     pub use damrey_mesh_tests::binaries::binary;
     pub use damrey_mesh_tests::mesh::*;
     pub use damrey_mesh_tests::process::*;
+    pub use damrey_mesh_tests::raw_http;
     pub use damrey_mesh_tests::wait::*;
 }

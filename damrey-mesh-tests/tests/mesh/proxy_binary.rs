@@ -1,12 +1,15 @@
 //! The real `damrey-proxy` binary: the embedded SQLite default (a file in its working
 //! directory), and a clean exit on SIGTERM and SIGINT, with a long wait on the change
-//! feed answered rather than holding up the shutdown.
+//! feed answered rather than holding up the shutdown; a request on an idle connection
+//! while it is frozen.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-use crate::support::{Proxy, TempDir, client};
+use crate::support::{Proxy, TempDir, client, raw_http};
 
 #[actix_rt::test]
 async fn the_binary_uses_an_sqlite_file_in_its_directory_and_exits_zero_on_sigterm_and_sigint() {
@@ -34,4 +37,23 @@ async fn the_binary_uses_an_sqlite_file_in_its_directory_and_exits_zero_on_sigte
     assert_eq!(stored["workers"][0]["name"], "entry");
     proxy.process.signal("INT");
     assert_eq!(proxy.process.wait_exit().await, Some(0));
+}
+
+#[actix_rt::test]
+async fn a_request_on_an_idle_connection_of_a_proxy_frozen_longer_than_5_s_is_answered() {
+    let dir = TempDir::new();
+    let proxy = Proxy::start(&dir).await;
+    let request = raw_http::request("GET", &proxy.address, "/healthz", "");
+    let mut connection = TcpStream::connect(&proxy.address).await.unwrap();
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let healthy = raw_http::read_response(&mut connection).await;
+    assert_eq!(healthy.0, 200);
+
+    // Idle, as an agent's pool keeps it; the next request is sent while the proxy is
+    // frozen for longer than actix-web's default keep-alive.
+    proxy.process.signal("STOP");
+    connection.write_all(request.as_bytes()).await.unwrap();
+    actix_rt::time::sleep(Duration::from_secs(6)).await;
+    proxy.process.signal("CONT");
+    assert_eq!(raw_http::read_response(&mut connection).await, healthy);
 }

@@ -1,5 +1,6 @@
-//! The TCP listener a service binds before it builds its server, so that it knows its
-//! port (0 lets the OS choose) before anything is started.
+//! How a service takes connections: the TCP listener it binds before it builds its
+//! server, so that it knows its port (0 lets the OS choose) before anything starts, and
+//! how long it keeps an idle connection.
 //!
 //! `std::net::TcpListener::bind` listens with a backlog of 128 connections that the
 //! kernel has completed and the process not yet accepted. Beyond it, Linux drops the
@@ -7,9 +8,17 @@
 //! caller whose handshake half-completed can be reset (CI saw one `Connection reset by
 //! peer` in a burst of 2,000 calls to an agent). [`bind`] binds as std does, then
 //! listens again with [`BACKLOG`].
+//!
+//! actix-web closes a connection idle for 5 s by default. A client's pool that keeps
+//! idle connections longer (awc 15 s, Go's and hyper's 90 s) can send a request on one
+//! the server is closing, and that request is lost to a reset. And actix-http checks its
+//! keep-alive timer before it reads: a process frozen for longer than the keep-alive
+//! closes, once thawed, every idle connection a caller sent a request on meanwhile.
+//! [`KEEP_ALIVE`] is longer than both.
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
+use std::time::Duration;
 
 use socket2::SockRef;
 
@@ -17,6 +26,10 @@ use socket2::SockRef;
 /// than the largest burst the tests send (2,000), and Linux's cap by default
 /// (`net.core.somaxconn`, 4,096 since 5.4), which a larger value would not pass.
 pub const BACKLOG: u16 = 4096;
+
+/// How long a connection with no request in progress is kept open: longer than the
+/// clients' pools keep an idle connection, so that the client is the one to close it.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(120);
 
 /// Binds `address` (`host:port`, port 0 for any) as `std::net::TcpListener::bind`
 /// does, with a listen backlog of [`BACKLOG`].
@@ -33,7 +46,6 @@ pub fn bind(address: impl ToSocketAddrs) -> io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// More connections than std's backlog of 128 complete their handshake while
     /// nothing accepts them.
