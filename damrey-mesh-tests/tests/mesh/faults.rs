@@ -646,3 +646,75 @@ async fn read_reply(stream: &mut TcpStream) -> (u16, Message) {
     let (status, body) = raw_http::read_response(stream).await;
     (status, Message::from_json_slice(&body).expect("a message"))
 }
+
+#[actix_rt::test]
+async fn an_agent_frozen_for_8_s_answers_every_call_in_flight_when_it_thaws() {
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
+    let agent = Agent::ready(&proxy).await;
+    let _naps = [agent.worker("nap", "nap"), agent.worker("nap", "nap")];
+    agent.wait_instances(2).await;
+    let calls = actix_rt::spawn({
+        let agent = agent.handle();
+        join_all((0..20).map(move |i| {
+            let agent = agent.clone();
+            async move {
+                agent
+                    .call(
+                        "nap",
+                        &Message::request("nap", ["1000", &i.to_string()]),
+                        30_000,
+                    )
+                    .await
+            }
+        }))
+    });
+    agent.wait_in_flight(20).await;
+    agent.process.signal("STOP");
+    actix_rt::time::sleep(Duration::from_secs(8)).await;
+    agent.process.signal("CONT");
+    let replies = calls.await.unwrap();
+    for (i, (status, reply)) in replies.into_iter().enumerate() {
+        assert_eq!(
+            (status, reply),
+            (
+                200,
+                Message::response("nap", ["1000".to_owned(), i.to_string()])
+            )
+        );
+    }
+    assert_eq!(
+        agent.stats_sum("received").await,
+        20,
+        "{}",
+        agent.stats().await
+    );
+}
+
+#[actix_rt::test]
+async fn lines_handed_to_an_agent_frozen_for_8_s_are_answered_once_when_it_thaws() {
+    let dir = TempDir::new();
+    let (_proxy, one, two, _nap) = nap_on_the_second_agent(&dir, AgentOptions::default()).await;
+    let received_before = two.stats_sum("received").await;
+    let calls = actix_rt::spawn({
+        let one = one.handle();
+        join_all((0..20).map(move |i| {
+            let one = one.clone();
+            async move {
+                let message = Message::request("nap", ["1000", &i.to_string()]);
+                one.call("nap", &message, 30_000).await
+            }
+        }))
+    });
+    two.wait_in_flight(20).await;
+    two.process.signal("STOP");
+    actix_rt::time::sleep(Duration::from_secs(8)).await;
+    two.process.signal("CONT");
+    let replies = calls.await.unwrap();
+    for (i, reply) in replies.into_iter().enumerate() {
+        let expected = Message::response("nap", ["1000".to_owned(), i.to_string()]);
+        assert_eq!(reply, (200, expected));
+    }
+    assert_eq!(two.stats_sum("received").await - received_before, 20);
+    assert_eq!(one.pending().await, 0);
+}
