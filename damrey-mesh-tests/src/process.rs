@@ -97,6 +97,30 @@ impl Process {
         assert!(status.success(), "kill -{signal} {} failed", self.name);
     }
 
+    /// Sends `SIGSTOP` and waits until every thread of the process is stopped, so that
+    /// what the test does next happens while it is frozen.
+    ///
+    /// # Panics
+    /// When `kill` fails, or the process is not stopped within [`PATIENCE`].
+    pub async fn freeze(&self) {
+        self.signal("STOP");
+        let tasks = format!("/proc/{}/task", self.pid());
+        let what = format!("{} stopped", self.name);
+        eventually(PATIENCE, &what, || {
+            let stopped = std::fs::read_dir(&tasks).ok().is_some_and(|threads| {
+                threads.flatten().all(|thread| {
+                    std::fs::read_to_string(thread.path().join("stat")).is_ok_and(|stat| {
+                        // `pid (name) state ...`: the name may hold spaces, not `) `.
+                        stat.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('T'))
+                    })
+                })
+            });
+            std::future::ready(stopped.then_some(()))
+        })
+        .await;
+    }
+
     /// Waits for the process to exit by itself; its exit code.
     ///
     /// # Panics

@@ -14,6 +14,7 @@ pub fn request(method: &str, address: &str, path: &str, body: &str) -> String {
 }
 
 /// Reads one response with a `Content-Length` from `stream`: its status and its body.
+/// Bytes read past it (a pipelined next response) are dropped.
 ///
 /// # Panics
 /// When the connection ends or fails before the whole response, or the response is not

@@ -9,12 +9,13 @@
 //! peer` in a burst of 2,000 calls to an agent). [`bind`] binds as std does, then
 //! listens again with [`BACKLOG`].
 //!
-//! actix-web closes a connection idle for 5 s by default. A client's pool that keeps
-//! idle connections longer (awc 15 s, Go's and hyper's 90 s) can send a request on one
-//! the server is closing, and that request is lost to a reset. And actix-http checks its
-//! keep-alive timer before it reads: a process frozen for longer than the keep-alive
-//! closes, once thawed, every idle connection a caller sent a request on meanwhile.
-//! [`KEEP_ALIVE`] is longer than both.
+//! actix-web closes a connection idle for 5 s by default. A client's pool that reuses
+//! idle connections for longer (awc up to 15 s, Go's and hyper's 90 s) can send a
+//! request on one the server is closing, and that request is lost to a reset. And
+//! actix-http checks its keep-alive timer before it reads: once a process frozen past
+//! a connection's keep-alive thaws, it closes that connection unread, losing a request
+//! a caller sent on it meanwhile. With [`KEEP_ALIVE`] both take a connection idle for
+//! 120 s, idle time and freeze together.
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
@@ -27,8 +28,9 @@ use socket2::SockRef;
 /// (`net.core.somaxconn`, 4,096 since 5.4), which a larger value would not pass.
 pub const BACKLOG: u16 = 4096;
 
-/// How long a connection with no request in progress is kept open: longer than the
-/// clients' pools keep an idle connection, so that the client is the one to close it.
+/// How long a connection with no request in progress is kept open: longer than common
+/// clients' pools reuse an idle connection, so that the server is not the one to close
+/// it under a request.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(120);
 
 /// Binds `address` (`host:port`, port 0 for any) as `std::net::TcpListener::bind`

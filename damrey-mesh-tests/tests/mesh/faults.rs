@@ -586,7 +586,7 @@ async fn a_burst_of_connections_to_a_frozen_agent_is_held_and_each_is_answered_w
     let expected = agent.call("add", &sqsum(3, 4), 2_000).await;
     assert_eq!(expected.0, 200);
 
-    agent.process.signal("STOP");
+    agent.process.freeze().await;
     // The kernel completes each handshake and holds the connection, with the request
     // sent on it, for the agent; one it refused would wait for a SYN retransmit that a
     // frozen agent never makes room for.
@@ -628,7 +628,7 @@ async fn a_request_on_an_idle_connection_of_an_agent_frozen_longer_than_5_s_is_a
 
     // The connection is idle, as a caller's pool keeps it; the caller sends its next
     // request while the agent is frozen, for longer than actix-web's default keep-alive.
-    agent.process.signal("STOP");
+    agent.process.freeze().await;
     connection.write_all(request.as_bytes()).await.unwrap();
     actix_rt::time::sleep(Duration::from_secs(6)).await;
     agent.process.signal("CONT");
@@ -670,7 +670,7 @@ async fn an_agent_frozen_for_8_s_answers_every_call_in_flight_when_it_thaws() {
         }))
     });
     agent.wait_in_flight(20).await;
-    agent.process.signal("STOP");
+    agent.process.freeze().await;
     actix_rt::time::sleep(Duration::from_secs(8)).await;
     agent.process.signal("CONT");
     let replies = calls.await.unwrap();
@@ -707,7 +707,7 @@ async fn lines_handed_to_an_agent_frozen_for_8_s_are_answered_once_when_it_thaws
         }))
     });
     two.wait_in_flight(20).await;
-    two.process.signal("STOP");
+    two.process.freeze().await;
     actix_rt::time::sleep(Duration::from_secs(8)).await;
     two.process.signal("CONT");
     let replies = calls.await.unwrap();

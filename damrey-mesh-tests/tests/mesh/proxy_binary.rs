@@ -51,7 +51,7 @@ async fn a_request_on_an_idle_connection_of_a_proxy_frozen_longer_than_5_s_is_an
 
     // Idle, as an agent's pool keeps it; the next request is sent while the proxy is
     // frozen for longer than actix-web's default keep-alive.
-    proxy.process.signal("STOP");
+    proxy.process.freeze().await;
     connection.write_all(request.as_bytes()).await.unwrap();
     actix_rt::time::sleep(Duration::from_secs(6)).await;
     proxy.process.signal("CONT");
