@@ -275,6 +275,9 @@ pub struct AgentOptions {
     pub state_dir: Option<PathBuf>,
     /// More environment (`DAMREY_AGENT_TOKEN`...).
     pub env: Vec<(String, String)>,
+    /// The soft limit of open files it starts with (through `prlimit`); the test's own
+    /// when `None`.
+    pub open_files: Option<u64>,
 }
 
 /// A running agent.
@@ -323,7 +326,17 @@ impl Agent {
             .state_dir
             .get_or_insert_with(|| own_state.as_ref().expect("made just above").0.clone())
             .clone();
-        let mut command = Command::new(binary("damrey-agent"));
+        let mut command = match options.open_files {
+            Some(soft) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={soft}:"))
+                    .arg("--")
+                    .arg(binary("damrey-agent"));
+                prlimit
+            }
+            None => Command::new(binary("damrey-agent")),
+        };
         command
             .args(["-p", &port.to_string(), "-pr", proxy])
             .args(["--host", "127.0.0.1"])

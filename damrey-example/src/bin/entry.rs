@@ -15,6 +15,7 @@ use damrey_service::{connections, telemetry};
 fn main() -> ExitCode {
     let args = EntryArgs::parse();
     process::init_logging(args.worker.log_format);
+    connections::raise_open_files_limit();
     actix_web::rt::System::new().block_on(serve(args)).into()
 }
 

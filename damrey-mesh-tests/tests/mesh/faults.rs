@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::support::{
     Agent, AgentAddress, AgentOptions, PATIENCE, Process, Proxy, TempDir, eventually, join_all,
-    raw_http, serve_get, sqsum, sqsum_mesh,
+    raw_http, serve_get, sqsum, sqsum_mesh, sqsum_specs,
 };
 
 #[actix_rt::test]
@@ -614,6 +614,57 @@ async fn a_burst_of_connections_to_a_frozen_agent_is_held_and_each_is_answered_w
     .await;
     let unexpected = replies.iter().find(|reply| **reply != expected);
     assert!(unexpected.is_none(), "{unexpected:?}");
+}
+
+#[actix_rt::test]
+async fn an_agent_started_with_a_soft_limit_of_256_open_files_serves_600_callers_at_once() {
+    // Each caller holds its connection, as a pool does: with 256 files the agent would
+    // stop accepting at about 250 until the first ones' keep-alive ran out.
+    const CALLERS: usize = 600;
+    let dir = TempDir::new();
+    let proxy = Proxy::with_workers(&dir, sqsum_specs()).await;
+    let options = AgentOptions {
+        open_files: Some(256),
+        ..AgentOptions::default()
+    };
+    let agent = Agent::ready_with(&proxy, options).await;
+    let _workers = agent
+        .start_workers(&[("add", "add"), ("square", "square")])
+        .await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.process.pid())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a limit of open files")
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(
+        open_files[0], open_files[1],
+        "the soft limit is raised to the hard one"
+    );
+
+    let request = call_request(&agent.address, "add", &sqsum(3, 4));
+    let expected = agent.call("add", &sqsum(3, 4), 2_000).await;
+    let calls = join_all((0..CALLERS).map(|_| {
+        let (address, request) = (agent.address.clone(), request.clone());
+        async move {
+            let mut connection = TcpStream::connect(address).await.unwrap();
+            connection.write_all(request.as_bytes()).await.unwrap();
+            let reply = read_reply(&mut connection).await;
+            (connection, reply)
+        }
+    }));
+    let answered = tokio::time::timeout(PATIENCE, calls)
+        .await
+        .expect("every caller is answered while all hold their connections");
+    let unexpected = answered.iter().find(|(_, reply)| *reply != expected);
+    assert!(
+        unexpected.is_none(),
+        "{:?}",
+        unexpected.map(|(_, reply)| reply)
+    );
 }
 
 #[actix_rt::test]
