@@ -23,7 +23,12 @@ const PACKAGES: [&str; 5] = [
 /// packages' binaries.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(build);
+    let dir = BUILT.get_or_init(|| {
+        // Before the first process starts: the test opens more connections than a
+        // shell's 1,024 files in places, and the processes it starts inherit the limit.
+        damrey_service::connections::raise_open_files_limit();
+        build()
+    });
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -275,8 +275,8 @@ pub struct AgentOptions {
     pub state_dir: Option<PathBuf>,
     /// More environment (`DAMREY_AGENT_TOKEN`...).
     pub env: Vec<(String, String)>,
-    /// The soft limit of open files it starts with (through `prlimit`); the test's own
-    /// when `None`.
+    /// The soft limit of open files it starts with (through util-linux's `prlimit`,
+    /// Linux only); the test's own when `None`.
     pub open_files: Option<u64>,
 }
 
@@ -360,7 +360,11 @@ impl Agent {
             command.env("DAMREY_HEARTBEAT_MS", heartbeat_ms.to_string());
         }
         command.envs(options.env.iter().map(|(key, value)| (key, value)));
-        let mut process = Process::spawn("damrey-agent", &mut command);
+        let name = match options.open_files {
+            Some(_) => "prlimit damrey-agent",
+            None => "damrey-agent",
+        };
+        let mut process = Process::spawn(name, &mut command);
         let port = process.bound_port().await;
         let address = format!("127.0.0.1:{port}");
         wait_healthy(&address).await;

@@ -18,11 +18,13 @@
 //! 120 s, idle time and freeze together.
 //!
 //! Each open connection is a file descriptor, and a shell's soft limit is often 1,024
-//! (with a hard one of 524,288 or more). At the limit, actix-server stops accepting
-//! until a connection closes, which an idle one kept alive does only after
-//! [`KEEP_ALIVE`]: 1,000 callers holding their connections would keep every other caller
-//! waiting that long. A service raises its soft limit to the hard one when it starts
-//! ([`raise_open_files_limit`]), as Go's runtime does for every program.
+//! (the hard one often 524,288 under systemd, 1,048,576 in Docker). At the limit,
+//! actix-server pauses accepting, retrying every 500 ms, until a connection closes,
+//! which an idle one kept alive does only after [`KEEP_ALIVE`]: 1,000 callers holding
+//! their connections would keep every other caller waiting that long. A service raises
+//! its soft limit to the hard one when it starts ([`raise_open_files_limit`]), as Go's
+//! `os` package does. Past that, actix-server takes at most 25,600 connections per
+//! worker thread.
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
@@ -52,12 +54,12 @@ pub fn bind(address: impl ToSocketAddrs) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Raises this process's soft limit of open files to its hard limit, and logs the limit
-/// it has then; a failure is logged, not fatal: the service still runs, with fewer
-/// connections at once.
+/// Raises this process's soft limit of open files to its hard limit (what it starts
+/// inherits it), and logs the limit it has then; a failure is logged, not fatal: the
+/// service still runs, with fewer connections at once.
 pub fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(open_files) => tracing::debug!(open_files, "open files limit"),
+        Ok(open_files) => tracing::info!(open_files, "open files limit"),
         Err(error) => {
             tracing::warn!(%error, "the open files limit could not be raised to its hard limit");
         }
