@@ -326,16 +326,16 @@ impl Agent {
             .state_dir
             .get_or_insert_with(|| own_state.as_ref().expect("made just above").0.clone())
             .clone();
-        let mut command = match options.open_files {
+        let (name, mut command) = match options.open_files {
             Some(soft) => {
                 let mut prlimit = Command::new("prlimit");
                 prlimit
                     .arg(format!("--nofile={soft}:"))
                     .arg("--")
                     .arg(binary("damrey-agent"));
-                prlimit
+                ("prlimit damrey-agent", prlimit)
             }
-            None => Command::new(binary("damrey-agent")),
+            None => ("damrey-agent", Command::new(binary("damrey-agent"))),
         };
         command
             .args(["-p", &port.to_string(), "-pr", proxy])
@@ -360,10 +360,6 @@ impl Agent {
             command.env("DAMREY_HEARTBEAT_MS", heartbeat_ms.to_string());
         }
         command.envs(options.env.iter().map(|(key, value)| (key, value)));
-        let name = match options.open_files {
-            Some(_) => "prlimit damrey-agent",
-            None => "damrey-agent",
-        };
         let mut process = Process::spawn(name, &mut command);
         let port = process.bound_port().await;
         let address = format!("127.0.0.1:{port}");

@@ -27,28 +27,7 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
     let _survivor = agent.worker("nap", "nap");
     agent.wait_instances(2).await;
 
-    let calls = actix_rt::spawn({
-        let address = agent.address.clone();
-        async move {
-            let agent = AgentAddress {
-                address,
-                token: None,
-            };
-            join_all((0..40).map(move |i| {
-                let agent = agent.clone();
-                async move {
-                    agent
-                        .call(
-                            "nap",
-                            &Message::request("nap", ["300", &i.to_string()]),
-                            10_000,
-                        )
-                        .await
-                }
-            }))
-            .await
-        }
-    });
+    let calls = nap_calls(agent.handle(), 40, 300, 10_000);
     // Mid-stream: both instances have steps.
     eventually(PATIENCE, "steps in flight on both instances", || async {
         let stats = agent.stats().await;
@@ -83,23 +62,14 @@ async fn a_worker_killed_mid_stream_has_its_steps_retried_on_the_other_instance(
 
 #[actix_rt::test]
 async fn a_caller_that_hangs_up_mid_call_leaves_no_step_counted_in_flight() {
-    use tokio::io::AsyncWriteExt;
-
     let dir = TempDir::new();
     let proxy = Proxy::with_workers(&dir, [nap_spec()]).await;
     let agent = Agent::ready(&proxy).await;
     let _nap = agent.worker("nap", "nap");
     agent.wait_instances(1).await;
 
-    let body = Message::request("nap", ["500"]).to_json();
-    let mut caller = tokio::net::TcpStream::connect(&agent.address)
-        .await
-        .unwrap();
-    let request = format!(
-        "POST /call/nap?timeout_ms=10000 HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n\r\n{body}",
-        agent.address,
-        body.len()
-    );
+    let request = call_request(&agent.address, "nap", &Message::request("nap", ["500"]));
+    let mut caller = TcpStream::connect(&agent.address).await.unwrap();
     caller.write_all(request.as_bytes()).await.unwrap();
     agent.wait_in_flight(1).await;
     // The caller hangs up mid-call.
@@ -119,6 +89,23 @@ async fn a_caller_that_hangs_up_mid_call_leaves_no_step_counted_in_flight() {
 /// The `nap` worker's config: it takes type `nap` and ends the line.
 fn nap_spec() -> serde_json::Value {
     json!({"name": "nap", "commands": [{"name": "nap"}]})
+}
+
+/// `calls` calls of `nap` at once through `agent`, the i-th napping `ms` with argument
+/// `i`, each with `timeout_ms`; the replies, in order, once all are in.
+fn nap_calls(
+    agent: AgentAddress,
+    calls: usize,
+    ms: u64,
+    timeout_ms: u64,
+) -> actix_rt::task::JoinHandle<Vec<(u16, Message)>> {
+    actix_rt::spawn(join_all((0..calls).map(move |i| {
+        let agent = agent.clone();
+        async move {
+            let message = Message::request("nap", [ms.to_string(), i.to_string()]);
+            agent.call("nap", &message, timeout_ms).await
+        }
+    })))
 }
 
 /// A proxy, agent `one` with no workers, and agent `two` holding a `nap` instance,
@@ -189,7 +176,7 @@ async fn a_frozen_agent_costs_callers_a_timeout_at_their_deadline_and_nothing_mo
     let dir = TempDir::new();
     let (_proxy, one, two, _nap) = nap_on_the_second_agent(&dir, AgentOptions::default()).await;
 
-    two.process.signal("STOP");
+    two.process.freeze().await;
     let started = Instant::now();
     let frozen = one
         .call("nap", &Message::request("nap", ["0", "frozen"]), 1_000)
@@ -481,7 +468,7 @@ async fn a_frozen_worker_keeps_the_step_it_holds_and_no_other_instance_runs_it_a
     let _other = agent.worker("nap", "nap");
     agent.wait_instances(2).await;
 
-    frozen.signal("STOP");
+    frozen.freeze().await;
     // Long enough for the agent to miss three pings (one a second) and stop routing
     // to the frozen worker.
     actix_rt::time::sleep(Duration::from_secs(5)).await;
@@ -708,21 +695,7 @@ async fn an_agent_frozen_for_8_s_answers_every_call_in_flight_when_it_thaws() {
     let agent = Agent::ready(&proxy).await;
     let _naps = [agent.worker("nap", "nap"), agent.worker("nap", "nap")];
     agent.wait_instances(2).await;
-    let calls = actix_rt::spawn({
-        let agent = agent.handle();
-        join_all((0..20).map(move |i| {
-            let agent = agent.clone();
-            async move {
-                agent
-                    .call(
-                        "nap",
-                        &Message::request("nap", ["1000", &i.to_string()]),
-                        30_000,
-                    )
-                    .await
-            }
-        }))
-    });
+    let calls = nap_calls(agent.handle(), 20, 1_000, 30_000);
     agent.wait_in_flight(20).await;
     agent.process.freeze().await;
     actix_rt::time::sleep(Duration::from_secs(8)).await;
@@ -750,16 +723,7 @@ async fn lines_handed_to_an_agent_frozen_for_8_s_are_answered_once_when_it_thaws
     let dir = TempDir::new();
     let (_proxy, one, two, _nap) = nap_on_the_second_agent(&dir, AgentOptions::default()).await;
     let received_before = two.stats_sum("received").await;
-    let calls = actix_rt::spawn({
-        let one = one.handle();
-        join_all((0..20).map(move |i| {
-            let one = one.clone();
-            async move {
-                let message = Message::request("nap", ["1000", &i.to_string()]);
-                one.call("nap", &message, 30_000).await
-            }
-        }))
-    });
+    let calls = nap_calls(one.handle(), 20, 1_000, 30_000);
     two.wait_in_flight(20).await;
     two.process.freeze().await;
     actix_rt::time::sleep(Duration::from_secs(8)).await;
